@@ -1,0 +1,79 @@
+"""Runtime configuration: one settings class, environment prefix ``QUNYUN_``."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_KEYS = frozenset({"", "change-me", "changeme", "secret", "placeholder", "dev", "test"})
+
+
+class Settings(BaseSettings):
+    """Everything an operator may set; read from the environment and an optional ``.env`` file."""
+
+    model_config = SettingsConfigDict(env_prefix="QUNYUN_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production", "test"] = "development"
+    var_dir: Path = Path("var")
+    database_url: str = ""
+    time_zone: str = "Asia/Shanghai"
+    secret_key: str = ""
+    redis_url: str | None = None
+    # Message text is personal data: keep it only this many days (0 = never store text).
+    message_text_retention_days: int = Field(default=30, ge=0)
+    session_max_age_seconds: int = Field(default=12 * 3600, gt=0)
+    api_token_max_age_days: int = Field(default=90, gt=0)
+    worker_concurrency: int = Field(default=1, ge=0)
+    job_lease_seconds: int = Field(default=300, gt=0)
+    default_language: Literal["zh", "en"] = "zh"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _valid_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except Exception as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_key(self) -> Settings:
+        if self.env == "production" and self.secret_key.strip().lower() in PLACEHOLDER_KEYS:
+            raise ValueError("QUNYUN_SECRET_KEY must be set to a real secret in production")
+        if self.env == "production" and len(self.secret_key) < 32:
+            raise ValueError("QUNYUN_SECRET_KEY must be at least 32 characters in production")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'qunyun.db').as_posix()}"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    def resolved_secret_key(self) -> str:
+        """The secret key; in development it is generated into ``var/secret_key`` on first use."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.var_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,49 @@
+"""All ORM models, one module per aggregate. Importing this package registers every table."""
+
+from qunyun.models.audit import AuditLog
+from qunyun.models.channel import Channel
+from qunyun.models.commerce import Order, Refund
+from qunyun.models.community import Community, Playbook
+from qunyun.models.event import Event, EventKind, MessageText, MsgType
+from qunyun.models.group import Group, GroupStatus
+from qunyun.models.job import Job, JobRun, JobStatus
+from qunyun.models.member import Member, Tag, Tagging
+from qunyun.models.membership import MembershipSpan
+from qunyun.models.organisation import Organisation
+from qunyun.models.outbound import OutboundAction, OutboundActionTransition, OutboundState, StaffTask
+from qunyun.models.rollup import GroupDaily, MemberDay, OrgDaily
+from qunyun.models.staff import AuthToken, Role, Staff, StaffGroupAssignment
+
+__all__ = [
+    "AuditLog",
+    "AuthToken",
+    "Channel",
+    "Community",
+    "Event",
+    "EventKind",
+    "Group",
+    "GroupDaily",
+    "GroupStatus",
+    "Job",
+    "JobRun",
+    "JobStatus",
+    "Member",
+    "MemberDay",
+    "MembershipSpan",
+    "MessageText",
+    "MsgType",
+    "Order",
+    "OrgDaily",
+    "Organisation",
+    "OutboundAction",
+    "OutboundActionTransition",
+    "OutboundState",
+    "Playbook",
+    "Refund",
+    "Role",
+    "Staff",
+    "StaffGroupAssignment",
+    "StaffTask",
+    "Tag",
+    "Tagging",
+]

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from qunyun.db.base import Base, Timestamp
+
+
+class OutboundState(enum.StrEnum):
+    """planned → queued → sent → confirmed; or awaiting_confirmation (a human must press send on
+    the platform), delegated (became a staff task), failed, expired."""
+
+    PLANNED = "planned"
+    QUEUED = "queued"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    SENT = "sent"
+    CONFIRMED = "confirmed"
+    DELEGATED = "delegated"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class OutboundAction(Base):
+    """An action on a platform (send, delete, mute, kick, create group, invite link…).
+
+    The idempotency key is unique: asking twice for the same action yields the same row, and
+    the connector receives the key so that a retry after a crash is not a second send.
+    """
+
+    __tablename__ = "outbound_actions"
+    __table_args__ = (Index("ix_outbound_actions_key", "idempotency_key", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    group_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    member_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(24), default=OutboundState.PLANNED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    external_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class OutboundActionTransition(Base):
+    """Every state change of an outbound action (append-only history of sends)."""
+
+    __tablename__ = "outbound_action_transitions"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("outbound_actions.id", ondelete="CASCADE"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    to_state: Mapped[str] = mapped_column(String(24))
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class StaffTask(Base):
+    """Work for a person: what a platform cannot do by API, reminders, confirmations."""
+
+    __tablename__ = "staff_tasks"
+    __table_args__ = (Index("ix_staff_tasks_assignee", "assignee_id", "status"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    group_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | done | cancelled
+    outbound_action_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outbound_actions.id", ondelete="SET NULL"), nullable=True
+    )
+    due_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    done_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)

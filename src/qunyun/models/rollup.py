@@ -1,0 +1,58 @@
+"""Rollups maintained at ingestion so that stats never rescan the event log."""
+
+from __future__ import annotations
+
+from sqlalchemy import Index, Integer, SmallInteger
+from sqlalchemy.orm import Mapped, mapped_column
+
+from qunyun.db.base import Base
+
+
+class MemberDay(Base):
+    """What one member did in one group on one day (joined, left, messages posted).
+
+    The distinct-member metrics (joins, left, actives — per group, per week, across groups) are
+    counts over these rows.
+    """
+
+    __tablename__ = "member_days"
+    __table_args__ = (Index("ix_member_days_org_day", "org_id", "day"),)
+
+    group_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(Integer)
+    joined: Mapped[int] = mapped_column(SmallInteger, default=0)
+    left: Mapped[int] = mapped_column(SmallInteger, default=0)
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class GroupDaily(Base):
+    """Per group and day: the daily metrics, and the change in end-of-day members."""
+
+    __tablename__ = "group_daily"
+    __table_args__ = (Index("ix_group_daily_org_day", "org_id", "day"),)
+
+    group_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_id: Mapped[int] = mapped_column(Integer)
+    joins: Mapped[int] = mapped_column(Integer, default=0)
+    lefts: Mapped[int] = mapped_column(Integer, default=0)
+    actives: Mapped[int] = mapped_column(Integer, default=0)
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+    # members(end of day d) = sum of members_delta over days <= d
+    members_delta: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OrgDaily(Base):
+    """Per organisation and day, distinct members across all groups."""
+
+    __tablename__ = "org_daily"
+
+    org_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    joins: Mapped[int] = mapped_column(Integer, default=0)
+    lefts: Mapped[int] = mapped_column(Integer, default=0)
+    actives: Mapped[int] = mapped_column(Integer, default=0)
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+    members_delta: Mapped[int] = mapped_column(Integer, default=0)
