@@ -1,0 +1,1 @@
+"""Staff authentication: passwords, sessions, API tokens, CSRF, and data scope."""

@@ -1,0 +1,215 @@
+"""The ``qunyun`` command. Its verbs and output formats are a stable contract (PRODUCT.md)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from qunyun.errors import QunyunError
+
+app = typer.Typer(help="qunyun — community operations platform", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database schema", no_args_is_help=True)
+events_app = typer.Typer(help="Platform events (interchange format v1)", no_args_is_help=True)
+stats_app = typer.Typer(help="Daily and weekly metrics", no_args_is_help=True)
+org_app = typer.Typer(help="Organisations and staff accounts", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(events_app, name="events")
+app.add_typer(stats_app, name="stats")
+app.add_typer(org_app, name="org")
+
+err = Console(stderr=True)
+
+OrgOption = Annotated[
+    str, typer.Option("--org", envvar="QUNYUN_ORG", help="Organisation slug (created on first import).")
+]
+
+
+def _fail(exc: QunyunError) -> None:
+    err.print(f"[red]error:[/red] {exc.message}")
+    raise typer.Exit(code=2)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Create or upgrade the schema at QUNYUN_DATABASE_URL (default: SQLite file var/qunyun.db)."""
+    from qunyun.db.migrate import current_revision, upgrade
+    from qunyun.db.session import get_engine
+
+    engine = get_engine()
+    upgrade(engine, revision)
+    err.print(f"schema at revision {current_revision(engine)} ({engine.url.render_as_string()})")
+
+
+@events_app.command("import")
+def events_import(
+    path: Annotated[str, typer.Argument(help="JSON Lines file, or - for standard input")],
+    org: OrgOption = "default",
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Skip bad lines (each is reported) instead of aborting")
+    ] = False,
+    platform: Annotated[str, typer.Option(help="Platform of the groups and members in the file")] = "import",
+    batch_size: Annotated[int, typer.Option(help="Events per transaction chunk")] = 20000,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Import event interchange JSONL: all or nothing unless --skip-invalid."""
+    from qunyun.ingestion.importer import import_file
+
+    try:
+        report = import_file(
+            path if path != "-" else sys.stdin.buffer,
+            org_slug=org,
+            skip_invalid=skip_invalid,
+            platform=platform,
+            batch_size=batch_size,
+            progress=not quiet and sys.stderr.isatty(),
+        )
+    except QunyunError as exc:
+        _fail(exc)
+        return
+    for line_no, reason in report.skipped:
+        err.print(f"skipped line {line_no}: {reason}")
+    err.print(
+        f"imported {report.stored} events ({report.duplicates} duplicates, {len(report.skipped)} skipped) "
+        f"in {report.seconds:.2f}s, {report.rate:,.0f} events/s"
+    )
+
+
+class StatsFormat(StrEnum):
+    json = "json"
+    csv = "csv"
+    table = "table"
+
+
+def _stats(
+    period: str, org: str, date_from: date, date_to: date, group: str | None, fmt: StatsFormat
+) -> None:
+    from qunyun.analytics.render import render_rows
+    from qunyun.analytics.stats import stats_for_cli
+
+    try:
+        rows = stats_for_cli(period, org_slug=org, date_from=date_from, date_to=date_to, group=group)
+    except QunyunError as exc:
+        _fail(exc)
+        return
+    render_rows(rows, fmt.value, sys.stdout)
+
+
+DateFrom = Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD")]
+DateTo = Annotated[str, typer.Option("--to", help="Last day, YYYY-MM-DD (inclusive)")]
+GroupOpt = Annotated[str | None, typer.Option("--group", help="External group id; omit for all groups")]
+FormatOpt = Annotated[StatsFormat, typer.Option("--format")]
+
+
+def _parse_day(value: str, name: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        err.print(f"[red]error:[/red] {name} must be a date like 2026-03-01, got {value!r}")
+        raise typer.Exit(code=2) from None
+
+
+@stats_app.command("daily")
+def stats_daily(
+    date_from: DateFrom,
+    date_to: DateTo,
+    group: GroupOpt = None,
+    fmt: FormatOpt = StatsFormat.table,
+    org: OrgOption = "default",
+) -> None:
+    """Per-day joins, left, actives, members and active_ratio."""
+    _stats("daily", org, _parse_day(date_from, "--from"), _parse_day(date_to, "--to"), group, fmt)
+
+
+@stats_app.command("weekly")
+def stats_weekly(
+    date_from: DateFrom,
+    date_to: DateTo,
+    group: GroupOpt = None,
+    fmt: FormatOpt = StatsFormat.table,
+    org: OrgOption = "default",
+) -> None:
+    """Per-ISO-week metrics with conversion and GMV."""
+    _stats("weekly", org, _parse_day(date_from, "--from"), _parse_day(date_to, "--to"), group, fmt)
+
+
+@org_app.command("create")
+def org_create(
+    slug: str,
+    name: Annotated[str, typer.Option(help="Display name")] = "",
+    time_zone: Annotated[str, typer.Option(help="IANA time zone for metric days")] = "Asia/Shanghai",
+) -> None:
+    """Create an organisation."""
+    from qunyun.db.session import unit_of_work
+    from qunyun.team.service import create_organisation
+
+    try:
+        with unit_of_work() as session:
+            create_organisation(session, name=name or slug, slug=slug, time_zone=time_zone)
+    except QunyunError as exc:
+        _fail(exc)
+    err.print(f"organisation {slug} created")
+
+
+@org_app.command("add-staff")
+def org_add_staff(
+    org: Annotated[str, typer.Argument(help="Organisation slug")],
+    username: str,
+    role: Annotated[str, typer.Option(help="lead, owner, admin, operator or analyst")] = "operator",
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)] = "",
+) -> None:
+    """Create a staff account in an organisation."""
+    from sqlalchemy import select
+
+    from qunyun.db.session import unit_of_work
+    from qunyun.models import Organisation
+    from qunyun.team.service import create_staff
+
+    try:
+        with unit_of_work() as session:
+            org_id = session.scalar(select(Organisation.id).where(Organisation.slug == org))
+            if org_id is None:
+                raise QunyunError(f"no organisation {org!r}")
+            create_staff(session, org_id, username=username, password=password, role=role)
+    except QunyunError as exc:
+        _fail(exc)
+    err.print(f"staff {username} ({role}) created in {org}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[int, typer.Option(help="In-process job workers (0 to run none)")] = 1,
+) -> None:
+    """Serve the console and the REST API, with an in-process job worker."""
+    import uvicorn
+
+    from qunyun.api.app import create_app
+
+    uvicorn.run(create_app(in_process_workers=workers), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Worker threads in this process")] = 1,
+    burst: Annotated[bool, typer.Option("--burst", help="Exit when no job is due")] = False,
+    name: Annotated[str | None, typer.Option(help="Worker name in job records")] = None,
+) -> None:
+    """Run standalone job workers; any number of processes may share one PostgreSQL."""
+    from qunyun.worker.runner import run_workers
+
+    run_workers(concurrency=concurrency, burst=burst, name=name)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

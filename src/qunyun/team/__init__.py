@@ -1,0 +1,1 @@
+"""Organisations, staff accounts and their group assignments (M14)."""
