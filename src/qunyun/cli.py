@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from datetime import date
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,7 +12,12 @@ from rich.console import Console
 
 from qunyun.errors import QunyunError
 
-app = typer.Typer(help="qunyun — community operations platform", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="qunyun — community operations platform",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(help="Database schema", no_args_is_help=True)
 events_app = typer.Typer(help="Platform events (interchange format v1)", no_args_is_help=True)
 stats_app = typer.Typer(help="Daily and weekly metrics", no_args_is_help=True)
@@ -87,13 +91,15 @@ class StatsFormat(StrEnum):
 
 
 def _stats(
-    period: str, org: str, date_from: date, date_to: date, group: str | None, fmt: StatsFormat
+    period: str, org: str, date_from: date, date_to: date, group: str | None, fmt: StatsFormat, per_group: bool
 ) -> None:
     from qunyun.analytics.render import render_rows
     from qunyun.analytics.stats import stats_for_cli
 
     try:
-        rows = stats_for_cli(period, org_slug=org, date_from=date_from, date_to=date_to, group=group)
+        rows = stats_for_cli(
+            period, org_slug=org, date_from=date_from, date_to=date_to, group=group, per_group=per_group
+        )
     except QunyunError as exc:
         _fail(exc)
         return
@@ -104,6 +110,7 @@ DateFrom = Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD")]
 DateTo = Annotated[str, typer.Option("--to", help="Last day, YYYY-MM-DD (inclusive)")]
 GroupOpt = Annotated[str | None, typer.Option("--group", help="External group id; omit for all groups")]
 FormatOpt = Annotated[StatsFormat, typer.Option("--format")]
+PerGroupOpt = Annotated[bool, typer.Option("--per-group", help="Also one row per group (besides the all-groups row)")]
 
 
 def _parse_day(value: str, name: str) -> date:
@@ -120,10 +127,11 @@ def stats_daily(
     date_to: DateTo,
     group: GroupOpt = None,
     fmt: FormatOpt = StatsFormat.table,
+    per_group: PerGroupOpt = False,
     org: OrgOption = "default",
 ) -> None:
     """Per-day joins, left, actives, members and active_ratio."""
-    _stats("daily", org, _parse_day(date_from, "--from"), _parse_day(date_to, "--to"), group, fmt)
+    _stats("daily", org, _parse_day(date_from, "--from"), _parse_day(date_to, "--to"), group, fmt, per_group)
 
 
 @stats_app.command("weekly")
@@ -132,10 +140,11 @@ def stats_weekly(
     date_to: DateTo,
     group: GroupOpt = None,
     fmt: FormatOpt = StatsFormat.table,
+    per_group: PerGroupOpt = False,
     org: OrgOption = "default",
 ) -> None:
-    """Per-ISO-week metrics with conversion and GMV."""
-    _stats("weekly", org, _parse_day(date_from, "--from"), _parse_day(date_to, "--to"), group, fmt)
+    """Per-ISO-week metrics with conversion and GMV (whole ISO weeks touching the range)."""
+    _stats("weekly", org, _parse_day(date_from, "--from"), _parse_day(date_to, "--to"), group, fmt, per_group)
 
 
 @org_app.command("create")
@@ -209,6 +218,11 @@ def worker(
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+@app.callback()
+def _root() -> None:
+    """qunyun — community operations platform (社群运营)."""
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,7 +23,7 @@ class MemberDay(Base):
     member_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     org_id: Mapped[int] = mapped_column(Integer)
     joined: Mapped[int] = mapped_column(SmallInteger, default=0)
-    left: Mapped[int] = mapped_column(SmallInteger, default=0)
+    departed: Mapped[int] = mapped_column(SmallInteger, default=0)
     messages: Mapped[int] = mapped_column(Integer, default=0)
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 17:19:30.646404
+Create Date: 2026-11-23 17:23:09.850138
 """
 
 from collections.abc import Sequence
@@ -40,7 +40,7 @@ def upgrade() -> None:
         sa.Column("member_id", sa.Integer(), nullable=False),
         sa.Column("org_id", sa.Integer(), nullable=False),
         sa.Column("joined", sa.SmallInteger(), nullable=False),
-        sa.Column("left", sa.SmallInteger(), nullable=False),
+        sa.Column("departed", sa.SmallInteger(), nullable=False),
         sa.Column("messages", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("group_id", "day", "member_id", name=op.f("pk_member_days")),
     )
@@ -82,10 +82,7 @@ def upgrade() -> None:
         sa.Column("expected_rate_bp", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["org_id"],
-            ["organisations.id"],
-            name=op.f("fk_channels_org_id_organisations"),
-            ondelete="CASCADE",
+            ["org_id"], ["organisations.id"], name=op.f("fk_channels_org_id_organisations"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_channels")),
         sa.UniqueConstraint("org_id", "code", name=op.f("uq_channels_org_id_code")),
@@ -111,10 +108,7 @@ def upgrade() -> None:
         sa.Column("goals", sa.Text(), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["org_id"],
-            ["organisations.id"],
-            name=op.f("fk_communities_org_id_organisations"),
-            ondelete="CASCADE",
+            ["org_id"], ["organisations.id"], name=op.f("fk_communities_org_id_organisations"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_communities")),
         sa.UniqueConstraint("org_id", "name", name=op.f("uq_communities_org_id_name")),
@@ -199,9 +193,7 @@ def upgrade() -> None:
             ["org_id"], ["organisations.id"], name=op.f("fk_members_org_id_organisations"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_members")),
-        sa.UniqueConstraint(
-            "org_id", "platform", "external_id", name=op.f("uq_members_org_id_platform_external_id")
-        ),
+        sa.UniqueConstraint("org_id", "platform", "external_id", name=op.f("uq_members_org_id_platform_external_id")),
     )
     with op.batch_alter_table("members", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_members_org_id"), ["org_id"], unique=False)
@@ -217,10 +209,7 @@ def upgrade() -> None:
         sa.Column("join_event_id", sa.BigInteger(), nullable=False),
         sa.Column("leave_event_id", sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["org_id"],
-            ["organisations.id"],
-            name=op.f("fk_membership_spans_org_id_organisations"),
-            ondelete="CASCADE",
+            ["org_id"], ["organisations.id"], name=op.f("fk_membership_spans_org_id_organisations"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_membership_spans")),
     )
@@ -267,10 +256,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["org_id"],
-            ["organisations.id"],
-            name=op.f("fk_outbound_actions_org_id_organisations"),
-            ondelete="CASCADE",
+            ["org_id"], ["organisations.id"], name=op.f("fk_outbound_actions_org_id_organisations"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbound_actions")),
     )
@@ -344,10 +330,7 @@ def upgrade() -> None:
         sa.Column("user_agent", sa.String(length=300), nullable=True),
         sa.Column("at", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["org_id"],
-            ["organisations.id"],
-            name=op.f("fk_audit_log_org_id_organisations"),
-            ondelete="CASCADE",
+            ["org_id"], ["organisations.id"], name=op.f("fk_audit_log_org_id_organisations"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
             ["staff_id"], ["staff.id"], name=op.f("fk_audit_log_staff_id_staff"), ondelete="SET NULL"
@@ -388,9 +371,7 @@ def upgrade() -> None:
         sa.Column("finished_at", sa.BigInteger(), nullable=False),
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_job_runs_job_id_jobs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name=op.f("fk_job_runs_job_id_jobs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_job_runs")),
     )
     with op.batch_alter_table("job_runs", schema=None) as batch_op:
@@ -426,9 +407,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbound_action_transitions")),
     )
     with op.batch_alter_table("outbound_action_transitions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_outbound_action_transitions_action_id"), ["action_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_outbound_action_transitions_action_id"), ["action_id"], unique=False)
 
     op.create_table(
         "playbooks",
@@ -448,10 +427,7 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.ForeignKeyConstraint(
-            ["org_id"],
-            ["organisations.id"],
-            name=op.f("fk_playbooks_org_id_organisations"),
-            ondelete="CASCADE",
+            ["org_id"], ["organisations.id"], name=op.f("fk_playbooks_org_id_organisations"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_playbooks")),
         sa.UniqueConstraint("org_id", "name", name=op.f("uq_playbooks_org_id_name")),
@@ -477,10 +453,7 @@ def upgrade() -> None:
             ["assignee_id"], ["staff.id"], name=op.f("fk_staff_tasks_assignee_id_staff"), ondelete="SET NULL"
         ),
         sa.ForeignKeyConstraint(
-            ["org_id"],
-            ["organisations.id"],
-            name=op.f("fk_staff_tasks_org_id_organisations"),
-            ondelete="CASCADE",
+            ["org_id"], ["organisations.id"], name=op.f("fk_staff_tasks_org_id_organisations"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
             ["outbound_action_id"],
@@ -507,9 +480,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["member_id"], ["members.id"], name=op.f("fk_taggings_member_id_members"), ondelete="CASCADE"
         ),
-        sa.ForeignKeyConstraint(
-            ["tag_id"], ["tags.id"], name=op.f("fk_taggings_tag_id_tags"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["tag_id"], ["tags.id"], name=op.f("fk_taggings_tag_id_tags"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("member_id", "tag_id", name=op.f("pk_taggings")),
     )
     with op.batch_alter_table("taggings", schema=None) as batch_op:
@@ -532,27 +503,17 @@ def upgrade() -> None:
         sa.Column("member_count", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["community_id"],
-            ["communities.id"],
-            name=op.f("fk_groups_community_id_communities"),
-            ondelete="SET NULL",
+            ["community_id"], ["communities.id"], name=op.f("fk_groups_community_id_communities"), ondelete="SET NULL"
         ),
         sa.ForeignKeyConstraint(
             ["org_id"], ["organisations.id"], name=op.f("fk_groups_org_id_organisations"), ondelete="CASCADE"
         ),
+        sa.ForeignKeyConstraint(["owner_id"], ["staff.id"], name=op.f("fk_groups_owner_id_staff"), ondelete="SET NULL"),
         sa.ForeignKeyConstraint(
-            ["owner_id"], ["staff.id"], name=op.f("fk_groups_owner_id_staff"), ondelete="SET NULL"
-        ),
-        sa.ForeignKeyConstraint(
-            ["playbook_id"],
-            ["playbooks.id"],
-            name=op.f("fk_groups_playbook_id_playbooks"),
-            ondelete="SET NULL",
+            ["playbook_id"], ["playbooks.id"], name=op.f("fk_groups_playbook_id_playbooks"), ondelete="SET NULL"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_groups")),
-        sa.UniqueConstraint(
-            "org_id", "platform", "external_id", name=op.f("uq_groups_org_id_platform_external_id")
-        ),
+        sa.UniqueConstraint("org_id", "platform", "external_id", name=op.f("uq_groups_org_id_platform_external_id")),
     )
     with op.batch_alter_table("groups", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_groups_community_id"), ["community_id"], unique=False)
@@ -566,21 +527,13 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["group_id"],
-            ["groups.id"],
-            name=op.f("fk_staff_group_assignments_group_id_groups"),
-            ondelete="CASCADE",
+            ["group_id"], ["groups.id"], name=op.f("fk_staff_group_assignments_group_id_groups"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
-            ["staff_id"],
-            ["staff.id"],
-            name=op.f("fk_staff_group_assignments_staff_id_staff"),
-            ondelete="CASCADE",
+            ["staff_id"], ["staff.id"], name=op.f("fk_staff_group_assignments_staff_id_staff"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_staff_group_assignments")),
-        sa.UniqueConstraint(
-            "staff_id", "group_id", name=op.f("uq_staff_group_assignments_staff_id_group_id")
-        ),
+        sa.UniqueConstraint("staff_id", "group_id", name=op.f("uq_staff_group_assignments_staff_id_group_id")),
     )
     with op.batch_alter_table("staff_group_assignments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_staff_group_assignments_group_id"), ["group_id"], unique=False)

@@ -1,0 +1,1 @@
+"""Data monitoring and review (M11): metrics answered from the ingestion rollups."""

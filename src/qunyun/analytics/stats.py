@@ -1,0 +1,342 @@
+"""Daily and weekly metrics exactly as PRODUCT.md "Metric definitions" states them.
+
+Answered from rollups kept at ingestion — ``group_daily`` and ``org_daily`` for days,
+``member_days`` for distinct members over a week, spans and orders for conversion — never by
+rescanning the event log.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from qunyun.db.session import unit_of_work
+from qunyun.errors import InvalidInput, NotFound
+from qunyun.ingestion.sql import SqlDialect
+from qunyun.models import Group, Organisation
+from qunyun.timeutil import daterange, day_bounds_micros, day_key, iso_week_label, week_start
+
+MAX_DAYS = 3660
+
+DAILY_FIELDS = ("date", "group", "joins", "left", "actives", "members", "active_ratio")
+WEEKLY_FIELDS = (
+    "week",
+    "group",
+    "joins",
+    "left",
+    "actives",
+    "members",
+    "active_ratio",
+    "converted",
+    "conversion_ratio",
+    "gmv",
+    "converted_wow",
+)
+
+
+def ratio(numerator: int, denominator: int) -> float:
+    return round(numerator / denominator, 4) if denominator else 0.0
+
+
+def yuan(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    fen = abs(fen)
+    return f"{sign}{fen // 100}.{fen % 100:02d}"
+
+
+@dataclass(frozen=True)
+class StatsQuery:
+    org_id: int
+    date_from: date
+    date_to: date
+    # None: every group of the organisation plus the "all groups" total.
+    group_ids: list[int] | None = None
+    per_group: bool = True
+    include_total: bool = True
+
+
+def _check_range(date_from: date, date_to: date) -> None:
+    if date_to < date_from:
+        raise InvalidInput("--to is before --from", field="to")
+    if (date_to - date_from).days > MAX_DAYS:
+        raise InvalidInput(f"a range may span at most {MAX_DAYS} days", field="to")
+
+
+class _Stats:
+    def __init__(self, session: Session, query: StatsQuery) -> None:
+        self.session = session
+        self.q = query
+        self.db = SqlDialect(session.connection())
+        org = session.get(Organisation, query.org_id)
+        if org is None:
+            raise NotFound(f"no organisation {query.org_id}")
+        self.zone = ZoneInfo(org.time_zone)
+        stmt = select(Group.id, Group.external_id).where(Group.org_id == query.org_id)
+        if query.group_ids is not None:
+            stmt = stmt.where(Group.id.in_(query.group_ids))
+        end_micros = day_bounds_micros(query.date_to, self.zone)[1]
+        stmt = stmt.where(Group.created_at < end_micros).order_by(Group.external_id)
+        self.groups: list[tuple[int, str]] = [(r[0], r[1]) for r in session.execute(stmt)]
+
+    def _group_filter(self) -> tuple[str, tuple[int, ...]]:
+        ids = self.q.group_ids
+        if ids is None:
+            return "", ()
+        if not ids:
+            return " AND 1 = 0", ()
+        return f" AND group_id IN ({','.join('?' * len(ids))})", tuple(ids)
+
+    def members_series(self, days: list[date]) -> tuple[dict[int, list[int]], list[int]]:
+        """End-of-day members for each consecutive day in ``days``: per group, and in ≥1 group."""
+        first, last = day_key(days[0]), day_key(days[-1])
+        index = {day_key(d): i for i, d in enumerate(days)}
+        where, params = self._group_filter()
+        per_group: dict[int, list[int]] = {}
+        if self.q.per_group:
+            base = dict(
+                self.db.run(
+                    "SELECT group_id, sum(members_delta) FROM group_daily WHERE org_id = ? AND day < ?"
+                    f"{where} GROUP BY group_id",
+                    (self.q.org_id, first, *params),
+                ).fetchall()
+            )
+            deltas: dict[int, list[int]] = defaultdict(lambda: [0] * len(days))
+            for group_id, day, delta in self.db.run(
+                "SELECT group_id, day, members_delta FROM group_daily WHERE org_id = ? AND day >= ? AND day <= ?"
+                f" AND members_delta <> 0{where}",
+                (self.q.org_id, first, last, *params),
+            ):
+                deltas[group_id][index[day]] += delta
+            for group_id, _ in self.groups:
+                running = int(base.get(group_id) or 0)
+                series = []
+                for delta in deltas.get(group_id) or [0] * len(days):
+                    running += delta
+                    series.append(running)
+                per_group[group_id] = series
+        total: list[int] = []
+        if self.q.include_total:
+            running = int(
+                self.db.run(
+                    "SELECT coalesce(sum(members_delta), 0) FROM org_daily WHERE org_id = ? AND day < ?",
+                    (self.q.org_id, first),
+                ).scalar_one()
+            )
+            total_deltas = [0] * len(days)
+            for day, delta in self.db.run(
+                "SELECT day, members_delta FROM org_daily WHERE org_id = ? AND day >= ? AND day <= ?",
+                (self.q.org_id, first, last),
+            ):
+                total_deltas[index[day]] += delta
+            for delta in total_deltas:
+                running += delta
+                total.append(running)
+        return per_group, total
+
+    # -- daily ---------------------------------------------------------------------------
+
+    def daily(self) -> list[dict[str, Any]]:
+        days = daterange(self.q.date_from, self.q.date_to)
+        first, last = day_key(days[0]), day_key(days[-1])
+        index = {day_key(d): i for i, d in enumerate(days)}
+        members, total_members = self.members_series(days)
+        zero = (0, 0, 0)
+        counts: dict[int, dict[int, tuple[int, int, int]]] = defaultdict(dict)
+        where, params = self._group_filter()
+        if self.q.per_group:
+            for group_id, day, joins, lefts, actives in self.db.run(
+                "SELECT group_id, day, joins, lefts, actives FROM group_daily"
+                f" WHERE org_id = ? AND day >= ? AND day <= ?{where}",
+                (self.q.org_id, first, last, *params),
+            ):
+                counts[group_id][index[day]] = (joins, lefts, actives)
+        totals: dict[int, tuple[int, int, int]] = {}
+        if self.q.include_total:
+            for day, joins, lefts, actives in self.db.run(
+                "SELECT day, joins, lefts, actives FROM org_daily WHERE org_id = ? AND day >= ? AND day <= ?",
+                (self.q.org_id, first, last),
+            ):
+                totals[index[day]] = (joins, lefts, actives)
+        labels = [d.isoformat() for d in days]
+        rows: list[dict[str, Any]] = []
+        for i, label in enumerate(labels):
+            if self.q.include_total:
+                joins, lefts, actives = totals.get(i, zero)
+                m = total_members[i]
+                rows.append(_daily_row(label, None, joins, lefts, actives, m))
+            if self.q.per_group:
+                for group_id, external_id in self.groups:
+                    joins, lefts, actives = counts[group_id].get(i, zero) if group_id in counts else zero
+                    rows.append(_daily_row(label, external_id, joins, lefts, actives, members[group_id][i]))
+        return rows
+
+    # -- weekly --------------------------------------------------------------------------
+
+    def weekly(self) -> list[dict[str, Any]]:
+        first_monday = week_start(self.q.date_from) - timedelta(days=7)  # one more, for converted_wow
+        mondays = [
+            first_monday + timedelta(days=7 * i)
+            for i in range((week_start(self.q.date_to) - first_monday).days // 7 + 1)
+        ]
+        days = daterange(mondays[0], mondays[-1] + timedelta(days=6))
+        members, total_members = self.members_series(days)
+        where, params = self._group_filter()
+        rows: list[dict[str, Any]] = []
+        previous: dict[int | None, int] = {}
+        for w, monday in enumerate(mondays):
+            sunday_index = w * 7 + 6
+            lo, hi = day_key(monday), day_key(monday + timedelta(days=6))
+            distinct = (
+                "count(DISTINCT CASE WHEN joined = 1 THEN member_id END),"
+                " count(DISTINCT CASE WHEN departed = 1 THEN member_id END),"
+                " count(DISTINCT CASE WHEN messages > 0 THEN member_id END)"
+            )
+            per_group_counts: dict[int, tuple[int, int, int]] = {}
+            if self.q.per_group:
+                for group_id, joins, lefts, actives in self.db.run(
+                    f"SELECT group_id, {distinct} FROM member_days WHERE org_id = ? AND day >= ? AND day <= ?"
+                    f"{where} GROUP BY group_id",
+                    (self.q.org_id, lo, hi, *params),
+                ):
+                    per_group_counts[group_id] = (joins, lefts, actives)
+            total_counts = (0, 0, 0)
+            if self.q.include_total:
+                total_counts = tuple(  # type: ignore[assignment]
+                    self.db.run(
+                        f"SELECT {distinct} FROM member_days WHERE org_id = ? AND day >= ? AND day <= ?",
+                        (self.q.org_id, lo, hi),
+                    ).one()
+                )
+            conversions = self._conversions(monday)
+            week_rows: list[dict[str, Any]] = []
+            if self.q.include_total:
+                converted, gmv = conversions.get(None, (0, 0))
+                week_rows.append(
+                    _weekly_row(
+                        monday, None, total_counts, total_members[sunday_index], converted, gmv, previous.get(None)
+                    )
+                )
+                previous[None] = converted
+            if self.q.per_group:
+                for group_id, external_id in self.groups:
+                    converted, gmv = conversions.get(group_id, (0, 0))
+                    week_rows.append(
+                        _weekly_row(
+                            monday,
+                            external_id,
+                            per_group_counts.get(group_id, (0, 0, 0)),
+                            members[group_id][sunday_index],
+                            converted,
+                            gmv,
+                            previous.get(group_id),
+                        )
+                    )
+                    previous[group_id] = converted
+            if w > 0:
+                rows.extend(week_rows)
+        return rows
+
+    def _conversions(self, monday: date) -> dict[int | None, tuple[int, int]]:
+        """(converted, gmv in fen) per group id, and for None: in any group at payment time."""
+        start = day_bounds_micros(monday, self.zone)[0]
+        end = day_bounds_micros(monday + timedelta(days=7), self.zone)[0]
+        where, params = self._group_filter()
+        where = where.replace("group_id", "s.group_id")
+        hits = self.db.run(
+            "SELECT o.id, o.external_id, o.member_id, o.amount_fen, s.group_id FROM orders AS o"
+            " JOIN membership_spans AS s ON s.member_id = o.member_id AND s.joined_at <= o.paid_at"
+            " AND (s.left_at IS NULL OR s.left_at > o.paid_at)"
+            f" WHERE o.org_id = ? AND o.paid_at >= ? AND o.paid_at < ?{where}",
+            (self.q.org_id, start, end, *params),
+        ).fetchall()
+        if not hits:
+            return {}
+        refunds = dict(
+            self.db.run(
+                "SELECT order_ref, sum(amount_fen) FROM refunds WHERE org_id = ? AND refunded_at >= ?"
+                " AND refunded_at < ? GROUP BY order_ref",
+                (self.q.org_id, start, end),
+            ).fetchall()
+        )
+        buyers: dict[int | None, set[int]] = defaultdict(set)
+        orders: dict[int | None, dict[int, int]] = defaultdict(dict)
+        for order_id, order_ref, member_id, amount, group_id in hits:
+            net = amount - int(refunds.get(order_ref) or 0)
+            for key in (group_id, None):
+                buyers[key].add(member_id)
+                orders[key][order_id] = net  # an order counts once for the total
+        return {key: (len(buyers[key]), sum(orders[key].values())) for key in buyers}
+
+
+def _daily_row(label: str, group: str | None, joins: int, lefts: int, actives: int, members: int) -> dict[str, Any]:
+    return {
+        "date": label,
+        "group": group,
+        "joins": joins,
+        "left": lefts,
+        "actives": actives,
+        "members": members,
+        "active_ratio": ratio(actives, members),
+    }
+
+
+def _weekly_row(
+    monday: date,
+    group: str | None,
+    counts: tuple[int, int, int],
+    members: int,
+    converted: int,
+    gmv: int,
+    previous: int | None,
+) -> dict[str, Any]:
+    joins, lefts, actives = counts
+    wow = None if not previous else round((converted - previous) / previous, 4)
+    return {
+        "week": iso_week_label(monday),
+        "group": group,
+        "joins": joins,
+        "left": lefts,
+        "actives": actives,
+        "members": members,
+        "active_ratio": ratio(actives, members),
+        "converted": converted,
+        "conversion_ratio": ratio(converted, members),
+        "gmv": yuan(gmv),
+        "converted_wow": wow,
+    }
+
+
+def daily_stats(session: Session, query: StatsQuery) -> list[dict[str, Any]]:
+    """One row per day (and per group): joins, left, actives, members, active_ratio."""
+    _check_range(query.date_from, query.date_to)
+    return _Stats(session, query).daily()
+
+
+def weekly_stats(session: Session, query: StatsQuery) -> list[dict[str, Any]]:
+    """One row per ISO week touching the range (and per group), whole weeks, with conversion."""
+    _check_range(query.date_from, query.date_to)
+    return _Stats(session, query).weekly()
+
+
+def stats_for_cli(
+    period: str, *, org_slug: str, date_from: date, date_to: date, group: str | None, per_group: bool = False
+) -> list[dict[str, Any]]:
+    """The ``qunyun stats`` contract: the all-groups rows, or one group's rows with ``group``."""
+    with unit_of_work(write=False) as session:
+        org_id = session.scalar(select(Organisation.id).where(Organisation.slug == org_slug))
+        if org_id is None:
+            raise NotFound(f"no organisation {org_slug!r} (import events first or pass --org)", field="org")
+        if group is not None:
+            group_id = session.scalar(select(Group.id).where(Group.org_id == org_id, Group.external_id == group))
+            if group_id is None:
+                raise NotFound(f"no group {group!r} in organisation {org_slug!r}", field="group")
+            query = StatsQuery(org_id, date_from, date_to, group_ids=[group_id], per_group=True, include_total=False)
+        else:
+            query = StatsQuery(org_id, date_from, date_to, per_group=per_group, include_total=True)
+        return daily_stats(session, query) if period == "daily" else weekly_stats(session, query)

@@ -1,0 +1,150 @@
+"""FastAPI dependencies: the request's unit of work, the authenticated staff member, the scope."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from qunyun.auth.csrf import CSRF_HEADER, check_csrf, session_csrf_token
+from qunyun.auth.scope import Scope, require_lead
+from qunyun.auth.tokens import Authenticated, TokenKind, needs_touch, touch_token, verify_token
+from qunyun.db.session import get_sessionmaker, unit_of_work
+from qunyun.errors import Unauthenticated
+from qunyun.models import AuthToken, Role, Staff
+from qunyun.timeutil import utcnow
+
+SESSION_COOKIE = "qunyun_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One unit of work per request: committed after the endpoint returns and before the response
+    is sent (scope="function" below), rolled back if anything raised."""
+    session = get_sessionmaker()()
+    if request.method not in SAFE_METHODS and session.get_bind().dialect.name == "sqlite":
+        # Writers take SQLite's write lock at BEGIN so two writers never deadlock upgrading locks.
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+DbSession = Annotated[Session, Depends(get_db, scope="function")]
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="An API token from POST /api/v1/auth/tokens: `Authorization: Bearer qya_…`",
+)
+cookie_scheme = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    scheme_name="session",
+    description="The console session cookie; unsafe methods also need the X-CSRF-Token header.",
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, through which credential, and what they may see."""
+
+    staff: Staff
+    token: AuthToken
+    via: Literal["bearer", "cookie"]
+    scope: Scope
+
+
+def _record_use(request: Request, db: Session, auth: Authenticated) -> None:
+    now = utcnow()
+    if not needs_touch(auth.token, now):
+        return
+    if request.method in SAFE_METHODS:
+        # A read request must not become a writer (on SQLite a read transaction that later writes
+        # can fail with a stale snapshot), so the bookkeeping gets its own short transaction.
+        with unit_of_work() as own:
+            touch_token(own, auth.token.id, now)
+    else:
+        touch_token(db, auth.token.id, now)
+
+
+def _principal(auth: Authenticated, via: Literal["bearer", "cookie"]) -> Principal:
+    staff = auth.staff
+    return Principal(
+        staff=staff,
+        token=auth.token,
+        via=via,
+        scope=Scope(staff_id=staff.id, org_id=staff.org_id, role=Role(staff.role)),
+    )
+
+
+def current_principal(
+    request: Request,
+    db: DbSession,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    cookie: Annotated[str | None, Depends(cookie_scheme)],
+) -> Principal:
+    """The staff member behind the bearer token or, failing that, the session cookie.
+
+    A present but invalid Authorization header is 401 even when a cookie is present too: the
+    caller chose a credential and it is wrong. Cookie-authenticated writes need the CSRF header.
+    """
+    now = utcnow()
+    if request.headers.get("authorization"):
+        if bearer is None:
+            raise Unauthenticated("use 'Authorization: Bearer <token>'")
+        auth = verify_token(db, bearer.credentials, kinds={TokenKind.API}, now=now)
+        via: Literal["bearer", "cookie"] = "bearer"
+    elif cookie:
+        auth = verify_token(db, cookie, kinds={TokenKind.SESSION}, now=now)
+        via = "cookie"
+        if request.method not in SAFE_METHODS:
+            check_csrf(session_csrf_token(auth.token.id), request.headers.get(CSRF_HEADER))
+    else:
+        raise Unauthenticated("authentication required: send a bearer token or log in")
+    _record_use(request, db, auth)
+    return _principal(auth, via)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def current_scope(principal: CurrentPrincipal) -> Scope:
+    return principal.scope
+
+
+CurrentScope = Annotated[Scope, Depends(current_scope)]
+
+
+def lead_scope(scope: CurrentScope) -> Scope:
+    """The scope of a lead; Forbidden for every other role."""
+    require_lead(scope)
+    return scope
+
+
+LeadScope = Annotated[Scope, Depends(lead_scope)]
+
+
+def console_principal(request: Request, db: DbSession) -> Principal | None:
+    """The console's logged-in staff member, or None (the page then redirects to /login)."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    try:
+        auth = verify_token(db, cookie, kinds={TokenKind.SESSION}, now=utcnow())
+    except Unauthenticated:
+        return None
+    _record_use(request, db, auth)
+    return _principal(auth, "cookie")
+
+
+ConsolePrincipal = Annotated[Principal | None, Depends(console_principal)]

@@ -1,0 +1,312 @@
+"""The connector interface: declared capabilities, inbound normalization, outbound actions.
+
+Every platform (the built-in simulator, WeCom, Telegram, Matrix) is a :class:`Connector`. The rest
+of qunyun never talks to a platform directly: it ingests what ``Connector.normalize`` produces
+(event interchange format v1, see PRODUCT.md) and asks for outbound work through
+``qunyun.connectors.dispatch.request_action``, which consults the declared capabilities and turns
+whatever a platform cannot do into a staff task.
+
+The typed actions live in :mod:`qunyun.connectors.actions`; this module holds the vocabulary
+(capabilities, action kinds), results and errors, the abstract connector, platform profiles and
+the registry.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from qunyun.errors import InvalidInput, QunyunError
+from qunyun.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from qunyun.connectors.actions import Action
+
+
+class Capability(enum.StrEnum):
+    """Something a platform can do through its API (a connector declares the ones it has)."""
+
+    SEND_GROUP_MESSAGE = "send_group_message"
+    # The platform can deliver a group message, but only after a person presses send on it
+    # (WeCom group mass sends wait for the group owner). Satisfies SEND_GROUP_MESSAGE's need.
+    SEND_REQUIRES_CONFIRMATION = "send_requires_confirmation"
+    DELETE_MESSAGE = "delete_message"
+    MUTE = "mute"
+    KICK = "kick"
+    CREATE_GROUP = "create_group"
+    CREATE_INVITE_LINK = "create_invite_link"
+    INVITE_LINK_MEMBER_LIMIT = "invite_link_member_limit"
+    INVITE_LINK_EXPIRY = "invite_link_expiry"
+    # Joins through a link are reported with that link, so they can be attributed to its channel.
+    INVITE_LINK_ATTRIBUTION = "invite_link_attribution"
+    READ_MESSAGES = "read_messages"
+    MEMBERSHIP_EVENTS = "membership_events"
+    # The platform (or our bot) greets every joiner with a configured welcome message.
+    WELCOME_ON_JOIN = "welcome_on_join"
+    TAGS = "tags"
+    INTERCEPT_RULES = "intercept_rules"
+
+
+# A capability that stands in for another one, at the price of a human confirmation.
+CONFIRMATION_SUBSTITUTES: Mapping[Capability, Capability] = MappingProxyType(
+    {Capability.SEND_GROUP_MESSAGE: Capability.SEND_REQUIRES_CONFIRMATION}
+)
+
+
+class ActionKind(enum.StrEnum):
+    """An outbound action qunyun can ask of a platform (stored in ``OutboundAction.action``)."""
+
+    SEND_GROUP_MESSAGE = "send_group_message"
+    SEND_WELCOME = "send_welcome"
+    SET_WELCOME_MESSAGE = "set_welcome_message"
+    DELETE_MESSAGE = "delete_message"
+    MUTE = "mute"
+    UNMUTE = "unmute"
+    KICK = "kick"
+    CREATE_GROUP = "create_group"
+    CREATE_INVITE_LINK = "create_invite_link"
+    REVOKE_INVITE_LINK = "revoke_invite_link"
+    SET_TAGS = "set_tags"
+    SYNC_INTERCEPT_RULES = "sync_intercept_rules"
+
+    @property
+    def capability(self) -> Capability:
+        """The capability a platform must declare to perform this kind of action."""
+        return ACTION_CAPABILITY[self]
+
+
+ACTION_CAPABILITY: Mapping[ActionKind, Capability] = MappingProxyType(
+    {
+        ActionKind.SEND_GROUP_MESSAGE: Capability.SEND_GROUP_MESSAGE,
+        # A personal greeting (@new member) is an ordinary group message; platforms that greet
+        # by themselves are configured with SET_WELCOME_MESSAGE instead.
+        ActionKind.SEND_WELCOME: Capability.SEND_GROUP_MESSAGE,
+        ActionKind.SET_WELCOME_MESSAGE: Capability.WELCOME_ON_JOIN,
+        ActionKind.DELETE_MESSAGE: Capability.DELETE_MESSAGE,
+        ActionKind.MUTE: Capability.MUTE,
+        ActionKind.UNMUTE: Capability.MUTE,
+        ActionKind.KICK: Capability.KICK,
+        ActionKind.CREATE_GROUP: Capability.CREATE_GROUP,
+        ActionKind.CREATE_INVITE_LINK: Capability.CREATE_INVITE_LINK,
+        ActionKind.REVOKE_INVITE_LINK: Capability.CREATE_INVITE_LINK,
+        ActionKind.SET_TAGS: Capability.TAGS,
+        ActionKind.SYNC_INTERCEPT_RULES: Capability.INTERCEPT_RULES,
+    }
+)
+
+
+def missing_capabilities(action: Action, capabilities: frozenset[Capability]) -> frozenset[Capability]:
+    """The capabilities ``action`` needs that ``capabilities`` lacks (empty: it can be performed)."""
+    missing = set()
+    for needed in action.required_capabilities():
+        substitute = CONFIRMATION_SUBSTITUTES.get(needed)
+        if needed in capabilities or (substitute is not None and substitute in capabilities):
+            continue
+        missing.add(needed)
+    return frozenset(missing)
+
+
+def needs_confirmation(action: Action, capabilities: frozenset[Capability]) -> bool:
+    """True when the platform can perform ``action`` only after a person confirms it."""
+    return any(
+        needed not in capabilities and CONFIRMATION_SUBSTITUTES.get(needed) in capabilities
+        for needed in action.required_capabilities()
+    )
+
+
+class ResultStatus(enum.StrEnum):
+    DONE = "done"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    FAILED = "failed"  # permanent: retrying with the same key gives the same answer
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What the platform answered. ``external_ref`` is its id for what was created or queued
+    (message id, group id, invite link URL, mass-send task id)."""
+
+    status: ResultStatus
+    external_ref: str | None = None
+    detail: str = ""
+
+    @classmethod
+    def done(cls, external_ref: str | None = None, detail: str = "") -> ActionResult:
+        return cls(ResultStatus.DONE, external_ref, detail)
+
+    @classmethod
+    def awaiting_confirmation(cls, external_ref: str | None = None, detail: str = "") -> ActionResult:
+        return cls(ResultStatus.AWAITING_CONFIRMATION, external_ref, detail)
+
+    @classmethod
+    def failed(cls, detail: str) -> ActionResult:
+        return cls(ResultStatus.FAILED, None, detail)
+
+
+class TransientError(Exception):
+    """A temporary platform failure (timeout, rate limit, 5xx): retry later with the same key."""
+
+
+class UnsupportedAction(Exception):
+    """The connector cannot perform this action; the dispatcher hands it to a person instead."""
+
+
+class ConnectorUnavailable(QunyunError):
+    status_code = 503
+    code = "connector_unavailable"
+
+
+@dataclass(frozen=True)
+class PlatformProfile:
+    """A platform's declared capabilities, limits and notes (what it can do, not how)."""
+
+    platform: str
+    title: str
+    capabilities: frozenset[Capability]
+    # Why a capability is missing or how it is provided; shown on staff tasks and in the docs.
+    notes: Mapping[Capability, str] = field(default_factory=dict)
+    limits: Mapping[str, int] = field(default_factory=dict)
+    # True while only the declaration exists (no client yet): actions it declares are queued,
+    # but with no connector registered the job hands them to a person.
+    declaration_only: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "notes", MappingProxyType(dict(self.notes)))
+        object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))
+
+    def has(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    def note(self, capability: Capability) -> str:
+        return self.notes.get(capability, "")
+
+
+class Connector(ABC):
+    """One platform behind one interface.
+
+    Subclasses set ``profile`` (class or instance attribute) and implement ``normalize`` and
+    ``perform``. ``perform`` must be idempotent per key: called again with a key it has seen it
+    returns the first result and changes nothing, so a job retried after a crash is not a second
+    send. It raises :class:`TransientError` for failures worth retrying and
+    :class:`UnsupportedAction` for actions outside its capabilities.
+    """
+
+    profile: PlatformProfile
+
+    @property
+    def platform(self) -> str:
+        return self.profile.platform
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return self.profile.capabilities
+
+    def supports(self, action: Action) -> bool:
+        return not missing_capabilities(action, self.capabilities)
+
+    def now(self) -> datetime:
+        """The platform's current time (the simulator runs on a virtual clock)."""
+        return utcnow()
+
+    @abstractmethod
+    def normalize(self, raw: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Turn one raw platform payload into interchange-format v1 events (maybe none)."""
+
+    @abstractmethod
+    def perform(self, action: Action, idempotency_key: str) -> ActionResult:
+        """Carry out ``action`` on the platform, exactly once per ``idempotency_key``."""
+
+
+# --- Registry ---------------------------------------------------------------------------------
+
+# Platforms whose profile ships with qunyun: qunyun.connectors.<name>.capabilities.PROFILE.
+BUILTIN_PLATFORMS = ("simulator", "wecom", "telegram", "matrix")
+
+_lock = threading.Lock()
+_connectors: dict[str, Connector] = {}
+_profiles: dict[str, PlatformProfile] = {}
+
+
+def register_profile(profile: PlatformProfile) -> None:
+    """Declare a platform's profile (built-in ones are loaded on first use)."""
+    with _lock:
+        _profiles[profile.platform] = profile
+
+
+def get_profile(platform: str) -> PlatformProfile:
+    """The declared profile of ``platform``; ``InvalidInput`` for an unknown platform."""
+    profile = _profiles.get(platform)
+    if profile is None and platform in BUILTIN_PLATFORMS:
+        module = importlib.import_module(f"qunyun.connectors.{platform}.capabilities")
+        profile = module.PROFILE
+        register_profile(profile)
+    if profile is None:
+        raise InvalidInput(f"unknown platform {platform!r}", field="platform")
+    return profile
+
+
+def all_profiles() -> list[PlatformProfile]:
+    """Every built-in and registered profile, built-ins first."""
+    builtin = [get_profile(name) for name in BUILTIN_PLATFORMS]
+    return builtin + [p for name, p in sorted(_profiles.items()) if name not in BUILTIN_PLATFORMS]
+
+
+def register_connector(connector: Connector) -> Connector | None:
+    """Make ``connector`` the one for its platform; returns the one it replaces."""
+    with _lock:
+        previous = _connectors.get(connector.platform)
+        _connectors[connector.platform] = connector
+        return previous
+
+
+def unregister_connector(platform: str) -> Connector | None:
+    with _lock:
+        return _connectors.pop(platform, None)
+
+
+def registered_connector(platform: str) -> Connector | None:
+    """The connector registered for ``platform``, without creating a default one."""
+    return _connectors.get(platform)
+
+
+def get_connector(platform: str) -> Connector:
+    """The connector for ``platform``. The simulator is created on first use (in-process
+    platform); other platforms must have been configured and registered."""
+    connector = _connectors.get(platform)
+    if connector is not None:
+        return connector
+    if platform == "simulator":
+        from qunyun.connectors.simulator.client import SimulatorConnector
+
+        with _lock:
+            if platform not in _connectors:
+                _connectors[platform] = SimulatorConnector()
+            return _connectors[platform]
+    profile = get_profile(platform)  # InvalidInput for an unknown platform
+    raise ConnectorUnavailable(f"no connector is configured for {profile.title}", field="platform")
+
+
+def capabilities_of(platform: str) -> frozenset[Capability]:
+    """What ``platform`` can do: its registered connector's capabilities, else its profile's."""
+    connector = _connectors.get(platform)
+    return connector.capabilities if connector is not None else get_profile(platform).capabilities
+
+
+@contextmanager
+def use_connector(connector: Connector) -> Iterator[Connector]:
+    """Register ``connector`` for the block and restore the previous one after (tests, demos)."""
+    previous = register_connector(connector)
+    try:
+        yield connector
+    finally:
+        if previous is None:
+            unregister_connector(connector.platform)
+        else:
+            register_connector(previous)

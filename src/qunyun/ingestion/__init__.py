@@ -1,0 +1,1 @@
+"""Ingestion: the one entry point through which every platform event enters qunyun."""

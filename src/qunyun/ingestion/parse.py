@@ -1,0 +1,196 @@
+"""Validate interchange-format v1 events (PRODUCT.md) into compact records.
+
+Hand-written rather than a pydantic model per line: import speed is a product figure, and the
+checks are few and flat. Every error names the field and says what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from qunyun.db.base import to_micros
+from qunyun.models.event import KIND_BY_NAME, MSG_TYPE_BY_NAME, EventKind
+
+MAX_ID = 128
+_AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,12})(?:\.([0-9]{1,2}))?$")
+SCENES = frozenset({"qr", "invite", "link"})
+REASONS = frozenset({"left", "removed"})
+
+
+class EventError(ValueError):
+    """A bad event: ``field`` names the offending field (or None for the whole object)."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+    def describe(self) -> str:
+        return f"field {self.field!r}: {self.message}" if self.field else self.message
+
+
+@dataclass(slots=True)
+class ParsedEvent:
+    """One valid event; ``extra`` holds the kind-specific optional fields."""
+
+    external_id: str
+    kind: int
+    ts: int  # UTC epoch microseconds
+    group: str | None
+    member: str | None
+    msg_type: int | None = None
+    length: int | None = None
+    text: str | None = None
+    channel: str | None = None
+    inviter: str | None = None
+    scene: str | None = None
+    reason: str | None = None
+    order: str | None = None
+    amount_fen: int | None = None
+    product: str | None = None
+    name: str | None = None
+    capacity: int | None = None
+    region: str | None = None
+    tier: str | None = None
+    owner: str | None = None
+
+
+def _ident(obj: Mapping[str, Any], field: str, required: bool = True) -> str | None:
+    value = obj.get(field)
+    if value is None:
+        if required:
+            raise EventError(field, "is required")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise EventError(field, "must be a non-empty string")
+    if len(value) > MAX_ID:
+        raise EventError(field, f"must be at most {MAX_ID} characters")
+    return value
+
+
+def _text(obj: Mapping[str, Any], field: str, limit: int = 200) -> str | None:
+    value = obj.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventError(field, "must be a string")
+    if len(value) > limit:
+        raise EventError(field, f"must be at most {limit} characters")
+    return value
+
+
+def parse_ts(value: Any) -> int:
+    if not isinstance(value, str):
+        raise EventError("ts", "must be an ISO 8601 string with an offset, e.g. 2026-03-01T08:00:00+08:00")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise EventError("ts", f"{value!r} is not ISO 8601") from None
+    if parsed.tzinfo is None:
+        raise EventError("ts", f"{value!r} has no UTC offset")
+    return to_micros(parsed)
+
+
+def parse_amount(value: Any, field: str = "amount") -> int:
+    """A decimal string in yuan → integer fen."""
+    if not isinstance(value, str):
+        raise EventError(field, 'must be a decimal string in yuan, e.g. "59.90"')
+    match = _AMOUNT.match(value)
+    if match is None:
+        raise EventError(field, f'{value!r} is not a non-negative amount with at most 2 decimals, e.g. "59.90"')
+    cents = match.group(2) or ""
+    return int(match.group(1)) * 100 + int(cents.ljust(2, "0") or 0)
+
+
+def parse_event(obj: Any) -> ParsedEvent:
+    """Validate one decoded JSON object; raises EventError naming the field."""
+    if not isinstance(obj, dict):
+        raise EventError(None, "each line must be a JSON object")
+    external_id = _ident(obj, "id")
+    kind_name = obj.get("kind")
+    kind = KIND_BY_NAME.get(kind_name) if isinstance(kind_name, str) else None
+    if kind is None:
+        raise EventError("kind", f"unknown kind {kind_name!r}; expected one of {', '.join(sorted(KIND_BY_NAME))}")
+    ts = parse_ts(obj.get("ts"))
+    assert external_id is not None
+    if kind is EventKind.MESSAGE_POSTED:
+        msg_type_name = obj.get("msg_type")
+        msg_type = MSG_TYPE_BY_NAME.get(msg_type_name) if isinstance(msg_type_name, str) else None
+        if msg_type is None:
+            raise EventError("msg_type", f"must be one of {', '.join(MSG_TYPE_BY_NAME)}")
+        text = obj.get("text")
+        if text is not None and not isinstance(text, str):
+            raise EventError("text", "must be a string")
+        return ParsedEvent(
+            external_id,
+            kind,
+            ts,
+            _ident(obj, "group"),
+            _ident(obj, "member"),
+            msg_type=msg_type,
+            length=len(text) if text is not None else None,
+            text=text,
+        )
+    if kind is EventKind.MEMBER_JOINED:
+        scene = obj.get("scene")
+        if scene is not None and scene not in SCENES:
+            raise EventError("scene", f"must be one of {', '.join(sorted(SCENES))}")
+        return ParsedEvent(
+            external_id,
+            kind,
+            ts,
+            _ident(obj, "group"),
+            _ident(obj, "member"),
+            channel=_ident(obj, "channel", required=False),
+            inviter=_ident(obj, "inviter", required=False),
+            scene=scene,
+        )
+    if kind is EventKind.MEMBER_LEFT:
+        reason = obj.get("reason")
+        if reason is not None and reason not in REASONS:
+            raise EventError("reason", f"must be one of {', '.join(sorted(REASONS))}")
+        return ParsedEvent(external_id, kind, ts, _ident(obj, "group"), _ident(obj, "member"), reason=reason)
+    if kind is EventKind.ORDER_PAID:
+        return ParsedEvent(
+            external_id,
+            kind,
+            ts,
+            _ident(obj, "group", required=False),
+            _ident(obj, "member"),
+            order=_ident(obj, "order"),
+            amount_fen=parse_amount(obj.get("amount")),
+            product=_text(obj, "product"),
+        )
+    if kind is EventKind.ORDER_REFUNDED:
+        return ParsedEvent(
+            external_id,
+            kind,
+            ts,
+            None,
+            None,
+            order=_ident(obj, "order"),
+            amount_fen=parse_amount(obj.get("amount")),
+        )
+    # group.created
+    capacity = obj.get("capacity")
+    if capacity is not None and (not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1):
+        raise EventError("capacity", "must be a positive integer")
+    name = _text(obj, "name")
+    if not name:
+        raise EventError("name", "is required")
+    return ParsedEvent(
+        external_id,
+        kind,
+        ts,
+        _ident(obj, "group"),
+        None,
+        name=name,
+        capacity=capacity,
+        region=_text(obj, "region", 64),
+        tier=_text(obj, "tier", 32),
+        owner=_ident(obj, "owner", required=False),
+    )

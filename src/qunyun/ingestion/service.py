@@ -1,0 +1,446 @@
+"""Store normalized events idempotently and maintain derived state in the caller's transaction.
+
+Every platform event enters here, from a connector, the REST API or ``qunyun events import``.
+One call of :meth:`Ingestor.ingest_batch`:
+
+1. drops events whose id was seen before (in the batch or in the log) — a second delivery
+   changes nothing;
+2. resolves (and creates on first sight) groups, members and channels;
+3. appends the new events to the log (``events``; message text to ``message_texts`` per the
+   retention setting; orders and refunds to their tables);
+4. updates derived state: per member-day facts, per group-day and per organisation-day
+   rollups, membership spans and member counts — all recomputed from facts, so events may
+   arrive in any order;
+5. when ``live``, enqueues follow-up jobs in the same transaction.
+
+The hot path issues a fixed number of set-based statements per batch (executemany), never a
+statement per event.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from qunyun.config import get_settings
+from qunyun.db.base import now_micros
+from qunyun.errors import InvalidInput, NotFound
+from qunyun.ingestion.parse import EventError, ParsedEvent, parse_event
+from qunyun.ingestion.spans import Span, group_day_deltas, org_day_deltas, replay
+from qunyun.ingestion.sql import SqlDialect
+from qunyun.models import Organisation, Staff
+from qunyun.models.event import EventKind
+from qunyun.timeutil import DayCalculator
+
+JOIN = int(EventKind.MEMBER_JOINED)
+LEAVE = int(EventKind.MEMBER_LEFT)
+MESSAGE = int(EventKind.MESSAGE_POSTED)
+PAID = int(EventKind.ORDER_PAID)
+REFUND = int(EventKind.ORDER_REFUNDED)
+GROUP_CREATED = int(EventKind.GROUP_CREATED)
+
+
+@dataclass(slots=True)
+class StoredEvent:
+    """A newly stored event with internal ids, as follow-up hooks see it."""
+
+    event_id: int
+    external_id: str
+    kind: int
+    ts: int
+    group_id: int | None
+    member_id: int | None
+
+
+FollowUp = Callable[[Session, int, list[StoredEvent]], None]
+_FOLLOW_UPS: list[FollowUp] = []
+
+
+def follow_up(fn: FollowUp) -> FollowUp:
+    """Register ``fn(session, org_id, stored_events)``, called for live events in the same
+    transaction; it typically enqueues jobs (qunyun.worker.queue.enqueue)."""
+    _FOLLOW_UPS.append(fn)
+    return fn
+
+
+@dataclass
+class IngestResult:
+    stored: int = 0
+    duplicates: int = 0
+    # interchange ids of the events stored by this call (not the duplicates)
+    stored_ids: list[str] = field(default_factory=list)
+
+
+class Ingestor:
+    """Ingests batches of parsed events for one organisation on one connection."""
+
+    def __init__(self, session: Session, org_id: int, *, platform: str, source: str, live: bool) -> None:
+        org = session.get(Organisation, org_id)
+        if org is None:
+            raise NotFound(f"no organisation {org_id}")
+        self.session = session
+        self.org_id = org_id
+        self.platform = platform
+        self.source = source
+        self.live = live
+        self.db = SqlDialect(session.connection())
+        self.days = DayCalculator(ZoneInfo(org.time_zone))
+        self.group_ids: dict[str, int] = {}
+        self.member_ids: dict[str, int] = {}
+        self.channel_ids: dict[str, int] = {}
+        retention = get_settings().message_text_retention_days
+        self.text_cutoff = None if retention == 0 else now_micros() - retention * 86_400_000_000
+        if self.db.pg:
+            # One ingesting transaction per organisation at a time: the duplicate check, the
+            # span replay and the rollup recomputation then see a stable log.
+            self.db.run("SELECT pg_advisory_xact_lock(?)", (7_000_000 + org_id,))
+
+    # -- resolution of external ids -------------------------------------------------------
+
+    def _resolve(
+        self,
+        cache: dict[str, int],
+        table: str,
+        key_column: str,
+        wanted: dict[str, tuple[Any, ...]],
+        insert_sql: str,
+        scope_sql: str,
+        scope: tuple[Any, ...],
+    ) -> None:
+        missing = [k for k in wanted if k not in cache]
+        if not missing:
+            return
+        lookup = f"SELECT {key_column}, id FROM {table} WHERE {scope_sql} AND {key_column} {{in_}}"
+        for key, row_id in self.db.select_in(lookup, scope, missing):
+            cache[key] = row_id
+        new = [k for k in missing if k not in cache]
+        if new:
+            self.db.many(insert_sql, [wanted[k] for k in new])
+            for key, row_id in self.db.select_in(lookup, scope, new):
+                cache[key] = row_id
+
+    def _resolve_all(self, events: list[ParsedEvent]) -> None:
+        groups: dict[str, tuple[Any, ...]] = {}
+        members: dict[str, tuple[Any, ...]] = {}
+        channels: dict[str, tuple[Any, ...]] = {}
+        org, platform = self.org_id, self.platform
+        for e in events:
+            if e.group is not None and e.group not in self.group_ids:
+                row = groups.get(e.group)
+                if row is None or e.kind == GROUP_CREATED or e.ts < row[-1]:
+                    name = e.name if e.kind == GROUP_CREATED and e.name else (row[3] if row else e.group)
+                    groups[e.group] = (org, platform, e.group, name, "normal", "", 500, "active", 0, e.ts)
+            for ext in (e.member, e.inviter):
+                if ext is not None and ext not in self.member_ids:
+                    row = members.get(ext)
+                    if row is None or e.ts < row[-1]:
+                        members[ext] = (org, platform, ext, "", "", "", "", "[]", e.ts)
+            if e.channel is not None and e.channel not in self.channel_ids and e.channel not in channels:
+                channels[e.channel] = (org, e.channel, e.channel, "other", 0, 0, 0, 0, 0, now_micros())
+        self._resolve(
+            self.group_ids,
+            "groups",
+            "external_id",
+            groups,
+            "INSERT INTO groups (org_id, platform, external_id, name, tier, region, capacity, status,"
+            " member_count, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "org_id = ? AND platform = ?",
+            (org, platform),
+        )
+        self._resolve(
+            self.member_ids,
+            "members",
+            "external_id",
+            members,
+            "INSERT INTO members (org_id, platform, external_id, display_name, gender, occupation, region,"
+            " interests, first_seen_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            "org_id = ? AND platform = ?",
+            (org, platform),
+        )
+        self._resolve(
+            self.channel_ids,
+            "channels",
+            "code",
+            channels,
+            "INSERT INTO channels (org_id, code, name, kind, cost_per_touch_fen, reward_per_member_fen,"
+            " fixed_cost_fen, touches, expected_rate_bp, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "org_id = ?",
+            (org,),
+        )
+
+    # -- the batch ---------------------------------------------------------------------------
+
+    def ingest_batch(self, batch: list[ParsedEvent]) -> IngestResult:
+        """Store ``batch`` and update derived state; returns counts of stored and duplicates."""
+        result = IngestResult()
+        unique: dict[str, ParsedEvent] = {}
+        for e in batch:
+            if e.external_id in unique:
+                result.duplicates += 1
+            else:
+                unique[e.external_id] = e
+        events = list(unique.values())
+        if not events:
+            return result
+        self._resolve_all(events)
+        ids = self.db.allocate_ids("events", len(events))
+        day = self.days.day
+        gids, mids, cids = self.group_ids, self.member_ids, self.channel_ids
+        rows = [
+            (
+                event_id,
+                self.org_id,
+                e.external_id,
+                e.kind,
+                e.ts,
+                day(e.ts),
+                gids[e.group] if e.group is not None else None,
+                mids[e.member] if e.member is not None else None,
+                e.msg_type,
+                e.length,
+                e.scene,
+                cids[e.channel] if e.channel is not None else None,
+                mids[e.inviter] if e.inviter is not None else None,
+                e.reason,
+                self.source,
+            )
+            for event_id, e in zip(ids, events, strict=True)
+        ]
+        inserted = self.db.many(
+            "INSERT INTO events (id, org_id, external_id, kind, ts, day, group_id, member_id, msg_type, length,"
+            " scene, channel_id, inviter_id, reason, source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (org_id, external_id) DO NOTHING",
+            rows,
+        )
+        if inserted != len(rows):
+            stored_ids = {
+                r[0]
+                for r in self.db.run(
+                    "SELECT id FROM events WHERE org_id = ? AND id >= ? AND id <= ?",
+                    (self.org_id, ids[0], ids[-1]),
+                ).fetchall()
+            }
+            keep = [i for i, row in enumerate(rows) if row[0] in stored_ids]
+            result.duplicates += len(rows) - len(keep)
+            rows = [rows[i] for i in keep]
+            events = [events[i] for i in keep]
+        result.stored = len(rows)
+        result.stored_ids = [e.external_id for e in events]
+        if rows:
+            self._derive(events, rows)
+        return result
+
+    def _derive(self, events: list[ParsedEvent], rows: list[tuple[Any, ...]]) -> None:
+        facts: dict[tuple[int, int, int], list[int]] = {}
+        membership_members: set[int] = set()
+        texts: list[tuple[Any, ...]] = []
+        orders: list[tuple[Any, ...]] = []
+        refunds: list[tuple[Any, ...]] = []
+        created: list[tuple[ParsedEvent, int]] = []
+        org = self.org_id
+        cutoff = self.text_cutoff
+        for e, row in zip(events, rows, strict=True):
+            kind = e.kind
+            if kind in (MESSAGE, JOIN, LEAVE):
+                key = (row[6], row[5], row[7])
+                fact = facts.get(key)
+                if fact is None:
+                    fact = facts[key] = [0, 0, 0]
+                if kind == MESSAGE:
+                    fact[2] += 1
+                    if cutoff is not None and e.text is not None and e.ts >= cutoff:
+                        texts.append((row[0], e.ts, e.text))
+                else:
+                    fact[0 if kind == JOIN else 1] = 1
+                    membership_members.add(row[7])
+            elif kind == PAID:
+                orders.append((org, e.order, row[7], row[6], e.product or "", e.amount_fen, e.ts, row[0]))
+            elif kind == REFUND:
+                refunds.append((org, e.order, e.amount_fen, e.ts, row[0]))
+            else:
+                created.append((e, row[6]))
+        db = self.db
+        db.many("INSERT INTO message_texts (event_id, ts, text) VALUES (?,?,?)", texts)
+        db.many(
+            "INSERT INTO orders (org_id, external_id, member_id, group_id, product, amount_fen, paid_at, event_id)"
+            " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (org_id, external_id) DO NOTHING",
+            orders,
+        )
+        db.many(
+            "INSERT INTO refunds (org_id, order_ref, amount_fen, refunded_at, event_id) VALUES (?,?,?,?,?)",
+            refunds,
+        )
+        for e, group_id in created:
+            self._apply_group_created(e, group_id)
+        if facts:
+            self._update_rollups(facts)
+        if membership_members:
+            self._rebuild_spans(sorted(membership_members))
+        if self.live and _FOLLOW_UPS:
+            stored = [StoredEvent(r[0], r[2], r[3], r[4], r[6], r[7]) for r in rows]
+            for hook in _FOLLOW_UPS:
+                hook(self.session, org, stored)
+
+    def _apply_group_created(self, e: ParsedEvent, group_id: int) -> None:
+        owner_id = None
+        if e.owner:
+            owner_id = self.session.scalar(
+                select(Staff.id).where(Staff.org_id == self.org_id, Staff.username == e.owner)
+            )
+        self.db.run(
+            "UPDATE groups SET name = ?, capacity = coalesce(?, capacity), region = coalesce(?, region),"
+            " tier = coalesce(?, tier), owner_id = coalesce(?, owner_id), created_at = ? WHERE id = ?",
+            (e.name, e.capacity, e.region, e.tier, owner_id, e.ts, group_id),
+        )
+
+    def _update_rollups(self, facts: dict[tuple[int, int, int], list[int]]) -> None:
+        db, org = self.db, self.org_id
+        db.many(
+            "INSERT INTO member_days (group_id, day, member_id, org_id, joined, departed, messages)"
+            " VALUES (?,?,?,?,?,?,?) ON CONFLICT (group_id, day, member_id) DO UPDATE SET"
+            f" joined = {db.greatest}(member_days.joined, excluded.joined),"
+            f" departed = {db.greatest}(member_days.departed, excluded.departed),"
+            " messages = member_days.messages + excluded.messages",
+            [(g, d, m, org, f[0], f[1], f[2]) for (g, d, m), f in facts.items()],
+        )
+        # Recompute (not increment) the affected group-days from the facts: idempotent and
+        # indifferent to the order in which events arrived.
+        pairs = sorted({(g, d) for g, d, _ in facts})
+        source, params = db.pair_source(pairs)
+        db.run(
+            "INSERT INTO group_daily (group_id, day, org_id, joins, lefts, actives, messages, members_delta)"
+            " SELECT m.group_id, m.day, ?, sum(m.joined), sum(m.departed),"
+            " sum(CASE WHEN m.messages > 0 THEN 1 ELSE 0 END), sum(m.messages), 0"
+            f" FROM {source} JOIN member_days AS m ON m.group_id = k.a AND m.day = k.b"
+            " WHERE true GROUP BY m.group_id, m.day"
+            " ON CONFLICT (group_id, day) DO UPDATE SET joins = excluded.joins, lefts = excluded.lefts,"
+            " actives = excluded.actives, messages = excluded.messages",
+            (org, *params),
+        )
+        days = sorted({d for _, d, _ in facts})
+        for start in range(0, len(days), 500):
+            chunk = days[start : start + 500]
+            db.run(
+                "INSERT INTO org_daily (org_id, day, joins, lefts, actives, messages, members_delta)"
+                " SELECT org_id, day, count(DISTINCT CASE WHEN joined = 1 THEN member_id END),"
+                " count(DISTINCT CASE WHEN departed = 1 THEN member_id END),"
+                " count(DISTINCT CASE WHEN messages > 0 THEN member_id END), sum(messages), 0"
+                f" FROM member_days WHERE org_id = ? AND day IN ({','.join('?' * len(chunk))})"
+                " GROUP BY org_id, day"
+                " ON CONFLICT (org_id, day) DO UPDATE SET joins = excluded.joins, lefts = excluded.lefts,"
+                " actives = excluded.actives, messages = excluded.messages",
+                (org, *chunk),
+            )
+
+    def _rebuild_spans(self, member_ids: list[int]) -> None:
+        """Replay the membership history of ``member_ids`` and apply the difference."""
+        db, org = self.db, self.org_id
+        old: dict[int, list[Span]] = defaultdict(list)
+        for row in db.select_in(
+            "SELECT member_id, group_id, joined_at, left_at, join_event_id, leave_event_id"
+            " FROM membership_spans WHERE member_id {in_}",
+            (),
+            member_ids,
+        ):
+            old[row[0]].append(Span(row[1], row[2], row[3], row[4], row[5]))
+        history: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
+        for row in db.select_in(
+            "SELECT member_id, id, group_id, kind, ts FROM events WHERE member_id {in_} AND kind IN (2, 3)",
+            (),
+            member_ids,
+        ):
+            history[row[0]].append((row[1], row[2], row[3], row[4]))
+        group_deltas: Counter[tuple[int, int]] = Counter()
+        org_deltas: Counter[int] = Counter()
+        count_deltas: Counter[int] = Counter()
+        changed: list[int] = []
+        new_rows: list[tuple[Any, ...]] = []
+        day = self.days.day
+        for member_id in member_ids:
+            before = old.get(member_id, [])
+            after = replay(history.get(member_id, ()))
+            if sorted(before, key=_span_key) == sorted(after, key=_span_key):
+                continue
+            changed.append(member_id)
+            group_day_deltas(before, day, -1, group_deltas)
+            group_day_deltas(after, day, +1, group_deltas)
+            org_day_deltas(before, day, -1, org_deltas)
+            org_day_deltas(after, day, +1, org_deltas)
+            for s in before:
+                if s.left_at is None:
+                    count_deltas[s.group_id] -= 1
+            for s in after:
+                if s.left_at is None:
+                    count_deltas[s.group_id] += 1
+                new_rows.append((org, s.group_id, member_id, s.joined_at, s.left_at, s.join_event_id, s.leave_event_id))
+        if not changed:
+            return
+        for start in range(0, len(changed), 5000):
+            chunk = changed[start : start + 5000]
+            if db.pg:
+                db.run("DELETE FROM membership_spans WHERE member_id = ANY(?)", (chunk,))
+            else:
+                db.run(f"DELETE FROM membership_spans WHERE member_id IN ({','.join('?' * len(chunk))})", tuple(chunk))
+        db.many(
+            "INSERT INTO membership_spans (org_id, group_id, member_id, joined_at, left_at, join_event_id,"
+            " leave_event_id) VALUES (?,?,?,?,?,?,?)",
+            new_rows,
+        )
+        db.many(
+            "INSERT INTO group_daily (group_id, day, org_id, joins, lefts, actives, messages, members_delta)"
+            " VALUES (?,?,?,0,0,0,0,?) ON CONFLICT (group_id, day) DO UPDATE SET"
+            " members_delta = group_daily.members_delta + excluded.members_delta",
+            [(g, d, org, delta) for (g, d), delta in group_deltas.items() if delta],
+        )
+        db.many(
+            "INSERT INTO org_daily (org_id, day, joins, lefts, actives, messages, members_delta)"
+            " VALUES (?,?,0,0,0,0,?) ON CONFLICT (org_id, day) DO UPDATE SET"
+            " members_delta = org_daily.members_delta + excluded.members_delta",
+            [(org, d, delta) for d, delta in org_deltas.items() if delta],
+        )
+        db.many(
+            "UPDATE groups SET member_count = member_count + ? WHERE id = ?",
+            [(delta, g) for g, delta in count_deltas.items() if delta],
+        )
+
+
+def _span_key(span: Span) -> tuple[int, int]:
+    return (span.group_id, span.joined_at)
+
+
+def parse_events(events: Iterable[Mapping[str, Any]]) -> list[ParsedEvent]:
+    """Validate dicts; the first bad one raises InvalidInput naming its index and field."""
+    parsed = []
+    for index, obj in enumerate(events):
+        try:
+            parsed.append(parse_event(obj))
+        except EventError as exc:
+            raise InvalidInput(f"event {index}: {exc.describe()}", field=exc.field, index=index) from None
+    return parsed
+
+
+def ingest(
+    session: Session,
+    org_id: int,
+    events: Iterable[Mapping[str, Any]],
+    *,
+    platform: str,
+    source: str,
+    live: bool = True,
+) -> IngestResult:
+    """Ingest interchange-format v1 events (dicts) for ``org_id``; see PRODUCT.md.
+
+    Stores each event once per id, updates memberships, member counts and rollups, and (when
+    ``live``) enqueues follow-up jobs, all in the caller's transaction. Raises
+    ``qunyun.errors.InvalidInput`` naming the event index and field on bad input; then
+    nothing is written.
+    """
+    parsed = parse_events(events)
+    session.flush()
+    return Ingestor(session, org_id, platform=platform, source=source, live=live).ingest_batch(parsed)

@@ -1,0 +1,76 @@
+"""The few statements whose text differs between SQLite and PostgreSQL.
+
+Written with ``?`` placeholders; ``Dialect.q`` turns them into psycopg's ``%s``. Keep ``%`` and
+literal ``?`` out of these strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+SQLITE_IN_CHUNK = 5000
+
+
+class SqlDialect:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
+        self.greatest = "GREATEST" if self.pg else "max"
+
+    def q(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.pg else sql
+
+    def run(self, sql: str, params: Sequence[Any] | list[tuple[Any, ...]] = ()) -> Any:
+        return self.conn.exec_driver_sql(self.q(sql), params)  # type: ignore[arg-type]
+
+    def many(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
+        result = self.conn.exec_driver_sql(self.q(sql), rows)  # type: ignore[arg-type]
+        return int(result.rowcount)
+
+    def select_in(self, template: str, params: tuple[Any, ...], values: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        """Run ``template`` (containing ``{in}``) for ``values``; yields result rows."""
+        if not values:
+            return
+        if self.pg:
+            yield from self.run(template.format(in_="= ANY(?)"), (*params, list(values))).fetchall()
+            return
+        for start in range(0, len(values), SQLITE_IN_CHUNK):
+            chunk = values[start : start + SQLITE_IN_CHUNK]
+            placeholders = ",".join("?" * len(chunk))
+            yield from self.run(template.format(in_=f"IN ({placeholders})"), (*params, *chunk)).fetchall()
+
+    def pair_source(self, pairs: Sequence[tuple[int, int]]) -> tuple[str, tuple[Any, ...]]:
+        """A FROM-item ``k`` with integer columns ``a`` and ``b`` holding ``pairs``."""
+        if self.pg:
+            return (
+                "unnest(?::int[], ?::int[]) AS k(a, b)",
+                ([p[0] for p in pairs], [p[1] for p in pairs]),
+            )
+        import orjson
+
+        return (
+            "(SELECT value ->> 0 AS a, value ->> 1 AS b FROM json_each(?)) AS k",
+            (orjson.dumps(pairs).decode(),),
+        )
+
+    def allocate_ids(self, table: str, count: int) -> list[int]:
+        """Reserve ``count`` primary keys of ``table``.
+
+        SQLite: the caller holds the write lock (BEGIN IMMEDIATE), so max(id)+1.. is ours.
+        PostgreSQL: taken from the table's sequence, safe under concurrency.
+        """
+        if count == 0:
+            return []
+        if self.pg:
+            rows = self.run(
+                f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, ?)",
+                (count,),
+            ).fetchall()
+            return [r[0] for r in rows]
+        base = self.run(f"SELECT coalesce(max(id), 0) FROM {table}").scalar_one()
+        return list(range(base + 1, base + count + 1))
