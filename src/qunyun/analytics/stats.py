@@ -207,7 +207,7 @@ class _Stats:
                     per_group_counts[group_id] = (joins, lefts, actives)
             total_counts = (0, 0, 0)
             if self.q.include_total:
-                total_counts = tuple(  # type: ignore[assignment]
+                total_counts = tuple(
                     self.db.run(
                         f"SELECT {distinct} FROM member_days WHERE org_id = ? AND day >= ? AND day <= ?",
                         (self.q.org_id, lo, hi),

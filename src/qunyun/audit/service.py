@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
+from qunyun.errors import NotFound
 from qunyun.models import AuditLog
 from qunyun.timeutil import utcnow
 
@@ -46,4 +50,43 @@ def record(
     )
     session.add(entry)
     session.flush()
+    return entry
+
+
+def list_entries(
+    session: Session,
+    org_id: int,
+    *,
+    staff_id: int | None = None,
+    action: str | None = None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> Sequence[AuditLog]:
+    """The organisation's audit entries, newest first; ``before_id`` continues a previous page."""
+    query = select(AuditLog).where(AuditLog.org_id == org_id)
+    if staff_id is not None:
+        query = query.where(AuditLog.staff_id == staff_id)
+    if action is not None:
+        query = query.where(AuditLog.action == action)
+    if target_type is not None:
+        query = query.where(AuditLog.target_type == target_type)
+    if target_id is not None:
+        query = query.where(AuditLog.target_id == target_id)
+    if since is not None:
+        query = query.where(AuditLog.at >= since)
+    if until is not None:
+        query = query.where(AuditLog.at < until)
+    if before_id is not None:
+        query = query.where(AuditLog.id < before_id)
+    return session.scalars(query.order_by(AuditLog.id.desc()).limit(limit)).all()
+
+
+def get_entry(session: Session, org_id: int, entry_id: int) -> AuditLog:
+    entry = session.scalar(select(AuditLog).where(AuditLog.id == entry_id, AuditLog.org_id == org_id))
+    if entry is None:
+        raise NotFound(f"no audit entry {entry_id}", field="entry_id")
     return entry

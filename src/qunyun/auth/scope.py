@@ -13,9 +13,10 @@ same reason; a read-only role trying to write to an object it can see is Forbidd
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from qunyun.errors import Forbidden, NotFound
 from qunyun.models import Group, Member, MembershipSpan, Role, StaffGroupAssignment
@@ -45,7 +46,7 @@ class Scope:
         return self.role in (Role.LEAD, Role.ANALYST)
 
 
-def visible_group_ids(scope: Scope) -> Select[tuple[int]]:
+def visible_group_ids(scope: Scope) -> Select[int]:
     """SELECT of the ids of the groups ``scope`` may see (embed it with ``in_``)."""
     query = select(Group.id).where(Group.org_id == scope.org_id)
     if scope.whole_org:
@@ -54,7 +55,7 @@ def visible_group_ids(scope: Scope) -> Select[tuple[int]]:
     return query.where(or_(Group.owner_id == scope.staff_id, Group.id.in_(assigned)))
 
 
-def visible_member_ids(scope: Scope) -> Select[tuple[int]]:
+def visible_member_ids(scope: Scope) -> Select[int]:
     """SELECT of the ids of the members ``scope`` may see: for scoped roles, everyone with a
     membership span (current or past) in a visible group."""
     if scope.whole_org:
@@ -78,7 +79,7 @@ def member_visible(scope: Scope) -> ColumnElement[bool]:
     return Member.id.in_(visible_member_ids(scope))
 
 
-def group_id_visible(column: ColumnElement[int | None], scope: Scope) -> ColumnElement[bool]:
+def group_id_visible(column: ColumnElement[Any] | InstrumentedAttribute[Any], scope: Scope) -> ColumnElement[bool]:
     """A WHERE clause on a ``group_id`` column of another table (events, spans)."""
     return column.in_(visible_group_ids(scope))
 

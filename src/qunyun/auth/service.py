@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from sqlalchemy import select
@@ -43,6 +43,7 @@ def login(
     now: datetime,
     request: HTTPConnection | None = None,
     token_name: str = "",
+    lifetime: timedelta | None = None,
 ) -> IssuedToken | LoginFailed:
     """Check the password and issue a session or API token; TooManyAttempts while throttled."""
     ip = client_ip(request)
@@ -71,7 +72,7 @@ def login(
             )
         return LoginFailed()
     throttle.succeeded(username)
-    issued = issue_token(session, staff, kind, now=now, name=token_name, ip=ip)
+    issued = issue_token(session, staff, kind, now=now, name=token_name, ip=ip, lifetime=lifetime)
     staff.last_login_at = now
     record(
         session,

@@ -20,9 +20,7 @@ class TooManyAttempts(QunyunError):
     code = "too_many_attempts"
 
     def __init__(self, retry_after: int) -> None:
-        super().__init__(
-            f"too many failed logins; try again in {retry_after} seconds", retry_after=retry_after
-        )
+        super().__init__(f"too many failed logins; try again in {retry_after} seconds", retry_after=retry_after)
         self.retry_after = retry_after
 
 

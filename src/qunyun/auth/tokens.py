@@ -102,7 +102,7 @@ def verify_token(session: Session, secret: str, *, kinds: set[TokenKind], now: d
     ).one_or_none()
     if row is None:
         raise invalid
-    token, staff = row.tuple()
+    token, staff = row
     if (
         token.kind not in {k.value for k in kinds}
         or token.revoked_at is not None

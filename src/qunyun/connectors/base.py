@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from qunyun.errors import InvalidInput, QunyunError
 from qunyun.timeutil import utcnow
@@ -163,7 +163,7 @@ class ConnectorUnavailable(QunyunError):
     code = "connector_unavailable"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one instance per platform: compared and hashed by identity
 class PlatformProfile:
     """A platform's declared capabilities, limits and notes (what it can do, not how)."""
 
@@ -299,8 +299,11 @@ def capabilities_of(platform: str) -> frozenset[Capability]:
     return connector.capabilities if connector is not None else get_profile(platform).capabilities
 
 
+ConnectorT = TypeVar("ConnectorT", bound=Connector)
+
+
 @contextmanager
-def use_connector(connector: Connector) -> Iterator[Connector]:
+def use_connector(connector: ConnectorT) -> Iterator[ConnectorT]:
     """Register ``connector`` for the block and restore the previous one after (tests, demos)."""
     previous = register_connector(connector)
     try:

@@ -35,7 +35,8 @@ class EventError(ValueError):
 
 @dataclass(slots=True)
 class ParsedEvent:
-    """One valid event; ``extra`` holds the kind-specific optional fields."""
+    """One valid event. The fields every hot path needs are attributes; the optional fields of
+    the rarer kinds live in ``extra`` (kept small: building these is the import's inner loop)."""
 
     external_id: str
     kind: int
@@ -45,18 +46,23 @@ class ParsedEvent:
     msg_type: int | None = None
     length: int | None = None
     text: str | None = None
-    channel: str | None = None
-    inviter: str | None = None
-    scene: str | None = None
-    reason: str | None = None
-    order: str | None = None
-    amount_fen: int | None = None
-    product: str | None = None
-    name: str | None = None
-    capacity: int | None = None
-    region: str | None = None
-    tier: str | None = None
-    owner: str | None = None
+    extra: dict[str, Any] | None = None
+
+    def _get(self, name: str) -> Any:
+        return self.extra.get(name) if self.extra is not None else None
+
+    channel = property(lambda self: self._get("channel"))
+    inviter = property(lambda self: self._get("inviter"))
+    scene = property(lambda self: self._get("scene"))
+    reason = property(lambda self: self._get("reason"))
+    order = property(lambda self: self._get("order"))
+    amount_fen = property(lambda self: self._get("amount_fen"))
+    product = property(lambda self: self._get("product"))
+    name = property(lambda self: self._get("name"))
+    capacity = property(lambda self: self._get("capacity"))
+    region = property(lambda self: self._get("region"))
+    tier = property(lambda self: self._get("tier"))
+    owner = property(lambda self: self._get("owner"))
 
 
 def _ident(obj: Mapping[str, Any], field: str, required: bool = True) -> str | None:
@@ -106,8 +112,69 @@ def parse_amount(value: Any, field: str = "amount") -> int:
     return int(match.group(1)) * 100 + int(cents.ljust(2, "0") or 0)
 
 
+class _NotFast(Exception):
+    pass
+
+
+def _fast_ident(value: Any) -> str:
+    if type(value) is not str or not 0 < len(value) <= MAX_ID or value.isspace():
+        raise _NotFast
+    return value
+
+
+def _fast(obj: dict[str, Any]) -> ParsedEvent:
+    """The common, well-formed membership and message events, checked with fewer steps.
+
+    Anything unusual raises and goes through :func:`_checked`, which either accepts it or
+    raises the precise error, so both paths accept exactly the same events.
+    """
+    kind = obj["kind"]
+    ts = datetime.fromisoformat(obj["ts"])
+    if ts.tzinfo is None or len(obj) > 8:
+        raise _NotFast
+    external_id = _fast_ident(obj["id"])
+    group = _fast_ident(obj["group"])
+    member = _fast_ident(obj["member"])
+    if kind == "message.posted":
+        msg_type = MSG_TYPE_BY_NAME[obj["msg_type"]]
+        text = obj.get("text")
+        if text is None:
+            return ParsedEvent(external_id, MESSAGE, to_micros(ts), group, member, msg_type)
+        if type(text) is not str:
+            raise _NotFast
+        return ParsedEvent(external_id, MESSAGE, to_micros(ts), group, member, msg_type, len(text), text)
+    if kind == "member.joined":
+        scene, channel, inviter = obj.get("scene"), obj.get("channel"), obj.get("inviter")
+        if (
+            (scene is not None and scene not in SCENES)
+            or (channel is not None and _fast_ident(channel) is None)
+            or (inviter is not None and _fast_ident(inviter) is None)
+        ):
+            raise _NotFast
+        extra = {"channel": channel, "inviter": inviter, "scene": scene}
+        return ParsedEvent(external_id, JOINED, to_micros(ts), group, member, extra=extra)
+    if kind == "member.left":
+        reason = obj.get("reason")
+        if reason is not None and reason not in REASONS:
+            raise _NotFast
+        return ParsedEvent(external_id, LEFT, to_micros(ts), group, member, extra={"reason": reason})
+    raise _NotFast
+
+
+MESSAGE, JOINED, LEFT = EventKind.MESSAGE_POSTED, EventKind.MEMBER_JOINED, EventKind.MEMBER_LEFT
+
+
 def parse_event(obj: Any) -> ParsedEvent:
     """Validate one decoded JSON object; raises EventError naming the field."""
+    if type(obj) is dict:
+        try:
+            return _fast(obj)
+        except Exception:  # any surprise: let the checked path judge it and explain
+            pass
+    return _checked(obj)
+
+
+def _checked(obj: Any) -> ParsedEvent:
     if not isinstance(obj, dict):
         raise EventError(None, "each line must be a JSON object")
     external_id = _ident(obj, "id")
@@ -145,15 +212,17 @@ def parse_event(obj: Any) -> ParsedEvent:
             ts,
             _ident(obj, "group"),
             _ident(obj, "member"),
-            channel=_ident(obj, "channel", required=False),
-            inviter=_ident(obj, "inviter", required=False),
-            scene=scene,
+            extra={
+                "channel": _ident(obj, "channel", required=False),
+                "inviter": _ident(obj, "inviter", required=False),
+                "scene": scene,
+            },
         )
     if kind is EventKind.MEMBER_LEFT:
         reason = obj.get("reason")
         if reason is not None and reason not in REASONS:
             raise EventError("reason", f"must be one of {', '.join(sorted(REASONS))}")
-        return ParsedEvent(external_id, kind, ts, _ident(obj, "group"), _ident(obj, "member"), reason=reason)
+        return ParsedEvent(external_id, kind, ts, _ident(obj, "group"), _ident(obj, "member"), extra={"reason": reason})
     if kind is EventKind.ORDER_PAID:
         return ParsedEvent(
             external_id,
@@ -161,9 +230,11 @@ def parse_event(obj: Any) -> ParsedEvent:
             ts,
             _ident(obj, "group", required=False),
             _ident(obj, "member"),
-            order=_ident(obj, "order"),
-            amount_fen=parse_amount(obj.get("amount")),
-            product=_text(obj, "product"),
+            extra={
+                "order": _ident(obj, "order"),
+                "amount_fen": parse_amount(obj.get("amount")),
+                "product": _text(obj, "product"),
+            },
         )
     if kind is EventKind.ORDER_REFUNDED:
         return ParsedEvent(
@@ -172,8 +243,7 @@ def parse_event(obj: Any) -> ParsedEvent:
             ts,
             None,
             None,
-            order=_ident(obj, "order"),
-            amount_fen=parse_amount(obj.get("amount")),
+            extra={"order": _ident(obj, "order"), "amount_fen": parse_amount(obj.get("amount"))},
         )
     # group.created
     capacity = obj.get("capacity")
@@ -188,9 +258,11 @@ def parse_event(obj: Any) -> ParsedEvent:
         ts,
         _ident(obj, "group"),
         None,
-        name=name,
-        capacity=capacity,
-        region=_text(obj, "region", 64),
-        tier=_text(obj, "tier", 32),
-        owner=_ident(obj, "owner", required=False),
+        extra={
+            "name": name,
+            "capacity": capacity,
+            "region": _text(obj, "region", 64),
+            "tier": _text(obj, "tier", 32),
+            "owner": _ident(obj, "owner", required=False),
+        },
     )

@@ -78,7 +78,14 @@ class IngestResult:
 
 
 class Ingestor:
-    """Ingests batches of parsed events for one organisation on one connection."""
+    """Ingests batches of parsed events for one organisation on one connection.
+
+    Call :meth:`ingest_batch` any number of times, then :meth:`flush` before the transaction
+    commits.
+    """
+
+    FLUSH_FACTS = 300_000
+    FLUSH_MEMBERS = 100_000
 
     def __init__(self, session: Session, org_id: int, *, platform: str, source: str, live: bool) -> None:
         org = session.get(Organisation, org_id)
@@ -91,6 +98,11 @@ class Ingestor:
         self.live = live
         self.db = SqlDialect(session.connection())
         self.days = DayCalculator(ZoneInfo(org.time_zone))
+        # Derived state is brought up to date by flush(): once per API call, once per import
+        # (or whenever this much has piled up), so an import touches each rollup key once.
+        self._facts: dict[tuple[int, int, int], list[int]] = {}
+        self._dirty_members: set[int] = set()
+        self._pending: list[StoredEvent] = []
         self.group_ids: dict[str, int] = {}
         self.member_ids: dict[str, int] = {}
         self.channel_ids: dict[str, int] = {}
@@ -130,19 +142,28 @@ class Ingestor:
         members: dict[str, tuple[Any, ...]] = {}
         channels: dict[str, tuple[Any, ...]] = {}
         org, platform = self.org_id, self.platform
+        known_groups, known_members, known_channels = self.group_ids, self.member_ids, self.channel_ids
         for e in events:
-            if e.group is not None and e.group not in self.group_ids:
-                row = groups.get(e.group)
+            g = e.group
+            if g is not None and g not in known_groups:
+                row = groups.get(g)
                 if row is None or e.kind == GROUP_CREATED or e.ts < row[-1]:
-                    name = e.name if e.kind == GROUP_CREATED and e.name else (row[3] if row else e.group)
-                    groups[e.group] = (org, platform, e.group, name, "normal", "", 500, "active", 0, e.ts)
-            for ext in (e.member, e.inviter):
-                if ext is not None and ext not in self.member_ids:
-                    row = members.get(ext)
-                    if row is None or e.ts < row[-1]:
-                        members[ext] = (org, platform, ext, "", "", "", "", "[]", e.ts)
-            if e.channel is not None and e.channel not in self.channel_ids and e.channel not in channels:
-                channels[e.channel] = (org, e.channel, e.channel, "other", 0, 0, 0, 0, 0, now_micros())
+                    name = e.name if e.kind == GROUP_CREATED and e.name else (row[3] if row else g)
+                    groups[g] = (org, platform, g, name, "normal", "", 500, "active", 0, e.ts)
+            m = e.member
+            if m is not None and m not in known_members:
+                row = members.get(m)
+                if row is None or e.ts < row[-1]:
+                    members[m] = (org, platform, m, "", "", "", "", "[]", e.ts)
+            if e.extra is None:
+                continue
+            inviter, channel = e.inviter, e.channel
+            if inviter is not None and inviter not in known_members:
+                row = members.get(inviter)
+                if row is None or e.ts < row[-1]:
+                    members[inviter] = (org, platform, inviter, "", "", "", "", "[]", e.ts)
+            if channel is not None and channel not in known_channels and channel not in channels:
+                channels[channel] = (org, channel, channel, "other", 0, 0, 0, 0, 0, now_micros())
         self._resolve(
             self.group_ids,
             "groups",
@@ -192,26 +213,25 @@ class Ingestor:
         ids = self.db.allocate_ids("events", len(events))
         day = self.days.day
         gids, mids, cids = self.group_ids, self.member_ids, self.channel_ids
-        rows = [
-            (
-                event_id,
-                self.org_id,
-                e.external_id,
-                e.kind,
-                e.ts,
-                day(e.ts),
-                gids[e.group] if e.group is not None else None,
-                mids[e.member] if e.member is not None else None,
-                e.msg_type,
-                e.length,
-                e.scene,
-                cids[e.channel] if e.channel is not None else None,
-                mids[e.inviter] if e.inviter is not None else None,
-                e.reason,
-                self.source,
-            )
-            for event_id, e in zip(ids, events, strict=True)
-        ]
+        org, source = self.org_id, self.source
+        rows: list[tuple[Any, ...]] = []
+        append = rows.append
+        for event_id, e in zip(ids, events, strict=True):
+            g, m, x = e.group, e.member, e.extra
+            group_id = gids[g] if g is not None else None
+            member_id = mids[m] if m is not None else None
+            if x is None:
+                append(
+                    (event_id, org, e.external_id, e.kind, e.ts, day(e.ts), group_id, member_id,
+                     e.msg_type, e.length, None, None, None, None, source)
+                )  # fmt: skip
+            else:
+                channel, inviter = x.get("channel"), x.get("inviter")
+                append(
+                    (event_id, org, e.external_id, e.kind, e.ts, day(e.ts), group_id, member_id,
+                     e.msg_type, e.length, x.get("scene"), cids[channel] if channel is not None else None,
+                     mids[inviter] if inviter is not None else None, x.get("reason"), source)
+                )  # fmt: skip
         inserted = self.db.many(
             "INSERT INTO events (id, org_id, external_id, kind, ts, day, group_id, member_id, msg_type, length,"
             " scene, channel_id, inviter_id, reason, source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -233,12 +253,27 @@ class Ingestor:
         result.stored = len(rows)
         result.stored_ids = [e.external_id for e in events]
         if rows:
-            self._derive(events, rows)
+            self._store_details(events, rows)
+            if len(self._facts) >= self.FLUSH_FACTS or len(self._dirty_members) >= self.FLUSH_MEMBERS:
+                self.flush()
         return result
 
-    def _derive(self, events: list[ParsedEvent], rows: list[tuple[Any, ...]]) -> None:
-        facts: dict[tuple[int, int, int], list[int]] = {}
-        membership_members: set[int] = set()
+    def flush(self) -> None:
+        """Bring rollups, spans and member counts up to date; run follow-up hooks (live only)."""
+        if self._facts:
+            self._update_rollups(self._facts)
+            self._facts = {}
+        if self._dirty_members:
+            self._rebuild_spans(sorted(self._dirty_members))
+            self._dirty_members = set()
+        if self._pending:
+            pending, self._pending = self._pending, []
+            for hook in _FOLLOW_UPS:
+                hook(self.session, self.org_id, pending)
+
+    def _store_details(self, events: list[ParsedEvent], rows: list[tuple[Any, ...]]) -> None:
+        facts = self._facts
+        membership_members = self._dirty_members
         texts: list[tuple[Any, ...]] = []
         orders: list[tuple[Any, ...]] = []
         refunds: list[tuple[Any, ...]] = []
@@ -278,14 +313,8 @@ class Ingestor:
         )
         for e, group_id in created:
             self._apply_group_created(e, group_id)
-        if facts:
-            self._update_rollups(facts)
-        if membership_members:
-            self._rebuild_spans(sorted(membership_members))
         if self.live and _FOLLOW_UPS:
-            stored = [StoredEvent(r[0], r[2], r[3], r[4], r[6], r[7]) for r in rows]
-            for hook in _FOLLOW_UPS:
-                hook(self.session, org, stored)
+            self._pending.extend(StoredEvent(r[0], r[2], r[3], r[4], r[6], r[7]) for r in rows)
 
     def _apply_group_created(self, e: ParsedEvent, group_id: int) -> None:
         owner_id = None
@@ -302,26 +331,25 @@ class Ingestor:
     def _update_rollups(self, facts: dict[tuple[int, int, int], list[int]]) -> None:
         db, org = self.db, self.org_id
         db.many(
-            "INSERT INTO member_days (group_id, day, member_id, org_id, joined, departed, messages)"
-            " VALUES (?,?,?,?,?,?,?) ON CONFLICT (group_id, day, member_id) DO UPDATE SET"
+            "INSERT INTO member_days (org_id, day, group_id, member_id, joined, departed, messages)"
+            " VALUES (?,?,?,?,?,?,?) ON CONFLICT (org_id, day, group_id, member_id) DO UPDATE SET"
             f" joined = {db.greatest}(member_days.joined, excluded.joined),"
             f" departed = {db.greatest}(member_days.departed, excluded.departed),"
             " messages = member_days.messages + excluded.messages",
-            [(g, d, m, org, f[0], f[1], f[2]) for (g, d, m), f in facts.items()],
+            [(org, d, g, m, f[0], f[1], f[2]) for (g, d, m), f in sorted(facts.items(), key=_fact_order)],
         )
         # Recompute (not increment) the affected group-days from the facts: idempotent and
         # indifferent to the order in which events arrived.
         pairs = sorted({(g, d) for g, d, _ in facts})
-        source, params = db.pair_source(pairs)
+        source, params = db.pair_join(pairs, "member_days AS m", "m.org_id = ? AND m.day = {b} AND m.group_id = {a}")
         db.run(
             "INSERT INTO group_daily (group_id, day, org_id, joins, lefts, actives, messages, members_delta)"
             " SELECT m.group_id, m.day, ?, sum(m.joined), sum(m.departed),"
             " sum(CASE WHEN m.messages > 0 THEN 1 ELSE 0 END), sum(m.messages), 0"
-            f" FROM {source} JOIN member_days AS m ON m.group_id = k.a AND m.day = k.b"
-            " WHERE true GROUP BY m.group_id, m.day"
+            f" FROM {source} GROUP BY m.group_id, m.day"
             " ON CONFLICT (group_id, day) DO UPDATE SET joins = excluded.joins, lefts = excluded.lefts,"
             " actives = excluded.actives, messages = excluded.messages",
-            (org, *params),
+            (org, *params, org),
         )
         days = sorted({d for _, d, _ in facts})
         for start in range(0, len(days), 500):
@@ -365,7 +393,7 @@ class Ingestor:
         for member_id in member_ids:
             before = old.get(member_id, [])
             after = replay(history.get(member_id, ()))
-            if sorted(before, key=_span_key) == sorted(after, key=_span_key):
+            if len(before) == len(after) and set(before) == set(after):
                 continue
             changed.append(member_id)
             group_day_deltas(before, day, -1, group_deltas)
@@ -410,8 +438,9 @@ class Ingestor:
         )
 
 
-def _span_key(span: Span) -> tuple[int, int]:
-    return (span.group_id, span.joined_at)
+def _fact_order(item: tuple[tuple[int, int, int], list[int]]) -> tuple[int, int, int]:
+    (group_id, day, member_id), _ = item
+    return (day, group_id, member_id)
 
 
 def parse_events(events: Iterable[Mapping[str, Any]]) -> list[ParsedEvent]:
@@ -443,4 +472,7 @@ def ingest(
     """
     parsed = parse_events(events)
     session.flush()
-    return Ingestor(session, org_id, platform=platform, source=source, live=live).ingest_batch(parsed)
+    ingestor = Ingestor(session, org_id, platform=platform, source=source, live=live)
+    result = ingestor.ingest_batch(parsed)
+    ingestor.flush()
+    return result

@@ -24,12 +24,12 @@ class SqlDialect:
         return sql.replace("?", "%s") if self.pg else sql
 
     def run(self, sql: str, params: Sequence[Any] | list[tuple[Any, ...]] = ()) -> Any:
-        return self.conn.exec_driver_sql(self.q(sql), params)  # type: ignore[arg-type]
+        return self.conn.exec_driver_sql(self.q(sql), params)
 
     def many(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
         if not rows:
             return 0
-        result = self.conn.exec_driver_sql(self.q(sql), rows)  # type: ignore[arg-type]
+        result = self.conn.exec_driver_sql(self.q(sql), rows)
         return int(result.rowcount)
 
     def select_in(self, template: str, params: tuple[Any, ...], values: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
@@ -44,19 +44,22 @@ class SqlDialect:
             placeholders = ",".join("?" * len(chunk))
             yield from self.run(template.format(in_=f"IN ({placeholders})"), (*params, *chunk)).fetchall()
 
-    def pair_source(self, pairs: Sequence[tuple[int, int]]) -> tuple[str, tuple[Any, ...]]:
-        """A FROM-item ``k`` with integer columns ``a`` and ``b`` holding ``pairs``."""
+    def pair_join(self, pairs: Sequence[tuple[int, int]], table: str, condition: str) -> tuple[str, tuple[Any, ...]]:
+        """``FROM``-clause body joining ``pairs`` (as ``{a}``, ``{b}``) to ``table`` on ``condition``.
+
+        The pairs drive the join (one index lookup per pair); on SQLite a CROSS JOIN pins
+        that order, which its planner would otherwise invert into a scan.
+        """
         if self.pg:
+            on = condition.format(a="k.a", b="k.b")
             return (
-                "unnest(?::int[], ?::int[]) AS k(a, b)",
+                f"unnest(?::int[], ?::int[]) AS k(a, b) JOIN {table} ON {on} WHERE true",
                 ([p[0] for p in pairs], [p[1] for p in pairs]),
             )
         import orjson
 
-        return (
-            "(SELECT value ->> 0 AS a, value ->> 1 AS b FROM json_each(?)) AS k",
-            (orjson.dumps(pairs).decode(),),
-        )
+        where = condition.format(a="(k.value ->> 0)", b="(k.value ->> 1)")
+        return f"json_each(?) AS k CROSS JOIN {table} WHERE {where}", (orjson.dumps(pairs).decode(),)
 
     def allocate_ids(self, table: str, count: int) -> list[int]:
         """Reserve ``count`` primary keys of ``table``.

@@ -44,9 +44,7 @@ class Playbook(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
-    community_id: Mapped[int | None] = mapped_column(
-        ForeignKey("communities.id", ondelete="SET NULL"), nullable=True
-    )
+    community_id: Mapped[int | None] = mapped_column(ForeignKey("communities.id", ondelete="SET NULL"), nullable=True)
     name: Mapped[str] = mapped_column(String(200))
     naming_template: Mapped[str] = mapped_column(String(200), default="")
     rules_text: Mapped[str] = mapped_column(Text, default="")

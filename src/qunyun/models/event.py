@@ -49,6 +49,10 @@ class Event(Base):
 
     Membership history (joins and leaves with scene, channel, inviter and reason) and message
     events (type and length) are rows of this table; derived state is rebuilt from it.
+
+    Deliberately few indexes: every index on this table is paid on every event (a (group_id, ts)
+    index alone costs ~60 % of the insert, see docs/performance.md). Per-group views read the
+    rollups and spans instead.
     """
 
     __tablename__ = "events"
@@ -62,7 +66,6 @@ class Event(Base):
             sqlite_where=text("kind IN (2, 3)"),
             postgresql_where=text("kind IN (2, 3)"),
         ),
-        Index("ix_events_group_ts", "group_id", "ts"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

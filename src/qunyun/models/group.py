@@ -30,9 +30,7 @@ class Group(Base):
     community_id: Mapped[int | None] = mapped_column(
         ForeignKey("communities.id", ondelete="SET NULL"), nullable=True, index=True
     )
-    playbook_id: Mapped[int | None] = mapped_column(
-        ForeignKey("playbooks.id", ondelete="SET NULL"), nullable=True
-    )
+    playbook_id: Mapped[int | None] = mapped_column(ForeignKey("playbooks.id", ondelete="SET NULL"), nullable=True)
     tier: Mapped[str] = mapped_column(String(32), default="normal")
     region: Mapped[str] = mapped_column(String(64), default="")
     capacity: Mapped[int] = mapped_column(Integer, default=500)

@@ -16,12 +16,13 @@ class MemberDay(Base):
     """
 
     __tablename__ = "member_days"
-    __table_args__ = (Index("ix_member_days_org_day", "org_id", "day"),)
 
-    group_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Key order (org, day, group, member): rows arrive roughly in day order, so inserts land
+    # at the end of the B-tree; and the one key serves per-day, per-week and per-group-day reads.
+    org_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     member_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    org_id: Mapped[int] = mapped_column(Integer)
     joined: Mapped[int] = mapped_column(SmallInteger, default=0)
     departed: Mapped[int] = mapped_column(SmallInteger, default=0)
     messages: Mapped[int] = mapped_column(Integer, default=0)

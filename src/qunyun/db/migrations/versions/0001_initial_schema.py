@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 17:23:09.850138
+Create Date: 2026-11-23 17:29:20.907942
 """
 
 from collections.abc import Sequence
@@ -35,18 +35,15 @@ def upgrade() -> None:
 
     op.create_table(
         "member_days",
-        sa.Column("group_id", sa.Integer(), nullable=False),
-        sa.Column("day", sa.Integer(), nullable=False),
-        sa.Column("member_id", sa.Integer(), nullable=False),
         sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("day", sa.Integer(), nullable=False),
+        sa.Column("group_id", sa.Integer(), nullable=False),
+        sa.Column("member_id", sa.Integer(), nullable=False),
         sa.Column("joined", sa.SmallInteger(), nullable=False),
         sa.Column("departed", sa.SmallInteger(), nullable=False),
         sa.Column("messages", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("group_id", "day", "member_id", name=op.f("pk_member_days")),
+        sa.PrimaryKeyConstraint("org_id", "day", "group_id", "member_id", name=op.f("pk_member_days")),
     )
-    with op.batch_alter_table("member_days", schema=None) as batch_op:
-        batch_op.create_index("ix_member_days_org_day", ["org_id", "day"], unique=False)
-
     op.create_table(
         "org_daily",
         sa.Column("org_id", sa.Integer(), nullable=False),
@@ -140,7 +137,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("org_id", "external_id", name=op.f("uq_events_org_id_external_id")),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.create_index("ix_events_group_ts", ["group_id", "ts"], unique=False)
         batch_op.create_index(
             "ix_events_membership",
             ["member_id", "ts"],
@@ -626,7 +622,6 @@ def downgrade() -> None:
         batch_op.drop_index(
             "ix_events_membership", sqlite_where=sa.text("kind IN (2, 3)"), postgresql_where=sa.text("kind IN (2, 3)")
         )
-        batch_op.drop_index("ix_events_group_ts")
 
     op.drop_table("events")
     with op.batch_alter_table("communities", schema=None) as batch_op:
@@ -639,9 +634,6 @@ def downgrade() -> None:
     op.drop_table("channels")
     op.drop_table("organisations")
     op.drop_table("org_daily")
-    with op.batch_alter_table("member_days", schema=None) as batch_op:
-        batch_op.drop_index("ix_member_days_org_day")
-
     op.drop_table("member_days")
     with op.batch_alter_table("group_daily", schema=None) as batch_op:
         batch_op.drop_index("ix_group_daily_org_day")

@@ -1,0 +1,37 @@
+"""Helpers shared by the benchmarks: fresh databases, timed CLI runs, the figures file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+QUNYUN = [sys.executable, "-m", "qunyun.cli"]
+PG_ADMIN = os.environ.get("QUNYUN_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def fresh_pg(name: str) -> str | None:
+    """Create an empty PostgreSQL database ``name``; None when PostgreSQL is not reachable."""
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            conn.execute(f"CREATE DATABASE {name}")
+    except psycopg.OperationalError:
+        return None
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+
+
+def run_cli(args: list[str], url: str, *, stdout: int | None = subprocess.DEVNULL) -> float:
+    """Run ``qunyun ARGS`` against ``url``; returns wall seconds. Raises on failure."""
+    env = {**os.environ, "QUNYUN_DATABASE_URL": url, "QUNYUN_ENV": "development"}
+    started = time.perf_counter()
+    proc = subprocess.run([*QUNYUN, *args], env=env, stdout=stdout, stderr=subprocess.PIPE, cwd=ROOT)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"qunyun {' '.join(args)} failed: {proc.stderr.decode()[-2000:]}")
+    return elapsed

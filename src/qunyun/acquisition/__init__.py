@@ -1,0 +1,1 @@
+"""Acquisition: channels and their cost models (M3)."""

@@ -1,0 +1,39 @@
+"""REST routes for channels: /api/v1/channels."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, status
+
+from qunyun.acquisition import service
+from qunyun.acquisition.schemas import ChannelCreate, ChannelOut, ChannelUpdate
+from qunyun.api.pagination import Page, Paging
+from qunyun.auth.deps import CurrentScope, DbSession
+
+router = APIRouter(prefix="/channels", tags=["channels"])
+
+ChannelId = Annotated[int, Path(description="Channel id")]
+
+
+@router.get("", response_model=Page[ChannelOut], summary="Channels with members acquired and CAC")
+def list_channels(db: DbSession, scope: CurrentScope, paging: Paging, kind: str | None = None) -> Page[ChannelOut]:
+    items, total = service.list_channels(db, scope, kind=kind, limit=paging.limit, offset=paging.offset)
+    return Page[ChannelOut](items=items, total=total, limit=paging.limit, offset=paging.offset)
+
+
+@router.post("", response_model=ChannelOut, status_code=status.HTTP_201_CREATED, summary="Create a channel (lead only)")
+def create_channel(body: ChannelCreate, db: DbSession, scope: CurrentScope, request: Request) -> ChannelOut:
+    return service.create_channel(db, scope, body, request=request)
+
+
+@router.get("/{channel_id}", response_model=ChannelOut, summary="One channel")
+def get_channel(channel_id: ChannelId, db: DbSession, scope: CurrentScope) -> ChannelOut:
+    return service.get_channel(db, scope, channel_id)
+
+
+@router.patch("/{channel_id}", response_model=ChannelOut, summary="Change a channel (lead only)")
+def update_channel(
+    channel_id: ChannelId, body: ChannelUpdate, db: DbSession, scope: CurrentScope, request: Request
+) -> ChannelOut:
+    return service.update_channel(db, scope, channel_id, body.model_dump(exclude_unset=True), request=request)

@@ -1,0 +1,188 @@
+"""Channels: the cost model of each acquisition route and what a member acquired through it cost.
+
+CAC = (touches × cost per touch + members × reward per member + fixed cost) / members, where
+members are the distinct members whose join event carried the channel. The expected CAC uses the
+expected join rate instead: e.g. SMS at 0.05 元 with a 1.5 元 red packet at 8 % → 2.13 元/人.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from starlette.requests import HTTPConnection
+
+from qunyun.acquisition.schemas import ChannelCreate, ChannelOut
+from qunyun.audit.service import record
+from qunyun.auth.scope import Scope, require_lead
+from qunyun.errors import Conflict, NotFound
+from qunyun.groups.service import count_rows
+from qunyun.models import Channel, Event, EventKind
+from qunyun.timeutil import utcnow
+
+_CENT = Decimal("0.01")
+_MONEY_FIELDS = {
+    "cost_per_touch": "cost_per_touch_fen",
+    "reward_per_member": "reward_per_member_fen",
+    "fixed_cost": "fixed_cost_fen",
+}
+
+
+def yuan_to_fen(value: Decimal) -> int:
+    """Validated yuan (at most two decimals) → integer fen."""
+    return int((value * 100).to_integral_value())
+
+
+def fen_to_yuan(fen: int | Decimal) -> str:
+    """Fen → yuan decimal string with two decimals, rounding half up ("2.125" → "2.13")."""
+    return str((Decimal(fen) / 100).quantize(_CENT, rounding=ROUND_HALF_UP))
+
+
+def actual_cac_fen(channel: Channel, members: int) -> Decimal | None:
+    if members <= 0:
+        return None
+    cost = (
+        channel.touches * channel.cost_per_touch_fen + members * channel.reward_per_member_fen + channel.fixed_cost_fen
+    )
+    return Decimal(cost) / members
+
+
+def expected_cac_fen(channel: Channel) -> Decimal | None:
+    """Planned cost per member from the expected join rate; None when no rate is set, or when a
+    fixed cost cannot be spread because no touches are planned."""
+    if channel.expected_rate_bp <= 0:
+        return None
+    rate = Decimal(channel.expected_rate_bp) / 10_000
+    per_member = Decimal(channel.cost_per_touch_fen) / rate + channel.reward_per_member_fen
+    if channel.fixed_cost_fen:
+        if channel.touches <= 0:
+            return None
+        per_member += Decimal(channel.fixed_cost_fen) / (channel.touches * rate)
+    return per_member
+
+
+def members_acquired(session: Session, org_id: int, channel_ids: Sequence[int]) -> dict[int, int]:
+    """Distinct members per channel whose join event carried that channel."""
+    if not channel_ids:
+        return {}
+    rows = session.execute(
+        select(Event.channel_id, func.count(func.distinct(Event.member_id)))
+        .where(
+            Event.org_id == org_id,
+            Event.kind == int(EventKind.MEMBER_JOINED),
+            Event.channel_id.in_(channel_ids),
+        )
+        .group_by(Event.channel_id)
+    )
+    return {int(channel_id): int(n) for channel_id, n in rows if channel_id is not None}
+
+
+def channel_out(channel: Channel, members: int) -> ChannelOut:
+    actual = actual_cac_fen(channel, members)
+    expected = expected_cac_fen(channel)
+    return ChannelOut(
+        id=channel.id,
+        code=channel.code,
+        name=channel.name,
+        kind=channel.kind,
+        cost_per_touch=fen_to_yuan(channel.cost_per_touch_fen),
+        reward_per_member=fen_to_yuan(channel.reward_per_member_fen),
+        fixed_cost=fen_to_yuan(channel.fixed_cost_fen),
+        touches=channel.touches,
+        expected_rate_bp=channel.expected_rate_bp,
+        members_acquired=members,
+        cac=fen_to_yuan(actual) if actual is not None else None,
+        expected_cac=fen_to_yuan(expected) if expected is not None else None,
+        created_at=channel.created_at,
+    )
+
+
+def _require_channel(session: Session, scope: Scope, channel_id: int) -> Channel:
+    channel = session.scalar(select(Channel).where(Channel.id == channel_id, Channel.org_id == scope.org_id))
+    if channel is None:
+        raise NotFound(f"no channel {channel_id}", field="channel_id")
+    return channel
+
+
+def list_channels(
+    session: Session, scope: Scope, *, kind: str | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[ChannelOut], int]:
+    """The organisation's channels with their acquisition figures (every role may read them:
+    they are organisation-wide aggregates, not member data)."""
+    query = select(Channel).where(Channel.org_id == scope.org_id)
+    if kind is not None:
+        query = query.where(Channel.kind == kind)
+    total = count_rows(session, query)
+    channels = session.scalars(query.order_by(Channel.id).limit(limit).offset(offset)).all()
+    acquired = members_acquired(session, scope.org_id, [c.id for c in channels])
+    return [channel_out(c, acquired.get(c.id, 0)) for c in channels], total
+
+
+def get_channel(session: Session, scope: Scope, channel_id: int) -> ChannelOut:
+    channel = _require_channel(session, scope, channel_id)
+    return channel_out(channel, members_acquired(session, scope.org_id, [channel.id]).get(channel.id, 0))
+
+
+def _to_columns(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        _MONEY_FIELDS.get(field, field): yuan_to_fen(value) if field in _MONEY_FIELDS else value
+        for field, value in values.items()
+    }
+
+
+def create_channel(
+    session: Session, scope: Scope, data: ChannelCreate, *, request: HTTPConnection | None = None
+) -> ChannelOut:
+    """Create a channel (lead only: channels and their budgets are organisation-wide)."""
+    require_lead(scope)
+    if session.scalar(select(Channel.id).where(Channel.org_id == scope.org_id, Channel.code == data.code)):
+        raise Conflict(f"channel {data.code!r} exists", field="code")
+    channel = Channel(org_id=scope.org_id, created_at=utcnow(), **_to_columns(data.model_dump()))
+    session.add(channel)
+    session.flush()
+    record(
+        session,
+        org_id=scope.org_id,
+        staff_id=scope.staff_id,
+        action="channel.create",
+        target_type="channel",
+        target_id=channel.id,
+        detail={"code": channel.code, "name": channel.name},
+        request=request,
+    )
+    return channel_out(channel, 0)
+
+
+def update_channel(
+    session: Session,
+    scope: Scope,
+    channel_id: int,
+    changes: dict[str, Any],
+    *,
+    request: HTTPConnection | None = None,
+) -> ChannelOut:
+    """Change a channel's name, kind or cost model (lead only)."""
+    channel = _require_channel(session, scope, channel_id)
+    require_lead(scope)
+    diff: dict[str, list[Any]] = {}
+    for column, value in _to_columns(changes).items():
+        old = getattr(channel, column)
+        if old != value:
+            diff[column] = [old, value]
+            setattr(channel, column, value)
+    session.flush()
+    if diff:
+        record(
+            session,
+            org_id=scope.org_id,
+            staff_id=scope.staff_id,
+            action="channel.update",
+            target_type="channel",
+            target_id=channel.id,
+            detail={"changes": diff},
+            request=request,
+        )
+    return get_channel(session, scope, channel.id)

@@ -1,0 +1,155 @@
+"""The FastAPI application: /api/v1, /healthz, the console's login pages and static assets."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from qunyun.acquisition.endpoints import router as channels_router
+from qunyun.api.console import STATIC_DIR
+from qunyun.api.console import router as console_router
+from qunyun.api.errors import install_error_handlers
+from qunyun.audit.endpoints import router as audit_router
+from qunyun.auth.endpoints import router as auth_router
+from qunyun.auth.throttle import LoginThrottle
+from qunyun.config import get_settings
+from qunyun.crm.endpoints import members as members_router
+from qunyun.crm.endpoints import tags as tags_router
+from qunyun.db.session import get_engine
+from qunyun.groups.endpoints import router as groups_router
+from qunyun.ingestion.endpoints import router as events_router
+from qunyun.team.endpoints import router as staff_router
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+]
+# The console loads nothing from elsewhere (no CDN); the development-only Swagger UI does.
+_CONSOLE_CSP = (
+    b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+class SecurityHeaders:
+    """Adds the usual hardening headers to every response (pure ASGI: no body buffering)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        console = not path.startswith(("/api/", "/docs", "/openapi"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in _SECURITY_HEADERS if h[0] not in present)
+                if console and b"content-security-policy" not in present:
+                    headers.append((b"content-security-policy", _CONSOLE_CSP))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _app_version() -> str:
+    try:
+        return version("qunyun")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
+
+
+def api_router() -> APIRouter:
+    router = APIRouter(prefix=API_PREFIX)
+    for sub in (
+        auth_router,
+        groups_router,
+        members_router,
+        tags_router,
+        channels_router,
+        events_router,
+        staff_router,
+        audit_router,
+    ):
+        router.include_router(sub)
+    return router
+
+
+def database_ok() -> bool:
+    """Whether the database answers a trivial query."""
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        log.warning("health check: database unavailable", exc_info=True)
+        return False
+
+
+def create_app(in_process_workers: int = 0) -> FastAPI:
+    """Build the application; with ``in_process_workers`` > 0 the lifespan also runs job workers."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker: Any = None
+        if in_process_workers > 0:
+            # Imported here: the API must not depend on the worker unless it runs one.
+            from qunyun.worker.runner import InProcessWorker
+
+            worker = InProcessWorker(concurrency=in_process_workers)
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await anyio.to_thread.run_sync(worker.stop)
+
+    app = FastAPI(
+        title="qunyun",
+        summary="Community operations platform (社群运营 / 私域 SCRM)",
+        description=(
+            "REST API of qunyun. Authenticate with `Authorization: Bearer <token>` (a token from "
+            "`POST /api/v1/auth/tokens`). Every list and object is limited to the caller's data scope: "
+            "objects outside it answer 404. See docs/api.md and docs/access-control.md."
+        ),
+        version=_app_version(),
+        lifespan=lifespan,
+        # Swagger UI and ReDoc load their scripts from a CDN; qunyun must work offline, so they
+        # are a development convenience only. /openapi.json is always served.
+        docs_url="/docs" if get_settings().env == "development" else None,
+        redoc_url=None,
+    )
+    app.state.login_throttle = LoginThrottle()
+    install_error_handlers(app)
+    app.add_middleware(SecurityHeaders)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness and database check")
+    def healthz() -> JSONResponse:
+        if database_ok():
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+
+    app.include_router(api_router())
+    app.include_router(console_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,146 @@
+"""The simulator connector: qunyun's side of the simulated platform."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from qunyun.connectors.actions import (
+    Action,
+    CreateGroup,
+    CreateInviteLink,
+    DeleteMessage,
+    Kick,
+    Mute,
+    RevokeInviteLink,
+    SendGroupMessage,
+    SendWelcome,
+    SetTags,
+    SetWelcomeMessage,
+    SyncInterceptRules,
+    Unmute,
+)
+from qunyun.connectors.base import (
+    ActionResult,
+    Connector,
+    PlatformProfile,
+    UnsupportedAction,
+    missing_capabilities,
+    needs_confirmation,
+)
+from qunyun.connectors.simulator import events as ev
+from qunyun.connectors.simulator.capabilities import PROFILE as SIMULATOR_PROFILE
+from qunyun.connectors.simulator.clock import VirtualClock
+from qunyun.connectors.simulator.platform import EventSink, SimulatedPlatform, SimulatorError
+from qunyun.errors import InvalidInput
+
+
+class SimulatorConnector(Connector):
+    """A connector over a :class:`SimulatedPlatform` (created here unless one is given).
+
+    With another platform's ``profile`` it emulates that platform: it is registered under that
+    platform's name, refuses what the profile lacks, and holds sends for confirmation when the
+    profile only has ``send_requires_confirmation``.
+    """
+
+    def __init__(
+        self,
+        platform: SimulatedPlatform | None = None,
+        *,
+        seed: int = 0,
+        clock: VirtualClock | None = None,
+        sink: EventSink | None = None,
+        profile: PlatformProfile = SIMULATOR_PROFILE,
+        namespace: str = "sim",
+    ) -> None:
+        self.sim = platform or SimulatedPlatform(
+            seed=seed, clock=clock, sink=sink, profile=profile, namespace=namespace
+        )
+        self.profile = self.sim.profile
+
+    @property
+    def clock(self) -> VirtualClock:
+        return self.sim.clock
+
+    def now(self) -> datetime:
+        return self.sim.now()
+
+    def normalize(self, raw: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The simulator reports v1 events natively: one event, or ``{"events": [...]}``."""
+        if "events" in raw and "kind" not in raw:
+            batch = raw["events"]
+            if not isinstance(batch, list):
+                raise InvalidInput("events must be a list", field="events")
+            return [ev.validate(item, i) for i, item in enumerate(batch)]
+        return [ev.validate(raw)]
+
+    def perform(self, action: Action, idempotency_key: str) -> ActionResult:
+        """Perform ``action`` once per key; a key seen before returns its first result."""
+        with self.sim.lock:
+            state = self.sim.state
+            first = state.performed.get(idempotency_key)
+            if first is not None:
+                return first
+            missing = missing_capabilities(action, self.capabilities)
+            if missing:
+                raise UnsupportedAction(
+                    f"{self.profile.title} cannot {action.kind}: needs {', '.join(sorted(missing))}"
+                )
+            self.sim.api_gate()  # may raise TransientError; nothing changed and nothing is recorded
+            try:
+                result = self._perform(action)
+            except SimulatorError as exc:
+                result = ActionResult.failed(f"{exc.code}: {exc}")
+            state.performed[idempotency_key] = result
+            return result
+
+    def _perform(self, action: Action) -> ActionResult:
+        sim = self.sim
+        match action:
+            case SendGroupMessage() | SendWelcome():
+                mention = action.member if isinstance(action, SendWelcome) else None
+                msg_type = action.msg_type if isinstance(action, SendGroupMessage) else "text"
+                material = action.material if isinstance(action, SendGroupMessage) else None
+                if needs_confirmation(action, self.capabilities):
+                    pending = sim.hold_send(
+                        action.group, action.text, msg_type=msg_type, material=material, mention=mention
+                    )
+                    return ActionResult.awaiting_confirmation(pending.ref, "held for the group owner to send")
+                message = sim.send_message(
+                    action.group, action.text, msg_type=msg_type, material=material, mention=mention
+                )
+                return ActionResult.done(message.id)
+            case SetWelcomeMessage():
+                sim.set_welcome_message(action.group, action.text)
+                return ActionResult.done(action.group or "default")
+            case DeleteMessage():
+                return ActionResult.done(sim.delete_message(action.group, action.message).id)
+            case Mute():
+                until = sim.mute(action.group, action.member, action.seconds)
+                return ActionResult.done(None, f"muted until {until.isoformat()}" if until else "muted")
+            case Unmute():
+                sim.unmute(action.group, action.member)
+                return ActionResult.done()
+            case Kick():
+                sim.kick(action.group, action.member)
+                return ActionResult.done()
+            case CreateGroup():
+                return ActionResult.done(sim.create_group(action.name, owner=action.owner, capacity=action.capacity).id)
+            case CreateInviteLink():
+                link = sim.create_invite_link(
+                    action.group,
+                    name=action.name,
+                    member_limit=action.member_limit,
+                    expire_at=action.expire_at,
+                    channel=action.channel,
+                )
+                return ActionResult.done(link.url)
+            case RevokeInviteLink():
+                return ActionResult.done(sim.revoke_invite_link(action.group, action.link).url)
+            case SetTags():
+                tags = sim.set_tags(action.member, action.add, action.remove)
+                return ActionResult.done(action.member, "tags: " + ", ".join(sorted(tags)))
+            case SyncInterceptRules():
+                return ActionResult.done(sim.set_intercept_rule(action.name, action.words, action.group).name)
+        raise UnsupportedAction(f"unknown action {action!r}")  # pragma: no cover

@@ -1,0 +1,48 @@
+"""Telegram supergroups through the Bot API (bot is an admin). DECLARATION ONLY.
+
+No Telegram client exists yet; this is what the dispatcher routes on. Facts are from the Bot API:
+sendMessage, deleteMessage, restrictChatMember, banChatMember, createChatInviteLink
+(member_limit 1-99999, expire_date, name ≤ 32 characters), chat_member updates carrying the
+invite link used.
+"""
+
+from qunyun.connectors.base import Capability, PlatformProfile
+
+PROFILE = PlatformProfile(
+    platform="telegram",
+    title="Telegram",
+    declaration_only=True,
+    capabilities=frozenset(
+        {
+            Capability.SEND_GROUP_MESSAGE,
+            Capability.DELETE_MESSAGE,
+            Capability.MUTE,
+            Capability.KICK,
+            Capability.CREATE_INVITE_LINK,
+            Capability.INVITE_LINK_MEMBER_LIMIT,
+            Capability.INVITE_LINK_EXPIRY,
+            Capability.INVITE_LINK_ATTRIBUTION,
+            Capability.READ_MESSAGES,
+            Capability.MEMBERSHIP_EVENTS,
+            Capability.WELCOME_ON_JOIN,
+        }
+    ),
+    notes={
+        Capability.MUTE: "restrictChatMember (can_send_messages false) until a date.",
+        Capability.KICK: "banChatMember (then unbanChatMember to allow a return).",
+        Capability.INVITE_LINK_MEMBER_LIMIT: (
+            "createChatInviteLink member_limit: members who joined through the link at the same time, 1-99999."
+        ),
+        Capability.INVITE_LINK_EXPIRY: "createChatInviteLink expire_date.",
+        Capability.READ_MESSAGES: "The bot must be an admin or have privacy mode off.",
+        Capability.WELCOME_ON_JOIN: "Our bot posts the configured welcome when a chat_member update reports a join.",
+        Capability.CREATE_GROUP: "Bots cannot create groups; a person creates it and adds the bot as admin.",
+        Capability.TAGS: "Telegram has no member tags; qunyun keeps tags itself.",
+        Capability.INTERCEPT_RULES: "No server-side word filter; qunyun's moderation deletes matching messages.",
+    },
+    limits={
+        "group_capacity": 200_000,
+        "invite_link_member_limit_max": 99_999,
+        "invite_link_name_max": 32,
+    },
+)

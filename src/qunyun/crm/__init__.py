@@ -1,0 +1,1 @@
+"""Members, persona fields and tags (M10)."""

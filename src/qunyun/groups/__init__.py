@@ -1,0 +1,1 @@
+"""Groups: listing and editing within the staff member's scope, members, history, assignments."""

@@ -1,0 +1,295 @@
+"""REST routes for the event log: POST /api/v1/events (ingest) and GET /api/v1/events (read).
+
+POST takes interchange-format v1 events (PRODUCT.md) as a JSON array (``application/json``) or
+as JSON Lines (``application/x-ndjson``, ``application/jsonl`` or ``text/plain``). The batch is
+all or nothing: the first bad event is reported with its index (and line, for JSON Lines) and
+field, and nothing is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from qunyun.api.pagination import MAX_LIMIT, CursorPage
+from qunyun.audit.service import record
+from qunyun.auth.deps import CurrentScope, DbSession
+from qunyun.auth.scope import Scope, group_id_visible, group_visible, require_group, require_member
+from qunyun.errors import Forbidden, InvalidInput, NotFound, QunyunError
+from qunyun.ingestion.service import ingest
+from qunyun.models import Event, Group, Member, MsgType, Role
+from qunyun.models.event import KIND_BY_NAME, KIND_NAMES, EventKind
+
+router = APIRouter(prefix="/events", tags=["events"])
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+JSON_LINES_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/json-lines", "text/plain"})
+INGEST_ROLES = (Role.LEAD, Role.OWNER, Role.ADMIN)
+
+
+class PayloadTooLarge(QunyunError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(QunyunError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+@dataclass
+class EventBatch:
+    events: list[dict[str, Any]]
+    # For JSON Lines, the line number of each event (blank lines are skipped); else None.
+    lines: list[int] | None
+
+    def where(self, index: int) -> str:
+        return f"line {self.lines[index]}" if self.lines is not None else f"event {index}"
+
+
+async def read_event_batch(request: Request) -> EventBatch:
+    """Read and split the request body into event objects (validation of the fields is ingest's)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes; split the batch")
+    content_type = request.headers.get("content-type", "text/plain").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"body is not valid JSON: {exc}", field="body") from None
+        if not isinstance(data, list):
+            raise InvalidInput("body must be a JSON array of event objects", field="body")
+        batch = EventBatch(events=data, lines=None)
+    elif content_type in JSON_LINES_TYPES:
+        events: list[Any] = []
+        lines: list[int] = []
+        for number, line in enumerate(bytes(body).split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                events.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise InvalidInput(f"line {number}: not valid JSON: {exc}", field="body", line=number) from None
+            lines.append(number)
+        batch = EventBatch(events=events, lines=lines)
+    else:
+        raise UnsupportedMediaType(
+            "send application/json (an array) or application/x-ndjson (JSON Lines)", field="content-type"
+        )
+    if not batch.events:
+        raise InvalidInput("no events in the body", field="body")
+    for index, event in enumerate(batch.events):
+        if not isinstance(event, dict):
+            raise InvalidInput(f"{batch.where(index)}: must be a JSON object", field="body", index=index)
+    return batch
+
+
+def check_ingest_scope(session: Session, scope: Scope, batch: EventBatch, platform: str) -> None:
+    """Leads may post anything for their organisation; owners and admins only events of their
+    own groups (so never organisation-wide ones such as refunds); other roles nothing."""
+    if scope.is_lead:
+        return
+    if scope.role not in INGEST_ROLES:
+        raise Forbidden("only a lead, a group owner or an admin may post events")
+    first_index: dict[str, int] = {}
+    for index, event in enumerate(batch.events):
+        group = event.get("group")
+        if group is None:
+            raise Forbidden(
+                f"{batch.where(index)}: an event without a group may only be posted by a lead",
+                field="group",
+                index=index,
+            )
+        if not isinstance(group, str) or not group.strip():
+            raise InvalidInput(f"{batch.where(index)}: field 'group': must be a non-empty string", field="group")
+        first_index.setdefault(group, index)
+    allowed: set[str] = set()
+    wanted = list(first_index)
+    for start in range(0, len(wanted), 500):
+        allowed.update(
+            session.scalars(
+                select(Group.external_id).where(
+                    Group.org_id == scope.org_id,
+                    Group.platform == platform,
+                    Group.external_id.in_(wanted[start : start + 500]),
+                    group_visible(scope),
+                )
+            )
+        )
+    for group, index in first_index.items():
+        if group not in allowed:
+            raise Forbidden(
+                f"{batch.where(index)}: group {group!r} is not one of your groups", field="group", index=index
+            )
+
+
+class IngestOut(BaseModel):
+    stored: int
+    duplicates: int
+
+
+_INGEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "Interchange-format v1 events: a JSON array, or JSON Lines (one object per line).",
+        "content": {
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    response_model=IngestOut,
+    summary="Ingest events (lead; owners and admins for their own groups)",
+    openapi_extra=_INGEST_BODY,
+)
+def post_events(
+    # First, so the body is in memory before the unit of work starts: on SQLite a write
+    # transaction holds the database lock, which must not wait on a slow upload.
+    batch: Annotated[EventBatch, Depends(read_event_batch)],
+    db: DbSession,
+    scope: CurrentScope,
+    request: Request,
+    platform: Annotated[
+        str, Query(min_length=1, max_length=16, pattern=r"^[a-z0-9_-]+$", description="Platform of the ids")
+    ] = "api",
+) -> IngestOut:
+    check_ingest_scope(db, scope, batch, platform)
+    try:
+        result = ingest(db, scope.org_id, batch.events, platform=platform, source="api", live=True)
+    except InvalidInput as exc:
+        index = exc.detail.get("index")
+        if batch.lines is None or not isinstance(index, int) or not 0 <= index < len(batch.lines):
+            raise
+        line = batch.lines[index]
+        message = exc.message.replace(f"event {index}:", f"line {line}:", 1)
+        raise InvalidInput(message, field=exc.field, index=index, line=line) from None
+    record(
+        db,
+        org_id=scope.org_id,
+        staff_id=scope.staff_id,
+        action="events.ingest",
+        target_type="events",
+        target_id=platform,
+        detail={"platform": platform, "stored": result.stored, "duplicates": result.duplicates},
+        request=request,
+    )
+    return IngestOut(stored=result.stored, duplicates=result.duplicates)
+
+
+class EventOut(BaseModel):
+    """One event of the log (message text is never part of it)."""
+
+    id: int
+    external_id: str
+    kind: str = Field(description="member.joined, message.posted…")
+    ts: datetime
+    day: int = Field(description="YYYYMMDD in the organisation's time zone")
+    group_id: int | None
+    group_external_id: str | None
+    member_id: int | None
+    member_external_id: str | None
+    msg_type: str | None
+    length: int | None
+    scene: str | None
+    channel_id: int | None
+    inviter_id: int | None
+    reason: str | None
+    source: str
+
+
+def _event_out(event: Event, group_ext: str | None, member_ext: str | None) -> EventOut:
+    try:
+        kind = KIND_NAMES[EventKind(event.kind)]
+    except ValueError:
+        kind = str(event.kind)
+    return EventOut(
+        id=event.id,
+        external_id=event.external_id,
+        kind=kind,
+        ts=event.ts,
+        day=event.day,
+        group_id=event.group_id,
+        group_external_id=group_ext,
+        member_id=event.member_id,
+        member_external_id=member_ext,
+        msg_type=MsgType(event.msg_type).name.lower() if event.msg_type is not None else None,
+        length=event.length,
+        scene=event.scene,
+        channel_id=event.channel_id,
+        inviter_id=event.inviter_id,
+        reason=event.reason,
+        source=event.source,
+    )
+
+
+def _events_query(scope: Scope) -> Select[Event, str, str]:
+    query = (
+        select(Event, Group.external_id, Member.external_id)
+        .outerjoin(Group, Group.id == Event.group_id)
+        .outerjoin(Member, Member.id == Event.member_id)
+        .where(Event.org_id == scope.org_id)
+    )
+    if not scope.whole_org:
+        query = query.where(group_id_visible(Event.group_id, scope))
+    return query
+
+
+def _aware(value: datetime | None, field: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise InvalidInput(f"{field} needs a time zone offset, e.g. 2026-03-01T08:00:00+08:00", field=field)
+    return value
+
+
+@router.get("", response_model=CursorPage[EventOut], summary="Read the event log of your scope, oldest first")
+def list_events(
+    db: DbSession,
+    scope: CurrentScope,
+    group: Annotated[int | None, Query(description="Group id")] = None,
+    member: Annotated[int | None, Query(description="Member id")] = None,
+    kind: Annotated[str | None, Query(description="e.g. member.joined")] = None,
+    since: Annotated[datetime | None, Query(description="Events at or after this instant (with offset)")] = None,
+    until: Annotated[datetime | None, Query(description="Events before this instant (with offset)")] = None,
+    cursor: Annotated[int | None, Query(ge=0, description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+) -> CursorPage[EventOut]:
+    query = _events_query(scope)
+    if group is not None:
+        query = query.where(Event.group_id == require_group(db, scope, group).id)
+    if member is not None:
+        query = query.where(Event.member_id == require_member(db, scope, member).id)
+    if kind is not None:
+        if kind not in KIND_BY_NAME:
+            raise InvalidInput(f"kind must be one of {', '.join(sorted(KIND_BY_NAME))}", field="kind")
+        query = query.where(Event.kind == int(KIND_BY_NAME[kind]))
+    if (start := _aware(since, "since")) is not None:
+        query = query.where(Event.ts >= start)
+    if (end := _aware(until, "until")) is not None:
+        query = query.where(Event.ts < end)
+    if cursor is not None:
+        query = query.where(Event.id > cursor)
+    rows = db.execute(query.order_by(Event.id).limit(limit)).all()
+    items = [_event_out(event, g, m) for event, g, m in rows]
+    return CursorPage[EventOut](items=items, next_cursor=items[-1].id if len(items) == limit else None)
+
+
+@router.get("/{event_id}", response_model=EventOut, summary="One event")
+def get_event(event_id: Annotated[int, Path()], db: DbSession, scope: CurrentScope) -> EventOut:
+    row = db.execute(_events_query(scope).where(Event.id == event_id)).one_or_none()
+    if row is None:
+        raise NotFound(f"no event {event_id}", field="event_id")
+    event, group_ext, member_ext = row
+    return _event_out(event, group_ext, member_ext)

@@ -1,0 +1,1 @@
+"""Personal data: retention of message text and the jobs that enforce it."""

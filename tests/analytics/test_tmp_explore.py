@@ -1,0 +1,248 @@
+"""Random small event streams, ingested in random order and batches, against the naive reference.
+
+Each example uses a fresh organisation (so no truncation between examples) and ingests through
+qunyun.ingestion.service.ingest, one transaction per batch as a connector would.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from qunyun.analytics.stats import stats_for_cli
+from qunyun.db.session import unit_of_work
+from qunyun.ingestion.service import ingest
+from qunyun.team.service import create_organisation
+from tests.analytics.helpers import SNAPSHOT_QUERIES
+from tests.analytics.reference import ZONE, Reference
+
+FIRST_DAY = date(2026, 2, 27)  # a Friday: the streams span ISO weeks 2026-W09, W10 and W11
+DAYS = 12
+MIDNIGHT = datetime(2026, 2, 27, tzinfo=ZONE)
+OFFSETS = [UTC, ZONE, timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=45))]
+
+# No shrinking: an example costs a few database transactions, and shrinking these nested draws
+# runs into Hypothesis' five-minute cap; the unshrunk example is small enough to read.
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+_orgs = itertools.count(1)
+
+
+def new_org() -> str:
+    slug = f"ref-{next(_orgs)}"
+    with unit_of_work() as session:
+        create_organisation(session, name=slug, slug=slug)
+    return slug
+
+
+def org_id_of(session: Session, slug: str) -> int:
+    return int(session.execute(text("SELECT id FROM organisations WHERE slug = :s"), {"s": slug}).scalar_one())
+
+
+# -- generation -----------------------------------------------------------------------------------
+
+# Minutes since Shanghai midnight of FIRST_DAY, crowding the edges of Shanghai days.
+minutes = st.builds(
+    lambda day, minute: day * 1440 + minute,
+    st.integers(0, DAYS - 1),
+    st.one_of(st.sampled_from([0, 1, 479, 480, 1438, 1439]), st.integers(0, 1439)),
+)
+
+
+@st.composite
+def timestamp(draw: st.DrawFn, minute: int, second: int = 0) -> str:
+    at = MIDNIGHT + timedelta(minutes=minute, seconds=second)
+    return at.astimezone(draw(st.sampled_from(OFFSETS))).isoformat()
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Unique events: joins, leaves, messages, orders (some refunded) and group announcements.
+
+    Every event has its own minute, so no member ever joins and leaves a group at the same
+    instant (where the definitions leave the order open).
+    """
+    groups = [f"g{i}" for i in range(1, draw(st.integers(1, 3)) + 1)]
+    members = [f"m{i}" for i in range(1, draw(st.integers(1, 5)) + 1)]
+    size = draw(st.integers(0, 60))
+    at = draw(st.lists(minutes, min_size=size, max_size=size, unique=True))
+    events: list[dict[str, Any]] = []
+    for i, minute in enumerate(at):
+        ts = draw(timestamp(minute))
+        kind = draw(st.sampled_from(["join", "join", "leave", "message", "message", "paid"]))
+        member = draw(st.sampled_from(members))
+        if kind == "paid":
+            amount = draw(st.integers(1, 20000))
+            order = {"id": f"e{i}", "ts": ts, "kind": "order.paid", "order": f"o{i}", "member": member}
+            order["amount"] = f"{amount // 100}.{amount % 100:02d}"
+            if draw(st.booleans()):
+                order["group"] = draw(st.sampled_from(groups))
+            events.append(order)
+            for r in range(draw(st.integers(0, 2))):
+                # partial refunds, some in a later week; 30 s off the minute grid
+                later = minute + draw(st.integers(0, 9 * 1440))
+                part = draw(st.integers(1, amount))
+                events.append(
+                    {
+                        "id": f"e{i}-r{r}",
+                        "ts": draw(timestamp(later, 30)),
+                        "kind": "order.refunded",
+                        "order": f"o{i}",
+                        "amount": f"{part // 100}.{part % 100:02d}",
+                    }
+                )
+            continue
+        event = {"id": f"e{i}", "ts": ts, "group": draw(st.sampled_from(groups)), "member": member}
+        if kind == "join":
+            event["kind"] = "member.joined"
+        elif kind == "leave":
+            event["kind"] = "member.left"
+        else:
+            event.update(kind="message.posted", msg_type="text")
+        events.append(event)
+    # Announce some groups with group.created at or before their first event; a group with no
+    # other event is an empty group (and may be announced after the reported range).
+    for group in groups:
+        if not draw(st.booleans()):
+            continue
+        first = [datetime.fromisoformat(e["ts"]) for e in events if e.get("group") == group]
+        if first:
+            announced = min(first) - timedelta(minutes=draw(st.integers(0, 3 * 1440)))
+        else:
+            announced = MIDNIGHT + timedelta(minutes=draw(minutes))
+        events.append({"id": f"new-{group}", "ts": announced.isoformat(), "kind": "group.created", "group": group})
+        events[-1]["name"] = f"群 {group}"
+    return events
+
+
+@st.composite
+def deliveries(draw: st.DrawFn, events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``events`` with some redelivered, in random order, cut into random batches."""
+    repeated = draw(st.lists(st.sampled_from(events), max_size=6)) if events else []
+    stream = draw(st.permutations(events + repeated))
+    cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=4)))
+    bounds = [0, *cuts, len(stream)]
+    return [stream[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+
+ranges = st.tuples(st.integers(-2, DAYS + 1), st.integers(0, DAYS + 1)).map(
+    lambda ab: (FIRST_DAY + timedelta(days=ab[0]), FIRST_DAY + timedelta(days=ab[0] + ab[1]))
+)
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+def deliver(slug: str, batches: list[list[dict[str, Any]]]) -> tuple[int, int]:
+    """Ingest each batch in its own transaction; returns (stored, duplicates)."""
+    stored = duplicates = 0
+    for batch in batches:
+        with unit_of_work() as session:
+            result = ingest(session, org_id_of(session, slug), batch, platform="test", source="test", live=False)
+        stored += result.stored
+        duplicates += result.duplicates
+    return stored, duplicates
+
+
+def report(slug: str, groups: list[str], date_from: date, date_to: date) -> dict[str, Any]:
+    """Everything `qunyun stats` answers for the range: all groups (+ --per-group) and each --group."""
+    out: dict[str, Any] = {}
+    for period in ("daily", "weekly"):
+        out[period] = stats_for_cli(
+            period, org_slug=slug, date_from=date_from, date_to=date_to, group=None, per_group=True
+        )
+        for group in groups:
+            out[f"{period} --group {group}"] = stats_for_cli(
+                period, org_slug=slug, date_from=date_from, date_to=date_to, group=group
+            )
+    return out
+
+
+def expected(events: list[dict[str, Any]], date_from: date, date_to: date) -> dict[str, Any]:
+    ref = Reference(events)
+    out: dict[str, Any] = {}
+    for period in ("daily", "weekly"):
+        compute = ref.daily if period == "daily" else ref.weekly
+        out[period] = compute(date_from, date_to, per_group=True)
+        for group in ref.group_ids():
+            out[f"{period} --group {group}"] = compute(date_from, date_to, group=group)
+    return out
+
+
+def assert_same(actual: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """Equal reports, failing on the first differing row (with its report and labels)."""
+    assert list(actual) == list(wanted)
+    for key, rows in wanted.items():
+        labels = [(r.get("date") or r.get("week"), r["group"]) for r in actual[key]]
+        assert labels == [(r.get("date") or r.get("week"), r["group"]) for r in rows], key
+        for got, row in zip(actual[key], rows, strict=True):
+            assert got == row, key
+
+
+def derived_state(engine: Engine, slug: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every stored and derived row of one organisation (by org_id where the table has one)."""
+    with engine.connect() as conn:
+        org_id = conn.execute(text("SELECT id FROM organisations WHERE slug = :s"), {"s": slug}).scalar_one()
+        out = {}
+        for name, sql in SNAPSHOT_QUERIES.items():
+            if name in ("message_texts", "jobs"):
+                continue
+            rows = conn.execute(text(f"{sql} WHERE org_id = :o"), {"o": org_id})
+            out[name] = sorted((tuple(r) for r in rows), key=repr)
+        return out
+
+
+@pytest.mark.usefixtures("db")
+@SETTINGS
+@given(data=st.data(), events=streams(), period=ranges)
+def test_stats_equal_the_reference(data: st.DataObject, events: list[dict[str, Any]], period: tuple[date, date]) -> None:
+    batches = data.draw(deliveries(events), label="batches")
+    slug = new_org()
+    stored, duplicates = deliver(slug, batches)
+    assert (stored, duplicates) == (len(events), sum(map(len, batches)) - len(events))
+    date_from, date_to = period
+    groups = Reference(events).group_ids()
+    assert_same(report(slug, groups, date_from, date_to), expected(events, date_from, date_to))
+
+
+@pytest.mark.usefixtures("db")
+@SETTINGS
+@given(data=st.data(), events=streams(), period=ranges)
+def test_arrival_order_and_batching_do_not_matter(
+    data: st.DataObject, events: list[dict[str, Any]], period: tuple[date, date]
+) -> None:
+    in_order = new_org()
+    deliver(in_order, [sorted(events, key=lambda e: datetime.fromisoformat(e["ts"]))])
+    shuffled = new_org()
+    deliver(shuffled, data.draw(deliveries(events), label="batches"))
+    groups = Reference(events).group_ids()
+    assert_same(report(shuffled, groups, *period), report(in_order, groups, *period))
+
+
+@pytest.mark.usefixtures("db")
+@SETTINGS
+@given(data=st.data(), events=streams(), period=ranges)
+def test_ingesting_twice_changes_nothing(
+    engine: Engine, data: st.DataObject, events: list[dict[str, Any]], period: tuple[date, date]
+) -> None:
+    slug = new_org()
+    deliver(slug, data.draw(deliveries(events), label="first delivery"))
+    groups = Reference(events).group_ids()
+    state, stats = derived_state(engine, slug), report(slug, groups, *period)
+    again = data.draw(deliveries(events), label="second delivery")
+    assert deliver(slug, again) == (0, sum(map(len, again)))
+    assert derived_state(engine, slug) == state
+    assert_same(report(slug, groups, *period), stats)

@@ -1,0 +1,485 @@
+"""Every denial, on every resource type.
+
+- no credential, a forged, expired or revoked one → 401 (the console redirects to /login)
+- another organisation's object → 404, for every role, reads and writes alike
+- an operator's (or owner's) unassigned group, and members only seen there → 404
+- a read-only role writing → 403; staff management and the audit log for non-leads → 403
+- CSRF token missing or wrong on a console form → 403
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tests.api.conftest import PASSWORD, World, console_login, csrf_from
+
+EVENT_BODY = [
+    {
+        "id": "access-1",
+        "ts": "2026-03-05T10:00:00+08:00",
+        "kind": "message.posted",
+        "group": "ext-g1",
+        "member": "ext-m1",
+        "msg_type": "text",
+    }
+]
+
+
+def _fmt(world: World, path: str) -> str:
+    ids: dict[str, Any] = {
+        **world.groups,
+        **world.members,
+        **world.tags,
+        **world.channels,
+        **{f"staff_{k}": v for k, v in world.staff.items()},
+        **{f"event_{k.replace('-', '_')}": v for k, v in world.events.items()},
+    }
+    return path.format(**ids)
+
+
+def _call(client: TestClient, world: World, method: str, path: str, who: str | None, body: Any = None) -> Any:
+    headers = world.headers(who) if who else {}
+    kwargs: dict[str, Any] = {"headers": headers}
+    if body is not None:
+        kwargs["json"] = body
+    return client.request(method, _fmt(world, path), **kwargs)
+
+
+# (method, path, body) for every endpoint of /api/v1.
+ENDPOINTS: list[tuple[str, str, Any]] = [
+    ("GET", "/api/v1/me", None),
+    ("DELETE", "/api/v1/auth/tokens/current", None),
+    ("GET", "/api/v1/groups", None),
+    ("POST", "/api/v1/groups", {"external_id": "new", "name": "New"}),
+    ("GET", "/api/v1/groups/{g1}", None),
+    ("PATCH", "/api/v1/groups/{g1}", {"name": "Renamed"}),
+    ("GET", "/api/v1/groups/{g1}/members", None),
+    ("GET", "/api/v1/groups/{g1}/memberships", None),
+    ("GET", "/api/v1/groups/{g1}/assignments", None),
+    ("PUT", "/api/v1/groups/{g1}/assignments", {"assignments": []}),
+    ("GET", "/api/v1/members", None),
+    ("GET", "/api/v1/members/{m1}", None),
+    ("PATCH", "/api/v1/members/{m1}", {"occupation": "teacher"}),
+    ("GET", "/api/v1/members/{m1}/memberships", None),
+    ("PUT", "/api/v1/members/{m1}/tags/{vip}", None),
+    ("DELETE", "/api/v1/members/{m1}/tags/{vip}", None),
+    ("GET", "/api/v1/tags", None),
+    ("POST", "/api/v1/tags", {"name": "new"}),
+    ("GET", "/api/v1/tags/{vip}", None),
+    ("GET", "/api/v1/channels", None),
+    ("POST", "/api/v1/channels", {"code": "new", "name": "New"}),
+    ("GET", "/api/v1/channels/{sms}", None),
+    ("PATCH", "/api/v1/channels/{sms}", {"name": "SMS"}),
+    ("GET", "/api/v1/events", None),
+    ("POST", "/api/v1/events", EVENT_BODY),
+    ("GET", "/api/v1/events/{event_join_g1_m1}", None),
+    ("GET", "/api/v1/staff", None),
+    ("POST", "/api/v1/staff", {"username": "newbie", "password": PASSWORD, "role": "operator"}),
+    ("GET", "/api/v1/staff/{staff_owner}", None),
+    ("GET", "/api/v1/audit", None),
+    ("GET", "/api/v1/audit/1", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS, ids=[f"{m} {p}" for m, p, _ in ENDPOINTS])
+def test_no_credential_is_401(client: TestClient, world: World, method: str, path: str, body: Any) -> None:
+    response = _call(client, world, method, path, None, body)
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == "unauthenticated"
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Bearer qya_forged-token-value", "Bearer ", "Basic bGVhZDpwYXNzd29yZA==", "Token abc"],
+)
+def test_bad_authorization_header_is_401(client: TestClient, world: World, authorization: str) -> None:
+    # A valid session cookie does not rescue a wrong Authorization header.
+    console_login(client, "lead")
+    response = client.get("/api/v1/groups", headers={"Authorization": authorization})
+    assert response.status_code == 401
+
+
+# Other organisation: lead of A (who sees all of A) asks for B's objects.
+OTHER_ORG: list[tuple[str, str, Any]] = [
+    ("GET", "/api/v1/groups/{gb1}", None),
+    ("PATCH", "/api/v1/groups/{gb1}", {"name": "Mine now"}),
+    ("GET", "/api/v1/groups/{gb1}/members", None),
+    ("GET", "/api/v1/groups/{gb1}/memberships", None),
+    ("GET", "/api/v1/groups/{gb1}/assignments", None),
+    ("PUT", "/api/v1/groups/{gb1}/assignments", {"assignments": []}),
+    ("GET", "/api/v1/members?group={gb1}", None),
+    ("GET", "/api/v1/members/{mb1}", None),
+    ("PATCH", "/api/v1/members/{mb1}", {"occupation": "spy"}),
+    ("GET", "/api/v1/members/{mb1}/memberships", None),
+    ("PUT", "/api/v1/members/{mb1}/tags/{vip}", None),
+    ("DELETE", "/api/v1/members/{mb1}/tags/{vip}", None),
+    ("PUT", "/api/v1/members/{m1}/tags/{vip_b}", None),
+    ("DELETE", "/api/v1/members/{m1}/tags/{vip_b}", None),
+    ("GET", "/api/v1/members?tag={vip_b}", None),
+    ("GET", "/api/v1/tags/{vip_b}", None),
+    ("GET", "/api/v1/channels/{sms_b}", None),
+    ("PATCH", "/api/v1/channels/{sms_b}", {"name": "Mine now"}),
+    ("GET", "/api/v1/events/{event_join_gb1_mb1}", None),
+    ("GET", "/api/v1/events?group={gb1}", None),
+    ("GET", "/api/v1/events?member={mb1}", None),
+    ("GET", "/api/v1/staff/{staff_lead_b}", None),
+    ("PUT", "/api/v1/groups/{g1}/assignments", {"assignments": [{"staff_id": "{staff_operator_b}"}]}),
+]
+
+
+def _body(world: World, body: Any) -> Any:
+    if isinstance(body, dict) and "assignments" in body:
+        return {"assignments": [{"staff_id": int(_fmt(world, str(a["staff_id"])))} for a in body["assignments"]]}
+    return body
+
+
+@pytest.mark.parametrize(("method", "path", "body"), OTHER_ORG, ids=[f"{m} {p}" for m, p, _ in OTHER_ORG])
+def test_other_organisation_is_404(client: TestClient, world: World, method: str, path: str, body: Any) -> None:
+    response = _call(client, world, method, path, "lead", _body(world, body))
+    if path.endswith("/assignments") and "{g1}" in path:
+        # Assigning a staff member of another organisation: the staff id is "not found" too.
+        assert response.status_code == 422
+        assert response.json()["field"] == "assignments.0.staff_id"
+        return
+    assert response.status_code == 404, response.text
+    assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize("who", ["analyst", "operator_b"])
+def test_other_organisation_is_404_for_every_role(client: TestClient, world: World, who: str) -> None:
+    # A read-only analyst writing another organisation's group learns nothing: 404, not 403.
+    assert (
+        _call(
+            client,
+            world,
+            "PATCH",
+            "/api/v1/groups/{gb1}" if who == "analyst" else "/api/v1/groups/{g1}",
+            who,
+            {"name": "x"},
+        ).status_code
+        == 404
+    )
+    assert (
+        _call(
+            client, world, "GET", "/api/v1/members/{m1}" if who == "operator_b" else "/api/v1/members/{mb1}", who
+        ).status_code
+        == 404
+    )
+
+
+def test_audit_of_another_organisation_is_404(client: TestClient, world: World) -> None:
+    from qunyun.models import AuditLog
+
+    # lead_b logs in: an audit entry of organisation B.
+    assert client.post("/api/v1/auth/tokens", json={"username": "lead_b", "password": PASSWORD}).status_code == 201
+    with world.db() as s:
+        entry_b = s.scalar(select(AuditLog.id).where(AuditLog.org_id == world.org_b))
+    assert entry_b is not None
+    assert _call(client, world, "GET", f"/api/v1/audit/{entry_b}", "lead").status_code == 404
+    listed = _call(client, world, "GET", "/api/v1/audit", "lead").json()["items"]
+    assert entry_b not in [e["id"] for e in listed]
+    assert _call(client, world, "GET", f"/api/v1/audit/{entry_b}", "lead_b").status_code == 200
+
+
+def test_lists_never_cross_organisations(client: TestClient, world: World) -> None:
+    def ids(path: str, who: str = "lead") -> set[int]:
+        response = _call(client, world, "GET", path, who)
+        assert response.status_code == 200, response.text
+        return {item["id"] for item in response.json()["items"]}
+
+    assert ids("/api/v1/groups") == {world.groups[g] for g in ("g1", "g2", "g3")}
+    assert ids("/api/v1/members") == {world.members[m] for m in ("m1", "m2", "m3", "m4")}
+    assert ids("/api/v1/tags") == {world.tags["vip"]}
+    assert ids("/api/v1/channels") == {world.channels["sms"]}
+    assert world.events["join-gb1-mb1"] not in ids("/api/v1/events")
+    assert ids("/api/v1/staff") == {world.staff[k] for k in ("lead", "owner", "admin", "operator", "analyst")}
+    assert ids("/api/v1/groups", "lead_b") == {world.groups["gb1"]}
+    assert ids("/api/v1/members", "operator_b") == {world.members["mb1"]}
+
+
+# Operator: assigned to g1 only. g2 (owner's) and g3 (nobody's) are outside, and so are m2, m3, m4.
+OUT_OF_SCOPE: list[tuple[str, str, Any]] = [
+    ("GET", "/api/v1/groups/{g2}", None),
+    ("PATCH", "/api/v1/groups/{g2}", {"name": "Mine now"}),
+    ("GET", "/api/v1/groups/{g3}", None),
+    ("GET", "/api/v1/groups/{g2}/members", None),
+    ("GET", "/api/v1/groups/{g2}/memberships", None),
+    ("GET", "/api/v1/groups/{g3}/assignments", None),
+    ("GET", "/api/v1/members?group={g2}", None),
+    ("GET", "/api/v1/members/{m2}", None),
+    ("GET", "/api/v1/members/{m4}", None),
+    ("PATCH", "/api/v1/members/{m3}", {"occupation": "x"}),
+    ("GET", "/api/v1/members/{m2}/memberships", None),
+    ("PUT", "/api/v1/members/{m2}/tags/{vip}", None),
+    ("DELETE", "/api/v1/members/{m3}/tags/{vip}", None),
+    ("GET", "/api/v1/events?group={g2}", None),
+    ("GET", "/api/v1/events?member={m3}", None),
+    ("GET", "/api/v1/events/{event_join_g2_m2}", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), OUT_OF_SCOPE, ids=[f"{m} {p}" for m, p, _ in OUT_OF_SCOPE])
+def test_operator_outside_their_groups_is_404(
+    client: TestClient, world: World, method: str, path: str, body: Any
+) -> None:
+    response = _call(client, world, method, path, "operator", body)
+    assert response.status_code == 404, response.text
+
+
+def test_owner_sees_owned_groups_and_their_past_members_only(client: TestClient, world: World) -> None:
+    def get(path: str) -> Any:
+        return _call(client, world, "GET", path, "owner")
+
+    assert {g["id"] for g in get("/api/v1/groups").json()["items"]} == {world.groups["g1"], world.groups["g2"]}
+    # m2 left g2 but had a span there: still visible to g2's owner.
+    assert {m["id"] for m in get("/api/v1/members").json()["items"]} == {world.members["m1"], world.members["m2"]}
+    assert get("/api/v1/groups/{g3}").status_code == 404
+    assert get("/api/v1/members/{m3}").status_code == 404
+    assert get("/api/v1/members/{m4}").status_code == 404
+
+
+def test_operator_lists_are_scoped(client: TestClient, world: World) -> None:
+    def items(path: str) -> list[dict[str, Any]]:
+        response = _call(client, world, "GET", path, "operator")
+        assert response.status_code == 200, response.text
+        return list(response.json()["items"])
+
+    assert [g["id"] for g in items("/api/v1/groups")] == [world.groups["g1"]]
+    assert [m["id"] for m in items("/api/v1/members")] == [world.members["m1"]]
+    assert {e["group_id"] for e in items("/api/v1/events")} == {world.groups["g1"]}
+    me = _call(client, world, "GET", "/api/v1/me", "operator").json()
+    assert me["group_ids"] == [world.groups["g1"]] and me["whole_organisation"] is False
+
+
+def test_members_seen_through_one_group_show_only_that_groups_history(client: TestClient, world: World) -> None:
+    from qunyun.models import Event, EventKind, MembershipSpan
+
+    # m1 also stayed in g3 (outside the operator's scope) for a while.
+    with world.db() as s:
+        event = Event(
+            org_id=world.org_a,
+            external_id="join-g3-m1",
+            kind=int(EventKind.MEMBER_JOINED),
+            ts=datetime(2026, 1, 1, tzinfo=UTC),
+            day=20260101,
+            group_id=world.groups["g3"],
+            member_id=world.members["m1"],
+            source="test",
+        )
+        s.add(event)
+        s.flush()
+        s.add(
+            MembershipSpan(
+                org_id=world.org_a,
+                group_id=world.groups["g3"],
+                member_id=world.members["m1"],
+                joined_at=event.ts,
+                left_at=None,
+                join_event_id=event.id,
+            )
+        )
+        s.commit()
+    spans = _call(client, world, "GET", "/api/v1/members/{m1}/memberships", "operator").json()["items"]
+    assert [sp["group_id"] for sp in spans] == [world.groups["g1"]]
+    spans = _call(client, world, "GET", "/api/v1/members/{m1}/memberships", "lead").json()["items"]
+    assert {sp["group_id"] for sp in spans} == {world.groups["g1"], world.groups["g3"]}
+
+
+# A read-only role (analyst) writing: 403 on every write, although it may read everything.
+WRITES: list[tuple[str, str, Any]] = [
+    ("POST", "/api/v1/groups", {"external_id": "new", "name": "New"}),
+    ("PATCH", "/api/v1/groups/{g1}", {"name": "Renamed"}),
+    ("PATCH", "/api/v1/groups/{g3}", {"status": "archived"}),
+    ("PUT", "/api/v1/groups/{g1}/assignments", {"assignments": []}),
+    ("PATCH", "/api/v1/members/{m1}", {"occupation": "teacher"}),
+    ("PUT", "/api/v1/members/{m1}/tags/{vip}", None),
+    ("DELETE", "/api/v1/members/{m1}/tags/{vip}", None),
+    ("POST", "/api/v1/tags", {"name": "new"}),
+    ("POST", "/api/v1/channels", {"code": "new", "name": "New"}),
+    ("PATCH", "/api/v1/channels/{sms}", {"name": "SMS"}),
+    ("POST", "/api/v1/events", EVENT_BODY),
+    ("POST", "/api/v1/staff", {"username": "newbie", "password": PASSWORD, "role": "operator"}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), WRITES, ids=[f"{m} {p}" for m, p, _ in WRITES])
+def test_analyst_writes_are_403(client: TestClient, world: World, method: str, path: str, body: Any) -> None:
+    before = _audit_count(world)
+    response = _call(client, world, method, path, "analyst", body)
+    assert response.status_code == 403, response.text
+    assert response.json()["code"] == "forbidden"
+    assert _audit_count(world) == before  # nothing written
+
+
+def _audit_count(world: World) -> int:
+    from sqlalchemy import func
+
+    from qunyun.models import AuditLog
+
+    with world.db() as s:
+        return s.scalar(select(func.count()).select_from(AuditLog)) or 0
+
+
+def test_analyst_reads_the_whole_organisation(client: TestClient, world: World) -> None:
+    assert _call(client, world, "GET", "/api/v1/groups/{g3}", "analyst").status_code == 200
+    assert _call(client, world, "GET", "/api/v1/members/{m4}", "analyst").status_code == 200
+    assert _call(client, world, "GET", "/api/v1/events?group={g2}", "analyst").status_code == 200
+
+
+LEAD_ONLY: list[tuple[str, str, Any]] = [
+    ("GET", "/api/v1/staff", None),
+    ("POST", "/api/v1/staff", {"username": "newbie", "password": PASSWORD, "role": "operator"}),
+    ("GET", "/api/v1/staff/{staff_operator}", None),
+    ("GET", "/api/v1/audit", None),
+    ("GET", "/api/v1/audit/1", None),
+    ("PUT", "/api/v1/groups/{g1}/assignments", {"assignments": []}),
+    ("POST", "/api/v1/channels", {"code": "new", "name": "New"}),
+    ("PATCH", "/api/v1/channels/{sms}", {"name": "SMS"}),
+]
+
+
+@pytest.mark.parametrize("who", ["owner", "admin", "operator", "analyst"])
+@pytest.mark.parametrize(("method", "path", "body"), LEAD_ONLY, ids=[f"{m} {p}" for m, p, _ in LEAD_ONLY])
+def test_lead_only_endpoints_are_403_for_other_roles(
+    client: TestClient, world: World, who: str, method: str, path: str, body: Any
+) -> None:
+    response = _call(client, world, method, path, who, body)
+    assert response.status_code == 403, response.text
+
+
+def test_operator_may_not_change_the_owner_or_create_groups(client: TestClient, world: World) -> None:
+    changed = _call(client, world, "PATCH", "/api/v1/groups/{g1}", "operator", {"owner_id": world.staff["operator"]})
+    assert changed.status_code == 403
+    created = _call(client, world, "POST", "/api/v1/groups", "operator", {"external_id": "x", "name": "X"})
+    assert created.status_code == 403
+    # …but may change what their role allows on their own group.
+    ok = _call(client, world, "PATCH", "/api/v1/groups/{g1}", "operator", {"region": "hangzhou"})
+    assert ok.status_code == 200
+
+
+def test_event_posting_is_limited_to_own_groups(client: TestClient, world: World) -> None:
+    outside = [{**EVENT_BODY[0], "group": "ext-g3"}]
+    assert _call(client, world, "POST", "/api/v1/events", "owner", outside).status_code == 403
+    assert _call(client, world, "POST", "/api/v1/events", "admin", outside).status_code == 403
+    # A group of another organisation with the same platform is just as foreign.
+    assert (
+        _call(client, world, "POST", "/api/v1/events", "owner", [{**EVENT_BODY[0], "group": "ext-gb1"}]).status_code
+        == 403
+    )
+    # Organisation-wide events (no group) are for leads.
+    refund = [
+        {"id": "r1", "ts": "2026-03-05T10:00:00+08:00", "kind": "order.refunded", "order": "o1", "amount": "1.00"}
+    ]
+    assert _call(client, world, "POST", "/api/v1/events", "owner", refund).status_code == 403
+    assert _call(client, world, "POST", "/api/v1/events", "operator", EVENT_BODY).status_code == 403
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+
+def test_forged_session_cookie(client: TestClient, world: World) -> None:
+    client.cookies.set("qunyun_session", "qys_forged-session-value")
+    assert client.get("/api/v1/me").status_code == 401
+    home = client.get("/", follow_redirects=False)
+    assert home.status_code == 303 and home.headers["location"] == "/login"
+    # The console drops the bad cookie.
+    assert "qunyun_session" in home.headers.get("set-cookie", "")
+
+
+def test_api_token_is_not_a_session_cookie_and_vice_versa(client: TestClient, world: World) -> None:
+    client.cookies.set("qunyun_session", world.token("lead"))
+    assert client.get("/api/v1/me").status_code == 401
+    assert client.get("/", follow_redirects=False).status_code == 303
+    client.cookies.clear()
+    session_secret = console_login(client, "lead")
+    client.cookies.clear()
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {session_secret}"}).status_code == 401
+
+
+def _set_token(world: World, secret: str, **values: Any) -> None:
+    from qunyun.auth.tokens import hash_secret
+    from qunyun.models import AuthToken
+
+    with world.db() as s:
+        token = s.scalar(select(AuthToken).where(AuthToken.token_hash == hash_secret(secret)))
+        assert token is not None
+        for key, value in values.items():
+            setattr(token, key, value)
+        s.commit()
+
+
+def test_expired_session(client: TestClient, world: World) -> None:
+    secret = console_login(client, "owner")
+    assert client.get("/api/v1/me").status_code == 200
+    _set_token(world, secret, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    assert client.get("/api/v1/me").status_code == 401
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_revoked_session_and_token(client: TestClient, world: World) -> None:
+    secret = console_login(client, "owner")
+    _set_token(world, secret, revoked_at=datetime.now(UTC))
+    assert client.get("/api/v1/me").status_code == 401
+    client.cookies.clear()
+    headers = world.headers("lead")
+    _set_token(world, world.token("lead"), revoked_at=datetime.now(UTC))
+    assert client.get("/api/v1/me", headers=headers).status_code == 401
+
+
+def test_disabled_account_is_401(client: TestClient, world: World) -> None:
+    from qunyun.models import Staff
+
+    headers = world.headers("operator")
+    with world.db() as s:
+        staff = s.get(Staff, world.staff["operator"])
+        assert staff is not None
+        staff.is_active = False
+        s.commit()
+    assert client.get("/api/v1/me", headers=headers).status_code == 401
+    login = client.post("/api/v1/auth/tokens", json={"username": "operator", "password": PASSWORD})
+    assert login.status_code == 401
+
+
+# -- CSRF on console forms ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", [None, "", "forged", "0" * 64])
+def test_login_form_without_valid_csrf_is_403(client: TestClient, world: World, token: str | None) -> None:
+    client.get("/login")  # sets the nonce cookie
+    data = {"username": "lead", "password": PASSWORD}
+    if token is not None:
+        data["csrf_token"] = token
+    response = client.post("/login", data=data, follow_redirects=False)
+    assert response.status_code == 403
+    assert "qunyun_session" not in client.cookies
+
+
+def test_login_csrf_token_is_bound_to_the_nonce_cookie(client: TestClient, world: World) -> None:
+    token = csrf_from(client.get("/login").text)
+    client.cookies.clear()  # another browser: no nonce cookie, or a different one
+    client.cookies.set("qunyun_login", "someone-elses-nonce", path="/login")
+    response = client.post("/login", data={"username": "lead", "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("token", [None, "forged"])
+def test_logout_form_without_valid_csrf_is_403(client: TestClient, world: World, token: str | None) -> None:
+    console_login(client, "lead")
+    data = {"csrf_token": token} if token is not None else {}
+    response = client.post("/logout", data=data, follow_redirects=False)
+    assert response.status_code == 403
+    assert client.get("/api/v1/me").status_code == 200  # still logged in
+
+
+def test_logout_csrf_token_of_another_session_is_403(client: TestClient, world: World) -> None:
+    console_login(client, "owner")
+    other_token = csrf_from(client.get("/").text)
+    client.cookies.clear()
+    console_login(client, "lead")
+    assert client.post("/logout", data={"csrf_token": other_token}).status_code == 403

@@ -1,0 +1,134 @@
+"""/api/v1/members and /api/v1/tags: filters, persona changes, tagging, membership history."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tests.api.conftest import World
+
+
+def _ids(client: TestClient, world: World, who: str = "lead", **params: Any) -> list[int]:
+    response = client.get("/api/v1/members", params=params, headers=world.headers(who))
+    assert response.status_code == 200, response.text
+    return [m["id"] for m in response.json()["items"]]
+
+
+def _audit(world: World, action: str) -> list[Any]:
+    from qunyun.models import AuditLog
+
+    with world.db() as s:
+        return list(s.scalars(select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id)))
+
+
+def test_member_output(client: TestClient, world: World) -> None:
+    member = client.get(f"/api/v1/members/{world.members['m1']}", headers=world.headers("lead")).json()
+    assert member["platform"] == "api" and member["external_id"] == "ext-m1"
+    assert member["tags"] == [{"id": world.tags["vip"], "name": "VIP", "category": "value"}]
+    assert member["erased"] is False
+
+
+def test_list_filters(client: TestClient, world: World) -> None:
+    m = world.members
+    assert _ids(client, world) == [m["m1"], m["m2"], m["m3"], m["m4"]]
+    assert _ids(client, world, group=world.groups["g2"]) == [m["m2"]]
+    assert _ids(client, world, group=world.groups["g2"], current=True) == []
+    assert _ids(client, world, tag=world.tags["vip"]) == [m["m1"]]
+    assert _ids(client, world, q="member m3") == [m["m3"]]
+    assert _ids(client, world, q="ext-m4") == [m["m4"]]
+    assert _ids(client, world, q="%") == []  # LIKE wildcards are escaped
+    page = client.get("/api/v1/members", params={"limit": 2, "offset": 2}, headers=world.headers("lead")).json()
+    assert page["total"] == 4 and [x["id"] for x in page["items"]] == [m["m3"], m["m4"]]
+    bad = client.get("/api/v1/members", params={"limit": 0}, headers=world.headers("lead"))
+    assert bad.status_code == 422 and bad.json()["field"] == "limit"
+
+
+def test_patch_persona_audits_field_names_not_values(client: TestClient, world: World) -> None:
+    path = f"/api/v1/members/{world.members['m1']}"
+    body = {
+        "gender": "female",
+        "birth_year": 1990,
+        "occupation": "教师",
+        "region": "杭州",
+        "interests": ["烘焙", "跑步"],
+    }
+    response = client.patch(path, json=body, headers=world.headers("operator"))
+    assert response.status_code == 200, response.text
+    assert {k: response.json()[k] for k in body} == body
+    (entry,) = _audit(world, "member.update")
+    assert entry.detail == {"fields": ["birth_year", "gender", "interests", "occupation", "region"]}
+    assert "教师" not in str(entry.detail)
+    # birth_year may be cleared; the string fields may not be null.
+    assert client.patch(path, json={"birth_year": None}, headers=world.headers("operator")).json()["birth_year"] is None
+
+
+def test_bad_persona_input_names_the_field(client: TestClient, world: World) -> None:
+    path = f"/api/v1/members/{world.members['m1']}"
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"gender": "robot"}, "gender"),
+        ({"birth_year": 1800}, "birth_year"),
+        ({"display_name": None}, "display_name"),
+        ({"interests": ["x" * 40]}, "interests.0"),
+        ({"interests": "reading"}, "interests"),
+        ({"external_id": "hijack"}, "external_id"),
+    ]
+    for body, field in cases:
+        response = client.patch(path, json=body, headers=world.headers("lead"))
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["field"] == field, (body, response.json())
+
+
+def test_erased_member_cannot_be_edited(client: TestClient, world: World) -> None:
+    from qunyun.models import Member
+
+    with world.db() as s:
+        member = s.get(Member, world.members["m1"])
+        assert member is not None
+        member.erased_at = datetime.now(UTC)
+        s.commit()
+    response = client.patch(
+        f"/api/v1/members/{world.members['m1']}", json={"occupation": "x"}, headers=world.headers("lead")
+    )
+    assert response.status_code == 409
+
+
+def test_member_memberships(client: TestClient, world: World) -> None:
+    spans = client.get(f"/api/v1/members/{world.members['m2']}/memberships", headers=world.headers("owner")).json()[
+        "items"
+    ]
+    assert [(s["group_external_id"], s["leave_reason"]) for s in spans] == [("ext-g2", "left")]
+
+
+def test_tags_create_list_and_conflict(client: TestClient, world: World) -> None:
+    created = client.post(
+        "/api/v1/tags", json={"name": " 高价值 ", "category": "RFM"}, headers=world.headers("operator")
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["name"] == "高价值"
+    names = [t["name"] for t in client.get("/api/v1/tags", headers=world.headers("analyst")).json()["items"]]
+    assert names == ["VIP", "高价值"]
+    only_rfm = client.get("/api/v1/tags", params={"category": "RFM"}, headers=world.headers("lead")).json()
+    assert [t["name"] for t in only_rfm["items"]] == ["高价值"]
+    duplicate = client.post("/api/v1/tags", json={"name": "VIP"}, headers=world.headers("lead"))
+    assert duplicate.status_code == 409 and duplicate.json()["field"] == "name"
+    blank = client.post("/api/v1/tags", json={"name": "   "}, headers=world.headers("lead"))
+    assert blank.status_code == 422 and blank.json()["field"] == "name"
+    assert [e.detail["name"] for e in _audit(world, "tag.create")] == ["高价值"]
+
+
+def test_tag_and_untag_are_idempotent(client: TestClient, world: World) -> None:
+    path = f"/api/v1/members/{world.members['m1']}/tags/{world.tags['vip']}"
+    operator = world.headers("operator")
+    assert client.delete(path, headers=operator).status_code == 204
+    assert client.delete(path, headers=operator).status_code == 204
+    assert client.get(f"/api/v1/members/{world.members['m1']}", headers=operator).json()["tags"] == []
+    first = client.put(path, headers=operator)
+    assert first.status_code == 200 and first.json()["created_by_id"] == world.staff["operator"]
+    assert client.put(path, headers=operator).json() == first.json()
+    assert len(_audit(world, "member.untag")) == 1
+    assert len(_audit(world, "member.tag")) == 1
+    missing = client.put(f"/api/v1/members/{world.members['m1']}/tags/999999", headers=operator)
+    assert missing.status_code == 404

@@ -1,0 +1,548 @@
+"""Outbound actions: idempotent requests, routing to staff tasks, the perform job and its state
+machine, on a real database with the simulator as the platform."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+import qunyun.connectors.tasks  # noqa: F401  (registers the job handlers)
+from qunyun.connectors import get_profile, use_connector
+from qunyun.connectors.dispatch import (
+    EXPIRE_JOB,
+    MAX_ATTEMPTS,
+    PERFORM_JOB,
+    TASK_CONFIRM_SEND,
+    TASK_PLATFORM_ACTION,
+    confirm,
+    expire_overdue,
+    history,
+    request_action,
+)
+from qunyun.connectors.simulator import SimulatorConnector, ingest_sink
+from qunyun.db.session import unit_of_work
+from qunyun.errors import Conflict, InvalidInput
+from qunyun.models import (
+    Event,
+    EventKind,
+    Group,
+    Job,
+    Member,
+    MembershipSpan,
+    Organisation,
+    OutboundAction,
+    OutboundActionTransition,
+    Staff,
+    StaffTask,
+)
+from qunyun.team.service import create_organisation, create_staff
+from qunyun.timeutil import utcnow
+from qunyun.worker.queue import handler_for
+
+
+def run_perform_job(session: Session, action_id: int) -> None:
+    handler = handler_for(PERFORM_JOB)
+    assert handler is not None
+    handler(session, {"action_id": action_id})
+
+
+def states(session: Session, action_id: int) -> list[tuple[str | None, str]]:
+    return [(t.from_state, t.to_state) for t in history(session, action_id)]
+
+
+def perform_jobs(session: Session, action_id: int) -> list[Job]:
+    return [
+        job
+        for job in session.scalars(select(Job).where(Job.kind == PERFORM_JOB).order_by(Job.id))
+        if job.payload == {"action_id": action_id}
+    ]
+
+
+@pytest.fixture
+def org(session: Session) -> Organisation:
+    return create_organisation(session, name="读书会", slug="reading")
+
+
+@pytest.fixture
+def owner(session: Session, org: Organisation) -> Staff:
+    return create_staff(session, org.id, username="owner1", password="password-123", role="owner")
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorConnector]:
+    with use_connector(SimulatorConnector(seed=1)) as connector:
+        yield connector
+
+
+@pytest.fixture
+def wecom() -> Iterator[SimulatorConnector]:
+    """The simulator emulating WeCom's declared profile (no WeCom client exists yet)."""
+    with use_connector(SimulatorConnector(seed=1, profile=get_profile("wecom"))) as connector:
+        yield connector
+
+
+def add_group(session: Session, org: Organisation, platform: str, external_id: str, owner: Staff | None) -> Group:
+    group = Group(
+        org_id=org.id,
+        platform=platform,
+        external_id=external_id,
+        name=f"群 {external_id}",
+        owner_id=owner.id if owner else None,
+        created_at=utcnow(),
+    )
+    session.add(group)
+    session.flush()
+    return group
+
+
+def add_member(session: Session, org: Organisation, platform: str, external_id: str) -> Member:
+    member = Member(
+        org_id=org.id, platform=platform, external_id=external_id, display_name=external_id, first_seen_at=utcnow()
+    )
+    session.add(member)
+    session.flush()
+    return member
+
+
+@pytest.fixture
+def setup(session: Session, org: Organisation, owner: Staff, sim: SimulatorConnector) -> tuple[Group, Member]:
+    """Group g1 with member m1, on the simulator and in the database."""
+    sim.sim.create_group("g1", group_id="g1", owner="owner1")
+    sim.sim.join("m1", "g1")
+    sim.sim.drain_events()
+    return add_group(session, org, "simulator", "g1", owner), add_member(session, org, "simulator", "m1")
+
+
+def test_request_queues_a_job_and_the_job_sends_once(
+    session: Session, org: Organisation, setup: tuple[Group, Member], sim: SimulatorConnector
+) -> None:
+    group, _ = setup
+    action = request_action(
+        session,
+        org.id,
+        "simulator",
+        "send_group_message",
+        group_id=group.id,
+        payload={"text": "早安！今天的话题：读书打卡"},
+        idempotency_key="sop:7:2026-03-02:08:00",
+    )
+    assert action.state == "queued"
+    assert states(session, action.id) == [(None, "planned"), ("planned", "queued")]
+    [job] = perform_jobs(session, action.id)
+    assert job.org_id == org.id and job.key == f"{PERFORM_JOB}:{action.id}"
+
+    run_perform_job(session, action.id)
+    assert action.state == "sent" and action.attempts == 1
+    assert action.external_ref is not None
+    assert [m.text for m in sim.sim.messages_in("g1")] == ["早安！今天的话题：读书打卡"]
+
+    # The job runs again (duplicate delivery, a retry after a lost lease): nothing happens.
+    run_perform_job(session, action.id)
+    assert action.attempts == 1
+    assert len(sim.sim.messages_in("g1")) == 1
+    assert states(session, action.id)[-1] == ("queued", "sent")
+    assert len(history(session, action.id)) == 3
+
+
+def test_same_key_same_action(session: Session, org: Organisation, setup: tuple[Group, Member]) -> None:
+    group, member = setup
+
+    def ask() -> OutboundAction:
+        return request_action(
+            session,
+            org.id,
+            "simulator",
+            "send_group_message",
+            group_id=group.id,
+            payload={"text": "hi"},
+            idempotency_key="k1",
+        )
+
+    first, second = ask(), ask()
+    assert second is first
+    assert session.scalar(select(func.count()).select_from(OutboundAction)) == 1
+    assert len(perform_jobs(session, first.id)) == 1
+    assert len(history(session, first.id)) == 2
+    with pytest.raises(Conflict) as exc:
+        request_action(
+            session,
+            org.id,
+            "simulator",
+            "kick",
+            group_id=group.id,
+            member_id=member.id,
+            payload={},
+            idempotency_key="k1",
+        )
+    assert exc.value.field == "idempotency_key"
+
+
+def test_a_crash_after_the_platform_call_does_not_send_twice(
+    db: sessionmaker[Session], org: Organisation, setup: tuple[Group, Member], sim: SimulatorConnector, session: Session
+) -> None:
+    group, _ = setup
+    action = request_action(
+        session,
+        org.id,
+        "simulator",
+        "send_group_message",
+        group_id=group.id,
+        payload={"text": "hi"},
+        idempotency_key="k",
+    )
+    session.commit()
+
+    # First run: the platform call happens, then the transaction is lost (crash before commit).
+    with db() as crashed:
+        run_perform_job(crashed, action.id)
+        crashed.rollback()
+    assert len(sim.sim.messages_in("g1")) == 1
+
+    with unit_of_work(db) as retry:
+        run_perform_job(retry, action.id)
+    with db() as check:
+        row = check.get(OutboundAction, action.id)
+        assert row is not None and row.state == "sent"
+    assert len(sim.sim.messages_in("g1")) == 1
+
+
+def test_the_worker_runs_the_job(
+    db: sessionmaker[Session], org: Organisation, setup: tuple[Group, Member], sim: SimulatorConnector, session: Session
+) -> None:
+    from qunyun.worker.runner import Worker
+
+    group, member = setup
+    action = request_action(
+        session, org.id, "simulator", "kick", group_id=group.id, member_id=member.id, payload={}, idempotency_key="k"
+    )
+    session.commit()
+    worker = Worker("test", factory=db)
+    assert worker.run_next()
+    with db() as check:
+        row = check.get(OutboundAction, action.id)
+        assert row is not None and row.state == "sent"
+        job = check.scalars(select(Job).where(Job.kind == PERFORM_JOB)).one()
+        assert job.status == "done"
+    assert not sim.sim.is_member("m1", "g1")
+
+
+def test_kick_on_wecom_becomes_a_task_for_the_group_owner(
+    session: Session, org: Organisation, owner: Staff, wecom: SimulatorConnector
+) -> None:
+    group = add_group(session, org, "wecom", "wr-1", owner)
+    member = add_member(session, org, "wecom", "wm-1")
+    action = request_action(
+        session,
+        org.id,
+        "wecom",
+        "kick",
+        group_id=group.id,
+        member_id=member.id,
+        payload={"reason": "发广告 3 次"},
+        idempotency_key="moderation:kick:1",
+    )
+    assert action.state == "delegated"
+    assert states(session, action.id) == [(None, "planned"), ("planned", "delegated")]
+    assert perform_jobs(session, action.id) == []
+    task = session.scalars(select(StaffTask).where(StaffTask.outbound_action_id == action.id)).one()
+    assert task.assignee_id == owner.id and task.group_id == group.id
+    assert task.kind == TASK_PLATFORM_ACTION and task.status == "open"
+    assert "Remove wm-1 from 群 wr-1" in task.title and "WeCom" in task.title
+    assert task.detail["missing_capabilities"] == ["kick"]
+    assert task.detail["payload"] == {"reason": "发广告 3 次"}
+    assert "No API removes a member" in task.detail["reason"]
+
+    # The owner removed the member by hand.
+    confirm(session, action.id, detail="removed in the WeCom client")
+    assert action.state == "confirmed" and task.status == "done" and task.done_at is not None
+
+
+def test_an_explicit_assignee_gets_the_task(
+    session: Session, org: Organisation, owner: Staff, wecom: SimulatorConnector
+) -> None:
+    admin = create_staff(session, org.id, username="admin1", password="password-123", role="admin")
+    group = add_group(session, org, "wecom", "wr-1", owner)
+    member = add_member(session, org, "wecom", "wm-1")
+    action = request_action(
+        session,
+        org.id,
+        "wecom",
+        "mute",
+        group_id=group.id,
+        member_id=member.id,
+        payload={"seconds": 3600},
+        idempotency_key="k",
+        assignee_id=admin.id,
+    )
+    task = session.scalars(select(StaffTask).where(StaffTask.outbound_action_id == action.id)).one()
+    assert task.assignee_id == admin.id
+
+
+def test_wecom_group_send_awaits_the_owner_then_is_confirmed(
+    session: Session, org: Organisation, owner: Staff, wecom: SimulatorConnector
+) -> None:
+    wecom.sim.create_group("客户群", group_id="wr-1", owner="owner1")
+    group = add_group(session, org, "wecom", "wr-1", owner)
+    action = request_action(
+        session,
+        org.id,
+        "wecom",
+        "send_group_message",
+        group_id=group.id,
+        payload={"text": "今晚 8 点直播，不见不散"},
+        idempotency_key="sop:send:1",
+    )
+    assert action.state == "queued"
+    run_perform_job(session, action.id)
+    assert action.state == "awaiting_confirmation" and action.external_ref
+    assert wecom.sim.messages_in("wr-1") == []
+    task = session.scalars(select(StaffTask).where(StaffTask.outbound_action_id == action.id)).one()
+    assert task.kind == TASK_CONFIRM_SEND and task.assignee_id == owner.id
+    assert task.title.startswith("Confirm the send on WeCom")
+
+    run_perform_job(session, action.id)  # nothing more to do while it waits
+    assert session.scalar(select(func.count()).select_from(StaffTask)) == 1
+
+    wecom.sim.confirm_send(action.external_ref)  # the owner presses send in the client
+    confirm(session, action.id, detail="WeCom reports the owner sent it")
+    confirm(session, action.id)  # a second report changes nothing
+    assert action.state == "confirmed" and task.status == "done"
+    assert [m.text for m in wecom.sim.messages_in("wr-1")] == ["今晚 8 点直播，不见不散"]
+    assert states(session, action.id) == [
+        (None, "planned"),
+        ("planned", "queued"),
+        ("queued", "awaiting_confirmation"),
+        ("awaiting_confirmation", "confirmed"),
+    ]
+
+
+def test_declared_platform_without_a_connector_delegates_at_run_time(
+    session: Session, org: Organisation, owner: Staff
+) -> None:
+    group = add_group(session, org, "telegram", "-100123", owner)
+    action = request_action(
+        session,
+        org.id,
+        "telegram",
+        "send_group_message",
+        group_id=group.id,
+        payload={"text": "hi"},
+        idempotency_key="k",
+    )
+    assert action.state == "queued"  # Telegram can send; its client is just not configured
+    run_perform_job(session, action.id)
+    assert action.state == "delegated"
+    task = session.scalars(select(StaffTask).where(StaffTask.outbound_action_id == action.id)).one()
+    assert "no connector is configured for Telegram" in task.detail["reason"]
+
+
+def test_transient_errors_retry_with_backoff_then_fail(
+    session: Session, org: Organisation, setup: tuple[Group, Member], sim: SimulatorConnector
+) -> None:
+    group, _ = setup
+    action = request_action(
+        session,
+        org.id,
+        "simulator",
+        "send_group_message",
+        group_id=group.id,
+        payload={"text": "a"},
+        idempotency_key="k",
+    )
+    sim.sim.fail_next_api_calls(1)
+    before = utcnow()
+    run_perform_job(session, action.id)
+    assert action.state == "queued" and action.attempts == 1
+    assert action.last_error == "simulated outage (injected)"
+    _first, retry = perform_jobs(session, action.id)
+    assert retry.run_at >= before + timedelta(seconds=30)
+    run_perform_job(session, action.id)
+    assert action.state == "sent" and action.last_error is None and action.attempts == 2
+    assert len(sim.sim.messages_in("g1")) == 1
+
+    doomed = request_action(
+        session,
+        org.id,
+        "simulator",
+        "send_group_message",
+        group_id=group.id,
+        payload={"text": "b"},
+        idempotency_key="k2",
+    )
+    sim.sim.fail_next_api_calls(MAX_ATTEMPTS)
+    for _ in range(MAX_ATTEMPTS):
+        run_perform_job(session, doomed.id)
+    assert doomed.state == "failed" and doomed.attempts == MAX_ATTEMPTS
+    assert len(perform_jobs(session, doomed.id)) == MAX_ATTEMPTS  # the first and 4 retries
+    assert states(session, doomed.id)[-1] == ("queued", "failed")
+
+
+def test_platform_refusal_fails_the_action(
+    session: Session, org: Organisation, setup: tuple[Group, Member], sim: SimulatorConnector
+) -> None:
+    group, member = setup
+    sim.sim.leave("m1", "g1")
+    action = request_action(
+        session, org.id, "simulator", "kick", group_id=group.id, member_id=member.id, payload={}, idempotency_key="k"
+    )
+    run_perform_job(session, action.id)
+    assert action.state == "failed" and "not_a_member" in (action.last_error or "")
+
+
+def test_deadlines_expire_actions(
+    session: Session, org: Organisation, setup: tuple[Group, Member], sim: SimulatorConnector
+) -> None:
+    group, _ = setup
+    now = sim.now()
+    late = request_action(
+        session,
+        org.id,
+        "simulator",
+        "send_group_message",
+        group_id=group.id,
+        payload={"text": "早安", "deadline": (now - timedelta(minutes=1)).isoformat()},
+        idempotency_key="late",
+    )
+    assert late.state == "expired" and perform_jobs(session, late.id) == []
+
+    action = request_action(
+        session,
+        org.id,
+        "simulator",
+        "send_group_message",
+        group_id=group.id,
+        payload={"text": "早安", "deadline": (now + timedelta(hours=1)).isoformat()},
+        idempotency_key="k",
+    )
+    assert action.state == "queued"
+    sim.clock.advance(hours=2)  # the worker was down past the slot
+    run_perform_job(session, action.id)
+    assert action.state == "expired"
+    assert sim.sim.messages_in("g1") == []
+
+
+def test_unconfirmed_sends_expire(session: Session, org: Organisation, owner: Staff, wecom: SimulatorConnector) -> None:
+    wecom.sim.create_group("客户群", group_id="wr-1")
+    group = add_group(session, org, "wecom", "wr-1", owner)
+    deadline = wecom.now() + timedelta(hours=4)
+    action = request_action(
+        session,
+        org.id,
+        "wecom",
+        "send_group_message",
+        group_id=group.id,
+        payload={"text": "限时秒杀", "deadline": deadline.isoformat()},
+        idempotency_key="k",
+    )
+    run_perform_job(session, action.id)
+    assert action.state == "awaiting_confirmation"
+    assert expire_overdue(session, now=deadline - timedelta(seconds=1)) == []
+    assert expire_overdue(session, now=deadline) == [action.id]
+    task = session.scalars(select(StaffTask).where(StaffTask.outbound_action_id == action.id)).one()
+    assert action.state == "expired" and task.status == "cancelled" and task.due_at == deadline
+    with pytest.raises(Conflict):
+        confirm(session, action.id)
+    assert handler_for(EXPIRE_JOB) is not None
+
+
+def test_bad_requests_name_the_field_and_write_nothing(
+    session: Session, org: Organisation, setup: tuple[Group, Member], owner: Staff
+) -> None:
+    group, member = setup
+    other = add_group(session, org, "telegram", "-100", owner)
+    cases: list[tuple[dict[str, Any], str]] = [
+        (dict(action="send_group_message", group_id=group.id, payload={}), "payload.text"),
+        (dict(action="send_group_message", group_id=group.id, payload={"text": "x", "colour": 1}), "payload.colour"),
+        (dict(action="send_group_message", group_id=other.id, payload={"text": "x"}), "group_id"),
+        (dict(action="send_group_message", group_id=99999, payload={"text": "x"}), "group_id"),
+        (dict(action="kick", group_id=group.id, payload={}), "member_id"),
+        (dict(action="teleport", payload={}), "action"),
+        (
+            dict(action="send_group_message", group_id=group.id, payload={"text": "x", "deadline": "soon"}),
+            "payload.deadline",
+        ),
+        (dict(action="kick", group_id=group.id, member_id=member.id, payload={}, assignee_id=424242), "assignee_id"),
+    ]
+    for kwargs, field in cases:
+        with pytest.raises(InvalidInput) as exc:
+            request_action(session, org.id, "simulator", idempotency_key="k", **kwargs)
+        assert exc.value.field == field, kwargs
+    with pytest.raises(InvalidInput) as exc:
+        request_action(session, org.id, "myspace", "kick", payload={}, idempotency_key="k")
+    assert exc.value.field == "platform"
+    assert session.scalar(select(func.count()).select_from(OutboundAction)) == 0
+    assert session.scalar(select(func.count()).select_from(OutboundActionTransition)) == 0
+
+
+def test_confirm_refuses_actions_not_waiting_on_a_person(
+    session: Session, org: Organisation, setup: tuple[Group, Member]
+) -> None:
+    group, _ = setup
+    action = request_action(
+        session,
+        org.id,
+        "simulator",
+        "send_group_message",
+        group_id=group.id,
+        payload={"text": "a"},
+        idempotency_key="k",
+    )
+    with pytest.raises(Conflict):
+        confirm(session, action.id)
+
+
+def test_simulator_operations_arrive_as_stored_events(session: Session, org: Organisation, owner: Staff) -> None:
+    sim = SimulatorConnector(seed=5, sink=ingest_sink(session, org.id))
+    with use_connector(sim):
+        p = sim.sim
+        g = p.create_group("读书会 1 群", owner="owner1", capacity=200)
+        p.join("alice", g.id, scene="qr")
+        p.join("bob", g.id, inviter="alice")
+        p.post("alice", g.id, "大家好")
+        p.pay("bob", "99.00", product="年卡", group=g.id)
+
+        group = session.scalars(select(Group).where(Group.external_id == g.id)).one()
+        assert group.platform == "simulator" and group.owner_id == owner.id and group.capacity == 200
+        bob = session.scalars(select(Member).where(Member.external_id == "bob")).one()
+
+        # Qunyun creates an invite link, someone joins through it, and a moderator kicks bob.
+        link = request_action(
+            session,
+            org.id,
+            "simulator",
+            "create_invite_link",
+            group_id=group.id,
+            payload={"member_limit": 1, "channel": "sms", "expire_at": (p.now() + timedelta(days=7)).isoformat()},
+            idempotency_key="live-code:1",
+        )
+        run_perform_job(session, link.id)
+        assert link.state == "sent" and link.external_ref
+        p.join("carol", via_link=link.external_ref)
+        kick = request_action(
+            session, org.id, "simulator", "kick", group_id=group.id, member_id=bob.id, payload={}, idempotency_key="k1"
+        )
+        run_perform_job(session, kick.id)
+        assert kick.state == "sent"
+
+        rows = session.scalars(select(Event).where(Event.org_id == org.id).order_by(Event.id)).all()
+        assert [EventKind(r.kind) for r in rows] == [
+            EventKind.GROUP_CREATED,
+            EventKind.MEMBER_JOINED,
+            EventKind.MEMBER_JOINED,
+            EventKind.MESSAGE_POSTED,
+            EventKind.ORDER_PAID,
+            EventKind.MEMBER_JOINED,
+            EventKind.MEMBER_LEFT,
+        ]
+        carol_join, bob_left = rows[-2], rows[-1]
+        assert carol_join.scene == "link" and carol_join.channel_id is not None
+        assert bob_left.reason == "removed" and bob_left.member_id == bob.id
+        session.refresh(group)
+        assert group.member_count == 2  # alice and carol
+        bob_span = session.scalars(select(MembershipSpan).where(MembershipSpan.member_id == bob.id)).one()
+        assert bob_span.left_at is not None
