@@ -15,9 +15,7 @@ import orjson
 START = datetime(2026, 1, 5, tzinfo=UTC) - timedelta(hours=8)  # Monday 00:00 Asia/Shanghai
 
 
-def generate(
-    total: int, *, groups: int, members: int, days: int, seed: int = 7
-) -> Iterator[dict[str, object]]:
+def generate(total: int, *, groups: int, members: int, days: int, seed: int = 7) -> Iterator[dict[str, object]]:
     """About ``total`` events: group creations, then joins, leaves, messages, orders, refunds.
 
     Mix (after creations): 5 % joins, 1 % leaves, 91.5 % messages, 2 % orders, 0.5 % refunds —

@@ -1,0 +1,12 @@
+"""Run every benchmark; each prints its figures and a ratio against its own baseline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHES = ["bench.bench_ingest", "bench.bench_stats"]
+
+for name in BENCHES:
+    print(f"== {name}", flush=True)
+    subprocess.run([sys.executable, "-m", name], check=True)
