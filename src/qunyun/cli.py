@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from qunyun.errors import QunyunError
 
@@ -35,7 +36,7 @@ OrgOption = Annotated[
 
 
 def _fail(exc: QunyunError) -> None:
-    err.print(f"[red]error:[/red] {exc.message}")
+    err.print(f"[red]error:[/red] {escape(exc.message)}")
     raise typer.Exit(code=2)
 
 
@@ -77,7 +78,7 @@ def events_import(
         _fail(exc)
         return
     for line_no, reason in report.skipped:
-        err.print(f"skipped line {line_no}: {reason}")
+        err.print(f"skipped line {line_no}: {escape(reason)}")
     err.print(
         f"imported {report.stored} events ({report.duplicates} duplicates, {len(report.skipped)} skipped) "
         f"in {report.seconds:.2f}s, {report.rate:,.0f} events/s"

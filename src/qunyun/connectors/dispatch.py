@@ -141,7 +141,7 @@ def request_action(
         kind = ActionKind(action)
     except ValueError as exc:
         raise InvalidInput(f"unknown action {action!r}", field="action") from exc
-    existing = _by_key(session, idempotency_key)
+    existing = _by_key(session, org_id, idempotency_key)
     if existing is not None:
         return _same_request(existing, org_id, platform, kind, group_id, member_id)
     if "assignee_id" in payload:
@@ -187,7 +187,7 @@ def request_action(
             session.flush()
     except IntegrityError:
         # A concurrent request with the same key committed first: that one is the action.
-        existing = _by_key(session, idempotency_key)
+        existing = _by_key(session, org_id, idempotency_key)
         if existing is None:
             raise
         return _same_request(existing, org_id, platform, kind, group_id, member_id)
@@ -305,8 +305,10 @@ def history(session: Session, action_id: int) -> list[OutboundActionTransition]:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _by_key(session: Session, key: str) -> OutboundAction | None:
-    return session.scalar(select(OutboundAction).where(OutboundAction.idempotency_key == key))
+def _by_key(session: Session, org_id: int, key: str) -> OutboundAction | None:
+    return session.scalar(
+        select(OutboundAction).where(OutboundAction.org_id == org_id, OutboundAction.idempotency_key == key)
+    )
 
 
 def _same_request(

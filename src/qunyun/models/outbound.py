@@ -27,12 +27,12 @@ class OutboundState(enum.StrEnum):
 class OutboundAction(Base):
     """An action on a platform (send, delete, mute, kick, create group, invite link…).
 
-    The idempotency key is unique: asking twice for the same action yields the same row, and
+    The idempotency key is unique within an organisation: asking twice for the same action yields the same row, and
     the connector receives the key so that a retry after a crash is not a second send.
     """
 
     __tablename__ = "outbound_actions"
-    __table_args__ = (Index("ix_outbound_actions_key", "idempotency_key", unique=True),)
+    __table_args__ = (Index("ix_outbound_actions_key", "org_id", "idempotency_key", unique=True),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
@@ -45,6 +45,8 @@ class OutboundAction(Base):
     state: Mapped[str] = mapped_column(String(24), default=OutboundState.PLANNED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     external_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # What the platform returned that later steps need (an invite URL, a message id…).
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)

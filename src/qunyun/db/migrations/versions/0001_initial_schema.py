@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 17:29:20.907942
+Create Date: 2026-11-23 17:42:49.543391
 """
 
 from collections.abc import Sequence
@@ -248,6 +248,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=24), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("external_ref", sa.String(length=200), nullable=True),
+        sa.Column("result", sa.JSON(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", sa.BigInteger(), nullable=False),
@@ -257,7 +258,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbound_actions")),
     )
     with op.batch_alter_table("outbound_actions", schema=None) as batch_op:
-        batch_op.create_index("ix_outbound_actions_key", ["idempotency_key"], unique=True)
+        batch_op.create_index("ix_outbound_actions_key", ["org_id", "idempotency_key"], unique=True)
         batch_op.create_index(batch_op.f("ix_outbound_actions_org_id"), ["org_id"], unique=False)
 
     op.create_table(
