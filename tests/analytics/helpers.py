@@ -34,7 +34,15 @@ def leave(eid: str, ts: str, group: str, member: str, **extra: Any) -> dict[str,
 
 
 def message(eid: str, ts: str, group: str, member: str, **extra: Any) -> dict[str, Any]:
-    return {"id": eid, "ts": ts, "kind": "message.posted", "group": group, "member": member, "msg_type": "text", **extra}
+    return {
+        "id": eid,
+        "ts": ts,
+        "kind": "message.posted",
+        "group": group,
+        "member": member,
+        "msg_type": "text",
+        **extra,
+    }
 
 
 def paid(eid: str, ts: str, order: str, member: str, amount: str, **extra: Any) -> dict[str, Any]:
@@ -99,7 +107,8 @@ def metrics(row: Mapping[str, Any]) -> dict[str, Any]:
 SNAPSHOT_QUERIES = {
     "events": "SELECT org_id, external_id, kind, ts, day, group_id, member_id, msg_type, length, scene, channel_id,"
     " inviter_id, reason FROM events",
-    "groups": "SELECT org_id, platform, external_id, name, tier, region, capacity, member_count, created_at FROM groups",
+    "groups": "SELECT org_id, platform, external_id, name, tier, region, capacity, member_count, created_at"
+    " FROM groups",
     "members": "SELECT org_id, platform, external_id, first_seen_at FROM members",
     "channels": "SELECT org_id, code FROM channels",
     "membership_spans": "SELECT org_id, group_id, member_id, joined_at, left_at, join_event_id, leave_event_id"

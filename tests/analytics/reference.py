@@ -86,9 +86,7 @@ class Reference:
         """Members of ``group`` (of any group when None) at the end of day ``d``."""
         end = midnight(d + timedelta(days=1))  # every event before it happened on or before d
         groups = self.group_ids() if group is None else [group]
-        return {
-            m for m in self.member_ids() for g in groups if self.is_member(m, g, end, inclusive=False)
-        }
+        return {m for m in self.member_ids() for g in groups if self.is_member(m, g, end, inclusive=False)}
 
     def member_ids(self) -> set[str]:
         return {e["member"] for e in self.events if e["kind"] in MEMBERSHIP}

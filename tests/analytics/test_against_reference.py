@@ -1,14 +1,19 @@
 """Random small event streams, ingested in random order and batches, against the naive reference.
 
-Each example uses a fresh organisation (so no truncation between examples) and ingests through
-qunyun.ingestion.service.ingest, one transaction per batch as a connector would.
+Each example uses a fresh organisation (so no truncation between examples) and delivers its
+batches one transaction each, either through qunyun.ingestion.service.ingest (as a connector
+would) or through the importer behind `qunyun events import` (chunked, with derived state flushed
+at the end or every few facts). Stats are read through the function behind `qunyun stats`.
 """
 
 from __future__ import annotations
 
+import io
 import itertools
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -18,9 +23,10 @@ from sqlalchemy.orm import Session
 
 from qunyun.analytics.stats import stats_for_cli
 from qunyun.db.session import unit_of_work
-from qunyun.ingestion.service import ingest
+from qunyun.ingestion.importer import import_stream
+from qunyun.ingestion.service import Ingestor, ingest
 from qunyun.team.service import create_organisation
-from tests.analytics.helpers import SNAPSHOT_QUERIES
+from tests.analytics.helpers import SNAPSHOT_QUERIES, jsonl
 from tests.analytics.reference import ZONE, Reference
 
 FIRST_DAY = date(2026, 2, 27)  # a Friday: the streams span ISO weeks 2026-W09, W10 and W11
@@ -128,14 +134,32 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
     return events
 
 
+@dataclass
+class Delivery:
+    """How a stream reaches the ingestion entry point.
+
+    ``batches`` are delivered one transaction each: as ``ingest()`` calls (a connector), or as
+    ``events import`` runs cutting them into ``batch_size`` chunks, with derived state flushed
+    every ``flush_every`` facts/members (None: the default, once at the end).
+    """
+
+    batches: list[list[dict[str, Any]]]
+    via: str = "ingest"
+    batch_size: int = 20000
+    flush_every: int | None = None
+
+
 @st.composite
-def deliveries(draw: st.DrawFn, events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+def deliveries(draw: st.DrawFn, events: list[dict[str, Any]]) -> Delivery:
     """``events`` with some redelivered, in random order, cut into random batches."""
     repeated = draw(st.lists(st.sampled_from(events), max_size=6)) if events else []
     stream = draw(st.permutations(events + repeated))
     cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=4)))
     bounds = [0, *cuts, len(stream)]
-    return [stream[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+    batches = [stream[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+    if draw(st.booleans()):
+        return Delivery(batches)
+    return Delivery(batches, "import", draw(st.integers(1, 8)), draw(st.sampled_from([None, 1, 5])))
 
 
 ranges = st.tuples(st.integers(-2, DAYS + 1), st.integers(0, DAYS + 1)).map(
@@ -146,14 +170,21 @@ ranges = st.tuples(st.integers(-2, DAYS + 1), st.integers(0, DAYS + 1)).map(
 # -- running ----------------------------------------------------------------------------------
 
 
-def deliver(slug: str, batches: list[list[dict[str, Any]]]) -> tuple[int, int]:
+def deliver(slug: str, delivery: Delivery) -> tuple[int, int]:
     """Ingest each batch in its own transaction; returns (stored, duplicates)."""
     stored = duplicates = 0
-    for batch in batches:
-        with unit_of_work() as session:
-            result = ingest(session, org_id_of(session, slug), batch, platform="test", source="test", live=False)
-        stored += result.stored
-        duplicates += result.duplicates
+    flush_every = delivery.flush_every or Ingestor.FLUSH_FACTS
+    with mock.patch.multiple(Ingestor, FLUSH_FACTS=flush_every, FLUSH_MEMBERS=flush_every):
+        for batch in delivery.batches:
+            with unit_of_work() as session:
+                org_id = org_id_of(session, slug)
+                if delivery.via == "ingest":
+                    result: Any = ingest(session, org_id, batch, platform="test", source="test", live=False)
+                else:
+                    stream = io.BytesIO(jsonl(batch))
+                    result = import_stream(session, org_id, stream, platform="test", batch_size=delivery.batch_size)
+            stored += result.stored
+            duplicates += result.duplicates
     return stored, duplicates
 
 
@@ -208,11 +239,13 @@ def derived_state(engine: Engine, slug: str) -> dict[str, list[tuple[Any, ...]]]
 @pytest.mark.usefixtures("db")
 @SETTINGS
 @given(data=st.data(), events=streams(), period=ranges)
-def test_stats_equal_the_reference(data: st.DataObject, events: list[dict[str, Any]], period: tuple[date, date]) -> None:
-    batches = data.draw(deliveries(events), label="batches")
+def test_stats_equal_the_reference(
+    data: st.DataObject, events: list[dict[str, Any]], period: tuple[date, date]
+) -> None:
+    delivery = data.draw(deliveries(events), label="delivery")
     slug = new_org()
-    stored, duplicates = deliver(slug, batches)
-    assert (stored, duplicates) == (len(events), sum(map(len, batches)) - len(events))
+    stored, duplicates = deliver(slug, delivery)
+    assert (stored, duplicates) == (len(events), sum(map(len, delivery.batches)) - len(events))
     date_from, date_to = period
     groups = Reference(events).group_ids()
     assert_same(report(slug, groups, date_from, date_to), expected(events, date_from, date_to))
@@ -225,9 +258,9 @@ def test_arrival_order_and_batching_do_not_matter(
     data: st.DataObject, events: list[dict[str, Any]], period: tuple[date, date]
 ) -> None:
     in_order = new_org()
-    deliver(in_order, [sorted(events, key=lambda e: datetime.fromisoformat(e["ts"]))])
+    deliver(in_order, Delivery([sorted(events, key=lambda e: datetime.fromisoformat(e["ts"]))]))
     shuffled = new_org()
-    deliver(shuffled, data.draw(deliveries(events), label="batches"))
+    deliver(shuffled, data.draw(deliveries(events), label="delivery"))
     groups = Reference(events).group_ids()
     assert_same(report(shuffled, groups, *period), report(in_order, groups, *period))
 
@@ -243,6 +276,6 @@ def test_ingesting_twice_changes_nothing(
     groups = Reference(events).group_ids()
     state, stats = derived_state(engine, slug), report(slug, groups, *period)
     again = data.draw(deliveries(events), label="second delivery")
-    assert deliver(slug, again) == (0, sum(map(len, again)))
+    assert deliver(slug, again) == (0, sum(map(len, again.batches)))
     assert derived_state(engine, slug) == state
     assert_same(report(slug, groups, *period), stats)

@@ -336,3 +336,46 @@ def test_stats_cli_errors(tmp_path: Path) -> None:
     bad_date = cli("stats", "daily", "--from", "03/02/2026", "--to", "2026-03-02")
     assert bad_date.exit_code == 2
     assert "--from" in flat(bad_date.stderr)
+
+
+@pytest.mark.parametrize("deliveries", ["one import", "latest first, in two imports"])
+def test_a_group_is_reported_from_its_earliest_event_whatever_the_arrival_order(
+    tmp_path: Path, deliveries: str
+) -> None:
+    events = [join("j1", sh("03-02"), "g1", "m1"), message("x1", sh("03-05"), "g1", "m1")]
+    if deliveries == "one import":
+        import_events(tmp_path, events)
+    else:  # the group is first seen through its 03-05 message; its 03-02 join arrives later
+        import_events(tmp_path, [events[1]])
+        import_events(tmp_path, [events[0]])
+    rows = stats("daily", "2026-03-02", "2026-03-03", "--group", "g1")
+    assert [(r["date"], metrics(r)) for r in rows] == [
+        ("2026-03-02", daily(1, 0, 0, 1, 0.0)),
+        ("2026-03-03", daily(0, 0, 0, 1, 0.0)),
+    ]
+    assert [r["group"] for r in stats("daily", "2026-03-02", "2026-03-02", "--per-group")] == [None, "g1"]
+
+
+def test_days_follow_the_organisations_time_zone(tmp_path: Path) -> None:
+    assert cli("org", "create", "london", "--time-zone", "Europe/London").exit_code == 0
+    events = [join("j1", "2026-03-01T16:30:00Z", "g1", "m1")]  # 03-02 00:30 in Shanghai
+    import_events(tmp_path, events)
+    import_events(tmp_path, events, "--org", "london")
+    [shanghai] = stats("daily", "2026-03-01", "2026-03-01")
+    [london] = stats("daily", "2026-03-01", "2026-03-01", "--org", "london")
+    assert metrics(shanghai) == daily(0, 0, 0, 0, 0.0)
+    assert metrics(london) == daily(1, 0, 0, 1, 0.0)
+
+
+def test_csv_and_table_formats(tmp_path: Path) -> None:
+    import_events(tmp_path, [join("j1", sh("03-02"), "g1", "m1"), paid("o1", sh("03-03"), "o1", "m1", "8.00")])
+    csv = cli("stats", "weekly", "--from", "2026-03-02", "--to", "2026-03-02", "--format", "csv")
+    assert csv.exit_code == 0, csv.output
+    assert csv.stdout.splitlines() == [
+        "week,group,joins,left,actives,members,active_ratio,converted,conversion_ratio,gmv,converted_wow",
+        "2026-W10,,1,0,0,1,0.0,1,1.0,8.00,",
+    ]
+    table = cli("stats", "daily", "--from", "2026-03-02", "--to", "2026-03-02", "--format", "table")
+    assert table.exit_code == 0, table.output
+    assert "2026-03-02" in table.stdout
+    assert "active_ratio" in table.stdout

@@ -14,7 +14,6 @@ Organisation B ("rival"): group gb1 with member mb1, tag, channel, a lead and an
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,11 +22,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-with warnings.catch_warnings():
-    # Starlette 1.x prefers httpx2 for its TestClient and warns (once, at import) when it falls
-    # back to httpx. Until httpx2 is a dev dependency, that one warning is not this suite's error.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
-    from fastapi.testclient import TestClient
+from fastapi.testclient import TestClient
 
 PASSWORD = "correct horse battery"
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 2026-03-02 09:00 in Asia/Shanghai

@@ -378,6 +378,20 @@ def test_event_posting_is_limited_to_own_groups(client: TestClient, world: World
     ]
     assert _call(client, world, "POST", "/api/v1/events", "owner", refund).status_code == 403
     assert _call(client, world, "POST", "/api/v1/events", "operator", EVENT_BODY).status_code == 403
+    # group.created may carry an owner, which decides who sees the group: lead-only.
+    takeover = [
+        {
+            "id": "gc1",
+            "ts": "2026-03-05T10:00:00+08:00",
+            "kind": "group.created",
+            "group": "ext-g1",
+            "name": "Alpha",
+            "owner": "admin",
+        }
+    ]
+    response = _call(client, world, "POST", "/api/v1/events", "admin", takeover)
+    assert response.status_code == 403 and response.json()["field"] == "owner"
+    assert _call(client, world, "GET", "/api/v1/groups/{g1}", "lead").json()["owner_id"] == world.staff["owner"]
 
 
 # -- sessions -----------------------------------------------------------------------------------

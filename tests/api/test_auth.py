@@ -241,3 +241,53 @@ def test_cookie_writes_need_the_csrf_header(client: TestClient, world: World) ->
     home = client.get("/")
     ok = client.post("/api/v1/tags", json=body, headers={"X-CSRF-Token": csrf_from(home.text)})
     assert ok.status_code == 201, ok.text
+
+
+def test_lead_creates_staff_who_can_log_in(client: TestClient, world: World) -> None:
+    lead = world.headers("lead")
+    body = {"username": "newbie", "password": "a long enough secret", "role": "operator", "language": "en"}
+    created = client.post("/api/v1/staff", json=body, headers=lead)
+    assert created.status_code == 201, created.text
+    assert created.json()["role"] == "operator" and created.json()["group_ids"] == []
+    assert "password" not in created.json()
+    login = client.post("/api/v1/auth/tokens", json={"username": "newbie", "password": "a long enough secret"})
+    assert login.status_code == 201
+
+    from qunyun.models import AuditLog
+
+    with world.db() as s:
+        entry = s.scalar(select(AuditLog).where(AuditLog.action == "staff.create"))
+        assert entry is not None
+        assert entry.staff_id == world.staff["lead"]
+        assert "a long enough secret" not in json.dumps(entry.detail)
+
+    taken = client.post("/api/v1/staff", json=body, headers=lead)
+    assert taken.status_code == 409 and taken.json()["field"] == "username"
+    short = client.post("/api/v1/staff", json={**body, "username": "other", "password": "Xq7zW"}, headers=lead)
+    assert short.status_code == 422 and short.json()["field"] == "password"
+    assert "Xq7zW" not in json.dumps(short.json())  # the rejected password is not echoed
+    bad_role = client.post("/api/v1/staff", json={**body, "username": "other", "role": "king"}, headers=lead)
+    assert bad_role.status_code == 422 and bad_role.json()["field"] == "role"
+
+    staff = client.get(f"/api/v1/staff/{world.staff['operator']}", headers=lead).json()
+    assert staff["group_ids"] == [world.groups["g1"]]
+    owner = client.get(f"/api/v1/staff/{world.staff['owner']}", headers=lead).json()
+    assert owner["group_ids"] == sorted([world.groups["g1"], world.groups["g2"]])
+
+
+def test_audit_log_reads_newest_first_with_a_cursor(client: TestClient, world: World) -> None:
+    lead = world.headers("lead")
+    for name in ("a", "b", "c"):
+        assert client.post("/api/v1/tags", json={"name": name}, headers=lead).status_code == 201
+    first = client.get("/api/v1/audit", params={"action": "tag.create", "limit": 2}, headers=lead).json()
+    assert [e["detail"]["name"] for e in first["items"]] == ["c", "b"]
+    assert first["items"][0]["staff_id"] == world.staff["lead"]
+    assert first["items"][0]["ip"] == "testclient"
+    rest = client.get(
+        "/api/v1/audit", params={"action": "tag.create", "limit": 2, "cursor": first["next_cursor"]}, headers=lead
+    ).json()
+    assert [e["detail"]["name"] for e in rest["items"]] == ["a"] and rest["next_cursor"] is None
+    one = client.get(f"/api/v1/audit/{first['items'][0]['id']}", headers=lead)
+    assert one.status_code == 200 and one.json()["action"] == "tag.create"
+    naive = client.get("/api/v1/audit", params={"since": "2026-01-01T00:00:00"}, headers=lead)
+    assert naive.status_code == 422 and naive.json()["field"] == "since"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from fastapi.testclient import TestClient
 
 EXPECTED_PATHS = {
@@ -63,3 +65,14 @@ def test_unknown_api_path_is_a_json_404(anon: TestClient) -> None:
     assert response.json()["code"] == "not_found"
     wrong_method = anon.put("/api/v1/me")
     assert wrong_method.status_code == 405 and wrong_method.json()["code"] == "method_not_allowed"
+
+
+def test_the_app_runs_in_process_workers_for_its_lifetime(database_url: str) -> None:
+    from qunyun.api.app import create_app
+
+    app = create_app(in_process_workers=1)
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        workers = [t for t in threading.enumerate() if t.name.startswith("qunyun")]
+        assert workers, "the lifespan starts the in-process worker"
+    assert not [t for t in threading.enumerate() if t.name.startswith("qunyun") and t.is_alive()]

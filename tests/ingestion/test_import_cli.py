@@ -3,6 +3,7 @@ all or nothing, errors name the line and the field, --skip-invalid reports each 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,12 @@ def test_several_errors_are_reported_at_once(tmp_path: Path, engine: Engine) -> 
     result = run_import(tmp_path, lines)
     assert result.exit_code == 2
     err = flat(result.stderr)
-    for expected in ("line 2: not valid JSON", "line 4: field 'kind'", "line 5: field 'member'", "line 6: field 'amount'"):
+    for expected in (
+        "line 2: not valid JSON",
+        "line 4: field 'kind'",
+        "line 5: field 'member'",
+        "line 6: field 'amount'",
+    ):
         assert expected in err
     assert "line 1" not in err and "line 3" not in err
     assert_nothing_stored(engine)
@@ -114,7 +120,9 @@ def test_at_most_twenty_errors_are_reported(tmp_path: Path, engine: Engine) -> N
 
 
 BAD_LINES = [
-    pytest.param('{"id": "e1", "ts": "2026-03-02T09:00:00+08:00", "kind": ', None, "not valid JSON", id="malformed-json"),
+    pytest.param(
+        '{"id": "e1", "ts": "2026-03-02T09:00:00+08:00", "kind": ', None, "not valid JSON", id="malformed-json"
+    ),
     pytest.param("[1, 2]", None, "must be a JSON object", id="not-an-object"),
     pytest.param({**GOOD[1], "kind": "member.kicked"}, "kind", "unknown kind 'member.kicked'", id="unknown-kind"),
     pytest.param({k: v for k, v in GOOD[1].items() if k != "kind"}, "kind", "unknown kind None", id="missing-kind"),
@@ -252,3 +260,52 @@ def test_skipped_line_text_that_looks_like_markup_is_reported_verbatim(tmp_path:
     assert result.exit_code == 0, repr(result.exception)
     assert "skipped line 2: field 'kind': unknown kind '[bold]promo'" in flat(result.stderr)
     assert count(engine, "events") == 1
+
+
+# Values the parser accepts must be stored, or rejected with their line and field: never a crash
+# (a traceback and exit code 1), on SQLite and on PostgreSQL alike.
+
+RECENT = (datetime.now(UTC) - timedelta(hours=1)).isoformat()  # within the text retention window
+UNUSUAL = [
+    pytest.param({**GOOD[1], "ts": "0001-01-01T00:00:00+08:00"}, "ts", id="ts-in-year-0-utc"),
+    pytest.param({**GOOD[1], "ts": "9999-12-31T23:00:00+00:00"}, "ts", id="ts-in-year-10000-shanghai"),
+    pytest.param({**GOOD[1], "channel": "c" * 100}, "channel", id="channel-of-100-chars"),
+    pytest.param({**GOOD[1], "id": "e\u0000"}, "id", id="nul-in-id"),
+    pytest.param({**GOOD[1], "member": "m\u0000"}, "member", id="nul-in-member"),
+    pytest.param({**GOOD[2], "ts": RECENT, "text": "a\u0000b"}, "text", id="nul-in-recent-text"),
+    pytest.param({**GOOD[0], "name": "群\u0000"}, "name", id="nul-in-group-name"),
+    pytest.param({**GOOD[0], "capacity": 2**31}, "capacity", id="capacity-over-int32"),
+]
+
+
+@pytest.mark.parametrize(("line", "field"), UNUSUAL)
+def test_unusual_values_are_imported_or_rejected_never_crash(
+    tmp_path: Path, engine: Engine, line: dict[str, Any], field: str
+) -> None:
+    result = run_import(tmp_path, [line])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    if result.exit_code == 2:
+        assert f"line 1: field '{field}'" in flat(result.stderr)
+        assert_nothing_stored(engine)
+    else:
+        assert result.exit_code == 0
+        assert count(engine, "events") == 1
+
+
+def test_a_long_platform_name_is_imported_or_rejected_never_crash(tmp_path: Path, engine: Engine) -> None:
+    result = run_import(tmp_path, GOOD, "--platform", "wecom-enterprise-edition")
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    if result.exit_code == 2:
+        assert "platform" in flat(result.stderr)
+        assert_nothing_stored(engine)
+    else:
+        assert result.exit_code == 0
+        assert count(engine, "events") == 6
+
+
+def test_crlf_line_endings(tmp_path: Path, engine: Engine) -> None:
+    path = tmp_path / "crlf.jsonl"
+    path.write_bytes(jsonl(GOOD).replace(b"\n", b"\r\n"))
+    result = cli("events", "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert count(engine, "events") == 6

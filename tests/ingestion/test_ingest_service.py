@@ -7,6 +7,7 @@ calls follow-up hooks for live events in the caller's transaction.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from qunyun.config import get_settings
 from qunyun.db.base import to_micros
+from qunyun.db.session import unit_of_work
 from qunyun.errors import InvalidInput
 from qunyun.ingestion import service
 from qunyun.ingestion.service import IngestResult, StoredEvent, follow_up, ingest
@@ -30,6 +32,7 @@ from qunyun.models import (
     Member,
     MembershipSpan,
     MessageText,
+    Order,
     Organisation,
 )
 from qunyun.team.service import create_organisation, create_staff
@@ -395,3 +398,37 @@ def test_follow_up_jobs_roll_back_with_the_events(
         s.rollback()
         assert rows_in(s, Event, Job, Organisation) == {"events": 0, "jobs": 0, "organisations": 1}
     assert len(hook_calls) == 1
+
+
+def test_concurrent_deliveries_of_the_same_events_store_them_once(db: sessionmaker[Session]) -> None:
+    with db() as s:
+        org = create_organisation(s, name="Org", slug="org").id
+        s.commit()
+    events = [*HISTORY, message("x1", sh("03-02", "12:00:00"), "g1", "m1"), paid("p1", sh("03-03"), "o1", "m1", "9.90")]
+    barrier = threading.Barrier(3)
+    results: list[IngestResult] = []
+    errors: list[BaseException] = []
+
+    def deliver(order: list[dict[str, Any]]) -> None:
+        try:
+            barrier.wait()
+            with unit_of_work() as s:
+                results.append(run(s, org, order))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=deliver, args=(order,))
+        for order in (events, list(reversed(events)), events[::2] + events[1::2])
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(r.stored for r in results) == len(events)
+    assert sum(r.duplicates for r in results) == 2 * len(events)
+    with db() as s:
+        assert spans(s) == EXPECTED_SPANS
+        assert member_counts(s) == {"g1": 2, "g2": 1}
+        assert rows_in(s, Event, Order) == {"events": len(events), "orders": 1}

@@ -43,6 +43,7 @@ def error_response(exc: QunyunError, request: Request | None = None) -> Response
     if isinstance(exc, TooManyAttempts):
         headers["Retry-After"] = str(exc.retry_after)
     if request is not None and not _is_api(request):
+        # Imported here: the console module imports modules that import this one.
         from qunyun.api.console import console_error_page
 
         if isinstance(exc, Unauthenticated):
@@ -57,7 +58,7 @@ def validation_error(exc: RequestValidationError) -> InvalidInput:
     for err in exc.errors():
         # A body that is not JSON at all has the byte offset as its location, not a field.
         name = "body" if err.get("type") == "json_invalid" else field_name(err.get("loc", ()))
-        message = str(err.get("msg", "invalid value"))
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         errors.append({"field": name, "message": message, "type": err.get("type", "")})
     first = errors[0] if errors else {"field": "body", "message": "invalid request"}
     return InvalidInput(f"{first['field']}: {first['message']}", field=first["field"], errors=errors)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from qunyun.auth.csrf import CSRF_HEADER, check_csrf, session_csrf_token
@@ -17,6 +20,8 @@ from qunyun.db.session import get_sessionmaker, unit_of_work
 from qunyun.errors import Unauthenticated
 from qunyun.models import AuthToken, Role, Staff
 from qunyun.timeutil import utcnow
+
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "qunyun_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -64,15 +69,24 @@ class Principal:
     scope: Scope
 
 
-def _record_use(request: Request, db: Session, auth: Authenticated) -> None:
+def _touch_after_response(token_id: int, now: datetime) -> None:
+    try:
+        with unit_of_work() as own:
+            touch_token(own, token_id, now)
+    except SQLAlchemyError:
+        # Bookkeeping only: a busy database must not turn a served read into an error.
+        log.debug("could not record token use", exc_info=True)
+
+
+def _record_use(request: Request, db: Session, background: BackgroundTasks, auth: Authenticated) -> None:
     now = utcnow()
     if not needs_touch(auth.token, now):
         return
     if request.method in SAFE_METHODS:
         # A read request must not become a writer (on SQLite a read transaction that later writes
-        # can fail with a stale snapshot), so the bookkeeping gets its own short transaction.
-        with unit_of_work() as own:
-            touch_token(own, auth.token.id, now)
+        # can fail on a stale snapshot, and waiting for the write lock would delay the answer),
+        # so the bookkeeping runs after the response, in its own short transaction.
+        background.add_task(_touch_after_response, auth.token.id, now)
     else:
         touch_token(db, auth.token.id, now)
 
@@ -90,6 +104,7 @@ def _principal(auth: Authenticated, via: Literal["bearer", "cookie"]) -> Princip
 def current_principal(
     request: Request,
     db: DbSession,
+    background: BackgroundTasks,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     cookie: Annotated[str | None, Depends(cookie_scheme)],
 ) -> Principal:
@@ -111,7 +126,7 @@ def current_principal(
             check_csrf(session_csrf_token(auth.token.id), request.headers.get(CSRF_HEADER))
     else:
         raise Unauthenticated("authentication required: send a bearer token or log in")
-    _record_use(request, db, auth)
+    _record_use(request, db, background, auth)
     return _principal(auth, via)
 
 
@@ -134,7 +149,7 @@ def lead_scope(scope: CurrentScope) -> Scope:
 LeadScope = Annotated[Scope, Depends(lead_scope)]
 
 
-def console_principal(request: Request, db: DbSession) -> Principal | None:
+def console_principal(request: Request, db: DbSession, background: BackgroundTasks) -> Principal | None:
     """The console's logged-in staff member, or None (the page then redirects to /login)."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
@@ -143,7 +158,7 @@ def console_principal(request: Request, db: DbSession) -> Principal | None:
         auth = verify_token(db, cookie, kinds={TokenKind.SESSION}, now=utcnow())
     except Unauthenticated:
         return None
-    _record_use(request, db, auth)
+    _record_use(request, db, background, auth)
     return _principal(auth, "cookie")
 
 

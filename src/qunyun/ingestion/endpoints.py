@@ -96,7 +96,8 @@ async def read_event_batch(request: Request) -> EventBatch:
 
 def check_ingest_scope(session: Session, scope: Scope, batch: EventBatch, platform: str) -> None:
     """Leads may post anything for their organisation; owners and admins only events of their
-    own groups (so never organisation-wide ones such as refunds); other roles nothing."""
+    own groups (so never organisation-wide ones such as refunds), and never set a group's
+    owner; other roles nothing."""
     if scope.is_lead:
         return
     if scope.role not in INGEST_ROLES:
@@ -112,6 +113,10 @@ def check_ingest_scope(session: Session, scope: Scope, batch: EventBatch, platfo
             )
         if not isinstance(group, str) or not group.strip():
             raise InvalidInput(f"{batch.where(index)}: field 'group': must be a non-empty string", field="group")
+        if event.get("owner") is not None:
+            # group.created may set the group's owner, which decides who sees it: lead-only,
+            # as for PATCH /groups/{id}.
+            raise Forbidden(f"{batch.where(index)}: only a lead may set a group's owner", field="owner", index=index)
         first_index.setdefault(group, index)
     allowed: set[str] = set()
     wanted = list(first_index)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from qunyun.db.base import to_micros
@@ -65,7 +65,7 @@ class ParsedEvent:
     owner = property(lambda self: self._get("owner"))
 
 
-def _ident(obj: Mapping[str, Any], field: str, required: bool = True) -> str | None:
+def _ident(obj: Mapping[str, Any], field: str, required: bool = True, limit: int = MAX_ID) -> str | None:
     value = obj.get(field)
     if value is None:
         if required:
@@ -73,20 +73,31 @@ def _ident(obj: Mapping[str, Any], field: str, required: bool = True) -> str | N
         return None
     if not isinstance(value, str) or not value.strip():
         raise EventError(field, "must be a non-empty string")
-    if len(value) > MAX_ID:
-        raise EventError(field, f"must be at most {MAX_ID} characters")
+    if len(value) > limit:
+        raise EventError(field, f"must be at most {limit} characters")
+    if "\x00" in value:
+        raise EventError(field, "must not contain NUL characters")
     return value
 
 
-def _text(obj: Mapping[str, Any], field: str, limit: int = 200) -> str | None:
+def _text(obj: Mapping[str, Any], field: str, limit: int | None = 200) -> str | None:
     value = obj.get(field)
     if value is None:
         return None
     if not isinstance(value, str):
         raise EventError(field, "must be a string")
-    if len(value) > limit:
+    if limit is not None and len(value) > limit:
         raise EventError(field, f"must be at most {limit} characters")
+    if "\x00" in value:
+        raise EventError(field, "must not contain NUL characters")
     return value
+
+
+# Instants outside these bounds are data errors (and would overflow local-date arithmetic).
+MIN_TS = to_micros(datetime(1971, 1, 1, tzinfo=UTC))
+MAX_TS = to_micros(datetime(9998, 1, 1, tzinfo=UTC))
+MAX_CHANNEL = 64
+MAX_CAPACITY = 2**31 - 1
 
 
 def parse_ts(value: Any) -> int:
@@ -98,14 +109,17 @@ def parse_ts(value: Any) -> int:
         raise EventError("ts", f"{value!r} is not ISO 8601") from None
     if parsed.tzinfo is None:
         raise EventError("ts", f"{value!r} has no UTC offset")
-    return to_micros(parsed)
+    micros = to_micros(parsed)
+    if not MIN_TS <= micros < MAX_TS:
+        raise EventError("ts", f"{value!r} is outside the years 1971-9997")
+    return micros
 
 
 def parse_amount(value: Any, field: str = "amount") -> int:
     """A decimal string in yuan → integer fen."""
     if not isinstance(value, str):
         raise EventError(field, 'must be a decimal string in yuan, e.g. "59.90"')
-    match = _AMOUNT.match(value)
+    match = _AMOUNT.fullmatch(value)
     if match is None:
         raise EventError(field, f'{value!r} is not a non-negative amount with at most 2 decimals, e.g. "59.90"')
     cents = match.group(2) or ""
@@ -116,8 +130,8 @@ class _NotFast(Exception):
     pass
 
 
-def _fast_ident(value: Any) -> str:
-    if type(value) is not str or not 0 < len(value) <= MAX_ID or value.isspace():
+def _fast_ident(value: Any, limit: int = MAX_ID) -> str:
+    if type(value) is not str or not 0 < len(value) <= limit or value.isspace() or "\x00" in value:
         raise _NotFast
     return value
 
@@ -129,8 +143,11 @@ def _fast(obj: dict[str, Any]) -> ParsedEvent:
     raises the precise error, so both paths accept exactly the same events.
     """
     kind = obj["kind"]
-    ts = datetime.fromisoformat(obj["ts"])
-    if ts.tzinfo is None or len(obj) > 8:
+    parsed = datetime.fromisoformat(obj["ts"])
+    if parsed.tzinfo is None or len(obj) > 8:
+        raise _NotFast
+    ts = to_micros(parsed)
+    if not MIN_TS <= ts < MAX_TS:
         raise _NotFast
     external_id = _fast_ident(obj["id"])
     group = _fast_ident(obj["group"])
@@ -139,25 +156,25 @@ def _fast(obj: dict[str, Any]) -> ParsedEvent:
         msg_type = MSG_TYPE_BY_NAME[obj["msg_type"]]
         text = obj.get("text")
         if text is None:
-            return ParsedEvent(external_id, MESSAGE, to_micros(ts), group, member, msg_type)
-        if type(text) is not str:
+            return ParsedEvent(external_id, MESSAGE, ts, group, member, msg_type)
+        if type(text) is not str or "\x00" in text:
             raise _NotFast
-        return ParsedEvent(external_id, MESSAGE, to_micros(ts), group, member, msg_type, len(text), text)
+        return ParsedEvent(external_id, MESSAGE, ts, group, member, msg_type, len(text), text)
     if kind == "member.joined":
         scene, channel, inviter = obj.get("scene"), obj.get("channel"), obj.get("inviter")
         if (
             (scene is not None and scene not in SCENES)
-            or (channel is not None and _fast_ident(channel) is None)
+            or (channel is not None and _fast_ident(channel, MAX_CHANNEL) is None)
             or (inviter is not None and _fast_ident(inviter) is None)
         ):
             raise _NotFast
         extra = {"channel": channel, "inviter": inviter, "scene": scene}
-        return ParsedEvent(external_id, JOINED, to_micros(ts), group, member, extra=extra)
+        return ParsedEvent(external_id, JOINED, ts, group, member, extra=extra)
     if kind == "member.left":
         reason = obj.get("reason")
         if reason is not None and reason not in REASONS:
             raise _NotFast
-        return ParsedEvent(external_id, LEFT, to_micros(ts), group, member, extra={"reason": reason})
+        return ParsedEvent(external_id, LEFT, ts, group, member, extra={"reason": reason})
     raise _NotFast
 
 
@@ -189,9 +206,7 @@ def _checked(obj: Any) -> ParsedEvent:
         msg_type = MSG_TYPE_BY_NAME.get(msg_type_name) if isinstance(msg_type_name, str) else None
         if msg_type is None:
             raise EventError("msg_type", f"must be one of {', '.join(MSG_TYPE_BY_NAME)}")
-        text = obj.get("text")
-        if text is not None and not isinstance(text, str):
-            raise EventError("text", "must be a string")
+        text = _text(obj, "text", limit=None)
         return ParsedEvent(
             external_id,
             kind,
@@ -213,7 +228,7 @@ def _checked(obj: Any) -> ParsedEvent:
             _ident(obj, "group"),
             _ident(obj, "member"),
             extra={
-                "channel": _ident(obj, "channel", required=False),
+                "channel": _ident(obj, "channel", required=False, limit=MAX_CHANNEL),
                 "inviter": _ident(obj, "inviter", required=False),
                 "scene": scene,
             },
@@ -247,8 +262,10 @@ def _checked(obj: Any) -> ParsedEvent:
         )
     # group.created
     capacity = obj.get("capacity")
-    if capacity is not None and (not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1):
-        raise EventError("capacity", "must be a positive integer")
+    if capacity is not None and (
+        not isinstance(capacity, int) or isinstance(capacity, bool) or not 1 <= capacity <= MAX_CAPACITY
+    ):
+        raise EventError("capacity", f"must be a positive integer (at most {MAX_CAPACITY})")
     name = _text(obj, "name")
     if not name:
         raise EventError("name", "is required")

@@ -106,6 +106,12 @@ class Ingestor:
         self.group_ids: dict[str, int] = {}
         self.member_ids: dict[str, int] = {}
         self.channel_ids: dict[str, int] = {}
+        # Earliest instant known per group / member id: created_at and first_seen_at follow the
+        # earliest event, whatever the arrival order.
+        self.group_first: dict[int, int] = {}
+        self.member_first: dict[int, int] = {}
+        if not 1 <= len(platform) <= 16:
+            raise InvalidInput("platform must be 1-16 characters", field="platform")
         retention = get_settings().message_text_retention_days
         self.text_cutoff = None if retention == 0 else now_micros() - retention * 86_400_000_000
         if self.db.pg:
@@ -124,18 +130,66 @@ class Ingestor:
         insert_sql: str,
         scope_sql: str,
         scope: tuple[Any, ...],
+        time_column: str | None = None,
+        first: dict[int, int] | None = None,
     ) -> None:
         missing = [k for k in wanted if k not in cache]
         if not missing:
             return
-        lookup = f"SELECT {key_column}, id FROM {table} WHERE {scope_sql} AND {key_column} {{in_}}"
-        for key, row_id in self.db.select_in(lookup, scope, missing):
+        lookup = (
+            f"SELECT {key_column}, id, {time_column or 'NULL'} FROM {table} WHERE {scope_sql} AND {key_column} {{in_}}"
+        )
+        for key, row_id, ts in self.db.select_in(lookup, scope, missing):
             cache[key] = row_id
+            if first is not None:
+                first[row_id] = ts
         new = [k for k in missing if k not in cache]
         if new:
             self.db.many(insert_sql, [wanted[k] for k in new])
-            for key, row_id in self.db.select_in(lookup, scope, new):
+            for key, row_id, ts in self.db.select_in(lookup, scope, new):
                 cache[key] = row_id
+                if first is not None:
+                    first[row_id] = ts
+
+    def _lower_first_seen(
+        self, table: str, column: str, earliest: dict[str, int], cache: dict[str, int], first: dict[int, int]
+    ) -> None:
+        updates = []
+        for key, ts in earliest.items():
+            row_id = cache[key]
+            if ts < first[row_id]:
+                first[row_id] = ts
+                updates.append((ts, row_id, ts))
+        self.db.many(f"UPDATE {table} SET {column} = ? WHERE id = ? AND {column} > ?", updates)
+
+    def _drop_redeliveries(self, events: list[ParsedEvent], result: IngestResult) -> list[ParsedEvent]:
+        """Drop already-stored events that would otherwise create a group, member or channel.
+
+        Storage itself is idempotent (ON CONFLICT DO NOTHING); this check keeps a redelivery
+        from creating anything either. Only events naming an id not seen yet need it, so an
+        import of a known community pays almost nothing for it.
+        """
+        groups, members, channels = self.group_ids, self.member_ids, self.channel_ids
+        suspects = [
+            e.external_id
+            for e in events
+            if (e.group is not None and e.group not in groups)
+            or (e.member is not None and e.member not in members)
+            or (e.extra is not None and e.inviter is not None and e.inviter not in members)
+            or (e.extra is not None and e.channel is not None and e.channel not in channels)
+        ]
+        if not suspects:
+            return events
+        stored = {
+            row[0]
+            for row in self.db.select_in(
+                "SELECT external_id FROM events WHERE org_id = ? AND external_id {in_}", (self.org_id,), suspects
+            )
+        }
+        if not stored:
+            return events
+        result.duplicates += len(stored)
+        return [e for e in events if e.external_id not in stored]
 
     def _resolve_all(self, events: list[ParsedEvent]) -> None:
         groups: dict[str, tuple[Any, ...]] = {}
@@ -143,14 +197,19 @@ class Ingestor:
         channels: dict[str, tuple[Any, ...]] = {}
         org, platform = self.org_id, self.platform
         known_groups, known_members, known_channels = self.group_ids, self.member_ids, self.channel_ids
+        earliest_group: dict[str, int] = {}
+        earliest_member: dict[str, int] = {}
         for e in events:
-            g = e.group
+            g, m, ts = e.group, e.member, e.ts
+            if g is not None and earliest_group.get(g, ts + 1) > ts:
+                earliest_group[g] = ts
+            if m is not None and earliest_member.get(m, ts + 1) > ts:
+                earliest_member[m] = ts
             if g is not None and g not in known_groups:
                 row = groups.get(g)
                 if row is None or e.kind == GROUP_CREATED or e.ts < row[-1]:
                     name = e.name if e.kind == GROUP_CREATED and e.name else (row[3] if row else g)
                     groups[g] = (org, platform, g, name, "normal", "", 500, "active", 0, e.ts)
-            m = e.member
             if m is not None and m not in known_members:
                 row = members.get(m)
                 if row is None or e.ts < row[-1]:
@@ -158,6 +217,8 @@ class Ingestor:
             if e.extra is None:
                 continue
             inviter, channel = e.inviter, e.channel
+            if inviter is not None and earliest_member.get(inviter, ts + 1) > ts:
+                earliest_member[inviter] = ts
             if inviter is not None and inviter not in known_members:
                 row = members.get(inviter)
                 if row is None or e.ts < row[-1]:
@@ -173,6 +234,8 @@ class Ingestor:
             " member_count, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
             "org_id = ? AND platform = ?",
             (org, platform),
+            "created_at",
+            self.group_first,
         )
         self._resolve(
             self.member_ids,
@@ -183,6 +246,8 @@ class Ingestor:
             " interests, first_seen_at) VALUES (?,?,?,?,?,?,?,?,?)",
             "org_id = ? AND platform = ?",
             (org, platform),
+            "first_seen_at",
+            self.member_first,
         )
         self._resolve(
             self.channel_ids,
@@ -194,6 +259,8 @@ class Ingestor:
             "org_id = ?",
             (org,),
         )
+        self._lower_first_seen("groups", "created_at", earliest_group, known_groups, self.group_first)
+        self._lower_first_seen("members", "first_seen_at", earliest_member, known_members, self.member_first)
 
     # -- the batch ---------------------------------------------------------------------------
 
@@ -206,7 +273,7 @@ class Ingestor:
                 result.duplicates += 1
             else:
                 unique[e.external_id] = e
-        events = list(unique.values())
+        events = self._drop_redeliveries(list(unique.values()), result)
         if not events:
             return result
         self._resolve_all(events)
@@ -324,8 +391,8 @@ class Ingestor:
             )
         self.db.run(
             "UPDATE groups SET name = ?, capacity = coalesce(?, capacity), region = coalesce(?, region),"
-            " tier = coalesce(?, tier), owner_id = coalesce(?, owner_id), created_at = ? WHERE id = ?",
-            (e.name, e.capacity, e.region, e.tier, owner_id, e.ts, group_id),
+            " tier = coalesce(?, tier), owner_id = coalesce(?, owner_id) WHERE id = ?",
+            (e.name, e.capacity, e.region, e.tier, owner_id, group_id),
         )
 
     def _update_rollups(self, facts: dict[tuple[int, int, int], list[int]]) -> None:

@@ -66,6 +66,14 @@ class Event(Base):
             sqlite_where=text("kind IN (2, 3)"),
             postgresql_where=text("kind IN (2, 3)"),
         ),
+        # Members acquired per channel (CAC); joins only, so it costs nothing on messages.
+        Index(
+            "ix_events_join_channel",
+            "org_id",
+            "channel_id",
+            sqlite_where=text("kind = 2"),
+            postgresql_where=text("kind = 2"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from qunyun.models import Job, JobStatus
@@ -74,7 +74,7 @@ def enqueue_many(session: Session, rows: list[tuple[str, dict[str, Any], int | N
         return
     now = utcnow()
     session.execute(
-        Job.__table__.insert(),
+        insert(Job),
         [
             {
                 "org_id": org_id,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 17:42:49.543391
+Create Date: 2026-11-23 17:50:38.933332
 """
 
 from collections.abc import Sequence
@@ -137,6 +137,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("org_id", "external_id", name=op.f("uq_events_org_id_external_id")),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_events_join_channel",
+            ["org_id", "channel_id"],
+            unique=False,
+            sqlite_where=sa.text("kind = 2"),
+            postgresql_where=sa.text("kind = 2"),
+        )
         batch_op.create_index(
             "ix_events_membership",
             ["member_id", "ts"],
@@ -622,6 +629,9 @@ def downgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index(
             "ix_events_membership", sqlite_where=sa.text("kind IN (2, 3)"), postgresql_where=sa.text("kind IN (2, 3)")
+        )
+        batch_op.drop_index(
+            "ix_events_join_channel", sqlite_where=sa.text("kind = 2"), postgresql_where=sa.text("kind = 2")
         )
 
     op.drop_table("events")
