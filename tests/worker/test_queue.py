@@ -413,26 +413,29 @@ def test_in_process_workers_run_jobs_until_stopped(db: Factory, org_id: int) -> 
     assert workers <= {"serve:0", "serve:1"}
 
 
-def test_sigterm_lets_the_worker_finish_its_job_then_stop(database_url: str, db: Factory, org_id: int) -> None:
+def test_sigterm_lets_the_worker_finish_its_job_then_stop(
+    database_url: str, db: Factory, org_id: int, tmp_path: Path
+) -> None:
     first = add_job(db, RECORD, {"org_id": org_id, "sleep_ms": 1500})
     second = add_job(db, RECORD, {"org_id": org_id, "sleep_ms": 1500})
     env = {**os.environ, "QUNYUN_DATABASE_URL": database_url, IMPORTS_ENV: "tests.worker.handlers"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qunyun.cli", "worker", "--name", "sigterm"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for(lambda: record_jobs(db)[first] == JobStatus.RUNNING or proc.poll() is not None)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, stderr
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "qunyun.cli", "worker", "--name", "sigterm"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(lambda: record_jobs(db)[first] == JobStatus.RUNNING or proc.poll() is not None, 60)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, log.read_text()
     assert record_jobs(db) == {first: JobStatus.DONE, second: JobStatus.QUEUED}
     assert len(effects(db, first)) == 1

@@ -3,6 +3,7 @@ handlers are registered in the worker."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 from qunyun.connectors.dispatch import EXPIRE_JOB, PERFORM_JOB, expire_overdue, perform_queued
 from qunyun.errors import InvalidInput
 from qunyun.worker.queue import job_handler
+from qunyun.worker.scheduler import periodic
 
 
 @job_handler(PERFORM_JOB)
@@ -21,7 +23,7 @@ def perform_action(session: Session, payload: dict[str, Any]) -> None:
     perform_queued(session, action_id)
 
 
-@job_handler(EXPIRE_JOB)
+@periodic(EXPIRE_JOB, every=timedelta(minutes=5))
 def expire_overdue_actions(session: Session, payload: dict[str, Any]) -> None:
     """Expire actions whose deadline passed while they waited on a person (payload: optional
     ``{"org_id": int}``); meant to be scheduled every few minutes."""

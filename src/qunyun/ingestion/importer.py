@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qunyun.db.session import unit_of_work
 from qunyun.errors import InvalidInput
-from qunyun.ingestion.parse import EventError, ParsedEvent, parse_event
+from qunyun.ingestion.parse import EventError, ParsedEvent, parse_line
 from qunyun.ingestion.service import Ingestor
 from qunyun.models import Organisation
 from qunyun.team.service import create_organisation
@@ -41,14 +40,6 @@ def _numbered_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
     for number, line in enumerate(stream, start=1):
         if line.strip():
             yield number, line
-
-
-def _parse_line(line: bytes) -> ParsedEvent:
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise EventError(None, f"not valid JSON ({exc.args[0].split(':')[0]})") from None
-    return parse_event(obj)
 
 
 def org_for_import(session: Session, slug: str) -> int:
@@ -103,7 +94,7 @@ def _import(
     for number, line in _numbered_lines(stream):
         report.lines += 1
         try:
-            event = _parse_line(line)
+            event = parse_line(line)
         except EventError as exc:
             if skip_invalid:
                 report.skipped.append((number, exc.describe()))

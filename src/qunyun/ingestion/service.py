@@ -100,6 +100,7 @@ class Ingestor:
         self.days = DayCalculator(ZoneInfo(org.time_zone))
         # Derived state is brought up to date by flush(): once per API call, once per import
         # (or whenever this much has piled up), so an import touches each rollup key once.
+        # (day, group_id, member_id) → [org, day, group, member, joined, departed, messages]
         self._facts: dict[tuple[int, int, int], list[int]] = {}
         self._dirty_members: set[int] = set()
         self._pending: list[StoredEvent] = []
@@ -350,16 +351,16 @@ class Ingestor:
         for e, row in zip(events, rows, strict=True):
             kind = e.kind
             if kind in (MESSAGE, JOIN, LEAVE):
-                key = (row[6], row[5], row[7])
+                key = (row[5], row[6], row[7])
                 fact = facts.get(key)
                 if fact is None:
-                    fact = facts[key] = [0, 0, 0]
+                    fact = facts[key] = [org, key[0], key[1], key[2], 0, 0, 0]
                 if kind == MESSAGE:
-                    fact[2] += 1
+                    fact[6] += 1
                     if cutoff is not None and e.text is not None and e.ts >= cutoff:
                         texts.append((row[0], e.ts, e.text))
                 else:
-                    fact[0 if kind == JOIN else 1] = 1
+                    fact[4 if kind == JOIN else 5] = 1
                     membership_members.add(row[7])
             elif kind == PAID:
                 orders.append((org, e.order, row[7], row[6], e.product or "", e.amount_fen, e.ts, row[0]))
@@ -403,11 +404,11 @@ class Ingestor:
             f" joined = {db.greatest}(member_days.joined, excluded.joined),"
             f" departed = {db.greatest}(member_days.departed, excluded.departed),"
             " messages = member_days.messages + excluded.messages",
-            [(org, d, g, m, f[0], f[1], f[2]) for (g, d, m), f in sorted(facts.items(), key=_fact_order)],
+            list(facts.values()),
         )
         # Recompute (not increment) the affected group-days from the facts: idempotent and
         # indifferent to the order in which events arrived.
-        pairs = sorted({(g, d) for g, d, _ in facts})
+        pairs = sorted({(g, d) for d, g, _ in facts})
         source, params = db.pair_join(pairs, "member_days AS m", "m.org_id = ? AND m.day = {b} AND m.group_id = {a}")
         db.run(
             "INSERT INTO group_daily (group_id, day, org_id, joins, lefts, actives, messages, members_delta)"
@@ -418,7 +419,7 @@ class Ingestor:
             " actives = excluded.actives, messages = excluded.messages",
             (org, *params, org),
         )
-        days = sorted({d for _, d, _ in facts})
+        days = sorted({d for d, _, _ in facts})
         for start in range(0, len(days), 500):
             chunk = days[start : start + 500]
             db.run(
@@ -503,11 +504,6 @@ class Ingestor:
             "UPDATE groups SET member_count = member_count + ? WHERE id = ?",
             [(delta, g) for g, delta in count_deltas.items() if delta],
         )
-
-
-def _fact_order(item: tuple[tuple[int, int, int], list[int]]) -> tuple[int, int, int]:
-    (group_id, day, member_id), _ = item
-    return (day, group_id, member_id)
 
 
 def parse_events(events: Iterable[Mapping[str, Any]]) -> list[ParsedEvent]:

@@ -26,11 +26,19 @@ class SqlDialect:
     def run(self, sql: str, params: Sequence[Any] | list[tuple[Any, ...]] = ()) -> Any:
         return self.conn.exec_driver_sql(self.q(sql), params)
 
-    def many(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """executemany on the driver's cursor, inside the connection's transaction.
+
+        Straight to the DB-API: this is the ingestion hot path, and rows may be lists.
+        """
         if not rows:
             return 0
-        result = self.conn.exec_driver_sql(self.q(sql), rows)
-        return int(result.rowcount)
+        cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self.q(sql), rows)
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
 
     def select_in(self, template: str, params: tuple[Any, ...], values: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         """Run ``template`` (containing ``{in}``) for ``values``; yields result rows."""

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from qunyun.models import Job, JobStatus
@@ -63,8 +64,19 @@ def enqueue(
         max_attempts=max_attempts,
         created_at=now,
     )
-    session.add(job)
-    session.flush()
+    if key is None:
+        session.add(job)
+        session.flush()
+        return job
+    try:
+        with session.begin_nested():  # a concurrent enqueue of the same key may win the race
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        existing = session.scalar(select(Job).where(Job.key == key))
+        if existing is None:
+            raise
+        return existing
     return job
 
 
