@@ -20,9 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy.orm import Session, sessionmaker
-
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
 
 PASSWORD = "correct horse battery"
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 2026-03-02 09:00 in Asia/Shanghai
