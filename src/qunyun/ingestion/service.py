@@ -163,67 +163,82 @@ class Ingestor:
                 updates.append((ts, row_id, ts))
         self.db.many(f"UPDATE {table} SET {column} = ? WHERE id = ? AND {column} > ?", updates)
 
-    def _drop_redeliveries(self, events: list[ParsedEvent], result: IngestResult) -> list[ParsedEvent]:
-        """Drop already-stored events that would otherwise create a group, member or channel.
-
-        Storage itself is idempotent (ON CONFLICT DO NOTHING); this check keeps a redelivery
-        from creating anything either. Only events naming an id not seen yet need it, so an
-        import of a known community pays almost nothing for it.
-        """
+    def _screen(
+        self, batch: list[ParsedEvent], result: IngestResult
+    ) -> tuple[list[ParsedEvent], list[ParsedEvent], dict[str, int], dict[str, int]]:
+        """One pass over the batch: drop repeated ids, note each group's and member's earliest
+        instant, and pick out the events naming a group, member or channel not seen yet."""
         groups, members, channels = self.group_ids, self.member_ids, self.channel_ids
-        suspects = [
-            e.external_id
-            for e in events
-            if (e.group is not None and e.group not in groups)
-            or (e.member is not None and e.member not in members)
-            or (e.extra is not None and e.inviter is not None and e.inviter not in members)
-            or (e.extra is not None and e.channel is not None and e.channel not in channels)
-        ]
-        if not suspects:
-            return events
-        stored = {
-            row[0]
-            for row in self.db.select_in(
-                "SELECT external_id FROM events WHERE org_id = ? AND external_id {in_}", (self.org_id,), suspects
-            )
-        }
-        if not stored:
-            return events
-        result.duplicates += len(stored)
-        return [e for e in events if e.external_id not in stored]
+        seen: set[str] = set()
+        events: list[ParsedEvent] = []
+        newcomers: list[ParsedEvent] = []
+        earliest_group: dict[str, int] = {}
+        earliest_member: dict[str, int] = {}
+        for e in batch:
+            external_id = e.external_id
+            if external_id in seen:
+                result.duplicates += 1
+                continue
+            seen.add(external_id)
+            events.append(e)
+            g, m, ts, x = e.group, e.member, e.ts, e.extra
+            new = False
+            if g is not None:
+                if earliest_group.get(g, ts + 1) > ts:
+                    earliest_group[g] = ts
+                new = g not in groups
+            if m is not None:
+                if earliest_member.get(m, ts + 1) > ts:
+                    earliest_member[m] = ts
+                new = new or m not in members
+            if x is not None:
+                inviter, channel = x.get("inviter"), x.get("channel")
+                if inviter is not None:
+                    if earliest_member.get(inviter, ts + 1) > ts:
+                        earliest_member[inviter] = ts
+                    new = new or inviter not in members
+                new = new or (channel is not None and channel not in channels)
+            if new:
+                newcomers.append(e)
+        if newcomers:
+            # A redelivery must not create anything either: storage alone would ignore it
+            # (ON CONFLICT DO NOTHING), but the group or member would already exist by then.
+            stored = {
+                row[0]
+                for row in self.db.select_in(
+                    "SELECT external_id FROM events WHERE org_id = ? AND external_id {in_}",
+                    (self.org_id,),
+                    [e.external_id for e in newcomers],
+                )
+            }
+            if stored:
+                result.duplicates += len(stored)
+                kept = [e for e in events if e.external_id not in stored]
+                return self._screen(kept, IngestResult())
+        return events, newcomers, earliest_group, earliest_member
 
-    def _resolve_all(self, events: list[ParsedEvent]) -> None:
+    def _resolve_all(
+        self, newcomers: list[ParsedEvent], earliest_group: dict[str, int], earliest_member: dict[str, int]
+    ) -> None:
         groups: dict[str, tuple[Any, ...]] = {}
         members: dict[str, tuple[Any, ...]] = {}
         channels: dict[str, tuple[Any, ...]] = {}
         org, platform = self.org_id, self.platform
         known_groups, known_members, known_channels = self.group_ids, self.member_ids, self.channel_ids
-        earliest_group: dict[str, int] = {}
-        earliest_member: dict[str, int] = {}
-        for e in events:
-            g, m, ts = e.group, e.member, e.ts
-            if g is not None and earliest_group.get(g, ts + 1) > ts:
-                earliest_group[g] = ts
-            if m is not None and earliest_member.get(m, ts + 1) > ts:
-                earliest_member[m] = ts
+        for e in newcomers:
+            g, m = e.group, e.member
             if g is not None and g not in known_groups:
                 row = groups.get(g)
-                if row is None or e.kind == GROUP_CREATED or e.ts < row[-1]:
+                if row is None or e.kind == GROUP_CREATED:
                     name = e.name if e.kind == GROUP_CREATED and e.name else (row[3] if row else g)
-                    groups[g] = (org, platform, g, name, "normal", "", 500, "active", 0, e.ts)
+                    groups[g] = (org, platform, g, name, "normal", "", 500, "active", 0, earliest_group[g])
             if m is not None and m not in known_members:
-                row = members.get(m)
-                if row is None or e.ts < row[-1]:
-                    members[m] = (org, platform, m, "", "", "", "", "[]", e.ts)
+                members[m] = (org, platform, m, "", "", "", "", "[]", earliest_member[m])
             if e.extra is None:
                 continue
             inviter, channel = e.inviter, e.channel
-            if inviter is not None and earliest_member.get(inviter, ts + 1) > ts:
-                earliest_member[inviter] = ts
             if inviter is not None and inviter not in known_members:
-                row = members.get(inviter)
-                if row is None or e.ts < row[-1]:
-                    members[inviter] = (org, platform, inviter, "", "", "", "", "[]", e.ts)
+                members[inviter] = (org, platform, inviter, "", "", "", "", "[]", earliest_member[inviter])
             if channel is not None and channel not in known_channels and channel not in channels:
                 channels[channel] = (org, channel, channel, "other", 0, 0, 0, 0, 0, now_micros())
         self._resolve(
@@ -268,16 +283,10 @@ class Ingestor:
     def ingest_batch(self, batch: list[ParsedEvent]) -> IngestResult:
         """Store ``batch`` and update derived state; returns counts of stored and duplicates."""
         result = IngestResult()
-        unique: dict[str, ParsedEvent] = {}
-        for e in batch:
-            if e.external_id in unique:
-                result.duplicates += 1
-            else:
-                unique[e.external_id] = e
-        events = self._drop_redeliveries(list(unique.values()), result)
+        events, newcomers, earliest_group, earliest_member = self._screen(batch, result)
         if not events:
             return result
-        self._resolve_all(events)
+        self._resolve_all(newcomers, earliest_group, earliest_member)
         ids = self.db.allocate_ids("events", len(events))
         day = self.days.day
         gids, mids, cids = self.group_ids, self.member_ids, self.channel_ids
