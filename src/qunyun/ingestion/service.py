@@ -84,7 +84,7 @@ class Ingestor:
     commits.
     """
 
-    FLUSH_FACTS = 300_000
+    FLUSH_FACTS = 500_000
     FLUSH_MEMBERS = 100_000
 
     def __init__(self, session: Session, org_id: int, *, platform: str, source: str, live: bool) -> None:
@@ -407,6 +407,14 @@ class Ingestor:
 
     def _update_rollups(self, facts: dict[tuple[int, int, int], list[int]]) -> None:
         db, org = self.db, self.org_id
+        days = sorted({d for d, _, _ in facts})
+        # Days with no stored facts yet (the usual case for a live stream or a chronological
+        # import): their rollups follow from ``facts`` alone. Other days are recomputed from
+        # all their stored facts, which is right whatever the arrival order.
+        stored_days = {
+            row[0]
+            for row in db.select_in("SELECT DISTINCT day FROM member_days WHERE org_id = ? AND day {in_}", (org,), days)
+        }
         db.many(
             "INSERT INTO member_days (org_id, day, group_id, member_id, joined, departed, messages)"
             " VALUES (?,?,?,?,?,?,?) ON CONFLICT (org_id, day, group_id, member_id) DO UPDATE SET"
@@ -415,31 +423,64 @@ class Ingestor:
             " messages = member_days.messages + excluded.messages",
             list(facts.values()),
         )
-        # Recompute (not increment) the affected group-days from the facts: idempotent and
-        # indifferent to the order in which events arrived.
-        pairs = sorted({(g, d) for d, g, _ in facts})
+        set_counts = (
+            " ON CONFLICT ({key}) DO UPDATE SET joins = excluded.joins, lefts = excluded.lefts,"
+            " actives = excluded.actives, messages = excluded.messages"
+        )
+        group_rows: dict[tuple[int, int], list[int]] = {}
+        org_sets: dict[int, tuple[set[int], set[int], set[int], list[int]]] = {}
+        for (d, g, m), fact in facts.items():
+            if d in stored_days:
+                continue
+            joined, departed, messages = fact[4], fact[5], fact[6]
+            row = group_rows.get((g, d))
+            if row is None:
+                row = group_rows[(g, d)] = [g, d, org, 0, 0, 0, 0]
+            row[3] += joined
+            row[4] += departed
+            row[5] += 1 if messages else 0
+            row[6] += messages
+            per_day = org_sets.get(d)
+            if per_day is None:
+                per_day = org_sets[d] = (set(), set(), set(), [0])
+            if joined:
+                per_day[0].add(m)
+            if departed:
+                per_day[1].add(m)
+            if messages:
+                per_day[2].add(m)
+                per_day[3][0] += messages
+        db.many(
+            "INSERT INTO group_daily (group_id, day, org_id, joins, lefts, actives, messages, members_delta)"
+            " VALUES (?,?,?,?,?,?,?,0)" + set_counts.format(key="group_id, day"),
+            list(group_rows.values()),
+        )
+        db.many(
+            "INSERT INTO org_daily (org_id, day, joins, lefts, actives, messages, members_delta)"
+            " VALUES (?,?,?,?,?,?,0)" + set_counts.format(key="org_id, day"),
+            [(org, d, len(j), len(lv), len(a), n[0]) for d, (j, lv, a, n) in org_sets.items()],
+        )
+        if not stored_days:
+            return
+        pairs = sorted({(g, d) for d, g, _ in facts if d in stored_days})
         source, params = db.pair_join(pairs, "member_days AS m", "m.org_id = ? AND m.day = {b} AND m.group_id = {a}")
         db.run(
             "INSERT INTO group_daily (group_id, day, org_id, joins, lefts, actives, messages, members_delta)"
             " SELECT m.group_id, m.day, ?, sum(m.joined), sum(m.departed),"
             " sum(CASE WHEN m.messages > 0 THEN 1 ELSE 0 END), sum(m.messages), 0"
-            f" FROM {source} GROUP BY m.group_id, m.day"
-            " ON CONFLICT (group_id, day) DO UPDATE SET joins = excluded.joins, lefts = excluded.lefts,"
-            " actives = excluded.actives, messages = excluded.messages",
+            f" FROM {source} GROUP BY m.group_id, m.day" + set_counts.format(key="group_id, day"),
             (org, *params, org),
         )
-        days = sorted({d for d, _, _ in facts})
-        for start in range(0, len(days), 500):
-            chunk = days[start : start + 500]
+        recompute = sorted(stored_days)
+        for start in range(0, len(recompute), 500):
+            chunk = recompute[start : start + 500]
             db.run(
                 "INSERT INTO org_daily (org_id, day, joins, lefts, actives, messages, members_delta)"
                 " SELECT org_id, day, count(DISTINCT CASE WHEN joined = 1 THEN member_id END),"
                 " count(DISTINCT CASE WHEN departed = 1 THEN member_id END),"
                 " count(DISTINCT CASE WHEN messages > 0 THEN member_id END), sum(messages), 0"
                 f" FROM member_days WHERE org_id = ? AND day IN ({','.join('?' * len(chunk))})"
-                " GROUP BY org_id, day"
-                " ON CONFLICT (org_id, day) DO UPDATE SET joins = excluded.joins, lefts = excluded.lefts,"
-                " actives = excluded.actives, messages = excluded.messages",
+                " GROUP BY org_id, day" + set_counts.format(key="org_id, day"),
                 (org, *chunk),
             )
 
