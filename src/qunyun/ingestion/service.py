@@ -111,6 +111,7 @@ class Ingestor:
         # earliest event, whatever the arrival order.
         self.group_first: dict[int, int] = {}
         self.member_first: dict[int, int] = {}
+        self._growth: dict[str, int] = {}
         if not 1 <= len(platform) <= 16:
             raise InvalidInput("platform must be 1-16 characters", field="platform")
         retention = get_settings().message_text_retention_days
@@ -147,10 +148,25 @@ class Ingestor:
         new = [k for k in missing if k not in cache]
         if new:
             self.db.many(insert_sql, [wanted[k] for k in new])
+            self._note_growth(table, len(new))
             for key, row_id, ts in self.db.select_in(lookup, scope, new):
                 cache[key] = row_id
                 if first is not None:
                     first[row_id] = ts
+
+    def _note_growth(self, table: str, added: int) -> None:
+        """Refresh PostgreSQL's statistics of a table this transaction grew a lot.
+
+        Without them the planner takes a freshly filled table for empty and answers the
+        external-id lookups with a scan per batch (seconds each, on a large import).
+        """
+        if not self.db.pg:
+            return
+        grown = self._growth.get(table, 0) + added
+        if grown >= 2000:
+            self.db.run(f"ANALYZE {table}")
+            grown = 0
+        self._growth[table] = grown
 
     def _lower_first_seen(
         self, table: str, column: str, earliest: dict[str, int], cache: dict[str, int], first: dict[int, int]
@@ -287,7 +303,9 @@ class Ingestor:
         if not events:
             return result
         self._resolve_all(newcomers, earliest_group, earliest_member)
-        ids = self.db.allocate_ids("events", len(events))
+        # PostgreSQL numbers the rows itself (RETURNING tells which were new); on SQLite, under
+        # the write lock, the ids are reserved up front.
+        ids: list[Any] = [None] * len(events) if self.db.pg else self.db.allocate_ids("events", len(events))
         day = self.days.day
         gids, mids, cids = self.group_ids, self.member_ids, self.channel_ids
         org, source = self.org_id, self.source
@@ -309,24 +327,11 @@ class Ingestor:
                      e.msg_type, e.length, x.get("scene"), cids[channel] if channel is not None else None,
                      mids[inviter] if inviter is not None else None, x.get("reason"), source)
                 )  # fmt: skip
-        inserted = self.db.many(
-            "INSERT INTO events (id, org_id, external_id, kind, ts, day, group_id, member_id, msg_type, length,"
-            " scene, channel_id, inviter_id, reason, source) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-            " ON CONFLICT (org_id, external_id) DO NOTHING",
-            rows,
-        )
-        if inserted != len(rows):
-            stored_ids = {
-                r[0]
-                for r in self.db.run(
-                    "SELECT id FROM events WHERE org_id = ? AND id >= ? AND id <= ?",
-                    (self.org_id, ids[0], ids[-1]),
-                ).fetchall()
-            }
-            keep = [i for i, row in enumerate(rows) if row[0] in stored_ids]
-            result.duplicates += len(rows) - len(keep)
-            rows = [rows[i] for i in keep]
-            events = [events[i] for i in keep]
+        if self.db.pg:
+            rows, events = self._insert_events_pg(rows, events)
+            result.duplicates += len(ids) - len(rows)
+        else:
+            rows, events = self._insert_events_sqlite(rows, events, ids, result)
         result.stored = len(rows)
         result.stored_ids = [e.external_id for e in events]
         if rows:
@@ -334,6 +339,56 @@ class Ingestor:
             if len(self._facts) >= self.FLUSH_FACTS or len(self._dirty_members) >= self.FLUSH_MEMBERS:
                 self.flush()
         return result
+
+    EVENT_COLUMNS = (
+        "org_id, external_id, kind, ts, day, group_id, member_id, msg_type, length, scene, channel_id,"
+        " inviter_id, reason, source"
+    )
+
+    def _insert_events_sqlite(
+        self, rows: list[tuple[Any, ...]], events: list[ParsedEvent], ids: list[int], result: IngestResult
+    ) -> tuple[list[tuple[Any, ...]], list[ParsedEvent]]:
+        inserted = self.db.many(
+            f"INSERT INTO events (id, {self.EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (org_id, external_id) DO NOTHING",
+            rows,
+        )
+        if inserted == len(rows):
+            return rows, events
+        stored_ids = {
+            r[0]
+            for r in self.db.run(
+                "SELECT id FROM events WHERE org_id = ? AND id >= ? AND id <= ?", (self.org_id, ids[0], ids[-1])
+            ).fetchall()
+        }
+        keep = [i for i, row in enumerate(rows) if row[0] in stored_ids]
+        result.duplicates += len(rows) - len(keep)
+        return [rows[i] for i in keep], [events[i] for i in keep]
+
+    def _insert_events_pg(
+        self, rows: list[tuple[Any, ...]], events: list[ParsedEvent]
+    ) -> tuple[list[tuple[Any, ...]], list[ParsedEvent]]:
+        self.db.copy_in(
+            "ingest_events",
+            self.EVENT_COLUMNS,
+            "org_id int, external_id varchar(128), kind smallint, ts bigint, day int, group_id int,"
+            " member_id int, msg_type smallint, length int, scene varchar(16), channel_id int, inviter_id int,"
+            " reason varchar(16), source varchar(32)",
+            (row[1:] for row in rows),
+        )
+        assigned = dict(
+            self.db.run(
+                f"INSERT INTO events ({self.EVENT_COLUMNS}) SELECT {self.EVENT_COLUMNS} FROM ingest_events"
+                " ON CONFLICT (org_id, external_id) DO NOTHING RETURNING external_id, id"
+            ).fetchall()
+        )
+        kept_rows, kept_events = [], []
+        for row, e in zip(rows, events, strict=True):
+            event_id = assigned.get(row[2])
+            if event_id is not None:
+                kept_rows.append((event_id, *row[1:]))
+                kept_events.append(e)
+        return kept_rows, kept_events
 
     def flush(self) -> None:
         """Bring rollups, spans and member counts up to date; run follow-up hooks (live only)."""
@@ -415,14 +470,23 @@ class Ingestor:
             row[0]
             for row in db.select_in("SELECT DISTINCT day FROM member_days WHERE org_id = ? AND day {in_}", (org,), days)
         }
-        db.many(
-            "INSERT INTO member_days (org_id, day, group_id, member_id, joined, departed, messages)"
-            " VALUES (?,?,?,?,?,?,?) ON CONFLICT (org_id, day, group_id, member_id) DO UPDATE SET"
+        upsert = (
+            " ON CONFLICT (org_id, day, group_id, member_id) DO UPDATE SET"
             f" joined = {db.greatest}(member_days.joined, excluded.joined),"
             f" departed = {db.greatest}(member_days.departed, excluded.departed),"
-            " messages = member_days.messages + excluded.messages",
-            list(facts.values()),
+            " messages = member_days.messages + excluded.messages"
         )
+        columns = "org_id, day, group_id, member_id, joined, departed, messages"
+        if db.pg:
+            db.copy_in(
+                "ingest_member_days",
+                columns,
+                "org_id int, day int, group_id int, member_id int, joined smallint, departed smallint, messages int",
+                facts.values(),
+            )
+            db.run(f"INSERT INTO member_days ({columns}) SELECT {columns} FROM ingest_member_days" + upsert)
+        else:
+            db.many(f"INSERT INTO member_days ({columns}) VALUES (?,?,?,?,?,?,?)" + upsert, list(facts.values()))
         set_counts = (
             " ON CONFLICT ({key}) DO UPDATE SET joins = excluded.joins, lefts = excluded.lefts,"
             " actives = excluded.actives, messages = excluded.messages"

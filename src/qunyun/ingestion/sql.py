@@ -6,7 +6,7 @@ literal ``?`` out of these strings.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -40,12 +40,31 @@ class SqlDialect:
         finally:
             cursor.close()
 
+    def copy_in(self, table: str, columns: str, create: str, rows: Iterable[Sequence[Any]]) -> None:
+        """PostgreSQL only: load ``rows`` into an emptied temporary table with COPY.
+
+        COPY carries rows several times faster than executemany; an INSERT … SELECT then
+        moves them on, with ON CONFLICT and RETURNING, which COPY itself cannot do.
+        """
+        cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({create}) ON COMMIT DROP")
+            cursor.execute(f"TRUNCATE {table}")
+            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        finally:
+            cursor.close()
+
     def select_in(self, template: str, params: tuple[Any, ...], values: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         """Run ``template`` (containing ``{in}``) for ``values``; yields result rows."""
         if not values:
             return
         if self.pg:
-            yield from self.run(template.format(in_="= ANY(?)"), (*params, list(values))).fetchall()
+            # Strings go as varchar[]: compared with a text[] the varchar column would be cast
+            # and its index ignored.
+            cast = "::varchar[]" if isinstance(values[0], str) else ""
+            yield from self.run(template.format(in_=f"= ANY(?{cast})"), (*params, list(values))).fetchall()
             return
         for start in range(0, len(values), SQLITE_IN_CHUNK):
             chunk = values[start : start + SQLITE_IN_CHUNK]
