@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
+import statistics
 import time
 from pathlib import Path
 
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=60_000)
     parser.add_argument("--days", type=int, default=28)
     parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each, alternating; medians are shown")
     args = parser.parse_args()
     work = ROOT / "var" / "bench"
     work.mkdir(parents=True, exist_ok=True)
@@ -93,29 +95,45 @@ def main() -> None:
     n = len(rows)
     results = []
 
-    sqlite_db = work / "ingest.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{sqlite_db}{suffix}").unlink(missing_ok=True)
-    url = f"sqlite:///{sqlite_db}"
-    run_cli(["db", "upgrade"], url)
-    ours = run_cli(["events", "import", str(path), "--quiet"], url)
-    bare = bare_sqlite(rows, work / "bare.db")
-    results.append(("SQLite", n / ours, n / bare))
+    def sqlite_pair() -> tuple[float, float]:
+        sqlite_db = work / "ingest.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{sqlite_db}{suffix}").unlink(missing_ok=True)
+        url = f"sqlite:///{sqlite_db}"
+        run_cli(["db", "upgrade"], url)
+        ours = run_cli(["events", "import", str(path), "--quiet"], url)
+        return n / ours, n / bare_sqlite(rows, work / "bare.db")
 
-    if not args.skip_pg:
+    def pg_pair() -> tuple[float, float] | None:
         pg = fresh_pg("qunyun_bench_ingest")
         if pg is None:
+            return None
+        run_cli(["db", "upgrade"], pg)
+        ours = run_cli(["events", "import", str(path), "--quiet"], pg)
+        return n / ours, n / bare_pg(rows, pg)
+
+    def median_of(pairs: list[tuple[float, float]]) -> tuple[float, float, float]:
+        ratios = sorted(a / b for a, b in pairs)
+        return (
+            statistics.median(a for a, _ in pairs),
+            statistics.median(b for _, b in pairs),
+            ratios[len(ratios) // 2],
+        )
+
+    results.append(("SQLite", *median_of([sqlite_pair() for _ in range(args.repeat)])))
+    if not args.skip_pg:
+        first = pg_pair()
+        if first is None:
             print("PostgreSQL not reachable: skipped")
         else:
-            run_cli(["db", "upgrade"], pg)
-            ours = run_cli(["events", "import", str(path), "--quiet"], pg)
-            bare = bare_pg(rows, pg)
-            results.append(("PostgreSQL", n / ours, n / bare))
+            pairs = [first] + [p for p in (pg_pair() for _ in range(args.repeat - 1)) if p]
+            results.append(("PostgreSQL", *median_of(pairs)))
 
     print(f"\nIngest {n:,} mixed events ({args.groups} groups, {args.members:,} members, {args.days} days)")
+    print(f"(median of {args.repeat} alternating runs each; ratio = median of the per-run ratios)")
     print(f"{'database':<12}{'qunyun import ev/s':>20}{'bare executemany ev/s':>24}{'ratio':>8}")
-    for name, ours_rate, bare_rate in results:
-        print(f"{name:<12}{ours_rate:>20,.0f}{bare_rate:>24,.0f}{ours_rate / bare_rate:>8.2f}")
+    for name, ours_rate, bare_rate, ratio in results:
+        print(f"{name:<12}{ours_rate:>20,.0f}{bare_rate:>24,.0f}{ratio:>8.2f}")
 
 
 if __name__ == "__main__":

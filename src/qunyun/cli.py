@@ -192,6 +192,32 @@ def org_add_staff(
 
 
 @app.command()
+def setup(
+    org: Annotated[str, typer.Option(help="Slug of the first organisation")] = "default",
+    username: Annotated[str, typer.Option(help="The first lead's username")] = "lead",
+) -> None:
+    """On an empty database: create the first organisation and a lead, and print the login."""
+    import secrets
+
+    from sqlalchemy import select
+
+    from qunyun.db.session import unit_of_work
+    from qunyun.models import Organisation, Staff
+    from qunyun.team.service import create_organisation, create_staff
+
+    with unit_of_work() as session:
+        if session.scalar(select(Staff.id).limit(1)) is not None:
+            err.print("staff accounts exist already: nothing to set up")
+            return
+        org_id = session.scalar(select(Organisation.id).where(Organisation.slug == org))
+        if org_id is None:
+            org_id = create_organisation(session, name=org, slug=org).id
+        password = secrets.token_urlsafe(12)
+        create_staff(session, org_id, username=username, password=password, role="lead", display_name="总群主")
+    err.print(f"login: [bold]{escape(username)}[/bold]  password: [bold]{escape(password)}[/bold]  (lead of {org})")
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
