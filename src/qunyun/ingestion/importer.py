@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -34,12 +33,6 @@ class ImportReport:
     @property
     def rate(self) -> float:
         return self.lines / self.seconds if self.seconds else 0.0
-
-
-def _numbered_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    for number, line in enumerate(stream, start=1):
-        if line.strip():
-            yield number, line
 
 
 def org_for_import(session: Session, slug: str) -> int:
@@ -91,8 +84,11 @@ def _import(
     errors: list[tuple[int, str]] = []
     batch: list[ParsedEvent] = []
     started = time.perf_counter()
-    for number, line in _numbered_lines(stream):
-        report.lines += 1
+    lines = 0
+    for number, line in enumerate(stream, start=1):
+        if line.isspace():
+            continue  # blank line
+        lines += 1
         try:
             event = parse_line(line)
         except EventError as exc:
@@ -109,13 +105,15 @@ def _import(
         if len(batch) >= batch_size:
             _flush(ingestor, batch, report)
             batch = []
+            report.lines = lines
             if callable(on_progress):
                 on_progress(report)
+    report.lines = lines
     if errors:
-        lines = "; ".join(f"line {n}: {reason}" for n, reason in errors)
+        listing = "; ".join(f"line {n}: {reason}" for n, reason in errors)
         more = " (stopped after 20 errors)" if len(errors) >= MAX_REPORTED_ERRORS else ""
         raise InvalidInput(
-            f"import aborted, nothing was written — {lines}{more}",
+            f"import aborted, nothing was written — {listing}{more}",
             line=errors[0][0],
             errors=[{"line": n, "reason": r} for n, r in errors],
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +17,8 @@ import msgspec
 import orjson
 
 from qunyun.db.base import to_micros
+from qunyun.ingestion.event import ParsedEvent
+from qunyun.ingestion.wire import DECODER, from_struct
 from qunyun.models.event import KIND_BY_NAME, MSG_TYPE_BY_NAME, EventKind
 
 MAX_ID = 128
@@ -36,38 +37,6 @@ class EventError(ValueError):
 
     def describe(self) -> str:
         return f"field {self.field!r}: {self.message}" if self.field else self.message
-
-
-@dataclass(slots=True)
-class ParsedEvent:
-    """One valid event. The fields every hot path needs are attributes; the optional fields of
-    the rarer kinds live in ``extra`` (kept small: building these is the import's inner loop)."""
-
-    external_id: str
-    kind: int
-    ts: int  # UTC epoch microseconds
-    group: str | None
-    member: str | None
-    msg_type: int | None = None
-    length: int | None = None
-    text: str | None = None
-    extra: dict[str, Any] | None = None
-
-    def _get(self, name: str) -> Any:
-        return self.extra.get(name) if self.extra is not None else None
-
-    channel = property(lambda self: self._get("channel"))
-    inviter = property(lambda self: self._get("inviter"))
-    scene = property(lambda self: self._get("scene"))
-    reason = property(lambda self: self._get("reason"))
-    order = property(lambda self: self._get("order"))
-    amount_fen = property(lambda self: self._get("amount_fen"))
-    product = property(lambda self: self._get("product"))
-    name = property(lambda self: self._get("name"))
-    capacity = property(lambda self: self._get("capacity"))
-    region = property(lambda self: self._get("region"))
-    tier = property(lambda self: self._get("tier"))
-    owner = property(lambda self: self._get("owner"))
 
 
 def _ident(obj: Mapping[str, Any], field: str, required: bool = True, limit: int = MAX_ID) -> str | None:
@@ -292,14 +261,12 @@ def _checked(obj: Any) -> ParsedEvent:
 
 def parse_line(line: bytes) -> ParsedEvent:
     """Decode and validate one JSON line; raises EventError naming the field."""
-    from qunyun.ingestion.wire import DECODER, from_struct
-
     try:
         fields = from_struct(DECODER.decode(line), MIN_TS, MAX_TS)
     except msgspec.MsgspecError:
         fields = None
     if fields is not None:
-        return ParsedEvent(*fields)
+        return fields
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:

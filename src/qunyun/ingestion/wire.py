@@ -8,11 +8,12 @@ path only decides sooner, it never decides differently.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 from qunyun.db.base import to_micros
+from qunyun.ingestion.event import ParsedEvent
 from qunyun.models.event import MSG_TYPE_BY_NAME, EventKind
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -58,22 +59,22 @@ def _odd(value: str | None) -> bool:
     return value is not None and (value.isspace() or "\x00" in value)
 
 
-def from_struct(s: Common, min_ts: int, max_ts: int) -> tuple[Any, ...] | None:
-    """The fields of a ParsedEvent, or None when the checked path must judge the event."""
+def from_struct(s: Common, min_ts: int, max_ts: int) -> ParsedEvent | None:
+    """The ParsedEvent, or None when the checked path must judge the event."""
     ts = to_micros(s.ts)
     if not min_ts <= ts < max_ts or _odd(s.id) or _odd(s.group) or _odd(s.member):
         return None
     if type(s) is Message:
         text = s.text
         if text is None:
-            return (s.id, MESSAGE, ts, s.group, s.member, MSG_TYPE_BY_NAME[s.msg_type], None, None, None)
+            return ParsedEvent(s.id, MESSAGE, ts, s.group, s.member, MSG_TYPE_BY_NAME[s.msg_type])
         if "\x00" in text:
             return None
-        return (s.id, MESSAGE, ts, s.group, s.member, MSG_TYPE_BY_NAME[s.msg_type], len(text), text, None)
+        return ParsedEvent(s.id, MESSAGE, ts, s.group, s.member, MSG_TYPE_BY_NAME[s.msg_type], len(text), text)
     if type(s) is Joined:
         if _odd(s.channel) or _odd(s.inviter):
             return None
         extra = {"channel": s.channel, "inviter": s.inviter, "scene": s.scene}
-        return (s.id, JOINED, ts, s.group, s.member, None, None, None, extra)
+        return ParsedEvent(s.id, JOINED, ts, s.group, s.member, extra=extra)
     assert type(s) is Left
-    return (s.id, LEFT, ts, s.group, s.member, None, None, None, {"reason": s.reason})
+    return ParsedEvent(s.id, LEFT, ts, s.group, s.member, extra={"reason": s.reason})
