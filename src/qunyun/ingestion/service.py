@@ -58,6 +58,16 @@ class StoredEvent:
     member_id: int | None
 
 
+@dataclass(slots=True)
+class _Details:
+    """What a batch carries besides its event rows."""
+
+    texts: list[tuple[Any, ...]] = field(default_factory=list)
+    orders: list[tuple[Any, ...]] = field(default_factory=list)
+    refunds: list[tuple[Any, ...]] = field(default_factory=list)
+    created: list[tuple[ParsedEvent, int | None]] = field(default_factory=list)
+
+
 FollowUp = Callable[[Session, int, list[StoredEvent]], None]
 _FOLLOW_UPS: list[FollowUp] = []
 
@@ -101,7 +111,7 @@ class Ingestor:
         # Derived state is brought up to date by flush(): once per API call, once per import
         # (or whenever this much has piled up), so an import touches each rollup key once.
         # (day, group_id, member_id) → [org, day, group, member, joined, departed, messages]
-        self._facts: dict[tuple[int, int, int], list[int]] = {}
+        self._facts: dict[tuple[int, Any, Any], list[Any]] = {}
         self._dirty_members: set[int] = set()
         self._pending: list[StoredEvent] = []
         self.group_ids: dict[str, int] = {}
@@ -303,39 +313,22 @@ class Ingestor:
         if not events:
             return result
         self._resolve_all(newcomers, earliest_group, earliest_member)
-        # PostgreSQL numbers the rows itself (RETURNING tells which were new); on SQLite, under
-        # the write lock, the ids are reserved up front.
-        ids: list[Any] = [None] * len(events) if self.db.pg else self.db.allocate_ids("events", len(events))
-        day = self.days.day
-        gids, mids, cids = self.group_ids, self.member_ids, self.channel_ids
-        org, source = self.org_id, self.source
-        rows: list[tuple[Any, ...]] = []
-        append = rows.append
-        for event_id, e in zip(ids, events, strict=True):
-            g, m, x = e.group, e.member, e.extra
-            group_id = gids[g] if g is not None else None
-            member_id = mids[m] if m is not None else None
-            if x is None:
-                append(
-                    (event_id, org, e.external_id, e.kind, e.ts, day(e.ts), group_id, member_id,
-                     e.msg_type, e.length, None, None, None, None, source)
-                )  # fmt: skip
-            else:
-                channel, inviter = x.get("channel"), x.get("inviter")
-                append(
-                    (event_id, org, e.external_id, e.kind, e.ts, day(e.ts), group_id, member_id,
-                     e.msg_type, e.length, x.get("scene"), cids[channel] if channel is not None else None,
-                     mids[inviter] if inviter is not None else None, x.get("reason"), source)
-                )  # fmt: skip
         if self.db.pg:
-            rows, events = self._insert_events_pg(rows, events)
-            result.duplicates += len(ids) - len(rows)
+            # PostgreSQL numbers the rows itself; RETURNING tells which were new.
+            rows, _ = self._build(events, [None] * len(events), details=False)
+            kept_ids, events = self._insert_events_pg(rows, events)
+            result.duplicates += len(rows) - len(events)
+            rows, details = self._build(events, kept_ids, details=True)
         else:
-            rows, events = self._insert_events_sqlite(rows, events, ids, result)
+            # Under SQLite's write lock the ids are reserved up front, so the rows and their
+            # derived facts are built in one pass; a redelivery found by the insert is undone.
+            ids = self.db.allocate_ids("events", len(events))
+            rows, details = self._build(events, ids, details=True)
+            rows, events = self._insert_events_sqlite(rows, events, details, result)
         result.stored = len(rows)
         result.stored_ids = [e.external_id for e in events]
         if rows:
-            self._store_details(events, rows)
+            self._store_details(rows, details)
             if len(self._facts) >= self.FLUSH_FACTS or len(self._dirty_members) >= self.FLUSH_MEMBERS:
                 self.flush()
         return result
@@ -346,7 +339,7 @@ class Ingestor:
     )
 
     def _insert_events_sqlite(
-        self, rows: list[tuple[Any, ...]], events: list[ParsedEvent], ids: list[int], result: IngestResult
+        self, rows: list[tuple[Any, ...]], events: list[ParsedEvent], details: _Details, result: IngestResult
     ) -> tuple[list[tuple[Any, ...]], list[ParsedEvent]]:
         inserted = self.db.many(
             f"INSERT INTO events (id, {self.EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -358,16 +351,18 @@ class Ingestor:
         stored_ids = {
             r[0]
             for r in self.db.run(
-                "SELECT id FROM events WHERE org_id = ? AND id >= ? AND id <= ?", (self.org_id, ids[0], ids[-1])
+                "SELECT id FROM events WHERE org_id = ? AND id >= ? AND id <= ?", (self.org_id, rows[0][0], rows[-1][0])
             ).fetchall()
         }
         keep = [i for i, row in enumerate(rows) if row[0] in stored_ids]
-        result.duplicates += len(rows) - len(keep)
+        dropped = [(row, e) for row, e in zip(rows, events, strict=True) if row[0] not in stored_ids]
+        result.duplicates += len(dropped)
+        self._undo(dropped, details)
         return [rows[i] for i in keep], [events[i] for i in keep]
 
     def _insert_events_pg(
         self, rows: list[tuple[Any, ...]], events: list[ParsedEvent]
-    ) -> tuple[list[tuple[Any, ...]], list[ParsedEvent]]:
+    ) -> tuple[list[int], list[ParsedEvent]]:
         self.db.copy_in(
             "ingest_events",
             self.EVENT_COLUMNS,
@@ -382,13 +377,82 @@ class Ingestor:
                 " ON CONFLICT (org_id, external_id) DO NOTHING RETURNING external_id, id"
             ).fetchall()
         )
-        kept_rows, kept_events = [], []
-        for row, e in zip(rows, events, strict=True):
-            event_id = assigned.get(row[2])
+        kept_ids, kept_events = [], []
+        for e in events:
+            event_id = assigned.get(e.external_id)
             if event_id is not None:
-                kept_rows.append((event_id, *row[1:]))
+                kept_ids.append(event_id)
                 kept_events.append(e)
-        return kept_rows, kept_events
+        return kept_ids, kept_events
+
+    def _build(
+        self, events: list[ParsedEvent], ids: list[Any], *, details: bool
+    ) -> tuple[list[tuple[Any, ...]], _Details]:
+        """The event rows; with ``details``, also the facts (added to ``self._facts``), message
+        texts, orders, refunds and group creations they carry."""
+        day = self.days.day
+        gids, mids, cids = self.group_ids, self.member_ids, self.channel_ids
+        org, source = self.org_id, self.source
+        facts, dirty, cutoff = self._facts, self._dirty_members, self.text_cutoff
+        out = _Details()
+        rows: list[tuple[Any, ...]] = []
+        append = rows.append
+        for event_id, e in zip(ids, events, strict=True):
+            g, m, x, kind, ts = e.group, e.member, e.extra, e.kind, e.ts
+            d = day(ts)
+            group_id = gids[g] if g is not None else None
+            member_id = mids[m] if m is not None else None
+            if x is None:
+                append(
+                    (event_id, org, e.external_id, kind, ts, d, group_id, member_id,
+                     e.msg_type, e.length, None, None, None, None, source)
+                )  # fmt: skip
+            else:
+                channel, inviter = x.get("channel"), x.get("inviter")
+                append(
+                    (event_id, org, e.external_id, kind, ts, d, group_id, member_id,
+                     e.msg_type, e.length, x.get("scene"), cids[channel] if channel is not None else None,
+                     mids[inviter] if inviter is not None else None, x.get("reason"), source)
+                )  # fmt: skip
+            if not details:
+                continue
+            if kind in (MESSAGE, JOIN, LEAVE):
+                key = (d, group_id, member_id)
+                fact = facts.get(key)
+                if fact is None:
+                    fact = facts[key] = [org, d, group_id, member_id, 0, 0, 0]
+                if kind == MESSAGE:
+                    fact[6] += 1
+                    if cutoff is not None and e.text is not None and ts >= cutoff:
+                        out.texts.append((event_id, ts, e.text))
+                else:
+                    fact[4 if kind == JOIN else 5] += 1
+                    dirty.add(member_id)  # type: ignore[arg-type]
+            elif kind == PAID:
+                out.orders.append((org, e.order, member_id, group_id, e.product or "", e.amount_fen, ts, event_id))
+            elif kind == REFUND:
+                out.refunds.append((org, e.order, e.amount_fen, ts, event_id))
+            else:
+                out.created.append((e, group_id))
+        return rows, out
+
+    def _undo(self, dropped: list[tuple[tuple[Any, ...], ParsedEvent]], details: _Details) -> None:
+        """Take back what ``_build`` derived from events the log already had."""
+        facts = self._facts
+        gone = set()
+        for row, e in dropped:
+            gone.add(row[0])
+            if e.kind in (MESSAGE, JOIN, LEAVE):
+                key = (row[5], row[6], row[7])
+                fact = facts[key]
+                fact[6 if e.kind == MESSAGE else 4 if e.kind == JOIN else 5] -= 1
+                if not (fact[4] or fact[5] or fact[6]):
+                    del facts[key]
+        details.texts = [t for t in details.texts if t[0] not in gone]
+        details.orders = [o for o in details.orders if o[7] not in gone]
+        details.refunds = [r for r in details.refunds if r[4] not in gone]
+        gone_events = {id(e) for _, e in dropped}
+        details.created = [c for c in details.created if id(c[0]) not in gone_events]
 
     def flush(self) -> None:
         """Bring rollups, spans and member counts up to date; run follow-up hooks (live only)."""
@@ -403,47 +467,20 @@ class Ingestor:
             for hook in _FOLLOW_UPS:
                 hook(self.session, self.org_id, pending)
 
-    def _store_details(self, events: list[ParsedEvent], rows: list[tuple[Any, ...]]) -> None:
-        facts = self._facts
-        membership_members = self._dirty_members
-        texts: list[tuple[Any, ...]] = []
-        orders: list[tuple[Any, ...]] = []
-        refunds: list[tuple[Any, ...]] = []
-        created: list[tuple[ParsedEvent, int]] = []
-        org = self.org_id
-        cutoff = self.text_cutoff
-        for e, row in zip(events, rows, strict=True):
-            kind = e.kind
-            if kind in (MESSAGE, JOIN, LEAVE):
-                key = (row[5], row[6], row[7])
-                fact = facts.get(key)
-                if fact is None:
-                    fact = facts[key] = [org, key[0], key[1], key[2], 0, 0, 0]
-                if kind == MESSAGE:
-                    fact[6] += 1
-                    if cutoff is not None and e.text is not None and e.ts >= cutoff:
-                        texts.append((row[0], e.ts, e.text))
-                else:
-                    fact[4 if kind == JOIN else 5] = 1
-                    membership_members.add(row[7])
-            elif kind == PAID:
-                orders.append((org, e.order, row[7], row[6], e.product or "", e.amount_fen, e.ts, row[0]))
-            elif kind == REFUND:
-                refunds.append((org, e.order, e.amount_fen, e.ts, row[0]))
-            else:
-                created.append((e, row[6]))
+    def _store_details(self, rows: list[tuple[Any, ...]], details: _Details) -> None:
         db = self.db
-        db.many("INSERT INTO message_texts (event_id, ts, text) VALUES (?,?,?)", texts)
+        db.many("INSERT INTO message_texts (event_id, ts, text) VALUES (?,?,?)", details.texts)
         db.many(
             "INSERT INTO orders (org_id, external_id, member_id, group_id, product, amount_fen, paid_at, event_id)"
             " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (org_id, external_id) DO NOTHING",
-            orders,
+            details.orders,
         )
         db.many(
             "INSERT INTO refunds (org_id, order_ref, amount_fen, refunded_at, event_id) VALUES (?,?,?,?,?)",
-            refunds,
+            details.refunds,
         )
-        for e, group_id in created:
+        for e, group_id in details.created:
+            assert group_id is not None  # group.created names its group
             self._apply_group_created(e, group_id)
         if self.live and _FOLLOW_UPS:
             self._pending.extend(StoredEvent(r[0], r[2], r[3], r[4], r[6], r[7]) for r in rows)
@@ -484,9 +521,16 @@ class Ingestor:
                 "org_id int, day int, group_id int, member_id int, joined smallint, departed smallint, messages int",
                 facts.values(),
             )
-            db.run(f"INSERT INTO member_days ({columns}) SELECT {columns} FROM ingest_member_days" + upsert)
+            db.run(
+                f"INSERT INTO member_days ({columns}) SELECT org_id, day, group_id, member_id, LEAST(joined, 1),"
+                " LEAST(departed, 1), messages FROM ingest_member_days" + upsert
+            )
         else:
-            db.many(f"INSERT INTO member_days ({columns}) VALUES (?,?,?,?,?,?,?)" + upsert, list(facts.values()))
+            # facts count joins and leaves; the stored fact is whether there was one
+            db.many(
+                f"INSERT INTO member_days ({columns}) VALUES (?,?,?,?,min(?, 1),min(?, 1),?)" + upsert,
+                list(facts.values()),
+            )
         set_counts = (
             " ON CONFLICT ({key}) DO UPDATE SET joins = excluded.joins, lefts = excluded.lefts,"
             " actives = excluded.actives, messages = excluded.messages"
@@ -496,7 +540,7 @@ class Ingestor:
         for (d, g, m), fact in facts.items():
             if d in stored_days:
                 continue
-            joined, departed, messages = fact[4], fact[5], fact[6]
+            joined, departed, messages = min(fact[4], 1), min(fact[5], 1), fact[6]
             row = group_rows.get((g, d))
             if row is None:
                 row = group_rows[(g, d)] = [g, d, org, 0, 0, 0, 0]
