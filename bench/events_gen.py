@@ -19,7 +19,8 @@ def generate(total: int, *, groups: int, members: int, days: int, seed: int = 7)
     """About ``total`` events: group creations, then joins, leaves, messages, orders, refunds.
 
     Mix (after creations): 5 % joins, 1 % leaves, 91.5 % messages, 2 % orders, 0.5 % refunds —
-    roughly what a chatty community produces. Timestamps move forward with small jitter, so a
+    roughly what a chatty community produces. Posting is heavy-tailed (Pareto weights): a few
+    members write most messages, most members are quiet. Timestamps move forward with small jitter, so a
     few events arrive out of order, as they do from real platforms.
     """
     rng = random.Random(seed)
@@ -40,11 +41,14 @@ def generate(total: int, *, groups: int, members: int, days: int, seed: int = 7)
     orders: list[str] = []
     channels = ["sms", "package_card", "offline", "douyin", "xiaohongshu"]
     msg_types = ["text"] * 8 + ["image", "link"]
+    # Who speaks is heavy-tailed, as in any real group chat: a few members post most messages.
+    weights = [rng.paretovariate(1.1) for _ in range(members)]
+    speakers = rng.choices(range(members), weights=weights, k=rest)
     for i in range(rest):
         t = START + timedelta(seconds=span * i / rest + rng.uniform(-120, 120))
         ts = t.isoformat()
         r = rng.random()
-        m = rng.randrange(members)
+        m = rng.randrange(members) if r < 0.05 else speakers[i]
         if r < 0.05 or m not in in_group:
             g = in_group.get(m, rng.randrange(groups))
             in_group[m] = g
