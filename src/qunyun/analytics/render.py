@@ -6,8 +6,6 @@ import csv
 from typing import Any, TextIO
 
 import orjson
-from rich.console import Console
-from rich.table import Table
 
 
 def render_rows(rows: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
@@ -22,6 +20,9 @@ def render_rows(rows: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
         for row in rows:
             writer.writerow("" if row[f] is None else row[f] for f in fields)
         return
+    from rich.console import Console  # only the table format needs it
+    from rich.table import Table
+
     table = Table(*fields, show_lines=False)
     for row in rows:
         table.add_row(*("" if row[f] is None else str(row[f]) for f in fields))

@@ -26,6 +26,15 @@ class SqlDialect:
     def run(self, sql: str, params: Sequence[Any] | list[tuple[Any, ...]] = ()) -> Any:
         return self.conn.exec_driver_sql(self.q(sql), params)
 
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """All rows of a query, straight from the driver (for result sets of many rows)."""
+        cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(self.q(sql), params)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """executemany on the driver's cursor, inside the connection's transaction.
 
