@@ -14,13 +14,12 @@ from itertools import accumulate
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qunyun.db.session import unit_of_work
 from qunyun.errors import InvalidInput, NotFound
+from qunyun.gcpause import gc_paused
 from qunyun.ingestion.sql import SqlDialect
-from qunyun.models import Group, Organisation
 from qunyun.timeutil import daterange, day_bounds_micros, day_key, iso_week_label, week_start
 
 MAX_DAYS = 3660
@@ -74,24 +73,29 @@ class _Stats:
         self.session = session
         self.q = query
         self.db = SqlDialect(session.connection())
-        org = session.get(Organisation, query.org_id)
-        if org is None:
+        # Plain SQL throughout: `qunyun stats` should not pay for loading the ORM mappings.
+        zone = self.db.run("SELECT time_zone FROM organisations WHERE id = ?", (query.org_id,)).scalar()
+        if zone is None:
             raise NotFound(f"no organisation {query.org_id}")
-        self.zone = ZoneInfo(org.time_zone)
-        stmt = select(Group.id, Group.external_id).where(Group.org_id == query.org_id)
-        if query.group_ids is not None:
-            stmt = stmt.where(Group.id.in_(query.group_ids))
+        self.zone = ZoneInfo(zone)
         end_micros = day_bounds_micros(query.date_to, self.zone)[1]
-        stmt = stmt.where(Group.created_at < end_micros).order_by(Group.external_id)
-        self.groups: list[tuple[int, str]] = [(r[0], r[1]) for r in session.execute(stmt)]
+        where, params = self._group_filter(column="id")
+        self.groups: list[tuple[int, str]] = [
+            (r[0], r[1])
+            for r in self.db.rows(
+                f"SELECT id, external_id FROM groups WHERE org_id = ? AND created_at < ?{where}"
+                " ORDER BY external_id, id",
+                (query.org_id, end_micros, *params),
+            )
+        ]
 
-    def _group_filter(self) -> tuple[str, tuple[int, ...]]:
+    def _group_filter(self, column: str = "group_id") -> tuple[str, tuple[int, ...]]:
         ids = self.q.group_ids
         if ids is None:
             return "", ()
         if not ids:
             return " AND 1 = 0", ()
-        return f" AND group_id IN ({','.join('?' * len(ids))})", tuple(ids)
+        return f" AND {column} IN ({','.join('?' * len(ids))})", tuple(ids)
 
     def members_series(
         self, days: list[date], group_rows: list[tuple[Any, ...]] | None = None
@@ -353,13 +357,15 @@ def _weekly_row(
 def daily_stats(session: Session, query: StatsQuery) -> list[dict[str, Any]]:
     """One row per day (and per group): joins, left, actives, members, active_ratio."""
     _check_range(query.date_from, query.date_to)
-    return _Stats(session, query).daily()
+    with gc_paused():
+        return _Stats(session, query).daily()
 
 
 def weekly_stats(session: Session, query: StatsQuery) -> list[dict[str, Any]]:
     """One row per ISO week touching the range (and per group), whole weeks, with conversion."""
     _check_range(query.date_from, query.date_to)
-    return _Stats(session, query).weekly()
+    with gc_paused():
+        return _Stats(session, query).weekly()
 
 
 def stats_for_cli(
@@ -367,13 +373,18 @@ def stats_for_cli(
 ) -> list[dict[str, Any]]:
     """The ``qunyun stats`` contract: the all-groups rows, or one group's rows with ``group``."""
     with unit_of_work(write=False) as session:
-        org_id = session.scalar(select(Organisation.id).where(Organisation.slug == org_slug))
+        db = SqlDialect(session.connection())
+        org_id = db.run("SELECT id FROM organisations WHERE slug = ?", (org_slug,)).scalar()
         if org_id is None:
             raise NotFound(f"no organisation {org_slug!r} (import events first or pass --org)", field="org")
         if group is not None:
-            group_id = session.scalar(select(Group.id).where(Group.org_id == org_id, Group.external_id == group))
-            if group_id is None:
+            found = db.rows("SELECT id, platform FROM groups WHERE org_id = ? AND external_id = ?", (org_id, group))
+            if not found:
                 raise NotFound(f"no group {group!r} in organisation {org_slug!r}", field="group")
+            if len(found) > 1:
+                platforms = ", ".join(sorted(p for _, p in found))
+                raise InvalidInput(f"group {group!r} exists on several platforms ({platforms})", field="group")
+            group_id = found[0][0]
             query = StatsQuery(org_id, date_from, date_to, group_ids=[group_id], per_group=True, include_total=False)
         else:
             query = StatsQuery(org_id, date_from, date_to, per_group=per_group, include_total=True)

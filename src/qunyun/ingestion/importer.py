@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from qunyun.db.session import unit_of_work
 from qunyun.errors import InvalidInput
+from qunyun.gcpause import gc_paused
 from qunyun.ingestion.parse import EventError, ParsedEvent, parse_line
 from qunyun.ingestion.service import Ingestor
 from qunyun.models import Organisation
@@ -60,14 +60,8 @@ def import_stream(
     imports are not live: they trigger no follow-up jobs such as welcome messages.
     """
     report = ImportReport()
-    # Millions of short-lived containers: the cyclic GC only costs time here (nothing cycles).
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         return _import(session, org_id, stream, skip_invalid, platform, batch_size, on_progress, report)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def _import(
