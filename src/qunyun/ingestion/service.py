@@ -19,6 +19,7 @@ statement per event.
 
 from __future__ import annotations
 
+import importlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -70,6 +71,17 @@ class _Details:
 
 FollowUp = Callable[[Session, int, list[StoredEvent]], None]
 _FOLLOW_UPS: list[FollowUp] = []
+# Modules whose @follow_up hooks every live ingest runs; imported on first use.
+FOLLOW_UP_MODULES = ("qunyun.onboarding.followups",)
+_follow_ups_loaded = False
+
+
+def _load_follow_ups() -> None:
+    global _follow_ups_loaded
+    if not _follow_ups_loaded:
+        _follow_ups_loaded = True
+        for name in FOLLOW_UP_MODULES:
+            importlib.import_module(name)
 
 
 def follow_up(fn: FollowUp) -> FollowUp:
@@ -106,6 +118,8 @@ class Ingestor:
         self.platform = platform
         self.source = source
         self.live = live
+        if live:
+            _load_follow_ups()
         self.db = SqlDialect(session.connection())
         self.days = DayCalculator(ZoneInfo(org.time_zone))
         # Derived state is brought up to date by flush(): once per API call, once per import

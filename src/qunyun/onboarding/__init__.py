@@ -1,0 +1,1 @@
+"""Onboarding (M4): what happens when a member joins."""
