@@ -98,18 +98,12 @@ class SqlDialect:
         return f"json_each(?) AS k CROSS JOIN {table} WHERE {where}", (orjson.dumps(pairs).decode(),)
 
     def allocate_ids(self, table: str, count: int) -> list[int]:
-        """Reserve ``count`` primary keys of ``table``.
+        """SQLite: reserve ``count`` primary keys of ``table``.
 
-        SQLite: the caller holds the write lock (BEGIN IMMEDIATE), so max(id)+1.. is ours.
-        PostgreSQL: taken from the table's sequence, safe under concurrency.
+        The caller holds the write lock (BEGIN IMMEDIATE), so max(id)+1… are ours. (On
+        PostgreSQL the table's sequence numbers rows as they are inserted.)
         """
         if count == 0:
             return []
-        if self.pg:
-            rows = self.run(
-                f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, ?)",
-                (count,),
-            ).fetchall()
-            return [r[0] for r in rows]
         base = self.run(f"SELECT coalesce(max(id), 0) FROM {table}").scalar_one()
         return list(range(base + 1, base + count + 1))
