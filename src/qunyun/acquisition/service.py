@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
 from qunyun.acquisition.schemas import ChannelCreate, ChannelOut
-from qunyun.audit.service import record
+from qunyun.audit.service import apply_changes, record
 from qunyun.auth.scope import Scope, require_lead
 from qunyun.errors import Conflict, NotFound
 from qunyun.groups.service import count_rows
@@ -167,22 +167,7 @@ def update_channel(
     """Change a channel's name, kind or cost model (lead only)."""
     channel = _require_channel(session, scope, channel_id)
     require_lead(scope)
-    diff: dict[str, list[Any]] = {}
-    for column, value in _to_columns(changes).items():
-        old = getattr(channel, column)
-        if old != value:
-            diff[column] = [old, value]
-            setattr(channel, column, value)
-    session.flush()
-    if diff:
-        record(
-            session,
-            org_id=scope.org_id,
-            staff_id=scope.staff_id,
-            action="channel.update",
-            target_type="channel",
-            target_id=channel.id,
-            detail={"changes": diff},
-            request=request,
-        )
+    apply_changes(
+        session, scope, channel, _to_columns(changes), action="channel.update", target_type="channel", request=request
+    )
     return get_channel(session, scope, channel.id)

@@ -53,6 +53,43 @@ def record(
     return entry
 
 
+def apply_changes(
+    session: Session,
+    scope: Any,
+    target: Any,
+    changes: dict[str, Any],
+    *,
+    action: str,
+    target_type: str,
+    request: HTTPConnection | None = None,
+    personal: bool = False,
+) -> list[str]:
+    """Set ``changes`` on ``target`` and audit what actually changed; returns the changed fields.
+
+    ``scope`` is the acting staff member's scope (org_id, staff_id). With ``personal`` the audit
+    entry names the fields only, never their values (member data is personal data).
+    """
+    diff: dict[str, list[Any]] = {}
+    for field, value in changes.items():
+        old = getattr(target, field)
+        if old != value:
+            diff[field] = [old, value]
+            setattr(target, field, value)
+    session.flush()
+    if diff:
+        record(
+            session,
+            org_id=scope.org_id,
+            staff_id=scope.staff_id,
+            action=action,
+            target_type=target_type,
+            target_id=target.id,
+            detail={"fields": sorted(diff)} if personal else {"changes": diff},
+            request=request,
+        )
+    return sorted(diff)
+
+
 def list_entries(
     session: Session,
     org_id: int,

@@ -10,7 +10,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
-from qunyun.audit.service import record
+from qunyun.audit.service import apply_changes, record
 from qunyun.auth.scope import Scope, member_visible, require_group, require_member, require_write
 from qunyun.crm.schemas import MemberOut, TagCreate, TaggingOut, TagRef
 from qunyun.errors import Conflict, NotFound
@@ -108,23 +108,9 @@ def update_member(
     member = require_member(session, scope, member_id, write=True)
     if member.erased_at is not None:
         raise Conflict("this member's data was erased on request; it cannot be edited")
-    changed = []
-    for field, value in changes.items():
-        if getattr(member, field) != value:
-            setattr(member, field, value)
-            changed.append(field)
-    session.flush()
-    if changed:
-        record(
-            session,
-            org_id=scope.org_id,
-            staff_id=scope.staff_id,
-            action="member.update",
-            target_type="member",
-            target_id=member.id,
-            detail={"fields": sorted(changed)},
-            request=request,
-        )
+    apply_changes(
+        session, scope, member, changes, action="member.update", target_type="member", request=request, personal=True
+    )
     return get_member(session, scope, member.id)
 
 

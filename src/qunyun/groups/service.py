@@ -9,7 +9,7 @@ from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session, aliased
 from starlette.requests import HTTPConnection
 
-from qunyun.audit.service import record
+from qunyun.audit.service import apply_changes, record
 from qunyun.auth.scope import Scope, group_id_visible, group_visible, require_group, require_lead, require_write
 from qunyun.errors import Conflict, Forbidden, InvalidInput
 from qunyun.groups.schemas import AssignmentIn, AssignmentOut, GroupCreate, GroupMemberOut, MembershipOut
@@ -136,24 +136,7 @@ def update_group(
     if "owner_id" in changes and changes["owner_id"] != group.owner_id:
         require_lead(scope)
     _check_refs(session, scope, changes)
-    diff: dict[str, list[Any]] = {}
-    for field, value in changes.items():
-        old = getattr(group, field)
-        if old != value:
-            diff[field] = [old, value]
-            setattr(group, field, value)
-    session.flush()
-    if diff:
-        record(
-            session,
-            org_id=scope.org_id,
-            staff_id=scope.staff_id,
-            action="group.update",
-            target_type="group",
-            target_id=group.id,
-            detail={"changes": diff},
-            request=request,
-        )
+    apply_changes(session, scope, group, changes, action="group.update", target_type="group", request=request)
     return group
 
 
