@@ -122,30 +122,25 @@ def _parse_day(value: str, name: str) -> date:
         raise typer.Exit(code=2) from None
 
 
-@stats_app.command("daily")
-def stats_daily(
-    date_from: DateFrom,
-    date_to: DateTo,
-    group: GroupOpt = None,
-    fmt: FormatOpt = StatsFormat.table,
-    per_group: PerGroupOpt = False,
-    org: OrgOption = "default",
-) -> None:
-    """Per-day joins, left, actives, members and active_ratio."""
-    _stats("daily", org, _parse_day(date_from, "--from"), _parse_day(date_to, "--to"), group, fmt, per_group)
+def _stats_command(period: str, summary: str) -> None:
+    """Register ``qunyun stats PERIOD``; daily and weekly take the same options."""
+
+    def command(
+        date_from: DateFrom,
+        date_to: DateTo,
+        group: GroupOpt = None,
+        fmt: FormatOpt = StatsFormat.table,
+        per_group: PerGroupOpt = False,
+        org: OrgOption = "default",
+    ) -> None:
+        _stats(period, org, _parse_day(date_from, "--from"), _parse_day(date_to, "--to"), group, fmt, per_group)
+
+    command.__doc__ = summary
+    stats_app.command(period)(command)
 
 
-@stats_app.command("weekly")
-def stats_weekly(
-    date_from: DateFrom,
-    date_to: DateTo,
-    group: GroupOpt = None,
-    fmt: FormatOpt = StatsFormat.table,
-    per_group: PerGroupOpt = False,
-    org: OrgOption = "default",
-) -> None:
-    """Per-ISO-week metrics with conversion and GMV (whole ISO weeks touching the range)."""
-    _stats("weekly", org, _parse_day(date_from, "--from"), _parse_day(date_to, "--to"), group, fmt, per_group)
+_stats_command("daily", "Per-day joins, left, actives, members and active_ratio.")
+_stats_command("weekly", "Per-ISO-week metrics with conversion and GMV (whole ISO weeks touching the range).")
 
 
 @org_app.command("create")

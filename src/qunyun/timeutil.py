@@ -12,10 +12,6 @@ def day_key(d: date) -> int:
     return d.year * 10000 + d.month * 100 + d.day
 
 
-def from_day_key(key: int) -> date:
-    return date(key // 10000, key // 100 % 100, key % 100)
-
-
 def iso_week_label(d: date) -> str:
     year, week, _ = d.isocalendar()
     return f"{year}-W{week:02d}"
@@ -42,7 +38,7 @@ def daterange(start: date, end: date) -> list[date]:
 
 
 class DayCalculator:
-    """Maps UTC microsecond instants to local-day keys fast (memoised per UTC hour).
+    """Maps UTC microsecond instants to local-day keys fast (memoised per 15-minute bucket).
 
     Zone offsets change at most at whole-hour boundaries for the zones we serve (and for
     every zone on quarter hours); caching by 15-minute bucket keeps it exact.

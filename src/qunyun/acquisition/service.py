@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
 from qunyun.acquisition.schemas import ChannelCreate, ChannelOut
-from qunyun.audit.service import apply_changes, record
+from qunyun.audit.service import apply_changes, record_by
 from qunyun.auth.scope import Scope, require_lead
 from qunyun.errors import Conflict, NotFound
 from qunyun.groups.service import count_rows
@@ -143,10 +143,9 @@ def create_channel(
     channel = Channel(org_id=scope.org_id, created_at=utcnow(), **_to_columns(data.model_dump()))
     session.add(channel)
     session.flush()
-    record(
+    record_by(
         session,
-        org_id=scope.org_id,
-        staff_id=scope.staff_id,
+        scope,
         action="channel.create",
         target_type="channel",
         target_id=channel.id,

@@ -24,21 +24,6 @@ from qunyun.timeutil import daterange, day_bounds_micros, day_key, iso_week_labe
 
 MAX_DAYS = 3660
 
-DAILY_FIELDS = ("date", "group", "joins", "left", "actives", "members", "active_ratio")
-WEEKLY_FIELDS = (
-    "week",
-    "group",
-    "joins",
-    "left",
-    "actives",
-    "members",
-    "active_ratio",
-    "converted",
-    "conversion_ratio",
-    "gmv",
-    "converted_wow",
-)
-
 
 def ratio(numerator: int, denominator: int) -> float:
     return round(numerator / denominator, 4) if denominator else 0.0

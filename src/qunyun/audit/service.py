@@ -53,6 +53,29 @@ def record(
     return entry
 
 
+def record_by(
+    session: Session,
+    scope: Any,
+    *,
+    action: str,
+    target_type: str = "",
+    target_id: str | int = "",
+    detail: dict[str, Any] | None = None,
+    request: HTTPConnection | None = None,
+) -> AuditLog:
+    """:func:`record` for what the staff member behind ``scope`` (org_id, staff_id) did."""
+    return record(
+        session,
+        org_id=scope.org_id,
+        staff_id=scope.staff_id,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        detail=detail,
+        request=request,
+    )
+
+
 def apply_changes(
     session: Session,
     scope: Any,
@@ -77,10 +100,9 @@ def apply_changes(
             setattr(target, field, value)
     session.flush()
     if diff:
-        record(
+        record_by(
             session,
-            org_id=scope.org_id,
-            staff_id=scope.staff_id,
+            scope,
             action=action,
             target_type=target_type,
             target_id=target.id,

@@ -10,7 +10,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
-from qunyun.audit.service import apply_changes, record
+from qunyun.audit.service import apply_changes, record_by
 from qunyun.auth.scope import Scope, member_visible, require_group, require_member, require_write
 from qunyun.crm.schemas import MemberOut, TagCreate, TaggingOut, TagRef
 from qunyun.errors import Conflict, NotFound
@@ -133,10 +133,9 @@ def create_tag(session: Session, scope: Scope, data: TagCreate, *, request: HTTP
     tag = Tag(org_id=scope.org_id, name=data.name, category=data.category, created_at=utcnow())
     session.add(tag)
     session.flush()
-    record(
+    record_by(
         session,
-        org_id=scope.org_id,
-        staff_id=scope.staff_id,
+        scope,
         action="tag.create",
         target_type="tag",
         target_id=tag.id,
@@ -159,10 +158,9 @@ def tag_member(
         )
         session.add(tagging)
         session.flush()
-        record(
+        record_by(
             session,
-            org_id=scope.org_id,
-            staff_id=scope.staff_id,
+            scope,
             action="member.tag",
             target_type="member",
             target_id=member.id,
@@ -186,10 +184,9 @@ def untag_member(
     tag = require_tag(session, scope, tag_id)
     result = session.execute(delete(Tagging).where(Tagging.member_id == member.id, Tagging.tag_id == tag.id))
     if getattr(result, "rowcount", 0):
-        record(
+        record_by(
             session,
-            org_id=scope.org_id,
-            staff_id=scope.staff_id,
+            scope,
             action="member.untag",
             target_type="member",
             target_id=member.id,

@@ -9,7 +9,7 @@ from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session, aliased
 from starlette.requests import HTTPConnection
 
-from qunyun.audit.service import apply_changes, record
+from qunyun.audit.service import apply_changes, record_by
 from qunyun.auth.scope import Scope, group_id_visible, group_visible, require_group, require_lead, require_write
 from qunyun.errors import Conflict, Forbidden, InvalidInput
 from qunyun.groups.schemas import AssignmentIn, AssignmentOut, GroupCreate, GroupMemberOut, MembershipOut
@@ -110,10 +110,9 @@ def create_group(session: Session, scope: Scope, data: GroupCreate, *, request: 
     group = Group(org_id=scope.org_id, member_count=0, created_at=utcnow(), **values)
     session.add(group)
     session.flush()
-    record(
+    record_by(
         session,
-        org_id=scope.org_id,
-        staff_id=scope.staff_id,
+        scope,
         action="group.create",
         target_type="group",
         target_id=group.id,
@@ -309,10 +308,9 @@ def set_assignments(
     for staff_id, role in wanted.items():
         assign_group(session, staff_id, group.id, role)
     session.flush()
-    record(
+    record_by(
         session,
-        org_id=scope.org_id,
-        staff_id=scope.staff_id,
+        scope,
         action="group.assignments.set",
         target_type="group",
         target_id=group.id,

@@ -19,7 +19,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from qunyun.api.pagination import MAX_LIMIT, CursorPage
-from qunyun.audit.service import record
+from qunyun.audit.service import record_by
 from qunyun.auth.deps import CurrentScope, DbSession
 from qunyun.auth.scope import Scope, group_id_visible, group_visible, require_group, require_member
 from qunyun.errors import Forbidden, InvalidInput, NotFound, QunyunError
@@ -182,10 +182,9 @@ def post_events(
         line = batch.lines[index]
         message = exc.message.replace(f"event {index}:", f"line {line}:", 1)
         raise InvalidInput(message, field=exc.field, index=index, line=line) from None
-    record(
+    record_by(
         db,
-        org_id=scope.org_id,
-        staff_id=scope.staff_id,
+        scope,
         action="events.ingest",
         target_type="events",
         target_id=platform,

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from qunyun.api.pagination import Page, Paging
-from qunyun.audit.service import record
+from qunyun.audit.service import record_by
 from qunyun.auth.deps import DbSession, LeadScope
 from qunyun.errors import NotFound
 from qunyun.groups.service import count_rows
@@ -99,10 +99,9 @@ def add_staff(body: StaffCreate, db: DbSession, scope: LeadScope, request: Reque
         display_name=body.display_name,
         language=body.language,
     )
-    record(
+    record_by(
         db,
-        org_id=scope.org_id,
-        staff_id=scope.staff_id,
+        scope,
         action="staff.create",
         target_type="staff",
         target_id=staff.id,

@@ -81,7 +81,7 @@ def enqueue(
 
 
 def enqueue_many(session: Session, rows: list[tuple[str, dict[str, Any], int | None]]) -> None:
-    """Bulk-enqueue ``(kind, payload, org_id)`` jobs due now (used by ingestion)."""
+    """Bulk-enqueue ``(kind, payload, org_id)`` jobs due now, in one statement."""
     if not rows:
         return
     now = utcnow()
