@@ -18,10 +18,10 @@ from unittest import mock
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, bindparam, text
 from sqlalchemy.orm import Session
 
-from qunyun.analytics.stats import stats_for_cli
+from qunyun.analytics.stats import StatsQuery, daily_stats, stats_for_cli, weekly_stats
 from qunyun.db.session import unit_of_work
 from qunyun.ingestion.importer import import_stream
 from qunyun.ingestion.service import Ingestor, ingest
@@ -279,3 +279,36 @@ def test_ingesting_twice_changes_nothing(
     assert deliver(slug, again) == (0, sum(map(len, again.batches)))
     assert derived_state(engine, slug) == state
     assert_same(report(slug, groups, *period), stats)
+
+
+@pytest.mark.usefixtures("db")
+@SETTINGS
+@given(data=st.data(), events=streams(), period=ranges)
+def test_totals_over_a_subset_of_groups_equal_the_reference(
+    data: st.DataObject, events: list[dict[str, Any]], period: tuple[date, date]
+) -> None:
+    """A staff member who sees some groups gets totals over those groups only: distinct members
+    across them, and conversions of members of one of them."""
+    slug = new_org()
+    deliver(slug, data.draw(deliveries(events), label="delivery"))
+    groups = Reference(events).group_ids()
+    subset = data.draw(st.lists(st.sampled_from(groups), unique=True), label="subset") if groups else []
+    # The reference over the subset: membership and messages elsewhere never happened.
+    ref = Reference([e for e in events if e["kind"] not in SCOPED_KINDS or e["group"] in subset])
+    with unit_of_work(write=False) as session:
+        org_id = org_id_of(session, slug)
+        ids = [
+            int(i)
+            for (i,) in session.execute(
+                text("SELECT id FROM groups WHERE org_id = :o AND external_id IN :g").bindparams(
+                    bindparam("g", expanding=True)
+                ),
+                {"o": org_id, "g": subset or [""]},
+            )
+        ]
+        query = StatsQuery(org_id, *period, group_ids=ids, per_group=False, include_total=True)
+        assert daily_stats(session, query) == ref.daily(*period)
+        assert weekly_stats(session, query) == ref.weekly(*period)
+
+
+SCOPED_KINDS = ("member.joined", "member.left", "message.posted")

@@ -7,6 +7,7 @@ rescanning the event log.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -20,9 +21,15 @@ from qunyun.db.session import unit_of_work
 from qunyun.errors import InvalidInput, NotFound
 from qunyun.gcpause import gc_paused
 from qunyun.ingestion.sql import SqlDialect
-from qunyun.timeutil import daterange, day_bounds_micros, day_key, iso_week_label, week_start
+from qunyun.timeutil import DayCalculator, daterange, day_bounds_micros, day_key, iso_week_label, week_start
 
 MAX_DAYS = 3660
+# Distinct joiners, leavers and posters among member_days rows.
+_DISTINCT = (
+    "count(DISTINCT CASE WHEN joined = 1 THEN member_id END),"
+    " count(DISTINCT CASE WHEN departed = 1 THEN member_id END),"
+    " count(DISTINCT CASE WHEN messages > 0 THEN member_id END)"
+)
 
 
 def ratio(numerator: int, denominator: int) -> float:
@@ -40,7 +47,8 @@ class StatsQuery:
     org_id: int
     date_from: date
     date_to: date
-    # None: every group of the organisation plus the "all groups" total.
+    # None: every group of the organisation, and the total is organisation-wide. A list (a staff
+    # member's scope): those groups, and the total counts distinct members across them only.
     group_ids: list[int] | None = None
     per_group: bool = True
     include_total: bool = True
@@ -117,7 +125,9 @@ class _Stats:
                 start = int(base.get(group_id) or 0)
                 per_group[group_id] = list(accumulate(deltas.get(group_id) or zeros, initial=start))[1:]
         total: list[int] = []
-        if self.q.include_total:
+        if self.q.include_total and self.q.group_ids is not None:
+            total = self._subset_members(days)
+        elif self.q.include_total:
             running = int(
                 self.db.run(
                     "SELECT coalesce(sum(members_delta), 0) FROM org_daily WHERE org_id = ? AND day < ?",
@@ -134,6 +144,38 @@ class _Stats:
                 running += delta
                 total.append(running)
         return per_group, total
+
+    def _subset_members(self, days: list[date]) -> list[int]:
+        """End-of-day members in ≥1 group of ``group_ids`` (a staff member's scope): from the
+        spans, since ``org_daily`` only holds the organisation-wide distinct count."""
+        where, params = self._group_filter()
+        # Day d counts a span when it covers the end of d: joined before and not left by then.
+        ends = [day_bounds_micros(d, self.zone)[1] for d in days]
+        first_end = ends[0]
+        ranges: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for member_id, joined_at, left_at in self.db.run(
+            "SELECT member_id, joined_at, left_at FROM membership_spans WHERE org_id = ?"
+            f" AND joined_at < ? AND (left_at IS NULL OR left_at >= ?){where}",
+            (self.q.org_id, ends[-1], first_end, *params),
+        ):
+            lo = bisect_right(ends, joined_at)  # the first day whose end is after the join
+            hi = len(days) if left_at is None else bisect_right(ends, left_at)  # days ending ≤ left_at
+            if lo < hi:
+                ranges[member_id].append((lo, hi))
+        deltas = [0] * (len(days) + 1)
+        for spans in ranges.values():
+            spans.sort()
+            start, stop = spans[0]
+            for lo, hi in spans[1:]:
+                if lo <= stop:
+                    stop = max(stop, hi)
+                    continue
+                deltas[start] += 1
+                deltas[stop] -= 1
+                start, stop = lo, hi
+            deltas[start] += 1
+            deltas[stop] -= 1
+        return list(accumulate(deltas[: len(days)]))
 
     # -- daily ---------------------------------------------------------------------------
 
@@ -163,7 +205,14 @@ class _Stats:
                     slots = counts[group_id] = [zero] * len(days)
                 slots[index[day]] = (joins, lefts, actives)
         totals = [zero] * len(days)
-        if self.q.include_total:
+        if self.q.include_total and self.q.group_ids is not None:
+            for day, joins, lefts, actives in self.db.rows(
+                f"SELECT day, {_DISTINCT} FROM member_days WHERE org_id = ? AND day >= ? AND day <= ?{where}"
+                " GROUP BY day",
+                (self.q.org_id, first, last, *params),
+            ):
+                totals[index[day]] = (joins, lefts, actives)
+        elif self.q.include_total:
             for day, joins, lefts, actives in self.db.rows(
                 "SELECT day, joins, lefts, actives FROM org_daily WHERE org_id = ? AND day >= ? AND day <= ?",
                 (self.q.org_id, first, last),
@@ -219,11 +268,7 @@ class _Stats:
         for w, monday in enumerate(mondays):
             sunday_index = w * 7 + 6
             lo, hi = day_key(monday), day_key(monday + timedelta(days=6))
-            distinct = (
-                "count(DISTINCT CASE WHEN joined = 1 THEN member_id END),"
-                " count(DISTINCT CASE WHEN departed = 1 THEN member_id END),"
-                " count(DISTINCT CASE WHEN messages > 0 THEN member_id END)"
-            )
+            distinct = _DISTINCT
             per_group_counts: dict[int, tuple[int, int, int]] = {}
             if self.q.per_group:
                 for group_id, joins, lefts, actives in self.db.run(
@@ -236,8 +281,8 @@ class _Stats:
             if self.q.include_total:
                 total_counts = tuple(
                     self.db.run(
-                        f"SELECT {distinct} FROM member_days WHERE org_id = ? AND day >= ? AND day <= ?",
-                        (self.q.org_id, lo, hi),
+                        f"SELECT {distinct} FROM member_days WHERE org_id = ? AND day >= ? AND day <= ?{where}",
+                        (self.q.org_id, lo, hi, *params),
                     ).one()
                 )
             conversions = self._conversions(monday)
@@ -351,6 +396,51 @@ def weekly_stats(session: Session, query: StatsQuery) -> list[dict[str, Any]]:
     _check_range(query.date_from, query.date_to)
     with gc_paused():
         return _Stats(session, query).weekly()
+
+
+def daily_orders(
+    session: Session, org_id: int, date_from: date, date_to: date, group_ids: list[int] | None = None
+) -> list[tuple[int, int]]:
+    """(orders, gmv in fen) per day: paid orders of members who were in a group (one of
+    ``group_ids``) when they paid, minus refunds of them made the same day — the weekly
+    ``gmv`` definition at the grain of a day."""
+    _check_range(date_from, date_to)
+    db = SqlDialect(session.connection())
+    zone = ZoneInfo(db.run("SELECT time_zone FROM organisations WHERE id = ?", (org_id,)).scalar_one())
+    days = daterange(date_from, date_to)
+    index = {day_key(d): i for i, d in enumerate(days)}
+    start = day_bounds_micros(date_from, zone)[0]
+    end = day_bounds_micros(date_to, zone)[1]
+    where, params = "", tuple[int, ...]()
+    if group_ids is not None:
+        where = f" AND s.group_id IN ({','.join('?' * len(group_ids))})" if group_ids else " AND 1 = 0"
+        params = tuple(group_ids)
+    orders = {
+        ref: (paid_at, amount)
+        for ref, paid_at, amount in db.run(
+            "SELECT DISTINCT o.external_id, o.paid_at, o.amount_fen FROM orders AS o"
+            " JOIN membership_spans AS s ON s.member_id = o.member_id AND s.joined_at <= o.paid_at"
+            " AND (s.left_at IS NULL OR s.left_at > o.paid_at)"
+            f" WHERE o.org_id = ? AND o.paid_at >= ? AND o.paid_at < ?{where}",
+            (org_id, start, end, *params),
+        )
+    }
+    days_of = DayCalculator(zone)
+    out = [[0, 0] for _ in days]
+    for paid_at, amount in orders.values():
+        slot = out[index[days_of.day(paid_at)]]
+        slot[0] += 1
+        slot[1] += amount
+    if orders:
+        for ref, refunded_at, amount in db.run(
+            "SELECT order_ref, refunded_at, amount_fen FROM refunds WHERE org_id = ? AND refunded_at >= ?"
+            " AND refunded_at < ?",
+            (org_id, start, end),
+        ):
+            paid = orders.get(ref)
+            if paid is not None and days_of.day(refunded_at) == days_of.day(paid[0]):
+                out[index[days_of.day(paid[0])]][1] -= amount
+    return [(n, gmv) for n, gmv in out]
 
 
 def stats_for_cli(

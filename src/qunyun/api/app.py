@@ -16,13 +16,14 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qunyun.acquisition.endpoints import router as channels_router
-from qunyun.api.console import STATIC_DIR
 from qunyun.api.console import router as console_router
 from qunyun.api.errors import install_error_handlers
 from qunyun.audit.endpoints import router as audit_router
 from qunyun.auth.endpoints import router as auth_router
 from qunyun.auth.throttle import LoginThrottle
 from qunyun.config import get_settings
+from qunyun.console.pages import router as pages_router
+from qunyun.console.web import STATIC_DIR, LoginRequired, login_redirect
 from qunyun.crm.endpoints import members as members_router
 from qunyun.crm.endpoints import tags as tags_router
 from qunyun.db.session import get_engine
@@ -151,5 +152,7 @@ def create_app(in_process_workers: int = 0) -> FastAPI:
 
     app.include_router(api_router())
     app.include_router(console_router)
+    app.include_router(pages_router)
+    app.add_exception_handler(LoginRequired, login_redirect)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

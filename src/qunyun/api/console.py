@@ -1,4 +1,4 @@
-"""The console's login, logout and start pages (server-rendered; the full console comes later).
+"""The console's login and logout pages (the other pages live in ``qunyun.console.pages``).
 
 Every unsafe console form carries a CSRF token: the login form a double-submit pair (nonce
 cookie + HMAC of it), forms of a logged-in page the HMAC of the session's token id.
@@ -6,13 +6,10 @@ cookie + HMAC of it), forms of a logged-in page the HMAC of the session's token 
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
 
 from qunyun.auth import service
 from qunyun.auth.csrf import (
@@ -24,59 +21,15 @@ from qunyun.auth.csrf import (
 )
 from qunyun.auth.deps import SESSION_COOKIE, ConsolePrincipal, DbSession
 from qunyun.auth.endpoints import login_throttle
-from qunyun.auth.scope import group_visible
 from qunyun.auth.throttle import TooManyAttempts
 from qunyun.auth.tokens import TokenKind
 from qunyun.config import get_settings
+from qunyun.console.web import page_language, render, secure_cookies
 from qunyun.errors import Forbidden
-from qunyun.locale import SUPPORTED, Translator, pick_language
-from qunyun.models import Group, Organisation, Staff
+from qunyun.locale import Translator
 from qunyun.timeutil import utcnow
 
-CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
-STATIC_DIR = CONSOLE_DIR / "static"
-templates = Jinja2Templates(directory=CONSOLE_DIR / "templates")
-
-LANG_COOKIE = "lang"
-HOME_GROUP_LIMIT = 200
-
 router = APIRouter(include_in_schema=False)
-
-
-def _secure_cookies() -> bool:
-    return get_settings().env == "production"
-
-
-def page_language(request: Request, staff: Staff | None = None) -> str:
-    """?lang= (an explicit switch) → lang cookie → the staff member's setting → the default."""
-    return pick_language(
-        request.query_params.get("lang"),
-        request.cookies.get(LANG_COOKIE),
-        staff.language if staff is not None else None,
-        get_settings().default_language,
-    )
-
-
-def render(
-    request: Request,
-    template: str,
-    context: dict[str, Any],
-    *,
-    staff: Staff | None = None,
-    status_code: int = 200,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    lang = page_language(request, staff)
-    response = templates.TemplateResponse(
-        request, template, {"t": Translator(lang), **context}, status_code=status_code, headers=headers
-    )
-    # Pages show personal data and carry CSRF tokens: never cache them.
-    response.headers["Cache-Control"] = "no-store"
-    if request.query_params.get("lang") in SUPPORTED:
-        response.set_cookie(
-            LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", secure=_secure_cookies(), httponly=True
-        )
-    return response
 
 
 def console_error_page(request: Request, status_code: int, message: str, headers: dict[str, str]) -> Response:
@@ -107,7 +60,7 @@ def _login_page(request: Request, *, error: str = "", username: str = "", status
         max_age=3600,
         httponly=True,
         samesite="lax",
-        secure=_secure_cookies(),
+        secure=secure_cookies(),
         path="/login",
     )
     return response
@@ -160,7 +113,7 @@ def login_submit(
         max_age=get_settings().session_max_age_seconds,
         httponly=True,
         samesite="lax",
-        secure=_secure_cookies(),
+        secure=secure_cookies(),
         path="/",
     )
     response.delete_cookie(LOGIN_NONCE_COOKIE, path="/login")
@@ -189,32 +142,3 @@ def logout(
 def logout_page() -> Response:
     # Logging out changes state, so it is a POST form on the start page; a GET just goes there.
     return RedirectResponse("/", status_code=303)
-
-
-@router.get("/")
-def home(request: Request, db: DbSession, principal: ConsolePrincipal) -> Response:
-    if principal is None:
-        response = RedirectResponse("/login", status_code=303)
-        if request.cookies.get(SESSION_COOKIE):
-            # A forged, expired or revoked session: drop it so the browser stops sending it.
-            response.delete_cookie(SESSION_COOKIE, path="/")
-        return response
-    staff, scope = principal.staff, principal.scope
-    organisation = db.scalar(select(Organisation).where(Organisation.id == staff.org_id))
-    groups = db.scalars(
-        select(Group).where(group_visible(scope)).order_by(Group.name, Group.id).limit(HOME_GROUP_LIMIT + 1)
-    ).all()
-    return render(
-        request,
-        "home.html",
-        {
-            "staff": staff,
-            "organisation": organisation,
-            "groups": groups[:HOME_GROUP_LIMIT],
-            "more": len(groups) > HOME_GROUP_LIMIT,
-            "whole_org": scope.whole_org,
-            "can_write": scope.can_write,
-            "csrf_token": session_csrf_token(principal.token.id),
-        },
-        staff=staff,
-    )

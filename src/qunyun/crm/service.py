@@ -19,7 +19,7 @@ from qunyun.models import Member, MembershipSpan, Tag, Tagging
 from qunyun.timeutil import utcnow
 
 
-def _tags_of(session: Session, member_ids: Sequence[int]) -> dict[int, list[TagRef]]:
+def tags_of(session: Session, member_ids: Sequence[int]) -> dict[int, list[TagRef]]:
     tags: dict[int, list[TagRef]] = defaultdict(list)
     if not member_ids:
         return tags
@@ -87,13 +87,13 @@ def list_members(
         query = query.where(or_(Member.display_name.icontains(q, autoescape=True), Member.external_id == q))
     total = count_rows(session, query)
     members = session.scalars(query.order_by(Member.id).limit(limit).offset(offset)).all()
-    tags = _tags_of(session, [m.id for m in members])
+    tags = tags_of(session, [m.id for m in members])
     return [member_out(m, tags.get(m.id, [])) for m in members], total
 
 
 def get_member(session: Session, scope: Scope, member_id: int) -> MemberOut:
     member = require_member(session, scope, member_id)
-    return member_out(member, _tags_of(session, [member.id]).get(member.id, []))
+    return member_out(member, tags_of(session, [member.id]).get(member.id, []))
 
 
 def update_member(

@@ -1,0 +1,1 @@
+"""The server-rendered web console: page routes (``pages/``), templates, static assets, charts."""

@@ -1,0 +1,64 @@
+"""Channels: each channel's cost model, the members it brought and the cost per member (CAC)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from sqlalchemy import func, select
+
+from qunyun.acquisition.service import list_channels
+from qunyun.auth.scope import group_id_visible
+from qunyun.console.charts import Series, bar_chart
+from qunyun.console.web import ConsolePage
+from qunyun.models import Event, EventKind
+
+router = APIRouter()
+MAX_CHANNELS = 500
+
+
+@router.get("/channels")
+def channel_list(page: ConsolePage) -> Response:
+    db, scope = page.db, page.scope
+    channels, total = list_channels(db, scope, limit=MAX_CHANNELS)
+    mine: dict[int, int] = {}
+    if not scope.whole_org:
+        # Org-wide acquisition figures are aggregates every role may read; scoped staff also
+        # see how many members each channel brought into their own groups.
+        mine = {
+            int(c or 0): int(n)
+            for c, n in db.execute(
+                select(Event.channel_id, func.count(func.distinct(Event.member_id)))
+                .where(
+                    Event.org_id == scope.org_id,
+                    Event.kind == int(EventKind.MEMBER_JOINED),
+                    Event.channel_id.is_not(None),
+                    group_id_visible(Event.group_id, scope),
+                )
+                .group_by(Event.channel_id)
+            )
+        }
+    t = page.t
+    labels = [c.name for c in channels]
+    charts = {
+        "members": bar_chart(
+            labels, [Series(t("col_acquired"), [c.members_acquired for c in channels], "s1")], title=t("col_acquired")
+        ),
+        "cac": bar_chart(
+            labels,
+            [
+                Series(t("col_cac"), [float(Decimal(c.cac)) if c.cac else 0 for c in channels], "s3"),
+                Series(
+                    t("col_expected_cac"),
+                    [float(Decimal(c.expected_cac)) if c.expected_cac else 0 for c in channels],
+                    "s4",
+                ),
+            ],
+            title=t("col_cac"),
+            fmt=lambda v: f"{v:,.1f}",
+        ),
+    }
+    return page.render(
+        "channels.html", "channels", {"channels": channels, "total": total, "mine": mine, "charts": charts}
+    )

@@ -1,0 +1,266 @@
+"""Communities: the list, a community's positioning and playbook, the full edit form, and the
+guided 0→1 setup (positioning → persona → value → naming → rules → welcome)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import func, select
+from starlette.datastructures import FormData
+
+from qunyun.auth.csrf import check_csrf, session_csrf_token
+from qunyun.auth.scope import group_visible, require_lead
+from qunyun.community.service import (
+    COMMUNITY_FIELDS,
+    COMMUNITY_TYPES,
+    NAMING_FIELDS,
+    ORGANISATION_MODELS,
+    PLAYBOOK_FIELDS,
+    SETUP_STEPS,
+    STEP_KEYS,
+    VALUES_OFFERED,
+    clean,
+    create_community,
+    naming_preview,
+    playbook_of,
+    require_community,
+    setup_progress,
+    step,
+    update_community,
+)
+from qunyun.console.web import ConsolePage
+from qunyun.errors import Conflict, InvalidInput
+from qunyun.models import Community, Group, Playbook
+
+router = APIRouter()
+
+
+async def form_data(request: Request) -> FormData:
+    return await request.form()
+
+
+Form = Annotated[FormData, Depends(form_data)]
+
+
+def _form_values(form: FormData) -> dict[str, Any]:
+    values: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+    values["value_offered"] = [v for v in form.getlist("value_offered") if isinstance(v, str)]
+    return values
+
+
+def _check_form(page: ConsolePage, form: FormData) -> None:
+    token = form.get("csrf_token")
+    check_csrf(session_csrf_token(page.principal.token.id), token if isinstance(token, str) else None)
+
+
+def _choices(page: ConsolePage) -> dict[str, Any]:
+    t = page.t
+    return {
+        "types": [(k, t(f"ctype_{k}")) for k in COMMUNITY_TYPES],
+        "values_offered": [(k, t(f"value_{k}")) for k in VALUES_OFFERED],
+        "models": [(k, t(f"orgmodel_{k}")) for k in ORGANISATION_MODELS],
+        "naming_fields": NAMING_FIELDS,
+    }
+
+
+def _example_region(page: ConsolePage, community: Community | None) -> str:
+    if community is None:
+        return "华东"
+    region = page.db.scalar(select(Group.region).where(Group.community_id == community.id, Group.region != "").limit(1))
+    return region or "华东"
+
+
+@router.get("/communities")
+def community_list(page: ConsolePage) -> Response:
+    db, scope = page.db, page.scope
+    query = select(Community).where(Community.org_id == scope.org_id)
+    if not scope.whole_org:
+        query = query.where(Community.id.in_(select(Group.community_id).where(group_visible(scope))))
+    communities = db.scalars(query.order_by(Community.name)).all()
+    ids = [c.id for c in communities]
+    counts = (
+        {
+            int(cid or 0): (int(n), int(m or 0))
+            for cid, n, m in db.execute(
+                select(Group.community_id, func.count(), func.sum(Group.member_count))
+                .where(Group.community_id.in_(ids), group_visible(scope))
+                .group_by(Group.community_id)
+            )
+        }
+        if ids
+        else {}
+    )
+    playbooks = {
+        p.community_id: p
+        for p in db.scalars(select(Playbook).where(Playbook.community_id.in_(ids)).order_by(Playbook.id.desc()))
+    }
+    progress = {c.id: setup_progress(c, playbooks.get(c.id)) for c in communities}
+    return page.render(
+        "communities.html",
+        "communities",
+        {"communities": communities, "counts": counts, "progress": progress, "steps": STEP_KEYS},
+    )
+
+
+@router.get("/communities/{community_id}")
+def community_detail(page: ConsolePage, community_id: int) -> Response:
+    community = require_community(page.db, page.scope, community_id)
+    playbook = playbook_of(page.db, community)
+    groups = page.db.scalars(
+        select(Group).where(Group.community_id == community.id, group_visible(page.scope)).order_by(Group.name)
+    ).all()
+    preview = ""
+    if playbook and playbook.naming_template:
+        preview = naming_preview(
+            playbook.naming_template, brand=page.organisation.name, region=_example_region(page, community)
+        )
+    return page.render(
+        "community_detail.html",
+        "communities",
+        {
+            "community": community,
+            "playbook": playbook,
+            "groups": groups,
+            "preview": preview,
+            "progress": setup_progress(community, playbook),
+            "steps": STEP_KEYS,
+            **_choices(page),
+        },
+    )
+
+
+# -- the full edit form ------------------------------------------------------------------------
+
+
+def _edit_page(
+    page: ConsolePage, community: Community, values: dict[str, Any], error: str = "", field: str = "", status: int = 200
+) -> Response:
+    return page.render(
+        "community_edit.html",
+        "communities",
+        {"community": community, "values": values, "error": error, "error_field": field, **_choices(page)},
+        status_code=status,
+    )
+
+
+def _current_values(page: ConsolePage, community: Community | None) -> dict[str, Any]:
+    values: dict[str, Any] = {f: getattr(community, f) if community else "" for f in COMMUNITY_FIELDS}
+    if community is None:
+        values.update(community_type="local", organisation_model="lead-owner-admin", value_offered=[])
+    playbook = playbook_of(page.db, community) if community else None
+    values.update({f: getattr(playbook, f) if playbook else "" for f in PLAYBOOK_FIELDS})
+    return values
+
+
+@router.get("/communities/{community_id}/edit")
+def community_edit(page: ConsolePage, community_id: int) -> Response:
+    community = require_community(page.db, page.scope, community_id)
+    require_lead(page.scope)
+    return _edit_page(page, community, _current_values(page, community))
+
+
+@router.post("/communities/{community_id}/edit")
+def community_edit_submit(page: ConsolePage, community_id: int, form: Form) -> Response:
+    _check_form(page, form)
+    community = require_community(page.db, page.scope, community_id)
+    require_lead(page.scope)
+    submitted = _form_values(form)
+    try:
+        values = clean(submitted, COMMUNITY_FIELDS)
+        playbook_values = clean(submitted, PLAYBOOK_FIELDS)
+        playbook_values["rules_text"] = values["rules"]
+        update_community(page.db, page.scope, community, values, playbook_values, request=page.request)
+    except (InvalidInput, Conflict) as exc:
+        page.db.rollback()
+        return _edit_page(page, community, submitted, exc.message, exc.field or "", exc.status_code)
+    return RedirectResponse(f"/communities/{community.id}", status_code=303)
+
+
+# -- the guided 0→1 setup ------------------------------------------------------------------------
+
+
+def _setup_page(
+    page: ConsolePage,
+    community: Community | None,
+    key: str,
+    values: dict[str, Any],
+    error: str = "",
+    field: str = "",
+    status: int = 200,
+) -> Response:
+    preview = ""
+    template = values.get("naming_template") or ""
+    if key == "naming" and template and not error:
+        preview = naming_preview(template, brand=page.organisation.name, region=_example_region(page, community))
+    return page.render(
+        "community_setup.html",
+        "communities",
+        {
+            "community": community,
+            "step": key,
+            "steps": STEP_KEYS,
+            "index": STEP_KEYS.index(key),
+            "values": values,
+            "error": error,
+            "error_field": field,
+            "preview": preview,
+            **_choices(page),
+        },
+        status_code=status,
+    )
+
+
+@router.get("/communities/setup/start")
+def setup_start(page: ConsolePage) -> Response:
+    require_lead(page.scope)
+    return _setup_page(page, None, "positioning", _current_values(page, None))
+
+
+@router.post("/communities/setup/start")
+def setup_start_submit(page: ConsolePage, form: Form) -> Response:
+    _check_form(page, form)
+    require_lead(page.scope)
+    submitted = _form_values(form)
+    try:
+        community = create_community(
+            page.db, page.scope, clean(submitted, step("positioning").community_fields), request=page.request
+        )
+    except (InvalidInput, Conflict) as exc:
+        page.db.rollback()
+        return _setup_page(page, None, "positioning", submitted, exc.message, exc.field or "", exc.status_code)
+    return RedirectResponse(f"/communities/{community.id}/setup/{STEP_KEYS[1]}", status_code=303)
+
+
+@router.get("/communities/{community_id}/setup/{key}")
+def setup_step(page: ConsolePage, community_id: int, key: str) -> Response:
+    community = require_community(page.db, page.scope, community_id)
+    require_lead(page.scope)
+    step(key)
+    return _setup_page(page, community, key, _current_values(page, community))
+
+
+@router.post("/communities/{community_id}/setup/{key}")
+def setup_step_submit(page: ConsolePage, community_id: int, key: str, form: Form) -> Response:
+    _check_form(page, form)
+    community = require_community(page.db, page.scope, community_id)
+    require_lead(page.scope)
+    current = step(key)
+    submitted = _form_values(form)
+    try:
+        values = clean(submitted, current.community_fields)
+        playbook_values = clean(submitted, current.playbook_fields)
+        if "rules" in values:
+            playbook_values["rules_text"] = values["rules"]  # the playbook carries the rules to new groups
+        update_community(page.db, page.scope, community, values, playbook_values, request=page.request)
+    except (InvalidInput, Conflict) as exc:
+        page.db.rollback()
+        merged = {**_current_values(page, community), **submitted}
+        return _setup_page(page, community, key, merged, exc.message, exc.field or "", exc.status_code)
+    index = STEP_KEYS.index(key)
+    if submitted.get("back") and index > 0:
+        return RedirectResponse(f"/communities/{community.id}/setup/{STEP_KEYS[index - 1]}", status_code=303)
+    if index + 1 < len(SETUP_STEPS):
+        return RedirectResponse(f"/communities/{community.id}/setup/{STEP_KEYS[index + 1]}", status_code=303)
+    return RedirectResponse(f"/communities/{community.id}?setup=done", status_code=303)

@@ -1,0 +1,99 @@
+"""Staff and assignments: who runs which groups, and each person's workload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from sqlalchemy import func, select
+
+from qunyun.console.web import ConsolePage
+from qunyun.models import Group, GroupDaily, Staff, StaffGroupAssignment, StaffTask
+from qunyun.timeutil import day_key, utcnow
+
+router = APIRouter()
+# 004 §三.2: a full-time operator runs 5-10 groups.
+GROUPS_PER_OPERATOR = (5, 10)
+
+
+@router.get("/staff")
+def staff_list(page: ConsolePage) -> Response:
+    db, scope = page.db, page.scope
+    query = select(Staff).where(Staff.org_id == scope.org_id)
+    if not scope.whole_org:
+        query = query.where(Staff.id == scope.staff_id)  # scoped staff see their own workload
+    people = db.scalars(query.order_by(Staff.role, Staff.display_name, Staff.id)).all()
+    ids = [p.id for p in people]
+    # Groups per person: owned, or assigned (as admin/operator).
+    links: dict[int, dict[int, str]] = {i: {} for i in ids}
+    for group_id, owner_id in db.execute(
+        select(Group.id, Group.owner_id).where(Group.org_id == scope.org_id, Group.owner_id.in_(ids))
+    ):
+        if owner_id is not None:
+            links[owner_id][group_id] = "owner"
+    for staff_id, group_id, role in db.execute(
+        select(StaffGroupAssignment.staff_id, StaffGroupAssignment.group_id, StaffGroupAssignment.role).where(
+            StaffGroupAssignment.staff_id.in_(ids)
+        )
+    ):
+        links[staff_id].setdefault(group_id, role)
+    group_ids = {g for per in links.values() for g in per}
+    groups = (
+        {g.id: g for g in db.scalars(select(Group).where(Group.org_id == scope.org_id, Group.id.in_(group_ids)))}
+        if group_ids
+        else {}
+    )
+    actives = (
+        dict(
+            db.execute(
+                select(GroupDaily.group_id, GroupDaily.actives).where(
+                    GroupDaily.org_id == scope.org_id,
+                    GroupDaily.day == day_key(page.today()),
+                    GroupDaily.group_id.in_(group_ids),
+                )
+            ).all()
+        )
+        if group_ids
+        else {}
+    )
+    open_tasks = dict(
+        db.execute(
+            select(StaffTask.assignee_id, func.count())
+            .where(StaffTask.org_id == scope.org_id, StaffTask.status == "open", StaffTask.assignee_id.in_(ids))
+            .group_by(StaffTask.assignee_id)
+        ).all()
+    )
+    overdue = dict(
+        db.execute(
+            select(StaffTask.assignee_id, func.count())
+            .where(
+                StaffTask.org_id == scope.org_id,
+                StaffTask.status == "open",
+                StaffTask.assignee_id.in_(ids),
+                StaffTask.due_at < utcnow(),
+            )
+            .group_by(StaffTask.assignee_id)
+        ).all()
+    )
+    rows: list[dict[str, Any]] = []
+    lo, hi = GROUPS_PER_OPERATOR
+    for person in people:
+        mine = [groups[g] for g in links[person.id] if g in groups]
+        owned = sum(1 for g in links[person.id].values() if g == "owner")
+        runs_groups = person.role in ("owner", "admin", "operator")
+        load = "" if not runs_groups else "under" if len(mine) < lo else "over" if len(mine) > hi else "ok"
+        rows.append(
+            {
+                "staff": person,
+                "groups": sorted(mine, key=lambda g: g.name),
+                "owned": owned,
+                "members": sum(g.member_count for g in mine),
+                "actives": sum(actives.get(g.id, 0) for g in mine),
+                "tasks": open_tasks.get(person.id, 0),
+                "overdue": overdue.get(person.id, 0),
+                "load": load,
+                "roles": links[person.id],
+            }
+        )
+    return page.render("staff.html", "staff", {"rows": rows, "range": GROUPS_PER_OPERATOR})
