@@ -1,0 +1,91 @@
+"""A real browser (Debian's Chromium driven by Playwright) against a real server on loopback,
+serving the demo community loaded by the same code as `qunyun demo`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from sqlalchemy import Engine
+
+from tests.conftest import _truncate
+
+CHROMIUM = os.environ.get("QUNYUN_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+DEMO_PASSWORD = "demo-browser-test-password"
+
+
+@pytest.fixture(scope="module")
+def demo(engine: Engine) -> Any:
+    """The demo community, small: loaded once for the module's tests (which only read it)."""
+    from qunyun.simulate.demo import load_demo
+
+    _truncate(engine)
+    return load_demo(seed=4, days=28, members=600, password=DEMO_PASSWORD)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(demo: Any) -> Iterator[str]:
+    from qunyun.api.app import create_app
+
+    port = _free_port()
+    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not instance.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the console server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium (apt-get install chromium)")
+    with sync_playwright() as p:
+        instance = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def context(browser: Any, server: str) -> Iterator[Any]:
+    ctx = browser.new_context(base_url=server, locale="zh-CN", accept_downloads=True)
+    ctx.set_default_timeout(15_000)
+    yield ctx
+    ctx.close()
+
+
+def shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def login(page: Any, username: str, password: str) -> None:
+    page.goto("/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/")
