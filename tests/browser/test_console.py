@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -87,7 +88,7 @@ def test_lead_tour(context: Any, demo: Any) -> None:
         page.click("#export-csv")
     download = download_info.value
     assert download.suggested_filename.startswith("qunyun-weekly-") and download.suggested_filename.endswith(".csv")
-    content = open(download.path(), encoding="utf-8-sig").read()
+    content = Path(download.path()).read_text(encoding="utf-8-sig")
     exported = list(csv.DictReader(io.StringIO(content)))
     assert list(exported[0])[:4] == ["week", "group", "group_name", "joins"]
     assert {"converted", "gmv", "converted_wow"} <= set(exported[0])
