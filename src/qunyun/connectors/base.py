@@ -17,7 +17,7 @@ import enum
 import importlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +53,8 @@ class Capability(enum.StrEnum):
     WELCOME_ON_JOIN = "welcome_on_join"
     TAGS = "tags"
     INTERCEPT_RULES = "intercept_rules"
+    # Persona fields of a member (name, gender, …) can be fetched by external id.
+    MEMBER_PROFILES = "member_profiles"
 
 
 # A capability that stands in for another one, at the price of a human confirmation.
@@ -150,6 +152,20 @@ class ActionResult:
         return cls(ResultStatus.FAILED, None, detail)
 
 
+@dataclass(frozen=True)
+class MemberProfile:
+    """What a platform knows about a member's persona. ``None`` means "not known" (the stored
+    value is kept); a platform fills what it has: WeCom's externalcontact/get gives the name and
+    gender, surveys and tags the rest."""
+
+    display_name: str | None = None
+    gender: str | None = None  # male | female
+    birth_year: int | None = None
+    occupation: str | None = None
+    region: str | None = None
+    interests: tuple[str, ...] | None = None
+
+
 class TransientError(Exception):
     """A temporary platform failure (timeout, rate limit, 5xx): retry later with the same key."""
 
@@ -222,6 +238,12 @@ class Connector(ABC):
     @abstractmethod
     def perform(self, action: Action, idempotency_key: str) -> ActionResult:
         """Carry out ``action`` on the platform, exactly once per ``idempotency_key``."""
+
+    def fetch_member_profiles(self, external_ids: Sequence[str]) -> dict[str, MemberProfile]:
+        """Persona fields of the given members (``member_profiles``); unknown ids are left out.
+        Raises :class:`TransientError` when worth retrying, :class:`UnsupportedAction` without
+        the capability."""
+        raise UnsupportedAction(f"{self.profile.title} cannot fetch member profiles")
 
 
 # --- Registry ---------------------------------------------------------------------------------

@@ -6,4 +6,5 @@ Add a domain's ``tasks`` module here when it defines job handlers or periodic jo
 from __future__ import annotations
 
 import qunyun.connectors.tasks
+import qunyun.crm.profiles
 import qunyun.privacy.tasks  # noqa: F401  (the imports register handlers)

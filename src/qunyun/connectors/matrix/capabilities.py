@@ -35,6 +35,7 @@ PROFILE = PlatformProfile(
         Capability.READ_MESSAGES: "Not in end-to-end encrypted rooms unless the bot holds the keys.",
         Capability.WELCOME_ON_JOIN: "Our bot posts the configured welcome on an m.room.member join.",
         Capability.TAGS: "Matrix has no member tags; qunyun keeps tags itself.",
+        Capability.MEMBER_PROFILES: "Only a display name and avatar (/profile): no persona fields.",
         Capability.INTERCEPT_RULES: "No server-side word filter; qunyun's moderation redacts matching messages.",
     },
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +23,9 @@ from qunyun.connectors.actions import (
 )
 from qunyun.connectors.base import (
     ActionResult,
+    Capability,
     Connector,
+    MemberProfile,
     PlatformProfile,
     UnsupportedAction,
     missing_capabilities,
@@ -94,6 +96,30 @@ class SimulatorConnector(Connector):
                 result = ActionResult.failed(f"{exc.code}: {exc}")
             state.performed[idempotency_key] = result
             return result
+
+    def fetch_member_profiles(self, external_ids: Sequence[str]) -> dict[str, MemberProfile]:
+        """The persona of each known member (unknown ids are left out). Emulating a platform
+        that has profiles, only what that platform reveals: WeCom gives name and gender."""
+        if not self.profile.has(Capability.MEMBER_PROFILES):
+            raise UnsupportedAction(f"{self.profile.title} cannot fetch member profiles")
+        self.sim.api_gate()
+        full = self.profile.platform == "simulator"
+        out = {}
+        with self.sim.lock:
+            members = self.sim.state.members
+            for external_id in external_ids:
+                m = members.get(external_id)
+                if m is None:
+                    continue
+                out[external_id] = MemberProfile(
+                    display_name=m.display_name,
+                    gender=m.gender or None,
+                    birth_year=m.birth_year if full else None,
+                    occupation=(m.occupation or None) if full else None,
+                    region=(m.region or None) if full else None,
+                    interests=m.interests if full and m.interests else None,
+                )
+        return out
 
     def _perform(self, action: Action) -> ActionResult:
         sim = self.sim

@@ -190,14 +190,48 @@ class SimulatedPlatform:
     # --- what people do ---------------------------------------------------------------------
 
     @_locked
-    def add_member(self, member_id: str | None = None, *, display_name: str = "") -> SimMember:
-        """A person on the platform (not yet in any group). Known ids are returned as they are."""
+    def add_member(
+        self,
+        member_id: str | None = None,
+        *,
+        display_name: str = "",
+        gender: str = "",
+        birth_year: int | None = None,
+        occupation: str = "",
+        region: str = "",
+        interests: tuple[str, ...] = (),
+    ) -> SimMember:
+        """A person on the platform (not yet in any group), with the persona a profile lookup
+        returns. Known ids are returned as they are."""
         member_id = member_id or self._next_id("m")
         member = self.state.members.get(member_id)
         if member is None:
-            member = SimMember(id=member_id, display_name=display_name or member_id)
+            member = SimMember(
+                id=member_id,
+                display_name=display_name or member_id,
+                gender=gender,
+                birth_year=birth_year,
+                occupation=occupation,
+                region=region,
+                interests=tuple(interests),
+            )
             self.state.members[member_id] = member
         return member
+
+    @_locked
+    def take_bot_posts(self) -> list[tuple[str, datetime, bool]]:
+        """``(group, sent at, mentions someone)`` of the bot messages delivered since the last call; clears them."""
+        out, self.state.bot_posts = self.state.bot_posts, []
+        return out
+
+    @_locked
+    def forget_messages_before(self, when: datetime) -> int:
+        """Drop stored messages sent before ``when`` (long simulations would hold every one);
+        they can no longer be deleted. Returns how many were dropped."""
+        old = [key for key, m in self.state.messages.items() if m.sent_at < when]
+        for key in old:
+            del self.state.messages[key]
+        return len(old)
 
     @_locked
     def create_group(
@@ -374,6 +408,8 @@ class SimulatedPlatform:
             material=material,
         )
         self.state.messages[message.id] = message
+        if by_bot:
+            self.state.bot_posts.append((group, message.sent_at, text.startswith("@")))
         return message
 
     @_locked

@@ -11,9 +11,16 @@ from qunyun.connectors.base import ActionResult
 
 @dataclass
 class SimMember:
+    """A person on the platform; the persona fields are what a profile lookup returns."""
+
     id: str
     display_name: str = ""
     tags: set[str] = field(default_factory=set)
+    gender: str = ""
+    birth_year: int | None = None
+    occupation: str = ""
+    region: str = ""
+    interests: tuple[str, ...] = ()
 
 
 @dataclass
@@ -123,3 +130,6 @@ class SimulatorState:
     # idempotency key → the first result of the API call made with it
     performed: dict[str, ActionResult] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    # (group, sent at, mentions a member) of every bot message delivered, for observers that
+    # react to pushes (the community simulator); they take and clear it (take_bot_posts).
+    bot_posts: list[tuple[str, datetime, bool]] = field(default_factory=list)

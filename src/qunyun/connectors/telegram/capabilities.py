@@ -38,6 +38,9 @@ PROFILE = PlatformProfile(
         Capability.WELCOME_ON_JOIN: "Our bot posts the configured welcome when a chat_member update reports a join.",
         Capability.CREATE_GROUP: "Bots cannot create groups; a person creates it and adds the bot as admin.",
         Capability.TAGS: "Telegram has no member tags; qunyun keeps tags itself.",
+        Capability.MEMBER_PROFILES: (
+            "Only first/last name and username (in every update already): no gender, age or region."
+        ),
         Capability.INTERCEPT_RULES: "No server-side word filter; qunyun's moderation deletes matching messages.",
     },
     limits={

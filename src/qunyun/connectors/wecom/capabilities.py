@@ -22,6 +22,7 @@ PROFILE = PlatformProfile(
             Capability.WELCOME_ON_JOIN,
             Capability.TAGS,
             Capability.INTERCEPT_RULES,
+            Capability.MEMBER_PROFILES,
         }
     ),
     notes={
@@ -48,6 +49,10 @@ PROFILE = PlatformProfile(
         Capability.WELCOME_ON_JOIN: "入群欢迎语素材 (group welcome templates), sent by WeCom on join.",
         Capability.TAGS: "企业客户标签 on external contacts (mark_tag).",
         Capability.INTERCEPT_RULES: "敏感词拦截规则 (add_intercept_rule): WeCom blocks matching messages.",
+        Capability.MEMBER_PROFILES: (
+            "externalcontact/get: name and gender of an external contact; age, occupation, region and "
+            "interests come from surveys and tags, not from WeCom."
+        ),
     },
     limits={
         "group_capacity": 500,

@@ -1,0 +1,367 @@
+"""Run a scenario: the world acts on the simulated platform, the platform's events go through
+``qunyun.ingestion.service.ingest`` (the one entry point) in small committed batches, and the
+jobs those batches queue (welcomes, the bot's daily pushes) run in-process against the same
+simulated platform, through the registered simulator connector.
+
+One batch per simulated hour when running as fast as possible; with ``speed`` the virtual clock
+follows real time ×speed and batches are as short as a simulated minute, so a console watching
+the database sees the community live.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from qunyun.acquisition.schemas import ChannelCreate
+from qunyun.acquisition.service import create_channel
+from qunyun.auth.scope import Scope
+from qunyun.connectors.base import ActionKind, use_connector
+from qunyun.connectors.dispatch import request_action
+from qunyun.connectors.simulator import SimulatedPlatform, SimulatorConnector, VirtualClock
+from qunyun.crm.profiles import sync_member_profiles
+from qunyun.db.base import now_micros
+from qunyun.db.session import get_sessionmaker, unit_of_work
+from qunyun.ingestion.service import ingest
+from qunyun.models import Channel, Group, Job, JobStatus, Member, Role
+from qunyun.simulate.scenario import Scenario
+from qunyun.simulate.world import DAY, HOUR, World
+from qunyun.team.service import create_organisation, create_staff
+from qunyun.worker.runner import Worker, claim_jobs, load_handler_modules
+
+PLATFORM = "simulator"
+SOURCE = "simulator"
+PUSHES = (
+    "晚上好！今晚 21:00 群内答题，答对 3 题送骑行水壶一个",
+    "今晚打卡：晒出你今天的骑行里程，连续 7 天送码表优惠券",
+    "新品尝鲜：骑行服新款上线，群友专享 9 折，回复「想要」登记",
+    "邀请奖励：邀请 3 位骑友入群，送整车保养一次",
+    "今日话题：你最难忘的一次骑行是哪次？",
+    "分享一条{region}周边的周末骑行路线，欢迎补充",
+    "国外著名车手介绍第{n}期来啦，一起看看",
+)
+JOB_BATCH = 200
+CHUNKS = (60, 120, 300, 600, 900, 1200, 1800, 3600)
+
+
+@dataclass
+class ChannelFigures:
+    code: str
+    name: str
+    members: int
+    touches: int
+    cac: Decimal | None  # yuan per member
+
+
+@dataclass
+class SimulationResult:
+    org_id: int
+    seed: int
+    wall_seconds: float
+    events: int
+    members: int
+    joins: int
+    leaves: int
+    kicks: int
+    messages: int
+    ads: int
+    orders: int
+    refunds: int
+    gmv: Decimal
+    refunded: Decimal
+    jobs_run: int
+    jobs_pending: int
+    channels: list[ChannelFigures] = field(default_factory=list)
+    refused: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+@dataclass
+class OrgSetup:
+    org_id: int
+    slug: str
+    lead_id: int
+    passwords: dict[str, str]  # username → password (as created)
+
+
+Progress = Callable[[int, int, int], None]  # (seconds simulated, seconds in all, events so far)
+GroupsHook = Callable[[Session, int, dict[str, int]], None]  # (session, org_id, external id → group id)
+
+
+def setup_organisation(
+    session: Session,
+    scenario: Scenario,
+    *,
+    slug: str,
+    name: str,
+    password: str | None = None,
+) -> OrgSetup:
+    """The organisation, its staff and its channels (with the scenario's cost models)."""
+    org = create_organisation(session, name=name, slug=slug)
+    passwords: dict[str, str] = {}
+    lead_id = None
+    for staff in scenario.staff:
+        pw = password or secrets.token_urlsafe(12)
+        row = create_staff(
+            session, org.id, username=staff.username, password=pw, role=staff.role, display_name=staff.display_name
+        )
+        passwords[staff.username] = pw
+        if staff.role == Role.LEAD and lead_id is None:
+            lead_id = row.id
+    if lead_id is None:
+        raise ValueError("a scenario needs a lead")
+    scope = Scope(staff_id=lead_id, org_id=org.id, role=Role.LEAD)
+    for spec in scenario.channels:
+        create_channel(
+            session,
+            scope,
+            ChannelCreate(
+                code=spec.code,
+                name=spec.name,
+                kind=spec.kind,
+                cost_per_touch=Decimal(spec.cost_per_touch_fen) / 100,
+                reward_per_member=Decimal(spec.reward_per_member_fen) / 100,
+                expected_rate_bp=round(spec.rate * 10_000),
+            ),
+        )
+    return OrgSetup(org_id=org.id, slug=slug, lead_id=lead_id, passwords=passwords)
+
+
+class Simulation:
+    """One run of ``scenario`` into organisation ``org_id`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        org_id: int,
+        *,
+        factory: sessionmaker[Session] | None = None,
+        speed: float | None = None,
+        progress: Progress | None = None,
+        on_groups: GroupsHook | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.org_id = org_id
+        self.factory = factory or get_sessionmaker()
+        self.speed = speed
+        self.progress = progress
+        self.on_groups = on_groups
+        self.platform = SimulatedPlatform(seed=scenario.seed, clock=VirtualClock(scenario.start), sink=None)
+        self.connector = SimulatorConnector(self.platform)
+        self.world = World(scenario, self.platform)
+        self.group_ids: dict[str, int] = {}
+        self.events = 0
+        self.jobs_run = 0
+        self._ledger: dict[str, tuple[int, int]] = {}
+        self._worker = Worker(f"simulate:{org_id}", factory=self.factory)
+
+    # --- the run --------------------------------------------------------------------------
+
+    def run(self) -> SimulationResult:
+        load_handler_modules()
+        started = time.perf_counter()
+        with use_connector(self.connector):
+            self._setup()
+            self._loop(started)
+            self._finish()
+        return self._result(time.perf_counter() - started)
+
+    def _setup(self) -> None:
+        self.world.setup()
+        with unit_of_work(self.factory) as session:
+            self._ingest(session, self.platform.drain_events())
+            rows = session.execute(
+                select(Group.external_id, Group.id).where(Group.org_id == self.org_id, Group.platform == PLATFORM)
+            )
+            self.group_ids = {external_id: group_id for external_id, group_id in rows}
+            if self.on_groups is not None:
+                self.on_groups(session, self.org_id, self.group_ids)
+
+    def _chunk(self) -> int:
+        if self.speed is None:
+            return HOUR
+        return max([c for c in CHUNKS if c <= self.speed] or [CHUNKS[0]])
+
+    def _loop(self, started: float) -> None:
+        world = self.world
+        chunk = self._chunk()
+        t = world.t0
+        total = world.t_end - world.t0
+        last_trim_day = -1
+        while t < world.t_end:
+            end = min(world.t_end, (t // chunk + 1) * chunk)
+            if (
+                t % HOUR == 0
+                and (t % DAY) // HOUR in self.scenario.push_hours
+                and world.weekday(t // DAY) in self.scenario.push_weekdays
+            ):
+                self._push(t)
+            world.run_until(end)
+            if self.speed is not None:
+                # Sleep until real time catches up with the virtual clock (×speed).
+                delay = started + (end - world.t0) / self.speed - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            with unit_of_work(self.factory) as session:
+                self._ingest(session, self.platform.drain_events())
+                self._sync_profiles(session, world.take_first_joins())
+                self._update_ledger(session)
+            self._run_jobs()
+            world.react(self.platform.take_bot_posts())
+            if end // DAY != last_trim_day:
+                last_trim_day = end // DAY
+                self.platform.forget_messages_before(world.instant(end - DAY))
+            if self.progress is not None:
+                self.progress(end - world.t0, total, self.events)
+            t = end
+
+    def _finish(self) -> None:
+        """Perform whatever the run queued, retries included, while the simulated platform
+        still exists: a job left behind would need a world that is gone."""
+        self._run_jobs(ahead_seconds=2 * HOUR)
+        with unit_of_work(self.factory) as session:
+            self._ingest(session, self.platform.drain_events())
+
+    def _ingest(self, session: Session, events: list[dict[str, Any]]) -> None:
+        if events:
+            result = ingest(session, self.org_id, events, platform=PLATFORM, source=SOURCE, live=True)
+            self.events += result.stored
+
+    def _sync_profiles(self, session: Session, external_ids: list[str]) -> None:
+        """Pull the persona of members first seen in this batch through the connector."""
+        if not external_ids:
+            return
+        ids = [
+            member_id
+            for (member_id,) in session.execute(
+                select(Member.id).where(
+                    Member.org_id == self.org_id, Member.platform == PLATFORM, Member.external_id.in_(external_ids)
+                )
+            )
+        ]
+        sync_member_profiles(session, self.org_id, self.connector, ids)
+
+    def _update_ledger(self, session: Session) -> None:
+        """Channel touches and fixed costs as the world incurred them (counters of the channel's
+        operation, kept like a member count: not a staff edit, so no audit entry)."""
+        tally = self.world.tally
+        for code in self.world.channels:
+            now = (tally.touches[code], tally.fixed_fen[code])
+            if self._ledger.get(code) != now:
+                session.execute(
+                    update(Channel)
+                    .where(Channel.org_id == self.org_id, Channel.code == code)
+                    .values(touches=now[0], fixed_cost_fen=now[1])
+                )
+                self._ledger[code] = now
+
+    def _push(self, t: int) -> None:
+        """The bot's daily push in every group (a stand-in for the SOP engine), requested like
+        any outbound action and performed by the perform job."""
+        world = self.world
+        day = t // DAY
+        stamp = world.instant(t).isoformat()
+        with unit_of_work(self.factory) as session:
+            for n, g in enumerate(self.scenario.groups):
+                text = PUSHES[(day + n) % len(PUSHES)].format(region=g.region or "本地", n=day + 1)
+                request_action(
+                    session,
+                    self.org_id,
+                    PLATFORM,
+                    ActionKind.SEND_GROUP_MESSAGE,
+                    group_id=self.group_ids[g.key],
+                    payload={"text": text},
+                    idempotency_key=f"sim:push:{g.key}:{stamp}",
+                )
+        self._run_jobs()
+        world.react(self.platform.take_bot_posts())
+
+    def _run_jobs(self, ahead_seconds: int = 0) -> None:
+        """Run due jobs in this thread, against this run's simulated platform.
+
+        Claimed a batch at a time (one claiming transaction per batch, not per job); each job
+        then runs in its own transaction under its lease, exactly as a worker process runs it.
+        """
+        worker = self._worker
+        if ahead_seconds:
+            worker = Worker(
+                f"simulate:{self.org_id}:final",
+                factory=self.factory,
+                clock=lambda: now_micros() + ahead_seconds * 1_000_000,
+            )
+        while True:
+            with unit_of_work(self.factory) as session:
+                jobs = claim_jobs(
+                    session, worker.name, now=worker.clock(), lease_seconds=worker.lease_seconds, limit=JOB_BATCH
+                )
+            for job in jobs:
+                worker.execute(job)
+                self.jobs_run += 1
+            if len(jobs) < JOB_BATCH:
+                break
+
+    def _result(self, wall: float) -> SimulationResult:
+        tally = self.world.tally
+        with unit_of_work(self.factory, write=False) as session:
+            pending = session.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.org_id == self.org_id, Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
+            )
+        channels = []
+        for spec in self.scenario.channels:
+            members = tally.channel_members[spec.code]
+            touches = tally.touches[spec.code]
+            cost = touches * spec.cost_per_touch_fen + members * spec.reward_per_member_fen + tally.fixed_fen[spec.code]
+            cac = (Decimal(cost) / members / 100).quantize(Decimal("0.01")) if members else None
+            channels.append(ChannelFigures(spec.code, spec.name, members, touches, cac))
+        return SimulationResult(
+            org_id=self.org_id,
+            seed=self.scenario.seed,
+            wall_seconds=wall,
+            events=self.events,
+            members=sum(tally.channel_members.values()),
+            joins=tally.joins,
+            leaves=tally.leaves,
+            kicks=tally.kicks,
+            messages=tally.messages,
+            ads=tally.ads,
+            orders=tally.orders,
+            refunds=tally.refunds,
+            gmv=tally.gmv,
+            refunded=tally.refunded,
+            jobs_run=self.jobs_run,
+            jobs_pending=int(pending or 0),
+            channels=channels,
+            refused=dict(sorted(tally.refused.items())),
+        )
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    slug: str,
+    name: str,
+    password: str | None = None,
+    speed: float | None = None,
+    progress: Progress | None = None,
+    on_groups: GroupsHook | None = None,
+    factory: sessionmaker[Session] | None = None,
+) -> tuple[OrgSetup, SimulationResult]:
+    """Create the organisation (staff, channels) and run ``scenario`` into it."""
+    with unit_of_work(factory) as session:
+        org = setup_organisation(session, scenario, slug=slug, name=name, password=password)
+    result = Simulation(
+        scenario, org.org_id, factory=factory, speed=speed, progress=progress, on_groups=on_groups
+    ).run()
+    return org, result
