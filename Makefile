@@ -16,7 +16,7 @@ install: $(BIN)/qunyun
 
 run: install
 	$(BIN)/qunyun db upgrade
-	$(BIN)/qunyun setup
+	$(BIN)/qunyun demo --if-empty
 	@echo "console: http://127.0.0.1:8000"
 	$(BIN)/qunyun serve --host 127.0.0.1 --port 8000
 

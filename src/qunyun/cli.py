@@ -23,7 +23,9 @@ db_app = typer.Typer(help="Database schema", no_args_is_help=True)
 events_app = typer.Typer(help="Platform events (interchange format v1)", no_args_is_help=True)
 stats_app = typer.Typer(help="Daily and weekly metrics", no_args_is_help=True)
 org_app = typer.Typer(help="Organisations and staff accounts", no_args_is_help=True)
+staff_app = typer.Typer(help="Staff accounts", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(staff_app, name="staff")
 app.add_typer(events_app, name="events")
 app.add_typer(stats_app, name="stats")
 app.add_typer(org_app, name="org")
@@ -210,6 +212,167 @@ def setup(
         password = secrets.token_urlsafe(12)
         create_staff(session, org_id, username=username, password=password, role="lead", display_name="总群主")
     err.print(f"login: [bold]{escape(username)}[/bold]  password: [bold]{escape(password)}[/bold]  (lead of {org})")
+
+
+def _read_password_file(path: str | None) -> str | None:
+    if path is None:
+        return None
+    from pathlib import Path
+
+    try:
+        password = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot read the password file: {escape(str(exc))}")
+        raise typer.Exit(code=2) from None
+    if len(password) < 8:
+        err.print("[red]error:[/red] the password in the file must be at least 8 characters")
+        raise typer.Exit(code=2)
+    return password
+
+
+@staff_app.command("reset-password")
+def staff_reset_password(
+    username: str,
+    password_file: Annotated[
+        str | None, typer.Option("--password-file", help="Read the new password from this file")
+    ] = None,
+) -> None:
+    """Give a staff account a new password (random unless --password-file) and sign out its
+    sessions; prints the new password."""
+    import secrets
+
+    from sqlalchemy import select, update
+
+    from qunyun.audit.service import record
+    from qunyun.auth.passwords import hash_password
+    from qunyun.db.session import unit_of_work
+    from qunyun.models import AuthToken, Staff
+    from qunyun.timeutil import utcnow
+
+    password = _read_password_file(password_file) or secrets.token_urlsafe(12)
+    with unit_of_work() as session:
+        staff = session.scalar(select(Staff).where(Staff.username == username))
+        if staff is None:
+            err.print(f"[red]error:[/red] no staff account {escape(username)!r}")
+            raise typer.Exit(code=2)
+        staff.password_hash = hash_password(password)
+        # A reset is a response to a lost or leaked password: existing sessions end with it.
+        session.execute(
+            update(AuthToken)
+            .where(AuthToken.staff_id == staff.id, AuthToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        record(
+            session,
+            org_id=staff.org_id,
+            staff_id=None,
+            action="staff.reset_password",
+            target_type="staff",
+            target_id=staff.id,
+            detail={"username": username, "via": "cli"},
+        )
+    err.print(f"login: [bold]{escape(username)}[/bold]  password: [bold]{escape(password)}[/bold]")
+
+
+@app.command()
+def demo(
+    seed: Annotated[int, typer.Option(help="Random seed of the simulated community")] = 4,
+    days: Annotated[int, typer.Option(min=1, max=366, help="Simulated days, ending now")] = 28,
+    members: Annotated[int | None, typer.Option(min=10, help="People to acquire (default 1500)")] = None,
+    password_file: Annotated[
+        str | None, typer.Option("--password-file", help="Give every demo account the password in this file")
+    ] = None,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Do nothing (exit 0) when the database has an organisation")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Load even when other organisations exist")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Load the demo community (seed 004's bicycle brand, 28 simulated days ending now) and
+    print the logins of the lead and of a group owner."""
+    from sqlalchemy import select
+
+    from qunyun.db.session import unit_of_work
+    from qunyun.models import Organisation
+    from qunyun.simulate.demo import ORG_SLUG, load_demo
+
+    password = _read_password_file(password_file)
+    with unit_of_work(write=False) as session:
+        slugs = list(session.scalars(select(Organisation.slug).order_by(Organisation.id).limit(5)))
+    if slugs and not force:
+        hint = "the demo is loaded" if ORG_SLUG in slugs else f"the database has organisation(s): {', '.join(slugs)}"
+        if if_empty:
+            err.print(
+                f"{hint}; log in with your accounts (the demo's: lead, owner1…). "
+                "Forgot a password? qunyun staff reset-password USERNAME — start over: make clean"
+            )
+            return
+        err.print(f"[red]error:[/red] {escape(hint)}; use --force to load the demo beside it")
+        raise typer.Exit(code=2)
+    try:
+        result = load_demo(seed=seed, days=days, members=members, password=password, progress=not quiet)
+    except QunyunError as exc:
+        _fail(exc)
+        return
+    c = result.counts
+    err.print(
+        f"demo loaded: {result.org_name} ({result.org_slug}), {c['groups']} groups, {c['members']:,} members, "
+        f"{c['events']:,} events in {result.simulation.wall_seconds:.1f}s"
+    )
+    err.print(
+        f"lead:        [bold]{result.lead_username}[/bold]  password: [bold]{escape(result.lead_password)}[/bold]"
+    )
+    err.print(
+        f"group owner: [bold]{result.owner_username}[/bold]  password: [bold]{escape(result.owner_password)}[/bold]"
+    )
+    others = ", ".join(name for name in result.passwords if name not in (result.lead_username, result.owner_username))
+    err.print(f"also: {others} (qunyun staff reset-password USERNAME to set one)")
+
+
+@app.command()
+def simulate(
+    days: Annotated[int, typer.Option(min=1, max=366, help="Simulated days")] = 28,
+    groups: Annotated[int, typer.Option(min=1, max=2000, help="Groups (regional plus a few core groups)")] = 50,
+    members: Annotated[int, typer.Option(min=1, help="People to acquire through the channels")] = 20000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same events")] = 4,
+    speed: Annotated[
+        float | None,
+        typer.Option(min=0.01, help="Simulated time runs this many times faster than real time (default: flat out)"),
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="First simulated instant, ISO 8601 (default 2026-03-02T00:00+08:00)")
+    ] = None,
+    org: Annotated[
+        str | None, typer.Option("--org", help="Slug of the organisation to create (default sim-SEED)")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Simulate a community on a virtual clock into a new organisation, through the real
+    ingestion pipeline; prints a summary with wall time and events/s."""
+    from datetime import datetime
+
+    from qunyun.simulate.report import print_summary, progress_bar
+    from qunyun.simulate.runner import run_scenario
+    from qunyun.simulate.scenario import simulate_scenario
+
+    first = None
+    if start is not None:
+        try:
+            first = datetime.fromisoformat(start)
+        except ValueError:
+            first = None
+        if first is None or first.tzinfo is None:
+            err.print(f"[red]error:[/red] --start must be ISO 8601 with an offset, got {escape(start)!r}")
+            raise typer.Exit(code=2)
+    scenario = simulate_scenario(seed=seed, days=days, groups=groups, members=members, start=first)
+    slug = org or f"sim-{seed}"
+    with progress_bar(enabled=not quiet) as update:
+        try:
+            _, result = run_scenario(scenario, slug=slug, name=f"Simulation {seed}", speed=speed, progress=update)
+        except QunyunError as exc:
+            _fail(exc)
+            return
+    print_summary(result, slug)
 
 
 @app.command()
