@@ -364,8 +364,8 @@ def simulate(
         if first is None or first.tzinfo is None:
             err.print(f"[red]error:[/red] --start must be ISO 8601 with an offset, got {escape(start)!r}")
             raise typer.Exit(code=2)
-    scenario = simulate_scenario(seed=seed, days=days, groups=groups, members=members, start=first)
     slug = org or f"sim-{seed}"
+    scenario = simulate_scenario(seed=seed, days=days, groups=groups, members=members, start=first, prefix=slug)
     with progress_bar(enabled=not quiet) as update:
         try:
             _, result = run_scenario(scenario, slug=slug, name=f"Simulation {seed}", speed=speed, progress=update)

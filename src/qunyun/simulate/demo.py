@@ -174,7 +174,10 @@ def _configure_groups(session: Session, org_id: int, group_ids: dict[str, int]) 
             .where(Group.org_id == org_id, Group.tier == tier)
             .values(community_id=community_id, playbook_id=playbook_id)
         )
-    staff = dict(session.execute(select(Staff.username, Staff.id).where(Staff.org_id == org_id)).tuples().all())
+    staff = {
+        name: staff_id
+        for name, staff_id in session.execute(select(Staff.username, Staff.id).where(Staff.org_id == org_id))
+    }
     owner1 = staff.get("owner1")
     admin = staff.get("admin1")
     if owner1 is not None and admin is not None:

@@ -138,9 +138,12 @@ def owners_needed(groups: int, per_owner: int = 8) -> int:
     return max(1, math.ceil(groups / per_owner))
 
 
-def simulate_scenario(*, seed: int, days: int, groups: int, members: int, start: datetime | None = None) -> Scenario:
-    """The scenario of ``qunyun simulate``: one lead and owners with about 8 groups each."""
-    prefix = f"sim{seed}"
+def simulate_scenario(
+    *, seed: int, days: int, groups: int, members: int, start: datetime | None = None, prefix: str | None = None
+) -> Scenario:
+    """The scenario of ``qunyun simulate``: one lead and owners with about 8 groups each;
+    usernames start with ``prefix`` (default ``sim<seed>``), unique per run."""
+    prefix = prefix or f"sim{seed}"
     owners = [f"{prefix}-owner{i + 1}" for i in range(owners_needed(groups))]
     staff = [StaffSpec(f"{prefix}-lead", "lead", "总群主")] + [
         StaffSpec(name, "owner", f"群主{i + 1}") for i, name in enumerate(owners)
