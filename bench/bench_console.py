@@ -87,7 +87,7 @@ def p95(values: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--members", type=int, default=None, help="demo size (default: the demo's)")
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--requests", type=int, default=200, help="per page")
     args = parser.parse_args()
     work = ROOT / "var" / "bench" / "console"
@@ -100,7 +100,11 @@ def main() -> None:
     env = {**os.environ, "QUNYUN_DATABASE_URL": f"sqlite:///{db}", "QUNYUN_VAR_DIR": str(work)}
     env["QUNYUN_ENV"] = "development"
     server = subprocess.Popen(
-        [*QUNYUN, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env, cwd=ROOT, stderr=subprocess.DEVNULL
+        [*QUNYUN, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -110,24 +114,26 @@ def main() -> None:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        clients = [login(base, lead) for _ in range(args.concurrency)]
         pages = {"overview": "/", "group list": "/groups", "group detail": f"/groups/{group_id}"}
+        all_clients = [login(base, lead) for _ in range(max(args.concurrency))]
         for path in [*pages.values(), "/healthz"]:
-            measure(clients, path, args.concurrency * 3)  # warm up
-        baseline = measure(clients, "/healthz", args.requests)
-        print(f"\n{args.concurrency} concurrent clients, {args.requests} requests per page, one server process")
-        print(f"{'page':<14} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'p95/baseline':>13}")
-        base_p95 = p95(baseline)
-        for name, path in pages.items():
-            values = measure(clients, path, args.requests)
+            measure(all_clients, path, len(all_clients) * 3)  # warm up
+        for concurrency in args.concurrency:
+            clients = all_clients[:concurrency]
+            baseline = measure(clients, "/healthz", args.requests)
+            print(f"\n{concurrency} concurrent client(s), {args.requests} requests per page, one server process")
+            print(f"{'page':<14} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'p95/baseline':>13}")
+            base_p95 = p95(baseline)
+            for name, path in pages.items():
+                values = measure(clients, path, args.requests)
+                print(
+                    f"{name:<14} {statistics.median(values):>8.1f} {p95(values):>8.1f} {max(values):>8.1f}"
+                    f" {p95(values) / base_p95:>13.1f}"
+                )
             print(
-                f"{name:<14} {statistics.median(values):>8.1f} {p95(values):>8.1f} {max(values):>8.1f}"
-                f" {p95(values) / base_p95:>13.1f}"
+                f"{'baseline':<14} {statistics.median(baseline):>8.1f} {base_p95:>8.1f} {max(baseline):>8.1f}"
+                f" {'1.0':>13}  (/healthz)"
             )
-        print(
-            f"{'baseline':<14} {statistics.median(baseline):>8.1f} {base_p95:>8.1f} {max(baseline):>8.1f}"
-            f" {'1.0':>13}  (/healthz)"
-        )
     finally:
         server.terminate()
         server.wait(timeout=10)

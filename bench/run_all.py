@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHES = ["bench.bench_ingest", "bench.bench_stats", "bench.bench_simulate"]
+BENCHES = ["bench.bench_ingest", "bench.bench_stats", "bench.bench_simulate", "bench.bench_console"]
 
 for name in BENCHES:
     print(f"== {name}", flush=True)

@@ -228,7 +228,9 @@ def timeline(page: ConsolePage, group_id: int, before: int | None) -> dict[str, 
         .outerjoin(Channel, Channel.id == Event.channel_id)
         .outerjoin(MessageText, MessageText.event_id == Event.id)
         .where(
-            Event.org_id == page.scope.org_id,
+            # "+ 0": SQLite would otherwise walk the (org_id, external_id) index over the whole
+            # organisation and sort; the id window is the range to walk, newest first.
+            Event.org_id + 0 == page.scope.org_id,
             Event.group_id == group_id,
             Event.kind.in_(kinds),
             Event.id < top,
