@@ -42,6 +42,13 @@ def test_lead_tour(context: Any, demo: Any) -> None:
         for metric in ("joins", "left", "actives", "members"):
             assert cells.locator(f'td[data-metric="{metric}"]').inner_text() == str(row[metric]), (row, metric)
 
+    # Communities → the regional community: its positioning and the playbook's name preview.
+    page.click('nav.sections a[href="/communities"]')
+    page.wait_for_url("**/communities")
+    page.click("#communities-table >> text=骑迹地方骑友群")
+    page.wait_for_url("**/communities/*")
+    assert "骑迹·华东骑友1群" in page.locator("main").inner_text()
+
     # Groups → one group's page with its portrait, members and timeline.
     page.click('nav.sections a[href="/groups"]')
     page.wait_for_url("**/groups")

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from qunyun.analytics.stats import stats_for_cli
 from qunyun.auth.passwords import verify_password
 from qunyun.cli import app
+from qunyun.community.service import group_name
 from qunyun.connectors import get_profile
 from qunyun.connectors.simulator import SimulatorConnector
 from qunyun.crm.profiles import sync_member_profiles
@@ -147,9 +148,16 @@ def test_the_demo_is_a_positioned_community_with_owners_regions_and_core_groups(
         assert {"local", "core"} <= set(communities)
         for c in communities.values():
             assert c.purpose and c.target_persona and c.value_offered and c.rules and c.rhythm and c.goals
-        playbooks = session.scalars(select(Playbook)).all()
-        assert all(p.naming_template and p.rules_text and p.welcome_text for p in playbooks)
         assert all(g.community_id and g.playbook_id for g in groups)
+        playbooks = {p.id: p for p in session.scalars(select(Playbook))}
+        used = {playbooks[g.playbook_id] for g in groups if g.playbook_id}
+        assert all(p.naming_template and p.rules_text and p.welcome_text for p in used)
+        # Group names follow their playbook's naming template (the placeholders the console takes).
+        names = {g.name for g in groups}
+        for p in used:
+            assert any(
+                group_name(p.naming_template, brand="", region=region, seq=1) in names for region in regions | {""}
+            ), p.naming_template
         assert session.scalar(select(func.count()).select_from(StaffGroupAssignment)) > 0
         welcomes = session.scalar(
             select(func.count()).select_from(OutboundAction).where(OutboundAction.action == "send_welcome")

@@ -45,6 +45,7 @@ SETUP_STEPS = (
 STEP_KEYS = tuple(s.key for s in SETUP_STEPS)
 COMMUNITY_FIELDS = tuple(f for s in SETUP_STEPS for f in s.community_fields)
 PLAYBOOK_FIELDS = tuple(f for s in SETUP_STEPS for f in s.playbook_fields)
+ALL_FIELDS = Step("all", COMMUNITY_FIELDS, PLAYBOOK_FIELDS)  # the full edit form
 
 
 def step(key: str) -> Step:
@@ -54,8 +55,9 @@ def step(key: str) -> Step:
     raise NotFound(f"no setup step {key!r}", field="step")
 
 
-def naming_preview(template: str, *, brand: str, region: str = "华东", type_: str = "", seq: int = 1) -> str:
-    """The template applied to example values; InvalidInput naming an unknown placeholder."""
+def group_name(template: str, *, brand: str, region: str = "华东", type_: str = "", seq: int = 1) -> str:
+    """A group name from a naming template (also its preview, with example values); InvalidInput
+    naming an unknown placeholder."""
     fields = {"brand": brand, "region": region, "type": type_, "seq": seq}
     try:
         names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
@@ -97,7 +99,7 @@ def clean(form: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
         elif field == "naming_template":
             if len(value) > 200:
                 raise InvalidInput("naming_template: at most 200 characters", field=field)
-            naming_preview(value, brand="")
+            group_name(value, brand="")
         out[field] = value
     return out
 
@@ -139,7 +141,7 @@ def _playbook_name(session: Session, scope: Scope, community_name: str) -> str:
 def create_community(
     session: Session, scope: Scope, values: dict[str, Any], *, request: HTTPConnection | None = None
 ) -> Community:
-    """A new community (lead only) with an empty playbook of its own."""
+    """A new community (lead only) with a playbook of its own carrying its rules."""
     require_lead(scope)
     _check_name(session, scope, values["name"])
     now = utcnow()
@@ -151,6 +153,7 @@ def create_community(
             org_id=scope.org_id,
             community_id=community.id,
             name=_playbook_name(session, scope, community.name),
+            rules_text=community.rules,
             created_at=now,
         )
     )
@@ -176,8 +179,11 @@ def update_community(
     *,
     request: HTTPConnection | None = None,
 ) -> list[str]:
-    """Change the positioning and the playbook fields (lead only); returns what changed."""
+    """Change the positioning and the playbook fields (lead only); returns what changed. The
+    playbook carries the community's rules to new groups, so it follows a change of them."""
     require_lead(scope)
+    if "rules" in community_values:
+        playbook_values = {**(playbook_values or {}), "rules_text": community_values["rules"]}
     if "name" in community_values:
         _check_name(session, scope, community_values["name"], exclude=community.id)
     changed = apply_changes(
@@ -202,7 +208,7 @@ def update_community(
 
 def setup_progress(community: Community, playbook: Playbook | None) -> dict[str, bool]:
     """Which setup steps have their main field filled in."""
-    main = {
+    return {
         "positioning": bool(community.purpose),
         "persona": bool(community.target_persona),
         "value": bool(community.value_offered),
@@ -210,4 +216,3 @@ def setup_progress(community: Community, playbook: Playbook | None) -> dict[str,
         "rules": bool(community.rules),
         "welcome": bool(playbook and playbook.welcome_text),
     }
-    return main

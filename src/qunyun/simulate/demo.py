@@ -17,11 +17,20 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from qunyun.auth.scope import Scope
+from qunyun.community.service import (
+    COMMUNITY_FIELDS,
+    PLAYBOOK_FIELDS,
+    clean,
+    create_community,
+    playbook_of,
+    update_community,
+)
 from qunyun.db.session import unit_of_work
 from qunyun.errors import Conflict
-from qunyun.models import Community, Group, Organisation, Playbook, Staff
+from qunyun.models import Group, Organisation, Role, Staff
 from qunyun.simulate.runner import SimulationResult, run_scenario
-from qunyun.simulate.scenario import Scenario, StaffSpec, build_groups
+from qunyun.simulate.scenario import CORE_NAMING, REGIONAL_NAMING, Scenario, StaffSpec, build_groups
 from qunyun.team.service import assign_group
 from qunyun.timeutil import utcnow
 
@@ -82,102 +91,96 @@ def demo_scenario(
     )
 
 
-def _communities(session: Session, org_id: int) -> dict[str, tuple[int, int]]:
-    """The positioned communities and their playbooks: tier → (community id, playbook id)."""
-    now = utcnow()
-    local = Community(
-        org_id=org_id,
-        name="骑迹地方骑友群",
-        community_type="local",
-        purpose="沉淀天猫/淘宝和线下赛事的骑行用户，按地区组织线下骑行，增强粘性并带动复购。",
-        target_persona="25-45 岁的骑行爱好者，以公路车和山地车用户为主，一二线城市，已购或关注骑迹产品。",
-        value_offered=["social", "product", "content", "service", "welfare"],
-        channels_plan="线下赛事赞助拉种子用户；短信引流（8%）和包裹卡（10%）沉淀电商用户；小红书、抖音、知乎内容引流。",
-        rhythm=(
-            "每日 08:00-20:00 每 1-2 小时一条内容；每周固定活动（车手介绍、视频分享、新品尝鲜、邀请奖励）；"
-            "每月一次本地线下骑行。"
-        ),
-        division_of_labour=(
-            "总群主负责整体数据与活动策划；每位群主负责 5-10 个群的日常运营；每群 1-3 名管理员负责群管理和答疑。"
-        ),
-        values="以内容和服务为主，不天天发广告；先在一个群测试，数据稳定后再复制。",
-        rules=LOCAL_RULES,
-        organisation_model="lead-owner-admin",
-        goals="建设 10 个 400 人以上的地方群；沉淀 50 个地方 KOC。",
-        created_at=now,
-    )
-    core = Community(
-        org_id=org_id,
-        name="骑迹核心骑友群",
-        community_type="core",
-        purpose="服务高价值、高认同、高活跃的用户，优先提供服务和运营资源，培养品牌 KOC。",
-        target_persona="按订单频次和客单价识别的高价值用户（累计 3 单或消费 2000 元以上），经客服电话回访后邀请入群。",
-        value_offered=["product", "service", "social"],
-        channels_plan="只通过客服回访邀请，不公开二维码。",
-        rhythm="每周一次新品共创话题；线下活动优先报名；节日关怀。",
-        division_of_labour="总群主亲自运营，群主协助；专属客服答疑。",
-        values="尊重老用户，先听意见再做决定。",
-        rules=CORE_RULES,
-        organisation_model="lead-owner-admin",
-        goals="核心群成员月活跃率 60% 以上；复购率 40% 以上。",
-        created_at=now,
-    )
-    welfare = Community(
-        org_id=org_id,
-        name="骑迹福利群",
-        community_type="welfare",
-        purpose="限时折扣、新人专享和抽奖活动，转化新用户的首单（计划中，尚未建群）。",
-        target_persona="通过包裹卡和短信进来、尚未在社群下单的新用户。",
-        value_offered=["welfare", "product"],
-        channels_plan="包裹卡、短信。",
-        rhythm="每周二、周五各一次福利活动。",
-        division_of_labour="群主轮值，管理员负责发券和答疑。",
-        values="福利真实，不夸大。",
-        rules="【禁止事项】广告、刷单、倒卖优惠券。",
-        organisation_model="lead-owner-admin",
-        goals="新人首单转化率 15%。",
-        created_at=now,
-    )
-    session.add_all([local, core, welfare])
-    session.flush()
-    local_book = Playbook(
-        org_id=org_id,
-        community_id=local.id,
-        name="地方骑友群",
-        naming_template=BRAND + "·{region}骑友{n}群",
-        rules_text=LOCAL_RULES,
-        welcome_text="欢迎加入骑迹骑友群！请先把群名片改成「城市-昵称-车型」，群公告里有本周骑行活动和新人福利，有问题随时@群主。",
-        settings={"capacity": 500, "admins_per_group": "1-3"},
-        created_at=now,
-    )
-    core_book = Playbook(
-        org_id=org_id,
-        community_id=core.id,
-        name="核心骑友群",
-        naming_template=BRAND + "·核心骑友{n}群",
-        rules_text=CORE_RULES,
-        welcome_text="欢迎来到骑迹核心骑友群！这里是品牌的老朋友们，新品体验和线下活动都会优先通知大家。",
-        settings={"capacity": 500, "invitation_only": True},
-        created_at=now,
-    )
-    session.add_all([local_book, core_book])
-    session.flush()
-    return {"normal": (local.id, local_book.id), "core": (core.id, core_book.id)}
+LOCAL = dict(
+    name="骑迹地方骑友群",
+    community_type="local",
+    purpose="沉淀天猫/淘宝和线下赛事的骑行用户，按地区组织线下骑行，增强粘性并带动复购。",
+    target_persona="25-45 岁的骑行爱好者，以公路车和山地车用户为主，一二线城市，已购或关注骑迹产品。",
+    value_offered=["social", "product", "content", "service", "welfare"],
+    channels_plan="线下赛事赞助拉种子用户；短信引流（8%）和包裹卡（10%）沉淀电商用户；小红书、抖音、知乎内容引流。",
+    rhythm=(
+        "每日 08:00-20:00 每 1-2 小时一条内容；每周固定活动（车手介绍、视频分享、新品尝鲜、邀请奖励）；"
+        "每月一次本地线下骑行。"
+    ),
+    division_of_labour=(
+        "总群主负责整体数据与活动策划；每位群主负责 5-10 个群的日常运营；每群 1-3 名管理员负责群管理和答疑。"
+    ),
+    values="以内容和服务为主，不天天发广告；先在一个群测试，数据稳定后再复制。",
+    rules=LOCAL_RULES,
+    organisation_model="lead-owner-admin",
+    goals="建设 10 个 400 人以上的地方群；沉淀 50 个地方 KOC。",
+)
+CORE = dict(
+    name="骑迹核心骑友群",
+    community_type="core",
+    purpose="服务高价值、高认同、高活跃的用户，优先提供服务和运营资源，培养品牌 KOC。",
+    target_persona="按订单频次和客单价识别的高价值用户（累计 3 单或消费 2000 元以上），经客服电话回访后邀请入群。",
+    value_offered=["product", "service", "social"],
+    channels_plan="只通过客服回访邀请，不公开二维码。",
+    rhythm="每周一次新品共创话题；线下活动优先报名；节日关怀。",
+    division_of_labour="总群主亲自运营，群主协助；专属客服答疑。",
+    values="尊重老用户，先听意见再做决定。",
+    rules=CORE_RULES,
+    organisation_model="lead-owner-admin",
+    goals="核心群成员月活跃率 60% 以上；复购率 40% 以上。",
+)
+WELFARE = dict(
+    name="骑迹福利群",
+    community_type="welfare",
+    purpose="限时折扣、新人专享和抽奖活动，转化新用户的首单（计划中，尚未建群）。",
+    target_persona="通过包裹卡和短信进来、尚未在社群下单的新用户。",
+    value_offered=["welfare", "product"],
+    channels_plan="包裹卡、短信。",
+    rhythm="每周二、周五各一次福利活动。",
+    division_of_labour="群主轮值，管理员负责发券和答疑。",
+    values="福利真实，不夸大。",
+    rules="【禁止事项】广告、刷单、倒卖优惠券。",
+    organisation_model="lead-owner-admin",
+    goals="新人首单转化率 15%。",
+)
+LOCAL_PLAYBOOK = {
+    "naming_template": REGIONAL_NAMING.replace("{brand}", BRAND),
+    "welcome_text": (
+        "欢迎加入骑迹骑友群！请先把群名片改成「城市-昵称-车型」，群公告里有本周骑行活动和新人福利，有问题随时@群主。"
+    ),
+}
+CORE_PLAYBOOK = {
+    "naming_template": CORE_NAMING.replace("{brand}", BRAND),
+    "welcome_text": "欢迎来到骑迹核心骑友群！这里是品牌的老朋友们，新品体验和线下活动都会优先通知大家。",
+}
+
+
+def _communities(session: Session, lead: Scope) -> dict[str, tuple[int, int]]:
+    """The positioned communities and their playbooks, created as a lead would (validated and
+    audited by the community service): tier → (community id, playbook id)."""
+    out: dict[str, tuple[int, int]] = {}
+    for tier, values, playbook_values in (
+        ("normal", LOCAL, LOCAL_PLAYBOOK),
+        ("core", CORE, CORE_PLAYBOOK),
+        ("", WELFARE, {}),  # planned: no groups yet
+    ):
+        community = create_community(session, lead, clean(values, COMMUNITY_FIELDS))
+        if playbook_values:
+            update_community(session, lead, community, {}, clean(playbook_values, PLAYBOOK_FIELDS))
+        playbook = playbook_of(session, community)
+        if tier and playbook is not None:
+            out[tier] = (community.id, playbook.id)
+    return out
 
 
 def _configure_groups(session: Session, org_id: int, group_ids: dict[str, int]) -> None:
     """Attach the groups to their community and playbook; the admin helps owner1's groups."""
-    by_tier = _communities(session, org_id)
+    staff = {
+        name: staff_id
+        for name, staff_id in session.execute(select(Staff.username, Staff.id).where(Staff.org_id == org_id))
+    }
+    by_tier = _communities(session, Scope(staff_id=staff["lead"], org_id=org_id, role=Role.LEAD))
     for tier, (community_id, playbook_id) in by_tier.items():
         session.execute(
             update(Group)
             .where(Group.org_id == org_id, Group.tier == tier)
             .values(community_id=community_id, playbook_id=playbook_id)
         )
-    staff = {
-        name: staff_id
-        for name, staff_id in session.execute(select(Staff.username, Staff.id).where(Staff.org_id == org_id))
-    }
     owner1 = staff.get("owner1")
     admin = staff.get("admin1")
     if owner1 is not None and admin is not None:

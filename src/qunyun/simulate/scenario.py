@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from qunyun.community.service import group_name
 from qunyun.connectors.simulator.clock import DEFAULT_ZONE
 from qunyun.simulate.personas import REGION_NAMES, REGION_WEIGHTS
 
@@ -105,11 +106,17 @@ def split_regions(count: int) -> list[str]:
     return [r for r in regions for _ in range(base[r])]
 
 
+# The demo's naming templates (M2: brand + region + sequence number), in the placeholders a
+# playbook's naming template takes (community.service.group_name).
+REGIONAL_NAMING = "{brand}·{region}骑友{seq}群"
+CORE_NAMING = "{brand}·核心骑友{seq}群"
+
+
 def build_groups(
     total: int, *, brand: str, owners: list[str], core: int | None = None, prefix: str = "g"
 ) -> list[GroupSpec]:
-    """Regional groups named from the template 「{brand}·{region}骑友{n}群」 plus core groups
-    「{brand}·核心骑友{n}群」, dealt to ``owners`` in turn (each gets a contiguous run)."""
+    """Regional groups named from ``REGIONAL_NAMING`` plus core groups named from
+    ``CORE_NAMING``, dealt to ``owners`` in turn (each gets a contiguous run)."""
     core = core if core is not None else max(1, min(3, total // 15))
     core = min(core, max(total - 1, 0)) if total > 1 else 0
     regions = split_regions(total - core)
@@ -117,9 +124,9 @@ def build_groups(
     seen: dict[str, int] = {}
     for region in regions:
         seen[region] = seen.get(region, 0) + 1
-        specs.append((f"{brand}·{region}骑友{seen[region]}群", region, "normal"))
+        specs.append((group_name(REGIONAL_NAMING, brand=brand, region=region, seq=seen[region]), region, "normal"))
     for n in range(1, core + 1):
-        specs.append((f"{brand}·核心骑友{n}群", "", "core"))
+        specs.append((group_name(CORE_NAMING, brand=brand, seq=n), "", "core"))
     per_owner = math.ceil(len(specs) / max(1, len(owners)))
     return [
         GroupSpec(

@@ -13,6 +13,7 @@ from starlette.datastructures import FormData
 from qunyun.auth.csrf import check_csrf, session_csrf_token
 from qunyun.auth.scope import group_visible, require_lead
 from qunyun.community.service import (
+    ALL_FIELDS,
     COMMUNITY_FIELDS,
     COMMUNITY_TYPES,
     NAMING_FIELDS,
@@ -21,9 +22,10 @@ from qunyun.community.service import (
     SETUP_STEPS,
     STEP_KEYS,
     VALUES_OFFERED,
+    Step,
     clean,
     create_community,
-    naming_preview,
+    group_name,
     playbook_of,
     require_community,
     setup_progress,
@@ -31,7 +33,7 @@ from qunyun.community.service import (
     update_community,
 )
 from qunyun.console.web import ConsolePage
-from qunyun.errors import Conflict, InvalidInput
+from qunyun.errors import Conflict, InvalidInput, QunyunError
 from qunyun.models import Community, Group, Playbook
 
 router = APIRouter()
@@ -113,7 +115,7 @@ def community_detail(page: ConsolePage, community_id: int) -> Response:
     ).all()
     preview = ""
     if playbook and playbook.naming_template:
-        preview = naming_preview(
+        preview = group_name(
             playbook.naming_template, brand=page.organisation.name, region=_example_region(page, community)
         )
     return page.render(
@@ -154,27 +156,46 @@ def _current_values(page: ConsolePage, community: Community | None) -> dict[str,
     return values
 
 
-@router.get("/communities/{community_id}/edit")
-def community_edit(page: ConsolePage, community_id: int) -> Response:
+def _lead_community(page: ConsolePage, community_id: int, form: FormData | None = None) -> Community:
+    """The community to change: the form's CSRF token checked, in scope (else 404), lead only."""
+    if form is not None:
+        _check_form(page, form)
     community = require_community(page.db, page.scope, community_id)
     require_lead(page.scope)
+    return community
+
+
+def _save(page: ConsolePage, community: Community, submitted: dict[str, Any], fields: Step) -> QunyunError | None:
+    """Validate and store ``fields`` of the submitted form; the error to show, if any (then
+    nothing is written)."""
+    try:
+        update_community(
+            page.db,
+            page.scope,
+            community,
+            clean(submitted, fields.community_fields),
+            clean(submitted, fields.playbook_fields),
+            request=page.request,
+        )
+    except (InvalidInput, Conflict) as exc:
+        page.db.rollback()
+        return exc
+    return None
+
+
+@router.get("/communities/{community_id}/edit")
+def community_edit(page: ConsolePage, community_id: int) -> Response:
+    community = _lead_community(page, community_id)
     return _edit_page(page, community, _current_values(page, community))
 
 
 @router.post("/communities/{community_id}/edit")
 def community_edit_submit(page: ConsolePage, community_id: int, form: Form) -> Response:
-    _check_form(page, form)
-    community = require_community(page.db, page.scope, community_id)
-    require_lead(page.scope)
+    community = _lead_community(page, community_id, form)
     submitted = _form_values(form)
-    try:
-        values = clean(submitted, COMMUNITY_FIELDS)
-        playbook_values = clean(submitted, PLAYBOOK_FIELDS)
-        playbook_values["rules_text"] = values["rules"]
-        update_community(page.db, page.scope, community, values, playbook_values, request=page.request)
-    except (InvalidInput, Conflict) as exc:
-        page.db.rollback()
-        return _edit_page(page, community, submitted, exc.message, exc.field or "", exc.status_code)
+    error = _save(page, community, submitted, ALL_FIELDS)
+    if error is not None:
+        return _edit_page(page, community, submitted, error.message, error.field or "", error.status_code)
     return RedirectResponse(f"/communities/{community.id}", status_code=303)
 
 
@@ -193,7 +214,7 @@ def _setup_page(
     preview = ""
     template = values.get("naming_template") or ""
     if key == "naming" and template and not error:
-        preview = naming_preview(template, brand=page.organisation.name, region=_example_region(page, community))
+        preview = group_name(template, brand=page.organisation.name, region=_example_region(page, community))
     return page.render(
         "community_setup.html",
         "communities",
@@ -235,29 +256,19 @@ def setup_start_submit(page: ConsolePage, form: Form) -> Response:
 
 @router.get("/communities/{community_id}/setup/{key}")
 def setup_step(page: ConsolePage, community_id: int, key: str) -> Response:
-    community = require_community(page.db, page.scope, community_id)
-    require_lead(page.scope)
+    community = _lead_community(page, community_id)
     step(key)
     return _setup_page(page, community, key, _current_values(page, community))
 
 
 @router.post("/communities/{community_id}/setup/{key}")
 def setup_step_submit(page: ConsolePage, community_id: int, key: str, form: Form) -> Response:
-    _check_form(page, form)
-    community = require_community(page.db, page.scope, community_id)
-    require_lead(page.scope)
-    current = step(key)
+    community = _lead_community(page, community_id, form)
     submitted = _form_values(form)
-    try:
-        values = clean(submitted, current.community_fields)
-        playbook_values = clean(submitted, current.playbook_fields)
-        if "rules" in values:
-            playbook_values["rules_text"] = values["rules"]  # the playbook carries the rules to new groups
-        update_community(page.db, page.scope, community, values, playbook_values, request=page.request)
-    except (InvalidInput, Conflict) as exc:
-        page.db.rollback()
+    error = _save(page, community, submitted, step(key))
+    if error is not None:
         merged = {**_current_values(page, community), **submitted}
-        return _setup_page(page, community, key, merged, exc.message, exc.field or "", exc.status_code)
+        return _setup_page(page, community, key, merged, error.message, error.field or "", error.status_code)
     index = STEP_KEYS.index(key)
     if submitted.get("back") and index > 0:
         return RedirectResponse(f"/communities/{community.id}/setup/{STEP_KEYS[index - 1]}", status_code=303)
