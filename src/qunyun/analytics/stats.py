@@ -24,6 +24,12 @@ from qunyun.ingestion.sql import SqlDialect
 from qunyun.timeutil import DayCalculator, daterange, day_bounds_micros, day_key, iso_week_label, week_start
 
 MAX_DAYS = 3660
+# Paid orders (org, [from, to)) joined to the spans of their buyer that cover the payment: an
+# order counts for a group when its buyer was a member of it when paying.
+_ORDERS_OF_MEMBERS = (
+    "FROM orders AS o JOIN membership_spans AS s ON s.member_id = o.member_id AND s.joined_at <= o.paid_at"
+    " AND (s.left_at IS NULL OR s.left_at > o.paid_at) WHERE o.org_id = ? AND o.paid_at >= ? AND o.paid_at < ?"
+)
 # Distinct joiners, leavers and posters among member_days rows.
 _DISTINCT = (
     "count(DISTINCT CASE WHEN joined = 1 THEN member_id END),"
@@ -52,6 +58,15 @@ class StatsQuery:
     group_ids: list[int] | None = None
     per_group: bool = True
     include_total: bool = True
+
+
+def _in_groups(column: str, ids: list[int] | None) -> tuple[str, tuple[int, ...]]:
+    """An ``AND column IN (...)`` clause and its parameters; nothing for None (every group)."""
+    if ids is None:
+        return "", ()
+    if not ids:
+        return " AND 1 = 0", ()
+    return f" AND {column} IN ({','.join('?' * len(ids))})", tuple(ids)
 
 
 def _check_range(date_from: date, date_to: date) -> None:
@@ -83,12 +98,7 @@ class _Stats:
         ]
 
     def _group_filter(self, column: str = "group_id") -> tuple[str, tuple[int, ...]]:
-        ids = self.q.group_ids
-        if ids is None:
-            return "", ()
-        if not ids:
-            return " AND 1 = 0", ()
-        return f" AND {column} IN ({','.join('?' * len(ids))})", tuple(ids)
+        return _in_groups(column, self.q.group_ids)
 
     def members_series(
         self, days: list[date], group_rows: list[tuple[Any, ...]] | None = None
@@ -318,13 +328,9 @@ class _Stats:
         """(converted, gmv in fen) per group id, and for None: in any group at payment time."""
         start = day_bounds_micros(monday, self.zone)[0]
         end = day_bounds_micros(monday + timedelta(days=7), self.zone)[0]
-        where, params = self._group_filter()
-        where = where.replace("group_id", "s.group_id")
+        where, params = self._group_filter("s.group_id")
         hits = self.db.run(
-            "SELECT o.id, o.external_id, o.member_id, o.amount_fen, s.group_id FROM orders AS o"
-            " JOIN membership_spans AS s ON s.member_id = o.member_id AND s.joined_at <= o.paid_at"
-            " AND (s.left_at IS NULL OR s.left_at > o.paid_at)"
-            f" WHERE o.org_id = ? AND o.paid_at >= ? AND o.paid_at < ?{where}",
+            f"SELECT o.id, o.external_id, o.member_id, o.amount_fen, s.group_id {_ORDERS_OF_MEMBERS}{where}",
             (self.q.org_id, start, end, *params),
         ).fetchall()
         if not hits:
@@ -411,17 +417,11 @@ def daily_orders(
     index = {day_key(d): i for i, d in enumerate(days)}
     start = day_bounds_micros(date_from, zone)[0]
     end = day_bounds_micros(date_to, zone)[1]
-    where, params = "", tuple[int, ...]()
-    if group_ids is not None:
-        where = f" AND s.group_id IN ({','.join('?' * len(group_ids))})" if group_ids else " AND 1 = 0"
-        params = tuple(group_ids)
+    where, params = _in_groups("s.group_id", group_ids)
     orders = {
         ref: (paid_at, amount)
         for ref, paid_at, amount in db.run(
-            "SELECT DISTINCT o.external_id, o.paid_at, o.amount_fen FROM orders AS o"
-            " JOIN membership_spans AS s ON s.member_id = o.member_id AND s.joined_at <= o.paid_at"
-            " AND (s.left_at IS NULL OR s.left_at > o.paid_at)"
-            f" WHERE o.org_id = ? AND o.paid_at >= ? AND o.paid_at < ?{where}",
+            f"SELECT DISTINCT o.external_id, o.paid_at, o.amount_fen {_ORDERS_OF_MEMBERS}{where}",
             (org_id, start, end, *params),
         )
     }

@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 WIDTH, HEIGHT = 640, 220
 LEFT, RIGHT, TOP, BOTTOM = 48, 12, 14, 28
+PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
 
 @dataclass(frozen=True)
@@ -27,19 +28,21 @@ class Series:
 
 def _nice_max(value: float) -> float:
     """A round upper bound for the y axis (1, 2, 2.5, 5 × 10^n)."""
-    if value <= 0:
+    if value <= 1:
         return 1.0
-    magnitude = 10 ** (len(str(int(value))) - 1) if value >= 1 else 1.0
-    if value < 1:
-        return 1.0
+    magnitude = 10 ** (len(str(int(value))) - 1)
     for step in (1, 2, 2.5, 5, 10):
         if value <= step * magnitude:
             return step * magnitude
     return 10 * magnitude  # pragma: no cover
 
 
-def _frame(labels: Sequence[str], top: float, fmt: Callable[[float], str], title: str) -> list[str]:
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+def _frame(
+    labels: Sequence[str], series: Sequence[Series], fmt: Callable[[float], str], title: str
+) -> tuple[list[str], float]:
+    """The SVG's opening, grid and axis labels; and the y axis' top value."""
+    top = _nice_max(max((v for s in series for v in s.values), default=0))
+    plot_w, plot_h = PLOT_W, PLOT_H
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}"'
         ' xmlns="http://www.w3.org/2000/svg">',
@@ -57,7 +60,13 @@ def _frame(labels: Sequence[str], top: float, fmt: Callable[[float], str], title
                 continue
             x = LEFT + plot_w * (i + 0.5) / len(labels)
             parts.append(f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="middle">{escape(label)}</text>')
-    return parts
+    return parts, top
+
+
+def _tip(labels: Sequence[str], i: int, series: Series, text: str) -> str:
+    """The hover title of point ``i`` of ``series``."""
+    label = labels[i] if i < len(labels) else ""
+    return f"<title>{escape(label)} {escape(series.name)}: {escape(text)}</title>"
 
 
 def _legend(series: Sequence[Series]) -> str:
@@ -71,10 +80,8 @@ def line_chart(
     labels: Sequence[str], series: Sequence[Series], *, title: str, fmt: Callable[[float], str] = lambda v: f"{v:g}"
 ) -> Markup:
     """One polyline per series over ``labels`` (e.g. days)."""
-    peak = max((v for s in series for v in s.values), default=0)
-    top = _nice_max(peak)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    parts = _frame(labels, top, fmt, title)
+    parts, top = _frame(labels, series, fmt, title)
+    plot_w, plot_h = PLOT_W, PLOT_H
     n = max(len(labels), 1)
     for s in series:
         points = []
@@ -83,11 +90,8 @@ def line_chart(
             x = LEFT + plot_w * (i + 0.5) / n
             y = TOP + plot_h * (1 - value / top)
             points.append(f"{x:.1f},{y:.1f}")
-            label = labels[i] if i < len(labels) else ""
-            dots.append(
-                f'<circle class="dot {s.css}" cx="{x:.1f}" cy="{y:.1f}" r="2.5">'
-                f"<title>{escape(label)} {escape(s.name)}: {escape(fmt(value))}</title></circle>"
-            )
+            tip = _tip(labels, i, s, fmt(value))
+            dots.append(f'<circle class="dot {s.css}" cx="{x:.1f}" cy="{y:.1f}" r="2.5">{tip}</circle>')
         parts.append(f'<polyline class="line {s.css}" points="{" ".join(points)}"/>')
         parts.extend(dots)
     parts.append("</svg>")
@@ -98,10 +102,8 @@ def bar_chart(
     labels: Sequence[str], series: Sequence[Series], *, title: str, fmt: Callable[[float], str] = lambda v: f"{v:g}"
 ) -> Markup:
     """Grouped bars: one bar per series in each label's slot."""
-    peak = max((v for s in series for v in s.values), default=0)
-    top = _nice_max(peak)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    parts = _frame(labels, top, fmt, title)
+    parts, top = _frame(labels, series, fmt, title)
+    plot_w, plot_h = PLOT_W, PLOT_H
     n = max(len(labels), 1)
     slot = plot_w / n
     width = slot * 0.8 / max(len(series), 1)
@@ -109,10 +111,9 @@ def bar_chart(
         for i, value in enumerate(s.values):
             h = plot_h * max(value, 0) / top
             x = LEFT + slot * i + slot * 0.1 + width * k
-            label = labels[i] if i < len(labels) else ""
             parts.append(
                 f'<rect class="bar {s.css}" x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{width:.1f}"'
-                f' height="{h:.1f}"><title>{escape(label)} {escape(s.name)}: {escape(fmt(value))}</title></rect>'
+                f' height="{h:.1f}">{_tip(labels, i, s, fmt(value))}</rect>'
             )
     parts.append("</svg>")
     return Markup("".join(parts) + _legend(series))

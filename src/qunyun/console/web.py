@@ -113,6 +113,19 @@ async def login_redirect(request: Request, exc: Exception) -> Response:
 ConsoleUser = Annotated[Principal, Depends(console_user)]
 
 
+@dataclass(frozen=True)
+class Paging:
+    """Page ``number`` (from 1) of ``pages``, ``size`` rows each."""
+
+    number: int
+    pages: int
+    size: int
+
+    @property
+    def offset(self) -> int:
+        return (self.number - 1) * self.size
+
+
 @dataclass
 class Page:
     """The request's console context: who is looking, in which organisation and time zone."""
@@ -151,6 +164,11 @@ class Page:
         if when is None:
             return "—"
         return when.astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
+
+    def paging(self, total: int, size: int) -> Paging:
+        """The ?page= the request asks for (from 1) over ``total`` rows."""
+        number = max(1, int_param(self.request.query_params.get("page")) or 1)
+        return Paging(number=number, pages=max(1, -(-total // size)), size=size)
 
     def url(self, path: str, **params: Any) -> str:
         """``path`` with the current query string updated by ``params`` (None drops a key)."""

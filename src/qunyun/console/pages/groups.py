@@ -78,11 +78,9 @@ def group_list(page: ConsolePage) -> Response:
     descending = params.get("dir", "desc" if sort in ("members", "fill") else "asc") == "desc"
     column = SORTS[sort]
     total = count_rows(page.db, query)
-    number = max(1, int_param(params.get("page")) or 1)
+    paging = page.paging(total, PAGE_SIZE)
     rows = page.db.execute(
-        query.order_by(column.desc() if descending else column.asc(), Group.id)
-        .limit(PAGE_SIZE)
-        .offset((number - 1) * PAGE_SIZE)
+        query.order_by(column.desc() if descending else column.asc(), Group.id).limit(paging.size).offset(paging.offset)
     ).all()
     visible = select(Group.id).where(group_visible(scope))
     t = page.t
@@ -114,8 +112,7 @@ def group_list(page: ConsolePage) -> Response:
             "options": options,
             "sort": sort,
             "descending": descending,
-            "page_number": number,
-            "pages": max(1, -(-total // PAGE_SIZE)),
+            "paging": paging,
         },
     )
 
@@ -153,11 +150,9 @@ def group_detail(page: ConsolePage, group_id: int) -> Response:
     member_total = count_rows(
         db, select(MembershipSpan.id).join(Member, Member.id == MembershipSpan.member_id).where(*in_group)
     )
-    number = max(1, int_param(params.get("page")) or 1)
+    paging = page.paging(member_total, PAGE_SIZE)
     member_rows = db.execute(
-        members_query.order_by(MembershipSpan.joined_at.desc(), Member.id)
-        .limit(PAGE_SIZE)
-        .offset((number - 1) * PAGE_SIZE)
+        members_query.order_by(MembershipSpan.joined_at.desc(), Member.id).limit(paging.size).offset(paging.offset)
     ).all()
     ids = [m.id for m, *_ in member_rows]
     classes = member_classes(db, scope.org_id, group.id, today, ids)
@@ -194,8 +189,7 @@ def group_detail(page: ConsolePage, group_id: int) -> Response:
             "member_total": member_total,
             "classes": classes,
             "tiers": tiers,
-            "page_number": number,
-            "pages": max(1, -(-member_total // PAGE_SIZE)),
+            "paging": paging,
             "q": q,
             "daily": list(reversed(daily)),
             "charts": charts,

@@ -50,8 +50,8 @@ def member_list(page: ConsolePage) -> Response:
         query = query.where(Member.display_name.icontains(q, autoescape=True) | (Member.external_id == q))
         filters["q"] = q
     total = count_rows(db, query)
-    number = max(1, int_param(params.get("page")) or 1)
-    members = db.scalars(query.order_by(Member.id.desc()).limit(PAGE_SIZE).offset((number - 1) * PAGE_SIZE)).all()
+    paging = page.paging(total, PAGE_SIZE)
+    members = db.scalars(query.order_by(Member.id.desc()).limit(paging.size).offset(paging.offset)).all()
     ids = [m.id for m in members]
     in_groups = (
         dict(
@@ -98,8 +98,7 @@ def member_list(page: ConsolePage) -> Response:
             "in_groups": in_groups,
             "tiers": member_tiers(db, scope.org_id, ids),
             "ages": {m.id: age_band(m.birth_year, page.today()) for m in members},
-            "page_number": number,
-            "pages": max(1, -(-total // PAGE_SIZE)),
+            "paging": paging,
         },
     )
 

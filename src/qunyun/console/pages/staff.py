@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from qunyun.console.web import ConsolePage
 from qunyun.models import Group, GroupDaily, Staff, StaffGroupAssignment, StaffTask
@@ -57,25 +57,15 @@ def staff_list(page: ConsolePage) -> Response:
         if group_ids
         else {}
     )
-    open_tasks = dict(
-        db.execute(
-            select(StaffTask.assignee_id, func.count())
+    # Open tasks per person, and how many of them are past due: one pass over the open tasks.
+    tasks = {
+        assignee: (int(n), int(late or 0))
+        for assignee, n, late in db.execute(
+            select(StaffTask.assignee_id, func.count(), func.sum(case((StaffTask.due_at < utcnow(), 1), else_=0)))
             .where(StaffTask.org_id == scope.org_id, StaffTask.status == "open", StaffTask.assignee_id.in_(ids))
             .group_by(StaffTask.assignee_id)
-        ).all()
-    )
-    overdue = dict(
-        db.execute(
-            select(StaffTask.assignee_id, func.count())
-            .where(
-                StaffTask.org_id == scope.org_id,
-                StaffTask.status == "open",
-                StaffTask.assignee_id.in_(ids),
-                StaffTask.due_at < utcnow(),
-            )
-            .group_by(StaffTask.assignee_id)
-        ).all()
-    )
+        )
+    }
     rows: list[dict[str, Any]] = []
     lo, hi = GROUPS_PER_OPERATOR
     for person in people:
@@ -90,8 +80,8 @@ def staff_list(page: ConsolePage) -> Response:
                 "owned": owned,
                 "members": sum(g.member_count for g in mine),
                 "actives": sum(actives.get(g.id, 0) for g in mine),
-                "tasks": open_tasks.get(person.id, 0),
-                "overdue": overdue.get(person.id, 0),
+                "tasks": tasks.get(person.id, (0, 0))[0],
+                "overdue": tasks.get(person.id, (0, 0))[1],
                 "load": load,
                 "roles": links[person.id],
             }
