@@ -31,6 +31,7 @@ from qunyun.worker.runner import (
     LeaseKeeper,
     Worker,
     backoff_seconds,
+    claim_jobs,
     describe_error,
     run_workers,
 )
@@ -439,3 +440,17 @@ def test_sigterm_lets_the_worker_finish_its_job_then_stop(
     assert proc.returncode == 0, log.read_text()
     assert record_jobs(db) == {first: JobStatus.DONE, second: JobStatus.QUEUED}
     assert len(effects(db, first)) == 1
+
+
+def test_a_claim_for_one_organisation_leaves_the_others_jobs_queued(db: Factory, org_id: int) -> None:
+    with unit_of_work(db) as s:
+        other = Organisation(name="Other", slug="other", created_at=utcnow())
+        s.add(other)
+        s.flush()
+        mine = enqueue(s, RECORD, {"n": 1}, org_id=org_id).id
+        theirs = enqueue(s, RECORD, {"n": 2}, org_id=other.id).id
+    with unit_of_work(db) as s:
+        claimed = claim_jobs(s, "simulate:1", now=now_micros(), lease_seconds=LEASE, limit=10, org_id=org_id)
+    assert [job.id for job in claimed] == [mine]
+    with unit_of_work(db, write=False) as s:
+        assert s.scalar(select(Job.status).where(Job.id == theirs)) == JobStatus.QUEUED.value

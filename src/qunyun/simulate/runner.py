@@ -302,7 +302,12 @@ class Simulation:
         while True:
             with unit_of_work(self.factory) as session:
                 jobs = claim_jobs(
-                    session, worker.name, now=worker.clock(), lease_seconds=worker.lease_seconds, limit=JOB_BATCH
+                    session,
+                    worker.name,
+                    now=worker.clock(),
+                    lease_seconds=worker.lease_seconds,
+                    limit=JOB_BATCH,
+                    org_id=self.org_id,
                 )
             for job in jobs:
                 worker.execute(job)

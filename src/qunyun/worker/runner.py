@@ -168,20 +168,20 @@ def recover_expired(session: Session, *, now: int, lease_seconds: int) -> int:
     return len(rows)
 
 
-def claim_jobs(session: Session, worker: str, *, now: int, lease_seconds: int, limit: int = 1) -> list[ClaimedJob]:
-    """Lease up to ``limit`` due jobs to ``worker``, most urgent first.
+def claim_jobs(
+    session: Session, worker: str, *, now: int, lease_seconds: int, limit: int = 1, org_id: int | None = None
+) -> list[ClaimedJob]:
+    """Lease up to ``limit`` due jobs to ``worker``, most urgent first (of organisation ``org_id``
+    only, when given: a simulation runs its own jobs against its own simulated world).
 
     PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets concurrent claimers pass each other without
     waiting or taking the same row. SQLite ignores it; the caller's write transaction
     (BEGIN IMMEDIATE) makes the claim the only writer.
     """
-    due = (
-        select(JOBS.c.id)
-        .where(JOBS.c.status == JobStatus.QUEUED.value, JOBS.c.run_at <= now)
-        .order_by(JOBS.c.priority.desc(), JOBS.c.run_at, JOBS.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+    due = select(JOBS.c.id).where(JOBS.c.status == JobStatus.QUEUED.value, JOBS.c.run_at <= now)
+    if org_id is not None:
+        due = due.where(JOBS.c.org_id == org_id)
+    due = due.order_by(JOBS.c.priority.desc(), JOBS.c.run_at, JOBS.c.id).limit(limit).with_for_update(skip_locked=True)
     rows = session.execute(
         update(JOBS)
         .where(JOBS.c.id.in_(due))
