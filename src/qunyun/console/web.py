@@ -31,11 +31,7 @@ LANG_COOKIE = "lang"
 
 
 def _yuan(fen: int | None) -> str:
-    if fen is None:
-        return "—"
-    sign = "-" if fen < 0 else ""
-    fen = abs(int(fen))
-    return f"{sign}{fen // 100:,}.{fen % 100:02d}"
+    return "—" if fen is None else f"{fen / 100:,.2f}"
 
 
 def _percent(value: float | None) -> str:
