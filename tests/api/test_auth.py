@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -197,13 +196,23 @@ def test_staff_language_is_used_without_a_cookie(client: TestClient, world: Worl
     assert "Sign out" in home.text and "read only" in home.text
 
 
-def test_message_catalogues_have_the_same_keys() -> None:
-    import qunyun.locale
+def test_message_catalogues_have_the_same_keys_and_placeholders() -> None:
+    import string
 
-    folder = Path(qunyun.locale.__file__).parent
-    zh = json.loads((folder / "zh.json").read_text(encoding="utf-8"))
-    en = json.loads((folder / "en.json").read_text(encoding="utf-8"))
-    assert set(zh) == set(en)
+    from qunyun.locale import catalogue, catalogue_files
+
+    for zh_file, en_file in zip(catalogue_files("zh"), catalogue_files("en"), strict=True):
+        assert zh_file.name.removeprefix("zh") == en_file.name.removeprefix("en")
+        zh = json.loads(zh_file.read_text(encoding="utf-8"))
+        en = json.loads(en_file.read_text(encoding="utf-8"))
+        assert set(zh) == set(en), zh_file.name
+
+    def fields(text: str) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+    zh_all, en_all = catalogue("zh"), catalogue("en")
+    differing = {key for key in zh_all if fields(zh_all[key]) != fields(en_all[key])}
+    assert not differing
 
 
 def test_console_pages_have_security_headers(client: TestClient, world: World) -> None:

@@ -25,15 +25,17 @@ from qunyun.auth.throttle import TooManyAttempts
 from qunyun.auth.tokens import TokenKind
 from qunyun.config import get_settings
 from qunyun.console.web import page_language, render, secure_cookies
-from qunyun.errors import Forbidden
+from qunyun.errors import Forbidden, QunyunError
 from qunyun.locale import Translator
 from qunyun.timeutil import utcnow
 
 router = APIRouter(include_in_schema=False)
 
 
-def console_error_page(request: Request, status_code: int, message: str, headers: dict[str, str]) -> Response:
-    t = Translator(page_language(request))
+def console_error_page(request: Request, error: QunyunError, headers: dict[str, str]) -> Response:
+    lang = page_language(request)
+    t = Translator(lang)
+    status_code, message = error.status_code, error.localized(lang)
     key = f"status_{status_code}"
     status_text = t(key) if key != t(key) else t("error_title")
     return render(

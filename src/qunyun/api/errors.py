@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qunyun.auth.throttle import TooManyAttempts
 from qunyun.errors import InvalidInput, QunyunError, Unauthenticated
+from qunyun.locale import Msg
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,16 @@ def error_response(exc: QunyunError, request: Request | None = None) -> Response
 
         if isinstance(exc, Unauthenticated):
             return RedirectResponse("/login", status_code=303)
-        return console_error_page(request, exc.status_code, exc.message, headers)
-    return JSONResponse(exc.as_dict(), status_code=exc.status_code, headers=headers)
+        return console_error_page(request, exc, headers)
+    return JSONResponse(exc.as_dict(api_language(request)), status_code=exc.status_code, headers=headers)
+
+
+def api_language(request: Request | None) -> str:
+    """API messages are English unless the caller asks for Chinese with Accept-Language."""
+    if request is None:
+        return "en"
+    accept = request.headers.get("accept-language", "").strip().lower()
+    return "zh" if accept.startswith("zh") else "en"
 
 
 def validation_error(exc: RequestValidationError) -> InvalidInput:
@@ -86,7 +95,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        error = QunyunError("internal error; it has been logged")
+        error = QunyunError(Msg("err.internal"))
         error.status_code = 500
         error.code = "internal_error"
         return error_response(error, request)
