@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import string
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from qunyun.audit.service import apply_changes, record_by
 from qunyun.auth.scope import Scope, group_visible, require_lead
 from qunyun.errors import Conflict, InvalidInput, NotFound
+from qunyun.locale import Msg
 from qunyun.models import Community, Group, Playbook
 from qunyun.timeutil import utcnow
 
@@ -22,9 +23,15 @@ from qunyun.timeutil import utcnow
 COMMUNITY_TYPES = ("welfare", "experience", "flash", "learning", "core", "local", "alumni", "other")
 VALUES_OFFERED = ("social", "product", "content", "service", "welfare")
 ORGANISATION_MODELS = ("lead-owner-admin", "hq-monitor-leader-student")
-# Placeholders a naming template may use (M2: 行业+定位, 公司+福利, region, sequence number).
-NAMING_FIELDS = ("brand", "region", "type", "seq")
-TEXT_LIMIT = 4000
+# Placeholders a naming template may use (M2: 行业+定位, 公司+福利, region, sequence number);
+# {n} is another name for {seq}, the one the simulator's playbooks were first written with.
+NAMING_FIELDS = ("brand", "region", "type", "seq", "n")
+TEXT_LIMIT = 4000  # the textarea's maxlength; the columns are Text
+NAME_LIMIT = 200  # Community.name, Playbook.naming_template: String(200)
+# A naming template is literal text, ``{{`` / ``}}`` for a brace, and ``{field}`` placeholders.
+# Nothing else: no format specs or conversions, so a template cannot blow a name up
+# (``{brand:>20000000}``) or fail while rendering (``{brand:d}``).
+_NAMING_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 
 
 @dataclass(frozen=True)
@@ -52,24 +59,46 @@ def step(key: str) -> Step:
     for s in SETUP_STEPS:
         if s.key == key:
             return s
-    raise NotFound(f"no setup step {key!r}", field="step")
+    raise NotFound(Msg("err.community.no_step", step=key), field="step")
+
+
+def _field_label(field: str) -> Msg:
+    """The form label of a community or playbook field (the console's catalogue)."""
+    return Msg(f"f_{field}")
 
 
 def group_name(template: str, *, brand: str, region: str = "华东", type_: str = "", seq: int = 1) -> str:
     """A group name from a naming template (also its preview, with example values); InvalidInput
-    naming an unknown placeholder."""
-    fields = {"brand": brand, "region": region, "type": type_, "seq": seq}
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    except ValueError as exc:
-        raise InvalidInput(f"naming_template: {exc}", field="naming_template") from exc
-    unknown = sorted({n for n in names if n not in fields})
-    if unknown:
-        allowed = ", ".join("{" + f + "}" for f in NAMING_FIELDS)
-        raise InvalidInput(
-            f"naming_template: unknown placeholder {{{unknown[0]}}}; use {allowed}", field="naming_template"
-        )
-    return template.format(**fields)
+    naming the first placeholder that is not one of NAMING_FIELDS, or a stray brace."""
+    values = {"brand": brand, "region": region, "type": type_, "seq": str(seq), "n": str(seq)}
+    out: list[str] = []
+    pos = 0
+    for match in _NAMING_TOKEN.finditer(template):
+        out.append(template[pos : match.start()])
+        pos = match.end()
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            out.append(token[0])
+        elif match.group(1) is None:
+            raise InvalidInput(
+                Msg("err.naming.stray_brace", brace=token, position=match.start() + 1),
+                field="naming_template",
+                position=match.start() + 1,
+            )
+        elif match.group(1) in values:
+            out.append(values[match.group(1)])
+        else:
+            raise InvalidInput(
+                Msg("err.naming.unknown_placeholder", placeholder=token, allowed=_allowed_placeholders()),
+                field="naming_template",
+                placeholder=token,
+            )
+    out.append(template[pos:])
+    return "".join(out)
+
+
+def _allowed_placeholders() -> str:
+    return " ".join("{" + f + "}" for f in NAMING_FIELDS)
 
 
 def clean(form: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
@@ -81,24 +110,22 @@ def clean(form: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
             values = [raw] if isinstance(raw, str) else list(raw)
             bad = [v for v in values if v not in VALUES_OFFERED]
             if bad:
-                raise InvalidInput(f"value_offered: unknown value {bad[0]!r}", field=field)
+                raise InvalidInput(Msg("err.community.unknown_value", value=repr(bad[0])), field=field)
             out[field] = [v for v in VALUES_OFFERED if v in values]
             continue
         value = str(form.get(field) or "").strip()
-        if len(value) > TEXT_LIMIT:
-            raise InvalidInput(f"{field}: at most {TEXT_LIMIT} characters", field=field)
-        if field == "name":
-            if not value:
-                raise InvalidInput("name: a community needs a name", field=field)
-            if len(value) > 200:
-                raise InvalidInput("name: at most 200 characters", field=field)
-        elif field == "community_type" and value not in COMMUNITY_TYPES:
-            raise InvalidInput(f"community_type: unknown type {value!r}", field=field)
-        elif field == "organisation_model" and value not in ORGANISATION_MODELS:
-            raise InvalidInput(f"organisation_model: unknown model {value!r}", field=field)
-        elif field == "naming_template":
-            if len(value) > 200:
-                raise InvalidInput("naming_template: at most 200 characters", field=field)
+        limit = NAME_LIMIT if field in ("name", "naming_template") else TEXT_LIMIT
+        if len(value) > limit:
+            raise InvalidInput(
+                Msg("err.community.too_long", label=_field_label(field), limit=limit), field=field, limit=limit
+            )
+        if field == "name" and not value:
+            raise InvalidInput(Msg("err.community.name_required"), field=field)
+        if field == "community_type" and value not in COMMUNITY_TYPES:
+            raise InvalidInput(Msg("err.community.unknown_type", value=repr(value)), field=field)
+        if field == "organisation_model" and value not in ORGANISATION_MODELS:
+            raise InvalidInput(Msg("err.community.unknown_model", value=repr(value)), field=field)
+        if field == "naming_template":
             group_name(value, brand="")
         out[field] = value
     return out
@@ -112,7 +139,7 @@ def require_community(session: Session, scope: Scope, community_id: int) -> Comm
         query = query.where(Community.id.in_(select(Group.community_id).where(group_visible(scope))))
     community = session.scalar(query)
     if community is None:
-        raise NotFound(f"no community {community_id}", field="community_id")
+        raise NotFound(Msg("err.community.not_found", id=community_id), field="community_id")
     return community
 
 
@@ -126,7 +153,7 @@ def _check_name(session: Session, scope: Scope, name: str, exclude: int | None =
     if exclude is not None:
         query = query.where(Community.id != exclude)
     if session.scalar(query) is not None:
-        raise Conflict(f"name: a community named {name!r} exists", field="name")
+        raise Conflict(Msg("err.community.name_taken", name=name), field="name")
 
 
 def _playbook_name(session: Session, scope: Scope, community_name: str) -> str:

@@ -115,9 +115,12 @@ def community_detail(page: ConsolePage, community_id: int) -> Response:
     ).all()
     preview = ""
     if playbook and playbook.naming_template:
-        preview = group_name(
-            playbook.naming_template, brand=page.organisation.name, region=_example_region(page, community)
-        )
+        try:
+            preview = group_name(
+                playbook.naming_template, brand=page.organisation.name, region=_example_region(page, community)
+            )
+        except InvalidInput:
+            pass  # a template stored before placeholders were checked: shown as is, without a preview
     return page.render(
         "community_detail.html",
         "communities",
@@ -195,7 +198,7 @@ def community_edit_submit(page: ConsolePage, community_id: int, form: Form) -> R
     submitted = _form_values(form)
     error = _save(page, community, submitted, ALL_FIELDS)
     if error is not None:
-        return _edit_page(page, community, submitted, error.message, error.field or "", error.status_code)
+        return _edit_page(page, community, submitted, error.localized(page.t.lang), error.field or "", error.status_code)
     return RedirectResponse(f"/communities/{community.id}", status_code=303)
 
 
@@ -250,7 +253,9 @@ def setup_start_submit(page: ConsolePage, form: Form) -> Response:
         )
     except (InvalidInput, Conflict) as exc:
         page.db.rollback()
-        return _setup_page(page, None, "positioning", submitted, exc.message, exc.field or "", exc.status_code)
+        return _setup_page(
+            page, None, "positioning", submitted, exc.localized(page.t.lang), exc.field or "", exc.status_code
+        )
     return RedirectResponse(f"/communities/{community.id}/setup/{STEP_KEYS[1]}", status_code=303)
 
 
@@ -268,7 +273,9 @@ def setup_step_submit(page: ConsolePage, community_id: int, key: str, form: Form
     error = _save(page, community, submitted, step(key))
     if error is not None:
         merged = {**_current_values(page, community), **submitted}
-        return _setup_page(page, community, key, merged, error.message, error.field or "", error.status_code)
+        return _setup_page(
+            page, community, key, merged, error.localized(page.t.lang), error.field or "", error.status_code
+        )
     index = STEP_KEYS.index(key)
     if submitted.get("back") and index > 0:
         return RedirectResponse(f"/communities/{community.id}/setup/{STEP_KEYS[index - 1]}", status_code=303)
