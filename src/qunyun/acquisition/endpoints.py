@@ -8,12 +8,12 @@ from fastapi import APIRouter, Path, Request, status
 
 from qunyun.acquisition import service
 from qunyun.acquisition.schemas import ChannelCreate, ChannelOut, ChannelUpdate
-from qunyun.api.pagination import Page, Paging
+from qunyun.api.pagination import Id, Page, Paging
 from qunyun.auth.deps import CurrentScope, DbSession
 
 router = APIRouter(prefix="/channels", tags=["channels"])
 
-ChannelId = Annotated[int, Path(description="Channel id")]
+ChannelId = Annotated[Id, Path(description="Channel id")]
 
 
 @router.get("", response_model=Page[ChannelOut], summary="Channels with members acquired and CAC")

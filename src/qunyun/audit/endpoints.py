@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from qunyun.api.pagination import MAX_LIMIT, CursorPage
+from qunyun.api.pagination import BigId, Cursor, CursorPage, Id, Limit
 from qunyun.audit import service
 from qunyun.audit.schemas import AuditOut
 from qunyun.auth.deps import DbSession, LeadScope
@@ -26,14 +26,14 @@ def aware(value: datetime | None, field: str) -> datetime | None:
 def list_audit(
     db: DbSession,
     scope: LeadScope,
-    staff: Annotated[int | None, Query(description="Staff id of the actor")] = None,
+    staff: Annotated[Id | None, Query(description="Staff id of the actor")] = None,
     action: Annotated[str | None, Query(description="e.g. auth.login, group.update")] = None,
     target_type: str | None = None,
     target_id: str | None = None,
     since: Annotated[datetime | None, Query(description="ISO 8601 with offset")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601 with offset (exclusive)")] = None,
-    cursor: Annotated[int | None, Query(ge=1, description="next_cursor of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    cursor: Annotated[Cursor | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[Limit, Query()] = 50,
 ) -> CursorPage[AuditOut]:
     rows = service.list_entries(
         db,
@@ -52,5 +52,7 @@ def list_audit(
 
 
 @router.get("/{entry_id}", response_model=AuditOut, summary="One audit entry (lead only)")
-def get_audit(entry_id: Annotated[int, Path()], db: DbSession, scope: LeadScope) -> AuditOut:
+def get_audit(
+    entry_id: Annotated[BigId, Path(description="Audit entry id")], db: DbSession, scope: LeadScope
+) -> AuditOut:
     return AuditOut.model_validate(service.get_entry(db, scope.org_id, entry_id))

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from qunyun.api.pagination import Page, Paging
+from qunyun.api.pagination import Id, Page, Paging
 from qunyun.auth.deps import CurrentScope, DbSession
 from qunyun.auth.scope import require_member
 from qunyun.crm import service
@@ -17,8 +17,8 @@ from qunyun.groups.service import list_memberships
 members = APIRouter(prefix="/members", tags=["members"])
 tags = APIRouter(prefix="/tags", tags=["tags"])
 
-MemberId = Annotated[int, Path(description="Internal member id")]
-TagId = Annotated[int, Path(description="Tag id")]
+MemberId = Annotated[Id, Path(description="Internal member id")]
+TagId = Annotated[Id, Path(description="Tag id")]
 
 
 @members.get("", response_model=Page[MemberOut], summary="List members in your scope")
@@ -26,9 +26,9 @@ def list_members(
     db: DbSession,
     scope: CurrentScope,
     paging: Paging,
-    group: Annotated[int | None, Query(description="Members with a membership in this group id")] = None,
+    group: Annotated[Id | None, Query(description="Members with a membership in this group id")] = None,
     current: Annotated[bool, Query(description="With group: only members in the group now")] = False,
-    tag: Annotated[int | None, Query(description="Members with this tag id")] = None,
+    tag: Annotated[Id | None, Query(description="Members with this tag id")] = None,
     q: Annotated[
         str | None, Query(max_length=100, description="Part of the display name, or the exact external id")
     ] = None,

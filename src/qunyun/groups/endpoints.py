@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, status
 
-from qunyun.api.pagination import Page, Paging
+from qunyun.api.pagination import Id, Page, Paging
 from qunyun.auth.deps import CurrentScope, DbSession
 from qunyun.auth.scope import require_group
 from qunyun.groups import service
@@ -23,7 +23,7 @@ from qunyun.models import GroupStatus
 
 router = APIRouter(prefix="/groups", tags=["groups"])
 
-GroupId = Annotated[int, Path(description="Internal group id")]
+GroupId = Annotated[Id, Path(description="Internal group id")]
 
 
 @router.get("", response_model=Page[GroupOut], summary="List groups in your scope")
@@ -31,10 +31,10 @@ def list_groups(
     db: DbSession,
     scope: CurrentScope,
     paging: Paging,
-    community: Annotated[int | None, Query(description="Community id")] = None,
+    community: Annotated[Id | None, Query(description="Community id")] = None,
     tier: str | None = None,
     region: str | None = None,
-    owner: Annotated[int | None, Query(description="Owner's staff id")] = None,
+    owner: Annotated[Id | None, Query(description="Owner's staff id")] = None,
     status: GroupStatus | None = None,
     q: Annotated[str | None, Query(max_length=100, description="Part of the group name")] = None,
 ) -> Page[GroupOut]:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from qunyun.api.pagination import MAX_LIMIT, CursorPage
+from qunyun.api.pagination import MAX_LIMIT, BigId, Cursor, CursorPage, Id
 from qunyun.audit.service import record_by
 from qunyun.auth.deps import CurrentScope, DbSession
 from qunyun.auth.scope import Scope, group_id_visible, group_visible, require_group, require_member
@@ -262,12 +262,12 @@ def _aware(value: datetime | None, field: str) -> datetime | None:
 def list_events(
     db: DbSession,
     scope: CurrentScope,
-    group: Annotated[int | None, Query(description="Group id")] = None,
-    member: Annotated[int | None, Query(description="Member id")] = None,
+    group: Annotated[Id | None, Query(description="Group id")] = None,
+    member: Annotated[Id | None, Query(description="Member id")] = None,
     kind: Annotated[str | None, Query(description="e.g. member.joined")] = None,
     since: Annotated[datetime | None, Query(description="Events at or after this instant (with offset)")] = None,
     until: Annotated[datetime | None, Query(description="Events before this instant (with offset)")] = None,
-    cursor: Annotated[int | None, Query(ge=0, description="next_cursor of the previous page")] = None,
+    cursor: Annotated[Cursor | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
 ) -> CursorPage[EventOut]:
     query = _events_query(scope)
@@ -291,7 +291,7 @@ def list_events(
 
 
 @router.get("/{event_id}", response_model=EventOut, summary="One event")
-def get_event(event_id: Annotated[int, Path()], db: DbSession, scope: CurrentScope) -> EventOut:
+def get_event(event_id: Annotated[BigId, Path(description="Event id")], db: DbSession, scope: CurrentScope) -> EventOut:
     row = db.execute(_events_query(scope).where(Event.id == event_id)).one_or_none()
     if row is None:
         raise NotFound(f"no event {event_id}", field="event_id")

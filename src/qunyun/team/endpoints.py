@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from qunyun.api.pagination import Page, Paging
+from qunyun.api.pagination import Id, Page, Paging
 from qunyun.audit.service import record_by
 from qunyun.auth.deps import DbSession, LeadScope
 from qunyun.errors import NotFound
@@ -112,7 +112,7 @@ def add_staff(body: StaffCreate, db: DbSession, scope: LeadScope, request: Reque
 
 
 @router.get("/{staff_id}", response_model=StaffOut, summary="One staff member (lead only)")
-def get_staff(staff_id: Annotated[int, Path()], db: DbSession, scope: LeadScope) -> StaffOut:
+def get_staff(staff_id: Annotated[Id, Path(description="Staff id")], db: DbSession, scope: LeadScope) -> StaffOut:
     staff = db.scalar(select(Staff).where(Staff.id == staff_id, Staff.org_id == scope.org_id))
     if staff is None:
         raise NotFound(f"no staff member {staff_id}", field="staff_id")
