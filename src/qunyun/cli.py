@@ -11,9 +11,23 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from qunyun.cli_support import (
+    QunyunGroup,
+    database_label,
+    fail_line,
+    require_schema,
+    resolve_org,
+    say,
+    schema_revisions,
+    set_debug,
+    tell,
+    use_project_database,
+)
 from qunyun.errors import QunyunError
+from qunyun.locale import Msg
 
 app = typer.Typer(
+    cls=QunyunGroup,
     help="qunyun — community operations platform",
     no_args_is_help=True,
     add_completion=False,
@@ -33,13 +47,25 @@ app.add_typer(org_app, name="org")
 err = Console(stderr=True)
 
 OrgOption = Annotated[
-    str, typer.Option("--org", envvar="QUNYUN_ORG", help="Organisation slug (created on first import).")
+    str | None,
+    typer.Option(
+        "--org", envvar="QUNYUN_ORG", help="Organisation slug; may be left out when there is only one."
+    ),
 ]
 
 
 def _fail(exc: QunyunError) -> None:
-    err.print(f"[red]error:[/red] {escape(exc.message)}")
+    fail_line(exc.msg if exc.msg is not None else exc.message)
     raise typer.Exit(code=2)
+
+
+def _fail_with(msg: Msg, code: int = 2) -> None:
+    fail_line(msg)
+    raise typer.Exit(code=code)
+
+
+def _show_database() -> None:
+    tell(Msg("cli.database", database=database_label()))
 
 
 @db_app.command("upgrade")
@@ -48,15 +74,27 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     from qunyun.db.migrate import current_revision, upgrade
     from qunyun.db.session import get_engine
 
+    _show_database()
     engine = get_engine()
     upgrade(engine, revision)
-    err.print(f"schema at revision {current_revision(engine)} ({engine.url.render_as_string()})")
+    tell(Msg("cli.schema_at", revision=current_revision(engine)))
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Name the database this command uses and whether its schema is current (exit 1 if not)."""
+    _show_database()
+    current, head, _ = schema_revisions()
+    if current == head:
+        tell(Msg("cli.schema_at", revision=current))
+        return
+    require_schema()  # raises the one-line reason: no database, no schema, old or newer schema
 
 
 @events_app.command("import")
 def events_import(
     path: Annotated[str, typer.Argument(help="JSON Lines file, or - for standard input")],
-    org: OrgOption = "default",
+    org: OrgOption = None,
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Skip bad lines (each is reported) instead of aborting")
     ] = False,
@@ -67,10 +105,12 @@ def events_import(
     """Import event interchange JSONL: all or nothing unless --skip-invalid."""
     from qunyun.ingestion.importer import import_file
 
+    require_schema()
+    org_slug = resolve_org(org, new_default="default")
     try:
         report = import_file(
             path if path != "-" else sys.stdin.buffer,
-            org_slug=org,
+            org_slug=org_slug,
             skip_invalid=skip_invalid,
             platform=platform,
             batch_size=batch_size,
@@ -94,14 +134,16 @@ class StatsFormat(StrEnum):
 
 
 def _stats(
-    period: str, org: str, date_from: date, date_to: date, group: str | None, fmt: StatsFormat, per_group: bool
+    period: str, org: str | None, date_from: date, date_to: date, group: str | None, fmt: StatsFormat, per_group: bool
 ) -> None:
     from qunyun.analytics.render import render_rows
     from qunyun.analytics.stats import stats_for_cli
 
+    require_schema()
+    org_slug = resolve_org(org)
     try:
         rows = stats_for_cli(
-            period, org_slug=org, date_from=date_from, date_to=date_to, group=group, per_group=per_group
+            period, org_slug=org_slug, date_from=date_from, date_to=date_to, group=group, per_group=per_group
         )
     except QunyunError as exc:
         _fail(exc)
@@ -120,7 +162,7 @@ def _parse_day(value: str, name: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        err.print(f"[red]error:[/red] {name} must be a date like 2026-03-01, got {value!r}")
+        fail_line(Msg("cli.bad_date", name=name, value=value))
         raise typer.Exit(code=2) from None
 
 
@@ -133,7 +175,7 @@ def _stats_command(period: str, summary: str) -> None:
         group: GroupOpt = None,
         fmt: FormatOpt = StatsFormat.table,
         per_group: PerGroupOpt = False,
-        org: OrgOption = "default",
+        org: OrgOption = None,
     ) -> None:
         _stats(period, org, _parse_day(date_from, "--from"), _parse_day(date_to, "--to"), group, fmt, per_group)
 
@@ -199,16 +241,14 @@ def setup(
     from sqlalchemy import select
 
     from qunyun.db.session import unit_of_work
-    from qunyun.models import Organisation, Staff
-    from qunyun.team.service import create_organisation, create_staff
+    from qunyun.models import Staff
+    from qunyun.team.service import create_staff, ensure_organisation
 
     with unit_of_work() as session:
         if session.scalar(select(Staff.id).limit(1)) is not None:
             err.print("staff accounts exist already: nothing to set up")
             return
-        org_id = session.scalar(select(Organisation.id).where(Organisation.slug == org))
-        if org_id is None:
-            org_id = create_organisation(session, name=org, slug=org).id
+        org_id = ensure_organisation(session, org)
         password = secrets.token_urlsafe(12)
         create_staff(session, org_id, username=username, password=password, role="lead", display_name="总群主")
     err.print(f"login: [bold]{escape(username)}[/bold]  password: [bold]{escape(password)}[/bold]  (lead of {org})")

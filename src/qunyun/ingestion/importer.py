@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qunyun.db.session import unit_of_work
@@ -16,8 +15,7 @@ from qunyun.errors import InvalidInput
 from qunyun.gcpause import gc_paused
 from qunyun.ingestion.parse import EventError, ParsedEvent, parse_line
 from qunyun.ingestion.service import Ingestor
-from qunyun.models import Organisation
-from qunyun.team.service import create_organisation
+from qunyun.team.service import ensure_organisation
 
 MAX_REPORTED_ERRORS = 20
 
@@ -36,11 +34,9 @@ class ImportReport:
 
 
 def org_for_import(session: Session, slug: str) -> int:
-    """The organisation with ``slug``; created (with defaults) on the first import."""
-    org_id = session.scalar(select(Organisation.id).where(Organisation.slug == slug))
-    if org_id is None:
-        org_id = create_organisation(session, name=slug, slug=slug).id
-    return org_id
+    """The organisation with ``slug``; created (with defaults) on the first import, also when two
+    first imports run at once."""
+    return ensure_organisation(session, slug)
 
 
 def import_stream(

@@ -3,6 +3,7 @@ guided 0→1 setup (positioning → persona → value → naming → rules → w
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -115,12 +116,11 @@ def community_detail(page: ConsolePage, community_id: int) -> Response:
     ).all()
     preview = ""
     if playbook and playbook.naming_template:
-        try:
+        # A template stored before placeholders were checked is shown as is, without a preview.
+        with contextlib.suppress(InvalidInput):
             preview = group_name(
                 playbook.naming_template, brand=page.organisation.name, region=_example_region(page, community)
             )
-        except InvalidInput:
-            pass  # a template stored before placeholders were checked: shown as is, without a preview
     return page.render(
         "community_detail.html",
         "communities",
@@ -198,7 +198,9 @@ def community_edit_submit(page: ConsolePage, community_id: int, form: Form) -> R
     submitted = _form_values(form)
     error = _save(page, community, submitted, ALL_FIELDS)
     if error is not None:
-        return _edit_page(page, community, submitted, error.localized(page.t.lang), error.field or "", error.status_code)
+        return _edit_page(
+            page, community, submitted, error.localized(page.t.lang), error.field or "", error.status_code
+        )
     return RedirectResponse(f"/communities/{community.id}", status_code=303)
 
 
