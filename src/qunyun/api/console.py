@@ -24,8 +24,8 @@ from qunyun.auth.endpoints import login_throttle
 from qunyun.auth.throttle import TooManyAttempts
 from qunyun.auth.tokens import TokenKind
 from qunyun.config import get_settings
-from qunyun.console.web import page_language, render, secure_cookies
-from qunyun.errors import Forbidden, QunyunError
+from qunyun.console.web import page_language, render, render_error, secure_cookies
+from qunyun.errors import Forbidden, QunyunError, Unauthenticated
 from qunyun.locale import Translator
 from qunyun.timeutil import utcnow
 
@@ -33,18 +33,8 @@ router = APIRouter(include_in_schema=False)
 
 
 def console_error_page(request: Request, error: QunyunError, headers: dict[str, str]) -> Response:
-    lang = page_language(request)
-    t = Translator(lang)
-    status_code, message = error.status_code, error.localized(lang)
-    key = f"status_{status_code}"
-    status_text = t(key) if key != t(key) else t("error_title")
-    return render(
-        request,
-        "error.html",
-        {"status_code": status_code, "status_text": status_text, "message": message},
-        status_code=status_code,
-        headers=headers,
-    )
+    # The page keeps the navigation and the sign-out of a logged-in user (console.web).
+    return render_error(request, error, headers)
 
 
 def _login_page(request: Request, *, error: str = "", username: str = "", status_code: int = 200) -> Response:
@@ -78,11 +68,12 @@ def login_form(request: Request, principal: ConsolePrincipal) -> Response:
 @router.post("/login")
 def login_submit(
     request: Request,
-    db: DbSession,
     username: Annotated[str, Form(max_length=100)] = "",
     password: Annotated[str, Form(max_length=256)] = "",
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
+    # No DbSession: the login runs its own short transactions so that the password check never
+    # holds the database's write lock (see auth.service.login).
     t = Translator(page_language(request))
     nonce = request.cookies.get(LOGIN_NONCE_COOKIE)
     try:
@@ -91,7 +82,6 @@ def login_submit(
         return _login_page(request, error=t("csrf_failed"), username=username, status_code=403)
     try:
         result = service.login(
-            db,
             username=username,
             password=password,
             kind=TokenKind.SESSION,
@@ -100,14 +90,11 @@ def login_submit(
             request=request,
         )
     except TooManyAttempts as exc:
-        page = _login_page(
-            request, error=t("too_many_attempts", seconds=exc.retry_after), username=username, status_code=429
-        )
+        page = _login_page(request, error=exc.localized(t.lang), username=username, status_code=429)
         page.headers["Retry-After"] = str(exc.retry_after)
         return page
-    if isinstance(result, service.LoginFailed):
-        # Not raised: the failure's audit record must commit with this request.
-        return _login_page(request, error=t("login_failed"), username=username, status_code=401)
+    except Unauthenticated as exc:
+        return _login_page(request, error=exc.localized(t.lang), username=username, status_code=401)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,

@@ -3,8 +3,12 @@ member, formatting filters and the page frame (navigation, CSRF token for the lo
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -14,20 +18,27 @@ from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from qunyun.auth.csrf import session_csrf_token
 from qunyun.auth.deps import SESSION_COOKIE, ConsolePrincipal, DbSession, Principal
 from qunyun.auth.scope import Scope, visible_group_ids
+from qunyun.auth.tokens import TokenKind, verify_token
 from qunyun.config import get_settings
-from qunyun.locale import SUPPORTED, Translator, pick_language
-from qunyun.models import Organisation, Staff
+from qunyun.console.collation import by_pinyin
+from qunyun.db.session import unit_of_work
+from qunyun.errors import NotFound, QunyunError
+from qunyun.locale import SUPPORTED, Msg, Translator, pick_language
+from qunyun.models import Organisation, Role, Staff
+from qunyun.timeutil import utcnow
 
 CONSOLE_DIR = Path(__file__).resolve().parent
 STATIC_DIR = CONSOLE_DIR / "static"
 templates = Jinja2Templates(directory=CONSOLE_DIR / "templates")
 
 LANG_COOKIE = "lang"
+log = logging.getLogger(__name__)
 
 
 def _yuan(fen: int | None) -> str:
@@ -96,6 +107,8 @@ def console_user(request: Request, principal: ConsolePrincipal) -> Principal:
     if principal is None:
         # A forged, expired or revoked session is dropped so the browser stops sending it.
         raise LoginRequired(drop_cookie=bool(request.cookies.get(SESSION_COOKIE)))
+    # Kept for the error page, should the handler fail: it shows the navigation of this user.
+    request.state.console_principal = principal
     return principal
 
 
@@ -120,6 +133,29 @@ class Paging:
     @property
     def offset(self) -> int:
         return (self.number - 1) * self.size
+
+
+@dataclass(frozen=True)
+class Sort:
+    """A table's order: column ``key``, ``descending`` or not. Numbers and dates start with the
+    largest (``descending_first``), names with A/阿."""
+
+    key: str
+    descending: bool
+    descending_first: frozenset[str] = frozenset()
+
+    @property
+    def dir(self) -> str:
+        return "desc" if self.descending else "asc"
+
+    def next_dir(self, key: str) -> str:
+        """The direction a click on column ``key``'s header asks for."""
+        if key == self.key:
+            return "asc" if self.descending else "desc"
+        return "desc" if key in self.descending_first else "asc"
+
+    def apply(self, column: Any) -> Any:
+        return column.desc() if self.descending else column.asc()
 
 
 @dataclass
@@ -163,8 +199,24 @@ class Page:
 
     def paging(self, total: int, size: int) -> Paging:
         """The ?page= the request asks for (from 1) over ``total`` rows."""
-        number = max(1, int_param(self.request.query_params.get("page")) or 1)
-        return Paging(number=number, pages=max(1, -(-total // size)), size=size)
+        pages = max(1, -(-total // size))
+        # Past the end is the last page (a stale link after rows went away; ?page=10**30).
+        number = min(max(1, int_param(self.request.query_params.get("page")) or 1), pages)
+        return Paging(number=number, pages=pages, size=size)
+
+    def sort(self, columns: Collection[str], default: str, *, descending_first: Collection[str] = ()) -> Sort:
+        """The ?sort=&dir= the request asks for, among ``columns`` (a whitelist)."""
+        params = self.request.query_params
+        key = params.get("sort", "")
+        if key not in columns:
+            key = default
+        direction = params.get("dir", "")
+        descending = direction == "desc" if direction in ("asc", "desc") else key in descending_first
+        return Sort(key=key, descending=descending, descending_first=frozenset(descending_first))
+
+    def pinyin(self, column: Any) -> Any:
+        """``column`` (a name) to sort in pinyin order on this database."""
+        return by_pinyin(self.db, column)
 
     def url(self, path: str, **params: Any) -> str:
         """``path`` with the current query string updated by ``params`` (None drops a key)."""
@@ -173,17 +225,73 @@ class Page:
         return f"{path}?{urlencode(query)}" if query else path
 
     def render(self, template: str, section: str, context: dict[str, Any], status_code: int = 200) -> Response:
-        frame = {
-            "page": self,
-            "staff": self.staff,
-            "organisation": self.organisation,
-            "section": section,
-            "whole_org": self.scope.whole_org,
-            "can_write": self.scope.can_write,
-            "is_lead": self.scope.is_lead,
-            "csrf_token": session_csrf_token(self.principal.token.id),
-        }
-        return render(self.request, template, {**frame, **context}, staff=self.staff, status_code=status_code)
+        context = {**page_frame(self.principal, section), "page": self, "organisation": self.organisation, **context}
+        return render(self.request, template, context, staff=self.staff, status_code=status_code)
+
+
+def page_frame(principal: Principal, section: str) -> dict[str, Any]:
+    """What base.html needs for the header and the navigation of a logged-in staff member."""
+    return {
+        "staff": principal.staff,
+        "section": section,
+        "whole_org": principal.scope.whole_org,
+        "can_write": principal.scope.can_write,
+        "is_lead": principal.scope.is_lead,
+        "csrf_token": session_csrf_token(principal.token.id),
+    }
+
+
+def _error_principal(request: Request, status_code: int) -> Principal | None:
+    """Who is looking at an error page: the page's user if the failed handler had one, else the
+    session cookie's owner (a 404 of an unknown path runs no dependency). Not looked up for a 5xx:
+    the database may be why the request failed."""
+    principal = getattr(request.state, "console_principal", None)
+    if isinstance(principal, Principal):
+        return principal
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie or status_code >= 500:
+        return None
+    try:
+        with unit_of_work(write=False) as session:
+            auth = verify_token(session, cookie, kinds={TokenKind.SESSION}, now=utcnow())
+    except (QunyunError, SQLAlchemyError):
+        log.debug("no session for the error page", exc_info=True)
+        return None
+    staff = auth.staff
+    return Principal(
+        staff=staff,
+        token=auth.token,
+        via="cookie",
+        scope=Scope(staff_id=staff.id, org_id=staff.org_id, role=Role(staff.role)),
+    )
+
+
+def _phrase(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return ""
+
+
+def render_error(request: Request, error: QunyunError, headers: dict[str, str]) -> Response:
+    """A console error page in the reader's language, with the navigation and the sign-out
+    when someone is logged in."""
+    status_code = error.status_code
+    principal = _error_principal(request, status_code)
+    staff = principal.staff if principal is not None else None
+    lang = page_language(request, staff)
+    t = Translator(lang)
+    status_text = next(
+        (t(key) for key in (f"status_{status_code}", f"tables.status_{status_code}") if t(key) != key),
+        t("error_title"),
+    )
+    message = error.localized(lang)
+    if error.msg is None and message in (_phrase(status_code), ""):
+        message = ""  # Starlette's English "Not Found": the status text already says it
+    context: dict[str, Any] = {"status_code": status_code, "status_text": status_text, "message": message}
+    if principal is not None:
+        context.update(page_frame(principal, section=""))
+    return render(request, "error.html", context, staff=staff, status_code=status_code, headers=headers)
 
 
 def console_page(request: Request, db: DbSession, principal: ConsoleUser) -> Page:
@@ -195,8 +303,24 @@ def console_page(request: Request, db: DbSession, principal: ConsoleUser) -> Pag
 ConsolePage = Annotated[Page, Depends(console_page)]
 
 
+# The largest value a BIGINT column (and SQLite's INTEGER) holds: a bigger number in a URL names
+# nothing, and binding it would fail in the driver (OverflowError on SQLite, an error on PostgreSQL).
+MAX_ID = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]+")
+
+
 def int_param(value: str | None) -> int | None:
-    """A query-string id: blank or non-numeric means "no filter" (forms submit empty selects)."""
-    if value is None or not value.strip().isdigit():
+    """A query-string number: blank or non-numeric means "no filter" (forms submit empty selects);
+    one past BIGINT is clamped to MAX_ID, which no row has, so it matches nothing and pages end."""
+    if value is None or not _DIGITS.fullmatch(value := value.strip()):
         return None
-    return int(value)
+    # Compared by length first: int() of thousands of digits is slow and then refused by Python.
+    return MAX_ID if len(value) > 19 else min(int(value), MAX_ID)
+
+
+def path_id(value: str, not_found: Msg) -> int:
+    """An id from a console URL (/groups/{id}): anything but a stored id's digits is 404."""
+    number = int_param(value)
+    if number is None or not 0 < number < MAX_ID:
+        raise NotFound(not_found)
+    return number
