@@ -8,16 +8,14 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from qunyun.cli_support import (
     QunyunGroup,
     database_label,
     fail_line,
+    organisation_slugs,
     require_schema,
     resolve_org,
-    say,
     schema_revisions,
     set_debug,
     tell,
@@ -44,13 +42,9 @@ app.add_typer(events_app, name="events")
 app.add_typer(stats_app, name="stats")
 app.add_typer(org_app, name="org")
 
-err = Console(stderr=True)
-
 OrgOption = Annotated[
     str | None,
-    typer.Option(
-        "--org", envvar="QUNYUN_ORG", help="Organisation slug; may be left out when there is only one."
-    ),
+    typer.Option("--org", envvar="QUNYUN_ORG", help="Organisation slug; may be left out when there is only one."),
 ]
 
 
@@ -119,11 +113,13 @@ def events_import(
     except QunyunError as exc:
         _fail(exc)
         return
+    # The import report stays in English whatever the language: scripts read these lines.
     for line_no, reason in report.skipped:
-        err.print(f"skipped line {line_no}: {escape(reason)}")
-    err.print(
+        print(f"skipped line {line_no}: {reason}", file=sys.stderr)
+    print(
         f"imported {report.stored} events ({report.duplicates} duplicates, {len(report.skipped)} skipped) "
-        f"in {report.seconds:.2f}s, {report.rate:,.0f} events/s"
+        f"in {report.seconds:.2f}s, {report.rate:,.0f} events/s",
+        file=sys.stderr,
     )
 
 
@@ -197,12 +193,13 @@ def org_create(
     from qunyun.db.session import unit_of_work
     from qunyun.team.service import create_organisation
 
+    require_schema()
     try:
         with unit_of_work() as session:
             create_organisation(session, name=name or slug, slug=slug, time_zone=time_zone)
     except QunyunError as exc:
         _fail(exc)
-    err.print(f"organisation {slug} created")
+    tell(Msg("cli.org_created", org=slug))
 
 
 @org_app.command("add-staff")
@@ -219,15 +216,16 @@ def org_add_staff(
     from qunyun.models import Organisation
     from qunyun.team.service import create_staff
 
+    require_schema()
+    org = resolve_org(org)  # an unknown slug: one line listing the organisations
     try:
         with unit_of_work() as session:
             org_id = session.scalar(select(Organisation.id).where(Organisation.slug == org))
-            if org_id is None:
-                raise QunyunError(f"no organisation {org!r}")
+            assert org_id is not None  # resolve_org has just seen it
             create_staff(session, org_id, username=username, password=password, role=role)
     except QunyunError as exc:
         _fail(exc)
-    err.print(f"staff {username} ({role}) created in {org}")
+    tell(Msg("cli.staff_created", username=username, role=Msg(f"role_{role}"), org=org))
 
 
 @app.command()
@@ -244,14 +242,15 @@ def setup(
     from qunyun.models import Staff
     from qunyun.team.service import create_staff, ensure_organisation
 
+    require_schema()
     with unit_of_work() as session:
         if session.scalar(select(Staff.id).limit(1)) is not None:
-            err.print("staff accounts exist already: nothing to set up")
+            tell(Msg("cli.setup_done_already"))
             return
         org_id = ensure_organisation(session, org)
         password = secrets.token_urlsafe(12)
         create_staff(session, org_id, username=username, password=password, role="lead", display_name="总群主")
-    err.print(f"login: [bold]{escape(username)}[/bold]  password: [bold]{escape(password)}[/bold]  (lead of {org})")
+    tell(Msg("cli.login", username=username, password=password, role=Msg("role_lead"), org=org))
 
 
 def _read_password_file(path: str | None) -> str | None:
@@ -259,14 +258,9 @@ def _read_password_file(path: str | None) -> str | None:
         return None
     from pathlib import Path
 
-    try:
-        password = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        err.print(f"[red]error:[/red] cannot read the password file: {escape(str(exc))}")
-        raise typer.Exit(code=2) from None
+    password = Path(path).read_text(encoding="utf-8").strip()  # OSError: one line (not found, permission)
     if len(password) < 8:
-        err.print("[red]error:[/red] the password in the file must be at least 8 characters")
-        raise typer.Exit(code=2)
+        _fail_with(Msg("cli.password_too_short"))
     return password
 
 
@@ -286,15 +280,16 @@ def staff_reset_password(
     from qunyun.audit.service import record
     from qunyun.auth.passwords import hash_password
     from qunyun.db.session import unit_of_work
-    from qunyun.models import AuthToken, Staff
+    from qunyun.models import AuthToken, Organisation, Staff
     from qunyun.timeutil import utcnow
 
     password = _read_password_file(password_file) or secrets.token_urlsafe(12)
+    require_schema()
     with unit_of_work() as session:
         staff = session.scalar(select(Staff).where(Staff.username == username))
         if staff is None:
-            err.print(f"[red]error:[/red] no staff account {escape(username)!r}")
-            raise typer.Exit(code=2)
+            _fail_with(Msg("cli.no_staff", username=username))
+            return
         staff.password_hash = hash_password(password)
         # A reset is a response to a lost or leaked password: existing sessions end with it.
         session.execute(
@@ -311,7 +306,8 @@ def staff_reset_password(
             target_id=staff.id,
             detail={"username": username, "via": "cli"},
         )
-    err.print(f"login: [bold]{escape(username)}[/bold]  password: [bold]{escape(password)}[/bold]")
+        role, org = staff.role, session.scalar(select(Organisation.slug).where(Organisation.id == staff.org_id))
+    tell(Msg("cli.login", username=username, password=password, role=Msg(f"role_{role}"), org=org))
 
 
 @app.command()
@@ -329,44 +325,39 @@ def demo(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Load the demo community (seed 004's bicycle brand, 28 simulated days ending now) and
-    print the logins of the lead and of a group owner."""
-    from sqlalchemy import select
-
-    from qunyun.db.session import unit_of_work
-    from qunyun.models import Organisation
+    print every account's login, one line each."""
     from qunyun.simulate.demo import ORG_SLUG, load_demo
 
     password = _read_password_file(password_file)
-    with unit_of_work(write=False) as session:
-        slugs = list(session.scalars(select(Organisation.slug).order_by(Organisation.id).limit(5)))
+    _show_database()
+    require_schema()
+    slugs = organisation_slugs()
     if slugs and not force:
-        hint = "the demo is loaded" if ORG_SLUG in slugs else f"the database has organisation(s): {', '.join(slugs)}"
         if if_empty:
-            err.print(
-                f"{hint}; log in with your accounts (the demo's: lead, owner1…). "
-                "Forgot a password? qunyun staff reset-password USERNAME — start over: make clean"
-            )
+            tell(Msg("cli.demo_present") if ORG_SLUG in slugs else Msg("cli.orgs_present", slugs=", ".join(slugs)))
             return
-        err.print(f"[red]error:[/red] {escape(hint)}; use --force to load the demo beside it")
-        raise typer.Exit(code=2)
+        _fail_with(Msg("cli.demo_refused", slugs=", ".join(slugs)))
     try:
         result = load_demo(seed=seed, days=days, members=members, password=password, progress=not quiet)
     except QunyunError as exc:
         _fail(exc)
         return
     c = result.counts
-    err.print(
-        f"demo loaded: {result.org_name} ({result.org_slug}), {c['groups']} groups, {c['members']:,} members, "
-        f"{c['events']:,} events in {result.simulation.wall_seconds:.1f}s"
+    tell(
+        Msg(
+            "cli.demo_loaded",
+            name=result.org_name,
+            slug=result.org_slug,
+            groups=c["groups"],
+            members=f"{c['members']:,}",
+            events=f"{c['events']:,}",
+            seconds=f"{result.simulation.wall_seconds:.1f}",
+        )
     )
-    err.print(
-        f"lead:        [bold]{result.lead_username}[/bold]  password: [bold]{escape(result.lead_password)}[/bold]"
-    )
-    err.print(
-        f"group owner: [bold]{result.owner_username}[/bold]  password: [bold]{escape(result.owner_password)}[/bold]"
-    )
-    others = ", ".join(name for name in result.passwords if name not in (result.lead_username, result.owner_username))
-    err.print(f"also: {others} (qunyun staff reset-password USERNAME to set one)")
+    for username, account_password in result.passwords.items():
+        role = Msg(f"role_{result.roles[username]}")
+        tell(Msg("cli.login", username=username, password=account_password, role=role, org=result.org_slug))
+    tell(Msg("cli.demo_reset_hint"))
 
 
 @app.command()
@@ -402,8 +393,8 @@ def simulate(
         except ValueError:
             first = None
         if first is None or first.tzinfo is None:
-            err.print(f"[red]error:[/red] --start must be ISO 8601 with an offset, got {escape(start)!r}")
-            raise typer.Exit(code=2)
+            _fail_with(Msg("cli.bad_start", value=start))
+    require_schema()
     slug = org or f"sim-{seed}"
     scenario = simulate_scenario(seed=seed, days=days, groups=groups, members=members, start=first, prefix=slug)
     with progress_bar(enabled=not quiet) as update:
@@ -418,26 +409,32 @@ def simulate(
 @app.command()
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8000,
-    workers: Annotated[int, typer.Option(help="In-process job workers (0 to run none)")] = 1,
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=0, help="In-process job workers (0 to run none)")] = 1,
 ) -> None:
-    """Serve the console and the REST API, with an in-process job worker."""
+    """Serve the console and the REST API (with its documentation at /docs), with an in-process
+    job worker."""
     import uvicorn
 
     from qunyun.api.app import create_app
 
+    _show_database()
+    require_schema()
+    shown = f"[{host}]" if ":" in host else host
+    tell(Msg("cli.serving", url=f"http://{shown}:{port}/"))
     uvicorn.run(create_app(in_process_workers=workers), host=host, port=port, log_level="info")
 
 
 @app.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(help="Worker threads in this process")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker threads in this process")] = 1,
     burst: Annotated[bool, typer.Option("--burst", help="Exit when no job is due")] = False,
     name: Annotated[str | None, typer.Option(help="Worker name in job records")] = None,
 ) -> None:
     """Run standalone job workers; any number of processes may share one PostgreSQL."""
     from qunyun.worker.runner import run_workers
 
+    require_schema()
     run_workers(concurrency=concurrency, burst=burst, name=name)
 
 
@@ -446,8 +443,18 @@ def main() -> None:  # pragma: no cover
 
 
 @app.callback()
-def _root() -> None:
-    """qunyun — community operations platform (社群运营)."""
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of every failure (also QUNYUN_DEBUG=1)")
+    ] = False,
+) -> None:
+    """qunyun — community operations platform (社群运营).
+
+    The default database is var/qunyun.db in the project (a source checkout) or in the working
+    directory; QUNYUN_DATABASE_URL chooses another. Messages follow QUNYUN_DEFAULT_LANGUAGE (zh, en).
+    """
+    set_debug(debug)
+    use_project_database()
 
 
 if __name__ == "__main__":  # pragma: no cover

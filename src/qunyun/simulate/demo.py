@@ -67,6 +67,7 @@ class DemoResult:
     owner_username: str
     owner_password: str
     passwords: dict[str, str]  # every staff account created → its password
+    roles: dict[str, str]  # every staff account created → its role
     counts: dict[str, int]
     simulation: SimulationResult = field(repr=False)
 
@@ -265,6 +266,7 @@ def load_demo(
         owner_username="owner1",
         owner_password=org.passwords["owner1"],
         passwords=org.passwords,
+        roles={s.username: s.role for s in scenario.staff},
         counts=counts,
         simulation=result,
     )
