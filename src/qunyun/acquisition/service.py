@@ -20,6 +20,7 @@ from qunyun.audit.service import apply_changes, record_by
 from qunyun.auth.scope import Scope, require_lead
 from qunyun.errors import Conflict, NotFound
 from qunyun.groups.service import count_rows
+from qunyun.locale import Msg
 from qunyun.models import Channel, Event, EventKind
 from qunyun.timeutil import utcnow
 
@@ -103,7 +104,7 @@ def channel_out(channel: Channel, members: int) -> ChannelOut:
 def _require_channel(session: Session, scope: Scope, channel_id: int) -> Channel:
     channel = session.scalar(select(Channel).where(Channel.id == channel_id, Channel.org_id == scope.org_id))
     if channel is None:
-        raise NotFound(f"no channel {channel_id}", field="channel_id")
+        raise NotFound(Msg("err.acquisition.no_channel", id=channel_id), field="channel_id")
     return channel
 
 
@@ -139,7 +140,7 @@ def create_channel(
     """Create a channel (lead only: channels and their budgets are organisation-wide)."""
     require_lead(scope)
     if session.scalar(select(Channel.id).where(Channel.org_id == scope.org_id, Channel.code == data.code)):
-        raise Conflict(f"channel {data.code!r} exists", field="code")
+        raise Conflict(Msg("err.acquisition.channel_exists", code=data.code), field="code")
     channel = Channel(org_id=scope.org_id, created_at=utcnow(), **_to_columns(data.model_dump()))
     session.add(channel)
     session.flush()

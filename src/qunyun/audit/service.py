@@ -10,17 +10,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
+from qunyun.auth.address import client_address
 from qunyun.errors import NotFound
+from qunyun.locale import Msg
 from qunyun.models import AuditLog
 from qunyun.timeutil import utcnow
 
 
 def client_ip(request: HTTPConnection | None) -> str | None:
-    """The peer address. Forwarded headers are not trusted here: behind a proxy, run uvicorn with
-    --proxy-headers and --forwarded-allow-ips so that this already is the client's address."""
-    if request is None or request.client is None:
-        return None
-    return request.client.host[:64]
+    """The client's address: the peer, or what a proxy in QUNYUN_TRUSTED_PROXIES forwarded."""
+    return client_address(request)
 
 
 def record(
@@ -147,5 +146,5 @@ def list_entries(
 def get_entry(session: Session, org_id: int, entry_id: int) -> AuditLog:
     entry = session.scalar(select(AuditLog).where(AuditLog.id == entry_id, AuditLog.org_id == org_id))
     if entry is None:
-        raise NotFound(f"no audit entry {entry_id}", field="entry_id")
+        raise NotFound(Msg("err.audit.no_entry", id=entry_id), field="entry_id")
     return entry

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from qunyun.connectors.base import Capability, Connector, MemberProfile, get_connector
 from qunyun.errors import InvalidInput
+from qunyun.locale import Msg
 from qunyun.models import Member
 from qunyun.worker.queue import enqueue, job_handler
 
@@ -93,7 +94,7 @@ def sync_member_profiles_job(session: Session, payload: dict[str, Any]) -> None:
     must be configured (else the job fails and is retried)."""
     org_id, platform, member_ids = payload.get("org_id"), payload.get("platform"), payload.get("member_ids")
     if not isinstance(platform, str) or not isinstance(member_ids, list):
-        raise InvalidInput("crm.sync_member_profiles needs platform and member_ids", field="payload")
+        raise InvalidInput(Msg("err.job.payload_fields", job=SYNC_JOB, fields="platform, member_ids"), field="payload")
     if not isinstance(org_id, int):
-        raise InvalidInput("crm.sync_member_profiles needs an integer org_id", field="org_id")
+        raise InvalidInput(Msg("err.job.integer_field", job=SYNC_JOB, field="org_id"), field="org_id")
     sync_member_profiles(session, org_id, get_connector(platform), [int(m) for m in member_ids])

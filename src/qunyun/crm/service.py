@@ -15,6 +15,7 @@ from qunyun.auth.scope import Scope, member_visible, require_group, require_memb
 from qunyun.crm.schemas import MemberOut, TagCreate, TaggingOut, TagRef
 from qunyun.errors import Conflict, NotFound
 from qunyun.groups.service import count_rows
+from qunyun.locale import Msg
 from qunyun.models import Member, MembershipSpan, Tag, Tagging
 from qunyun.timeutil import utcnow
 
@@ -54,7 +55,7 @@ def member_out(member: Member, tags: list[TagRef]) -> MemberOut:
 def require_tag(session: Session, scope: Scope, tag_id: int) -> Tag:
     tag = session.scalar(select(Tag).where(Tag.id == tag_id, Tag.org_id == scope.org_id))
     if tag is None:
-        raise NotFound(f"no tag {tag_id}", field="tag_id")
+        raise NotFound(Msg("err.crm.no_tag", id=tag_id), field="tag_id")
     return tag
 
 
@@ -107,7 +108,7 @@ def update_member(
     """Change persona fields. The audit entry names the fields, not their (personal) values."""
     member = require_member(session, scope, member_id, write=True)
     if member.erased_at is not None:
-        raise Conflict("this member's data was erased on request; it cannot be edited")
+        raise Conflict(Msg("err.crm.member_erased"))
     apply_changes(
         session, scope, member, changes, action="member.update", target_type="member", request=request, personal=True
     )
@@ -129,7 +130,7 @@ def create_tag(session: Session, scope: Scope, data: TagCreate, *, request: HTTP
     """Add a tag to the organisation's vocabulary; names are unique per organisation."""
     require_write(scope)
     if session.scalar(select(Tag.id).where(Tag.org_id == scope.org_id, Tag.name == data.name)) is not None:
-        raise Conflict(f"tag {data.name!r} exists", field="name")
+        raise Conflict(Msg("err.crm.tag_exists", name=data.name), field="name")
     tag = Tag(org_id=scope.org_id, name=data.name, category=data.category, created_at=utcnow())
     session.add(tag)
     session.flush()

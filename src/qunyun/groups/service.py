@@ -13,6 +13,7 @@ from qunyun.audit.service import apply_changes, record_by
 from qunyun.auth.scope import Scope, group_id_visible, group_visible, require_group, require_lead, require_write
 from qunyun.errors import Conflict, Forbidden, InvalidInput
 from qunyun.groups.schemas import AssignmentIn, AssignmentOut, GroupCreate, GroupMemberOut, MembershipOut
+from qunyun.locale import Msg
 from qunyun.models import (
     Channel,
     Community,
@@ -69,13 +70,16 @@ def list_groups(
 
 def _check_refs(session: Session, scope: Scope, values: dict[str, Any]) -> None:
     """Referenced community, playbook and owner must belong to the caller's organisation."""
-    for field, model in (("community_id", Community), ("playbook_id", Playbook)):
+    for field, model, missing in (
+        ("community_id", Community, Msg("err.group.no_community", id=values.get("community_id"))),
+        ("playbook_id", Playbook, Msg("err.group.no_playbook", id=values.get("playbook_id"))),
+    ):
         ref = values.get(field)
         if (
             ref is not None
             and session.scalar(select(model.id).where(model.id == ref, model.org_id == scope.org_id)) is None
         ):
-            raise InvalidInput(f"no {field.removesuffix('_id')} {ref} in this organisation", field=field)
+            raise InvalidInput(missing, field=field)
     owner = values.get("owner_id")
     if (
         owner is not None
@@ -84,18 +88,18 @@ def _check_refs(session: Session, scope: Scope, values: dict[str, Any]) -> None:
         )
         is None
     ):
-        raise InvalidInput(f"no active staff member {owner} in this organisation", field="owner_id")
+        raise InvalidInput(Msg("err.group.no_active_staff", id=owner), field="owner_id")
 
 
 def create_group(session: Session, scope: Scope, data: GroupCreate, *, request: HTTPConnection | None = None) -> Group:
     """Create a group. Leads may create any; a group owner creates groups they own."""
     require_write(scope)
     if scope.role not in (Role.LEAD, Role.OWNER):
-        raise Forbidden("only a lead or a group owner may create groups")
+        raise Forbidden(Msg("err.group.create_forbidden"))
     values = data.model_dump()
     if scope.role is Role.OWNER:
         if values["owner_id"] not in (None, scope.staff_id):
-            raise Forbidden("a group owner creates groups they own themselves", field="owner_id")
+            raise Forbidden(Msg("err.group.owner_creates_own"), field="owner_id")
         values["owner_id"] = scope.staff_id
     _check_refs(session, scope, values)
     exists = session.scalar(
@@ -106,7 +110,10 @@ def create_group(session: Session, scope: Scope, data: GroupCreate, *, request: 
         )
     )
     if exists is not None:
-        raise Conflict(f"group {data.platform}:{data.external_id} exists (id {exists})", field="external_id")
+        raise Conflict(
+            Msg("err.group.exists", platform=data.platform, external_id=data.external_id, id=exists),
+            field="external_id",
+        )
     group = Group(org_id=scope.org_id, member_count=0, created_at=utcnow(), **values)
     session.add(group)
     session.flush()
@@ -280,14 +287,14 @@ def set_assignments(
     wanted: dict[int, str] = {}
     for index, item in enumerate(assignments):
         if item.staff_id in wanted:
-            raise InvalidInput(f"staff {item.staff_id} is listed twice", field=f"assignments.{index}.staff_id")
+            raise InvalidInput(Msg("err.group.staff_twice", id=item.staff_id), field=f"assignments.{index}.staff_id")
         wanted[item.staff_id] = item.role
     if wanted:
         known = set(session.scalars(select(Staff.id).where(Staff.id.in_(wanted), Staff.org_id == scope.org_id)))
         for index, item in enumerate(assignments):
             if item.staff_id not in known:
                 raise InvalidInput(
-                    f"no staff member {item.staff_id} in this organisation",
+                    Msg("err.group.no_staff", id=item.staff_id),
                     field=f"assignments.{index}.staff_id",
                 )
     before = {

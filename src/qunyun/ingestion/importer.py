@@ -15,6 +15,7 @@ from qunyun.errors import InvalidInput
 from qunyun.gcpause import gc_paused
 from qunyun.ingestion.parse import EventError, ParsedEvent, parse_line
 from qunyun.ingestion.service import Ingestor
+from qunyun.locale import Msg
 from qunyun.team.service import ensure_organisation
 
 MAX_REPORTED_ERRORS = 20
@@ -25,7 +26,7 @@ class ImportReport:
     stored: int = 0
     duplicates: int = 0
     lines: int = 0
-    skipped: list[tuple[int, str]] = field(default_factory=list)
+    skipped: list[tuple[int, Msg]] = field(default_factory=list)  # (line, reason)
     seconds: float = 0.0
 
     @property
@@ -71,7 +72,7 @@ def _import(
     report: ImportReport,
 ) -> ImportReport:
     ingestor = Ingestor(session, org_id, platform=platform, source="import", live=False)
-    errors: list[tuple[int, str]] = []
+    errors: list[tuple[int, Msg]] = []
     batch: list[ParsedEvent] = []
     started = time.perf_counter()
     lines = 0
@@ -83,9 +84,9 @@ def _import(
             event = parse_line(line)
         except EventError as exc:
             if skip_invalid:
-                report.skipped.append((number, exc.describe()))
+                report.skipped.append((number, exc.reason()))
                 continue
-            errors.append((number, exc.describe()))
+            errors.append((number, exc.reason()))
             if len(errors) >= MAX_REPORTED_ERRORS:
                 break
             continue
@@ -100,17 +101,29 @@ def _import(
                 on_progress(report)
     report.lines = lines
     if errors:
-        listing = "; ".join(f"line {n}: {reason}" for n, reason in errors)
-        more = " (stopped after 20 errors)" if len(errors) >= MAX_REPORTED_ERRORS else ""
+        listing = _joined([Msg("err.event.at_line", line=n, reason=reason) for n, reason in errors])
+        message = (
+            Msg("err.import.aborted_more", errors=listing, max=MAX_REPORTED_ERRORS)
+            if len(errors) >= MAX_REPORTED_ERRORS
+            else Msg("err.import.aborted", errors=listing)
+        )
         raise InvalidInput(
-            f"import aborted, nothing was written — {listing}{more}",
+            message,
             line=errors[0][0],
-            errors=[{"line": n, "reason": r} for n, r in errors],
+            errors=[{"line": n, "reason": str(r)} for n, r in errors],
         )
     _flush(ingestor, batch, report)
     ingestor.flush()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _joined(messages: list[Msg]) -> Msg:
+    """One message listing ``messages`` (at least one), each in the reader's language."""
+    joined = messages[-1]
+    for message in reversed(messages[:-1]):
+        joined = Msg("err.list.join", head=message, tail=joined)
+    return joined
 
 
 def _flush(ingestor: Ingestor, batch: list[ParsedEvent], report: ImportReport) -> None:
@@ -136,7 +149,7 @@ def import_file(
     if isinstance(source, str | Path):
         path = Path(source)
         if not path.is_file():
-            raise InvalidInput(f"no such file: {path}", field="path")
+            raise InvalidInput(Msg("err.import.no_file", path=str(path)), field="path")
         size = path.stat().st_size
         stream = path.open("rb")
     else:

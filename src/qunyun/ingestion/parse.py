@@ -19,6 +19,7 @@ import orjson
 from qunyun.db.base import to_micros
 from qunyun.ingestion.event import ParsedEvent
 from qunyun.ingestion.wire import DECODER, from_struct
+from qunyun.locale import Msg
 from qunyun.models.event import KIND_BY_NAME, MSG_TYPE_BY_NAME, EventKind
 
 MAX_ID = 128
@@ -28,29 +29,35 @@ REASONS = frozenset({"left", "removed"})
 
 
 class EventError(ValueError):
-    """A bad event: ``field`` names the offending field (or None for the whole object)."""
+    """A bad event: ``field`` names the offending field (or None for the whole object), ``msg``
+    says what is wrong with it; ``message`` is its English text."""
 
-    def __init__(self, field: str | None, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, field: str | None, msg: Msg) -> None:
+        super().__init__(str(msg))
         self.field = field
-        self.message = message
+        self.msg = msg
+        self.message = str(msg)
+
+    def reason(self) -> Msg:
+        """What is wrong, prefixed with the field: ``field 'ts': … is not ISO 8601``."""
+        return Msg("err.event.field", field=self.field, reason=self.msg) if self.field else self.msg
 
     def describe(self) -> str:
-        return f"field {self.field!r}: {self.message}" if self.field else self.message
+        return str(self.reason())
 
 
 def _ident(obj: Mapping[str, Any], field: str, required: bool = True, limit: int = MAX_ID) -> str | None:
     value = obj.get(field)
     if value is None:
         if required:
-            raise EventError(field, "is required")
+            raise EventError(field, Msg("err.event.required"))
         return None
     if not isinstance(value, str) or not value.strip():
-        raise EventError(field, "must be a non-empty string")
+        raise EventError(field, Msg("err.event.non_empty_string"))
     if len(value) > limit:
-        raise EventError(field, f"must be at most {limit} characters")
+        raise EventError(field, Msg("err.event.too_long", limit=limit))
     if "\x00" in value:
-        raise EventError(field, "must not contain NUL characters")
+        raise EventError(field, Msg("err.event.nul"))
     return value
 
 
@@ -59,11 +66,11 @@ def _text(obj: Mapping[str, Any], field: str, limit: int | None = 200) -> str | 
     if value is None:
         return None
     if not isinstance(value, str):
-        raise EventError(field, "must be a string")
+        raise EventError(field, Msg("err.event.string"))
     if limit is not None and len(value) > limit:
-        raise EventError(field, f"must be at most {limit} characters")
+        raise EventError(field, Msg("err.event.too_long", limit=limit))
     if "\x00" in value:
-        raise EventError(field, "must not contain NUL characters")
+        raise EventError(field, Msg("err.event.nul"))
     return value
 
 
@@ -76,26 +83,26 @@ MAX_CAPACITY = 2**31 - 1
 
 def parse_ts(value: Any) -> int:
     if not isinstance(value, str):
-        raise EventError("ts", "must be an ISO 8601 string with an offset, e.g. 2026-03-01T08:00:00+08:00")
+        raise EventError("ts", Msg("err.event.ts_type"))
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise EventError("ts", f"{value!r} is not ISO 8601") from None
+        raise EventError("ts", Msg("err.event.ts_format", value=repr(value))) from None
     if parsed.tzinfo is None:
-        raise EventError("ts", f"{value!r} has no UTC offset")
+        raise EventError("ts", Msg("err.event.ts_offset", value=repr(value)))
     micros = to_micros(parsed)
     if not MIN_TS <= micros < MAX_TS:
-        raise EventError("ts", f"{value!r} is outside the years 1971-9997")
+        raise EventError("ts", Msg("err.event.ts_range", value=repr(value), first=1971, last=9997))
     return micros
 
 
 def parse_amount(value: Any, field: str = "amount") -> int:
     """A decimal string in yuan → integer fen."""
     if not isinstance(value, str):
-        raise EventError(field, 'must be a decimal string in yuan, e.g. "59.90"')
+        raise EventError(field, Msg("err.event.amount_type"))
     match = _AMOUNT.fullmatch(value)
     if match is None:
-        raise EventError(field, f'{value!r} is not a non-negative amount with at most 2 decimals, e.g. "59.90"')
+        raise EventError(field, Msg("err.event.amount_format", value=repr(value)))
     cents = match.group(2) or ""
     return int(match.group(1)) * 100 + int(cents.ljust(2, "0") or 0)
 
@@ -167,19 +174,21 @@ def parse_event(obj: Any) -> ParsedEvent:
 
 def _checked(obj: Any) -> ParsedEvent:
     if not isinstance(obj, dict):
-        raise EventError(None, "each line must be a JSON object")
+        raise EventError(None, Msg("err.event.not_object"))
     external_id = _ident(obj, "id")
     kind_name = obj.get("kind")
     kind = KIND_BY_NAME.get(kind_name) if isinstance(kind_name, str) else None
     if kind is None:
-        raise EventError("kind", f"unknown kind {kind_name!r}; expected one of {', '.join(sorted(KIND_BY_NAME))}")
+        raise EventError(
+            "kind", Msg("err.event.unknown_kind", kind=repr(kind_name), expected=", ".join(sorted(KIND_BY_NAME)))
+        )
     ts = parse_ts(obj.get("ts"))
     assert external_id is not None
     if kind is EventKind.MESSAGE_POSTED:
         msg_type_name = obj.get("msg_type")
         msg_type = MSG_TYPE_BY_NAME.get(msg_type_name) if isinstance(msg_type_name, str) else None
         if msg_type is None:
-            raise EventError("msg_type", f"must be one of {', '.join(MSG_TYPE_BY_NAME)}")
+            raise EventError("msg_type", Msg("err.event.one_of", choices=", ".join(MSG_TYPE_BY_NAME)))
         text = _text(obj, "text", limit=None)
         return ParsedEvent(
             external_id,
@@ -194,7 +203,7 @@ def _checked(obj: Any) -> ParsedEvent:
     if kind is EventKind.MEMBER_JOINED:
         scene = obj.get("scene")
         if scene is not None and scene not in SCENES:
-            raise EventError("scene", f"must be one of {', '.join(sorted(SCENES))}")
+            raise EventError("scene", Msg("err.event.one_of", choices=", ".join(sorted(SCENES))))
         return ParsedEvent(
             external_id,
             kind,
@@ -210,7 +219,7 @@ def _checked(obj: Any) -> ParsedEvent:
     if kind is EventKind.MEMBER_LEFT:
         reason = obj.get("reason")
         if reason is not None and reason not in REASONS:
-            raise EventError("reason", f"must be one of {', '.join(sorted(REASONS))}")
+            raise EventError("reason", Msg("err.event.one_of", choices=", ".join(sorted(REASONS))))
         return ParsedEvent(external_id, kind, ts, _ident(obj, "group"), _ident(obj, "member"), extra={"reason": reason})
     if kind is EventKind.ORDER_PAID:
         return ParsedEvent(
@@ -239,10 +248,10 @@ def _checked(obj: Any) -> ParsedEvent:
     if capacity is not None and (
         not isinstance(capacity, int) or isinstance(capacity, bool) or not 1 <= capacity <= MAX_CAPACITY
     ):
-        raise EventError("capacity", f"must be a positive integer (at most {MAX_CAPACITY})")
+        raise EventError("capacity", Msg("err.event.capacity", max=MAX_CAPACITY))
     name = _text(obj, "name")
     if not name:
-        raise EventError("name", "is required")
+        raise EventError("name", Msg("err.event.required"))
     return ParsedEvent(
         external_id,
         kind,
@@ -270,5 +279,5 @@ def parse_line(line: bytes) -> ParsedEvent:
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        raise EventError(None, f"not valid JSON ({exc.args[0].split(':')[0]})") from None
+        raise EventError(None, Msg("err.event.bad_json", detail=exc.args[0].split(":")[0])) from None
     return _checked(obj)

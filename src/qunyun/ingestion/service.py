@@ -35,6 +35,7 @@ from qunyun.errors import InvalidInput, NotFound
 from qunyun.ingestion.parse import EventError, ParsedEvent, parse_event
 from qunyun.ingestion.spans import Span, group_day_deltas, org_day_deltas, replay
 from qunyun.ingestion.sql import SqlDialect
+from qunyun.locale import Msg
 from qunyun.models import Organisation, Staff
 from qunyun.models.event import EventKind
 from qunyun.timeutil import DayCalculator
@@ -112,7 +113,7 @@ class Ingestor:
     def __init__(self, session: Session, org_id: int, *, platform: str, source: str, live: bool) -> None:
         org = session.get(Organisation, org_id)
         if org is None:
-            raise NotFound(f"no organisation {org_id}")
+            raise NotFound(Msg("err.event.no_organisation", id=org_id), field="org_id")
         self.session = session
         self.org_id = org_id
         self.platform = platform
@@ -137,7 +138,7 @@ class Ingestor:
         self.member_first: dict[int, int] = {}
         self._growth: dict[str, int] = {}
         if not 1 <= len(platform) <= 16:
-            raise InvalidInput("platform must be 1-16 characters", field="platform")
+            raise InvalidInput(Msg("err.event.platform_length", limit=16), field="platform")
         retention = get_settings().message_text_retention_days
         self.text_cutoff = None if retention == 0 else now_micros() - retention * 86_400_000_000
         if self.db.pg:
@@ -685,8 +686,18 @@ def parse_events(events: Iterable[Mapping[str, Any]]) -> list[ParsedEvent]:
         try:
             parsed.append(parse_event(obj))
         except EventError as exc:
-            raise InvalidInput(f"event {index}: {exc.describe()}", field=exc.field, index=index) from None
+            raise InvalidInput(
+                Msg("err.event.at_index", index=index, reason=exc.reason()), field=exc.field, index=index
+            ) from None
     return parsed
+
+
+def at_line(error: InvalidInput, line: int) -> InvalidInput:
+    """The error of event ``index`` of a batch (from :func:`parse_events`) told by its line in the
+    request body instead."""
+    reason = error.msg.values.get("reason") if error.msg is not None else None
+    message = Msg("err.event.at_line", line=line, reason=reason if reason is not None else error.message)
+    return InvalidInput(message, field=error.field, **{**error.detail, "line": line})
 
 
 def ingest(
