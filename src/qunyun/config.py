@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,9 @@ class Settings(BaseSettings):
     time_zone: str = "Asia/Shanghai"
     secret_key: str = ""
     redis_url: str | None = None
+    # Reverse proxies whose X-Forwarded-For is believed (IPs or CIDRs, comma-separated). Empty:
+    # never; the TCP peer is the client (docs/access-control.md, "Behind a proxy").
+    trusted_proxies: str = ""
     # Message text is personal data: keep it only this many days (0 = never store text).
     message_text_retention_days: int = Field(default=30, ge=0)
     session_max_age_seconds: int = Field(default=12 * 3600, gt=0)
@@ -32,6 +36,29 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=1, ge=0)
     job_lease_seconds: int = Field(default=300, gt=0)
     default_language: Literal["zh", "en"] = "zh"
+    # Request bodies (docs/operations.md): every body is capped at max_body_bytes, event
+    # ingestion (POST /api/v1/events) at max_events_body_bytes; larger ones are 413.
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_events_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # Database connections: the pool must hold every admitted request plus background work, so
+    # that no request waits on the pool; requests beyond max_concurrent_requests wait at most
+    # admission_wait_seconds for a slot, then get 503 with Retry-After.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=30, ge=0)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_concurrent_requests: int = Field(default=32, ge=1)
+    admission_wait_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxies(cls, value: str) -> str:
+        for item in (part.strip() for part in value.split(",")):
+            if item:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"QUNYUN_TRUSTED_PROXIES: {item!r} is not an IP address or network") from exc
+        return value
 
     @field_validator("time_zone")
     @classmethod

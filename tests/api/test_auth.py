@@ -230,13 +230,13 @@ def test_healthz(client: TestClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
-def test_healthz_reports_an_unreachable_database(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readyz_reports_an_unreachable_database(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     from qunyun.api import app as app_module
     from qunyun.db.session import make_engine
 
     dead = make_engine("postgresql://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 1})
     monkeypatch.setattr(app_module, "get_engine", lambda: dead)
-    response = client.get("/healthz")
+    response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable"
     dead.dispose()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tests.api.conftest import World
+from tests.api.conftest import World, csrf_from
 
 
 def _joined(event_id: str, group: str, member: str, ts: str = "2026-03-05T10:00:00+08:00", **extra: Any) -> dict:
@@ -108,10 +109,89 @@ def test_array_body_errors(client: TestClient, world: World) -> None:
     assert wrong_type.status_code == 415
 
 
-def test_owner_posts_for_own_group(client: TestClient, world: World) -> None:
-    response = client.post("/api/v1/events", json=[_posted("own1", "ext-g2", "ext-m2")], headers=world.headers("owner"))
+@pytest.mark.parametrize("who", ["owner", "admin", "operator", "analyst"])
+def test_only_leads_and_integrations_post_events(client: TestClient, world: World, who: str) -> None:
+    # Even for their own group: a member.joined would pull any member into their scope.
+    response = client.post("/api/v1/events", json=[_posted("own1", "ext-g2", "ext-m2")], headers=world.headers(who))
+    assert response.status_code == 403, response.text
+    assert _event_count(world) == 5
+
+
+def test_owner_cannot_pull_a_member_into_their_scope(client: TestClient, world: World) -> None:
+    owner = world.headers("owner")
+    m4 = f"/api/v1/members/{world.members['m4']}"
+    assert client.get(m4, headers=owner).status_code == 404
+    pull = client.post("/api/v1/events", json=[_joined("pull", "ext-g1", "ext-m4")], headers=owner)
+    assert pull.status_code == 403
+    assert client.get(m4, headers=owner).status_code == 404
+    assert client.patch(m4, json={"occupation": "spy"}, headers=owner).status_code == 404
+
+
+def _integration(client: TestClient, world: World, name: str = "企业微信同步") -> dict[str, Any]:
+    created = client.post("/api/v1/integrations", json={"name": name}, headers=world.headers("lead"))
+    assert created.status_code == 201, created.text
+    body: dict[str, Any] = created.json()
+    assert body["token"].startswith("qya_")
+    return body
+
+
+def test_integration_token_posts_events_for_its_organisation_only(client: TestClient, world: World) -> None:
+    integration = _integration(client, world)
+    headers = {"Authorization": f"Bearer {integration['token']}"}
+    response = client.post("/api/v1/events", json=[_joined("int1", "ext-g3", "ext-m4")], headers=headers)
     assert response.status_code == 200, response.text
     assert response.json()["stored"] == 1
+    # The events land in the integration's organisation, never another one.
+    spans = client.get(f"/api/v1/members/{world.members['m4']}/memberships", headers=world.headers("lead"))
+    assert [sp["group_id"] for sp in spans.json()["items"]] == [world.groups["g3"]]
+    rival = client.get(f"/api/v1/groups/{world.groups['gb1']}/members", headers=world.headers("lead_b")).json()
+    assert "ext-m4" not in json.dumps(rival)
+    # It reads nothing and writes nothing else.
+    for method, path in (
+        ("GET", "/api/v1/me"),
+        ("GET", "/api/v1/members"),
+        ("GET", "/api/v1/events"),
+        ("GET", f"/api/v1/groups/{world.groups['g3']}"),
+        ("POST", "/api/v1/tags"),
+        ("POST", "/api/v1/integrations"),
+    ):
+        denied = client.request(method, path, headers=headers, json={"name": "x"})
+        assert denied.status_code == 403, (method, path, denied.text)
+
+
+def test_integration_has_no_console_and_no_password(client: TestClient, world: World) -> None:
+    from qunyun.models import Staff
+
+    integration = _integration(client, world)
+    with world.db() as s:
+        staff = s.get(Staff, integration["id"])
+        assert staff is not None and staff.role == "integration"
+        username = staff.username
+    page = client.get("/login")
+    csrf = csrf_from(page.text)
+    login = client.post(
+        "/login", data={"username": username, "password": "", "csrf_token": csrf}, follow_redirects=False
+    )
+    assert login.status_code != 303
+    token_login = client.post("/api/v1/auth/tokens", json={"username": username, "password": "!no-password"})
+    assert token_login.status_code in (401, 422)
+    # Its token is not a console session either.
+    client.cookies.set("qunyun_session", integration["token"])
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_only_leads_create_and_disable_integrations(client: TestClient, world: World) -> None:
+    for who in ("owner", "admin", "operator", "analyst"):
+        denied = client.post("/api/v1/integrations", json={"name": "x"}, headers=world.headers(who))
+        assert denied.status_code == 403
+    integration = _integration(client, world)
+    other_org = client.delete(f"/api/v1/integrations/{integration['id']}", headers=world.headers("lead_b"))
+    assert other_org.status_code == 404
+    gone = client.delete(f"/api/v1/integrations/{integration['id']}", headers=world.headers("lead"))
+    assert gone.status_code == 204
+    headers = {"Authorization": f"Bearer {integration['token']}"}
+    after = client.post("/api/v1/events", json=[_joined("int2", "ext-g3", "ext-m4")], headers=headers)
+    assert after.status_code == 401
 
 
 def test_platform_query_parameter(client: TestClient, world: World) -> None:

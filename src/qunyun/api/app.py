@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
@@ -17,11 +19,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qunyun.acquisition.endpoints import router as channels_router
 from qunyun.api.console import router as console_router
-from qunyun.api.errors import install_error_handlers
+from qunyun.api.docs import install_docs
+from qunyun.api.errors import api_language, install_error_handlers
+from qunyun.api.limits import RETRY_AFTER_SECONDS, EdgeGuard
 from qunyun.audit.endpoints import router as audit_router
 from qunyun.auth.endpoints import router as auth_router
+from qunyun.auth.integrations import router as integrations_router
 from qunyun.auth.throttle import LoginThrottle
-from qunyun.config import get_settings
 from qunyun.console.pages import router as pages_router
 from qunyun.console.web import STATIC_DIR, LoginRequired, login_redirect
 from qunyun.crm.endpoints import members as members_router
@@ -29,6 +33,7 @@ from qunyun.crm.endpoints import tags as tags_router
 from qunyun.db.session import get_engine
 from qunyun.groups.endpoints import router as groups_router
 from qunyun.ingestion.endpoints import router as events_router
+from qunyun.locale import Msg
 from qunyun.team.endpoints import router as staff_router
 
 log = logging.getLogger(__name__)
@@ -40,7 +45,7 @@ _SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"same-origin"),
 ]
-# The console loads nothing from elsewhere (no CDN); the development-only Swagger UI does.
+# The console loads nothing from elsewhere (no CDN); /docs has its own 'self'-only policy (api/docs.py).
 _CONSOLE_CSP = (
     b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -91,19 +96,38 @@ def api_router() -> APIRouter:
         events_router,
         staff_router,
         audit_router,
+        integrations_router,
     ):
         router.include_router(sub)
     return router
 
 
+# Readiness probes get threads of their own: during a burst AnyIO's worker threads are busy, and
+# "is the database there?" must not queue behind the requests it is asked about.
+_READINESS_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qunyun-readyz")
+READINESS_TIMEOUT_SECONDS = 3.0
+
+
 def database_ok() -> bool:
-    """Whether the database answers a trivial query."""
+    """Whether the database answers a query on the schema (alembic_version: the schema exists)."""
     try:
         with get_engine().connect() as conn:
-            conn.execute(text("SELECT 1"))
+            conn.execute(text("SELECT version_num FROM alembic_version LIMIT 1"))
         return True
     except Exception:
-        log.warning("health check: database unavailable", exc_info=True)
+        log.warning("readiness check: database unavailable", exc_info=True)
+        return False
+
+
+async def database_ready() -> bool:
+    """``database_ok`` with a short deadline: an unreachable host must not hang the probe."""
+    loop = asyncio.get_running_loop()
+    try:
+        return await asyncio.wait_for(
+            loop.run_in_executor(_READINESS_THREADS, database_ok), timeout=READINESS_TIMEOUT_SECONDS
+        )
+    except TimeoutError:
+        log.warning("readiness check: no answer from the database within %ss", READINESS_TIMEOUT_SECONDS)
         return False
 
 
@@ -135,20 +159,33 @@ def create_app(in_process_workers: int = 0) -> FastAPI:
         ),
         version=_app_version(),
         lifespan=lifespan,
-        # Swagger UI and ReDoc load their scripts from a CDN; qunyun must work offline, so they
-        # are a development convenience only. /openapi.json is always served.
-        docs_url="/docs" if get_settings().env == "development" else None,
+        # /docs is served by qunyun.api.docs from the installed Swagger UI (offline, every env).
+        docs_url=None,
         redoc_url=None,
     )
     app.state.login_throttle = LoginThrottle()
     install_error_handlers(app)
+    install_docs(app)
+    # Outermost last: SecurityHeaders wraps EdgeGuard, so its early answers get the headers too.
+    app.add_middleware(EdgeGuard)
     app.add_middleware(SecurityHeaders)
 
-    @app.get("/healthz", tags=["health"], summary="Liveness and database check")
-    def healthz() -> JSONResponse:
-        if database_ok():
-            return JSONResponse({"status": "ok"})
-        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (no database access)")
+    async def healthz() -> JSONResponse:
+        # async and database-free on purpose: it answers while every worker thread is busy.
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: the database answers within a few seconds")
+    async def readyz(request: Request) -> JSONResponse:
+        if await database_ready():
+            return JSONResponse({"status": "ok", "database": "ok"})
+        body = {
+            "status": "unavailable",
+            "database": "unreachable",
+            "code": "not_ready",
+            "message": Msg("edge.not_ready").render(api_language(request)),
+        }
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     app.include_router(api_router())
     app.include_router(console_router)

@@ -17,7 +17,8 @@ from qunyun.auth.csrf import CSRF_HEADER, check_csrf, session_csrf_token
 from qunyun.auth.scope import Scope, require_lead
 from qunyun.auth.tokens import Authenticated, TokenKind, needs_touch, touch_token, verify_token
 from qunyun.db.session import get_sessionmaker, unit_of_work
-from qunyun.errors import Unauthenticated
+from qunyun.errors import Forbidden, Unauthenticated
+from qunyun.locale import Msg
 from qunyun.models import AuthToken, Role, Staff
 from qunyun.timeutil import utcnow
 
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "qunyun_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# What an integration token may do: post events, and revoke itself.
+INTEGRATION_ROUTES = frozenset({("POST", "/api/v1/events"), ("DELETE", "/api/v1/auth/tokens/current")})
 
 
 def get_db(request: Request) -> Iterator[Session]:
@@ -125,7 +128,12 @@ def current_principal(
         if request.method not in SAFE_METHODS:
             check_csrf(session_csrf_token(auth.token.id), request.headers.get(CSRF_HEADER))
     else:
-        raise Unauthenticated("authentication required: send a bearer token or log in")
+        raise Unauthenticated(Msg("edge.auth_required"))
+    if auth.staff.role == Role.INTEGRATION:
+        if via != "bearer":
+            raise Unauthenticated(Msg("edge.integration_no_console"))
+        if (request.method, request.url.path.rstrip("/")) not in INTEGRATION_ROUTES:
+            raise Forbidden(Msg("edge.integration_only_events"))
     _record_use(request, db, background, auth)
     return _principal(auth, via)
 
@@ -158,6 +166,8 @@ def console_principal(request: Request, db: DbSession, background: BackgroundTas
         auth = verify_token(db, cookie, kinds={TokenKind.SESSION}, now=utcnow())
     except Unauthenticated:
         return None
+    if auth.staff.role == Role.INTEGRATION:
+        return None  # integrations have no console
     _record_use(request, db, background, auth)
     return _principal(auth, "cookie")
 

@@ -53,7 +53,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 @lru_cache
 def get_engine() -> Engine:
-    return make_engine(get_settings().resolved_database_url)
+    """The web process's engine. The pool is sized from settings (QUNYUN_DB_POOL_SIZE +
+    QUNYUN_DB_MAX_OVERFLOW) to hold every request admitted at once (QUNYUN_MAX_CONCURRENT_REQUESTS)
+    plus after-response bookkeeping, so an admitted request does not queue on the pool."""
+    settings = get_settings()
+    return make_engine(
+        settings.resolved_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+    )
 
 
 @lru_cache

@@ -10,13 +10,23 @@ from qunyun.db.base import Base, Timestamp
 
 
 class Role(enum.StrEnum):
-    """Staff roles. lead (总群主) sees the organisation; owner/admin/operator see their groups."""
+    """Staff roles. lead (总群主) sees the organisation; owner/admin/operator see their groups.
+
+    integration is not a person: an account of the organisation whose API token a lead issued for
+    a connector or a script. It has no password, cannot use the console, and may only post events
+    (docs/access-control.md).
+    """
 
     LEAD = "lead"
     OWNER = "owner"
     ADMIN = "admin"
     OPERATOR = "operator"
     ANALYST = "analyst"
+    INTEGRATION = "integration"
+
+
+# Not an argon2 hash: verification of any password against it fails.
+NO_PASSWORD = "!no-password"
 
 
 class Staff(Base):
@@ -26,6 +36,7 @@ class Staff(Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
     username: Mapped[str] = mapped_column(String(100), unique=True)
     display_name: Mapped[str] = mapped_column(String(100))
+    # An integration's is NO_PASSWORD, which matches no password.
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     language: Mapped[str] = mapped_column(String(8), default="zh")

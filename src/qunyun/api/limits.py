@@ -1,0 +1,297 @@
+"""The edge of the server: who may send a body, how big it may be, how many requests run at once.
+
+``EdgeGuard`` is pure ASGI (it never buffers a body) and runs before routing:
+
+1. A write to the API without any credential is 401 before a byte of its body is read; with a
+   credential, the credential is verified (one indexed SELECT) before the body is read, so an
+   anonymous or forged caller cannot make the server read and parse megabytes.
+2. Every body is capped: ``QUNYUN_MAX_BODY_BYTES`` (1 MiB) by default, ``QUNYUN_MAX_EVENTS_BODY_BYTES``
+   (16 MiB) for ``POST /api/v1/events``. A larger Content-Length is 413 at once; a chunked body
+   is cut off (413) as soon as the streamed bytes pass the cap.
+3. At most ``QUNYUN_MAX_CONCURRENT_REQUESTS`` requests run at once; the others wait at most
+   ``QUNYUN_ADMISSION_WAIT_SECONDS`` for a slot and then get 503 with Retry-After. Waiting here
+   costs a coroutine, not one of AnyIO's worker threads or a database connection, so a burst
+   cannot starve the pool, and the server answers normally as soon as it ends.
+   ``/healthz``, ``/readyz`` and static assets bypass the admission.
+4. A database that cannot serve (down, unreachable, full, locked) is 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from qunyun.config import get_settings
+from qunyun.db.errors import database_unavailable
+from qunyun.errors import QunyunError, Unauthenticated
+from qunyun.locale import Msg
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/api/v1/events"
+SESSION_COOKIE = "qunyun_session"
+# API routes that take a body from a caller not yet known (the credential is in the body).
+PUBLIC_API_WRITES = frozenset({("POST", "/api/v1/auth/tokens")})
+UNGUARDED_PATHS = frozenset({"/healthz", "/readyz", "/favicon.ico"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+RETRY_AFTER_SECONDS = 5
+
+
+class PayloadTooLarge(QunyunError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ServiceUnavailable(QunyunError):
+    """The server cannot serve now (busy or database unavailable); try again after Retry-After."""
+
+    status_code = 503
+    code = "unavailable"
+
+    def __init__(self, message: Msg | str, *, retry_after: int = RETRY_AFTER_SECONDS, **detail: object) -> None:
+        super().__init__(message, **detail)
+        self.retry_after = retry_after
+
+
+def database_unavailable_error() -> ServiceUnavailable:
+    error = ServiceUnavailable(Msg("edge.db_unavailable"))
+    error.code = "database_unavailable"
+    return error
+
+
+def body_cap(method: str, path: str) -> int:
+    """The largest body accepted for ``method path``."""
+    settings = get_settings()
+    if method == "POST" and path.rstrip("/") == EVENTS_PATH:
+        return settings.max_events_body_bytes
+    return settings.max_body_bytes
+
+
+def _is_api(path: str) -> bool:
+    return path.startswith("/api/")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    raw = _header(scope, b"cookie")
+    if not raw:
+        return None
+    for part in raw.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name and value:
+            return value
+    return None
+
+
+def error_response(error: QunyunError, scope: Scope) -> Response:
+    """The answer to an edge rejection: the API's JSON shape, or the console's error page."""
+    headers: dict[str, str] = {}
+    if isinstance(error, ServiceUnavailable):
+        headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    if error.status_code in (413, 401):
+        # The body was not read: the connection cannot be reused for another request.
+        headers["Connection"] = "close"
+    request = Request(scope)
+    if not _is_api(request.url.path):
+        try:
+            from qunyun.api.errors import error_response as app_error_response
+
+            response = app_error_response(error, request)
+            response.headers.update(headers)
+            return response
+        except Exception:
+            # The console's error page may itself need the database that just failed.
+            log.debug("console error page unavailable; plain page instead", exc_info=True)
+            from qunyun.locale import pick_language
+
+            lang = pick_language(request.cookies.get("qunyun_lang"), get_settings().default_language)
+            text = error.localized(lang)
+            return HTMLResponse(
+                f"<!doctype html><meta charset=utf-8><title>{error.status_code}</title><p>{_escape(text)}</p>",
+                status_code=error.status_code,
+                headers=headers,
+            )
+    from qunyun.api.errors import api_language
+
+    body = error.as_dict(api_language(request))
+    return JSONResponse(body, status_code=error.status_code, headers=headers)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class _Admission:
+    """A semaphore per event loop (TestClient starts a loop per client)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._semaphore: anyio.Semaphore | None = None
+
+    def semaphore(self) -> anyio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._loop is not loop:
+            self._loop = loop
+            self._semaphore = anyio.Semaphore(get_settings().max_concurrent_requests)
+        return self._semaphore
+
+
+@dataclass
+class _BodyState:
+    cap: int
+    received: int = 0
+    too_large: bool = False
+    response_started: bool = False
+
+
+class EdgeGuard:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.admission = _Admission()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        method: str = scope.get("method", "GET")
+        if path in UNGUARDED_PATHS or path.startswith("/static/"):
+            await self.app(scope, receive, send)
+            return
+        needs_credential = (
+            _is_api(path) and method not in SAFE_METHODS and (method, path.rstrip("/")) not in PUBLIC_API_WRITES
+        )
+        authorization = _header(scope, b"authorization")
+        cookie = _cookie(scope, SESSION_COOKIE)
+        if needs_credential and not authorization and not cookie:
+            await self._reject(Unauthenticated(Msg("edge.auth_required")), scope, send)
+            return
+        cap = body_cap(method, path)
+        length = _header(scope, b"content-length")
+        if length is not None and (not length.strip().isdigit() or int(length) > cap):
+            await self._reject(_too_large(cap), scope, send)
+            return
+
+        semaphore = self.admission.semaphore()
+        admitted = self._admit(semaphore)
+        if not admitted:
+            with anyio.move_on_after(get_settings().admission_wait_seconds):
+                await semaphore.acquire()
+                admitted = True
+            if not admitted:
+                await self._reject(ServiceUnavailable(Msg("edge.busy")), scope, send)
+                return
+        try:
+            if needs_credential:
+                try:
+                    ok = await anyio.to_thread.run_sync(_credential_valid, authorization, cookie)
+                except Exception as exc:
+                    if not database_unavailable(exc):
+                        raise
+                    await self._reject(database_unavailable_error(), scope, send)
+                    return
+                if not ok:
+                    await self._reject(Unauthenticated(Msg("edge.bad_credential")), scope, send)
+                    return
+            await self._call_capped(scope, receive, send, _BodyState(cap=cap))
+        finally:
+            semaphore.release()
+
+    @staticmethod
+    def _admit(semaphore: anyio.Semaphore) -> bool:
+        try:
+            semaphore.acquire_nowait()
+        except anyio.WouldBlock:
+            return False
+        return True
+
+    async def _call_capped(self, scope: Scope, receive: Receive, send: Send, state: _BodyState) -> None:
+        async def capped_receive() -> Message:
+            if state.too_large:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                state.received += len(message.get("body", b""))
+                if state.received > state.cap:
+                    # Starlette sees a disconnect and stops reading; the answer is ours.
+                    state.too_large = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if state.too_large and not state.response_started:
+                return  # whatever the app makes of the cut-off body, the answer is 413
+            if message["type"] == "http.response.start":
+                state.response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, capped_receive, guarded_send)
+        except Exception as exc:
+            if state.response_started:
+                raise
+            if state.too_large:
+                pass
+            elif database_unavailable(exc):
+                log.warning("database unavailable on %s %s: %s", scope.get("method"), scope.get("path"), exc)
+                await self._reject(database_unavailable_error(), scope, send)
+                return
+            else:
+                raise
+        if state.too_large and not state.response_started:
+            state.response_started = True
+            await error_response(_too_large(state.cap), scope)(scope, receive, send)
+
+    @staticmethod
+    async def _reject(error: QunyunError, scope: Scope, send: Send) -> None:
+        async def no_body() -> Message:
+            return {"type": "http.disconnect"}
+
+        await error_response(error, scope)(scope, no_body, send)
+
+
+def _too_large(cap: int) -> PayloadTooLarge:
+    return PayloadTooLarge(Msg("edge.body_too_large", limit=_human_bytes(cap)), field="body", limit=cap)
+
+
+def _human_bytes(size: int) -> str:
+    if size % (1024 * 1024) == 0:
+        return f"{size // (1024 * 1024)} MiB"
+    if size % 1024 == 0:
+        return f"{size // 1024} KiB"
+    return f"{size} B"
+
+
+def _credential_valid(authorization: str | None, cookie: str | None) -> bool:
+    """Whether the credential the request will be served with exists and is live (read-only)."""
+    from qunyun.auth.tokens import TokenKind, verify_token
+    from qunyun.db.session import unit_of_work
+    from qunyun.timeutil import utcnow
+
+    if authorization:
+        scheme, _, secret = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            return False
+        secret, kinds = secret.strip(), {TokenKind.API}
+    else:
+        secret, kinds = cookie or "", {TokenKind.SESSION}
+    with unit_of_work(write=False) as session:
+        try:
+            verify_token(session, secret, kinds=kinds, now=utcnow())
+        except Unauthenticated:
+            return False
+    return True
