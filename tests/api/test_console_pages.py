@@ -125,14 +125,14 @@ def test_exports_hold_only_visible_groups(client: TestClient, world: World) -> N
     console_login(client, "owner")
     response = client.get("/stats/export?format=csv&period=daily")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
-    assert rows and {r["group_name"] for r in rows} == {"你负责的群合计", "Alpha 福利群", "Beta 学习群"}
-    assert list(rows[0])[:3] == ["date", "group", "group_name"]
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"), newline="")))
+    assert rows and {r["群名称"] for r in rows} == {"你负责的群合计", "Alpha 福利群", "Beta 学习群"}
+    assert list(rows[0])[:3] == ["日期", "群 ID", "群名称"]
     weekly = client.get("/stats/export?format=xlsx&period=weekly")
     assert weekly.status_code == 200
     sheet = load_workbook(io.BytesIO(weekly.content)).active
     values = list(sheet.values)
-    assert values[0][:4] == ("week", "group", "group_name", "joins")
+    assert values[0][:4] == ("周", "群 ID", "群名称", "入群")
     assert "Gamma 核心群" not in {v[2] for v in values[1:]}
     assert client.get("/stats/export?format=pdf").status_code == 422
 

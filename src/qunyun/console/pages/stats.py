@@ -1,10 +1,18 @@
 """Daily and weekly stats tables, and their CSV and Excel exports (the `qunyun stats` rows,
-limited to the groups the staff member may see)."""
+limited to the groups the staff member may see).
+
+The exports are for people: headers and sheet names in the console's language, ratios as
+percentages, money with thousands separators, "—" for a ratio without a base. No text cell can
+become a formula (group names come from owners and platform events): CSV cells that a
+spreadsheet would run get a leading quote, XLSX strings are written as strings. The machine
+contract with metric names and decimal ratios is `qunyun stats --format csv|json`.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -12,10 +20,13 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy import select
 
+from qunyun.analytics.render import FORMULA_START, neutralise
 from qunyun.analytics.stats import StatsQuery, daily_stats, weekly_stats
 from qunyun.auth.scope import group_visible, require_group
+from qunyun.console.labels import NO_VALUE, money, percent
 from qunyun.console.web import ConsolePage, int_param
 from qunyun.errors import InvalidInput
+from qunyun.locale import Msg, Translator
 from qunyun.models import Group
 
 router = APIRouter()
@@ -25,6 +36,7 @@ WEEKLY_COLUMNS = [
     "week", "group", "group_name", "joins", "left", "actives", "members", "active_ratio",
     "converted", "conversion_ratio", "gmv", "converted_wow",
 ]  # fmt: skip
+RATIOS = ("active_ratio", "conversion_ratio", "converted_wow")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -34,7 +46,35 @@ def _day(value: str | None, default: date, field: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError as exc:
-        raise InvalidInput(f"{field}: not a date (YYYY-MM-DD): {value!r}", field=field) from exc
+        raise InvalidInput(Msg("display.err_not_a_date", field=field, value=value[:40]), field=field) from exc
+
+
+def ratio_shown(row: dict[str, Any], column: str) -> float | None:
+    """A ratio as the console shows it: none ("—", not 0 %) when its base is empty — no members
+    that day or week — or, for the week-on-week change, when the previous week had none."""
+    if column in ("active_ratio", "conversion_ratio") and not row.get("members"):
+        return None
+    value = row.get(column)
+    return None if value is None else float(value)
+
+
+def cell_text(row: dict[str, Any], column: str) -> str:
+    """A metric cell of the stats table, as text."""
+    if column in RATIOS:
+        return percent(ratio_shown(row, column))
+    if column == "gmv":
+        return "¥" + money(row.get(column))
+    value = row.get(column)
+    return NO_VALUE if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def column_title(t: Translator, column: str) -> str:
+    """An export header in the console's language."""
+    if column in ("date", "week"):
+        return t(f"col_{column}")
+    if column in ("group", "group_name", "gmv"):
+        return t(f"display.col_{column}")
+    return t(f"m_{column}")
 
 
 def stats_rows(page: ConsolePage) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -42,7 +82,7 @@ def stats_rows(page: ConsolePage) -> tuple[dict[str, Any], list[dict[str, Any]]]
     params = page.request.query_params
     period = params.get("period", "daily")
     if period not in ("daily", "weekly"):
-        raise InvalidInput("period must be daily or weekly", field="period")
+        raise InvalidInput(Msg("display.err_period"), field="period")
     today = page.today()
     default_from = today - timedelta(days=13) if period == "daily" else today - timedelta(weeks=7)
     date_from = _day(params.get("from"), default_from, "from")
@@ -78,6 +118,7 @@ def stats_page(page: ConsolePage) -> Response:
             "columns": [c for c in columns if c not in ("group", "group_name")],
             "groups": groups,
             "shown": SHOWN_ROWS,
+            "cell": cell_text,
         },
     )
 
@@ -86,36 +127,86 @@ def stats_page(page: ConsolePage) -> Response:
 def stats_export(page: ConsolePage) -> Response:
     form, rows = stats_rows(page)
     fmt = page.request.query_params.get("format", "csv")
+    if fmt not in ("csv", "xlsx"):
+        raise InvalidInput(Msg("display.err_format"), field="format")
     columns = DAILY_COLUMNS if form["period"] == "daily" else WEEKLY_COLUMNS
+    titles = [column_title(page.t, c) for c in columns]
     name = f"qunyun-{form['period']}-{form['from']}-{form['to']}"
     headers = {"Cache-Control": "no-store"}
     if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        # A byte-order mark so Excel opens the UTF-8 file with the Chinese names intact.
         headers["Content-Disposition"] = f'attachment; filename="{name}.csv"'
-        return Response(("\ufeff" + out.getvalue()).encode(), media_type="text/csv; charset=utf-8", headers=headers)
-    if fmt == "xlsx":
-        headers["Content-Disposition"] = f'attachment; filename="{name}.xlsx"'
-        return Response(_xlsx(form["period"], columns, rows), media_type=XLSX, headers=headers)
-    raise InvalidInput("format must be csv or xlsx", field="format")
+        # A byte-order mark so Excel opens the UTF-8 file with the Chinese names intact.
+        return Response(
+            ("\ufeff" + _csv(columns, titles, rows)).encode(), media_type="text/csv; charset=utf-8", headers=headers
+        )
+    headers["Content-Disposition"] = f'attachment; filename="{name}.xlsx"'
+    sheet_name = page.t(f"display.sheet_{form['period']}")
+    return Response(_xlsx(sheet_name, columns, titles, rows), media_type=XLSX, headers=headers)
 
 
-def _xlsx(period: str, columns: list[str], rows: list[dict[str, Any]]) -> bytes:
+def _csv(columns: list[str], titles: list[str], rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    # CRLF as Excel writes it; it also makes the writer quote a name with a carriage return.
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(titles)
+    for row in rows:
+        values: list[Any] = []
+        for column in columns:
+            if column in RATIOS:
+                values.append(percent(ratio_shown(row, column)))
+            elif column == "gmv":
+                values.append(money(row.get(column)))
+            else:
+                value = row.get(column)
+                values.append("" if value is None else neutralise(value))
+        writer.writerow(values)
+    return out.getvalue()
+
+
+def _xlsx(sheet_name: str, columns: list[str], titles: list[str], rows: list[dict[str, Any]]) -> bytes:
     from openpyxl import Workbook  # imported on use: only exports need it
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.utils import get_column_letter
 
     book = Workbook(write_only=True)
-    sheet = book.create_sheet(period)
-    sheet.append(columns)
+    sheet = book.create_sheet(sheet_name[:31])
+    sheet.freeze_panes = "A2"
+    for i, column in enumerate(columns, start=1):
+        sheet.column_dimensions[get_column_letter(i)].width = 24 if column == "group_name" else 14
+
+    def text(value: str) -> WriteOnlyCell:
+        # Always a string cell, never a formula (openpyxl reads a leading "=" as one); a cell
+        # that would start a formula also gets Excel's quote prefix, so it stays text if edited.
+        cell = WriteOnlyCell(sheet, value=value)
+        cell.data_type = "s"
+        if value.startswith(FORMULA_START):
+            cell.quotePrefix = True
+        return cell
+
+    def number(value: float, number_format: str) -> WriteOnlyCell:
+        cell = WriteOnlyCell(sheet, value=value)
+        cell.number_format = number_format
+        return cell
+
+    formats: dict[str, Callable[[dict[str, Any]], Any]] = {
+        ratio: (lambda row, ratio=ratio: _ratio_cell(ratio_shown(row, ratio), text, number)) for ratio in RATIOS
+    }
+    formats["gmv"] = lambda row: number(float(row["gmv"]), "#,##0.00") if row.get("gmv") is not None else None
+    sheet.append([text(title) for title in titles])
     for row in rows:
-        values = []
+        values: list[Any] = []
         for column in columns:
+            shape = formats.get(column)
+            if shape is not None:
+                values.append(shape(row))
+                continue
             value = row.get(column)
-            # gmv is a decimal string in the contract; a number in a spreadsheet.
-            values.append(float(value) if column == "gmv" and value is not None else value)
+            values.append(text(value) if isinstance(value, str) else value)
         sheet.append(values)
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+def _ratio_cell(value: float | None, text: Callable[[str], Any], number: Callable[[float, str], Any]) -> Any:
+    return text(NO_VALUE) if value is None else number(value, "0.0%")

@@ -1,0 +1,5 @@
+"""The console tests reuse the API tests' world: two organisations, staff of every role, groups."""
+
+from tests.api.conftest import api_app, client, password_hash, world
+
+__all__ = ["api_app", "client", "password_hash", "world"]
