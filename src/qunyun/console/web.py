@@ -63,7 +63,7 @@ def secure_cookies() -> bool:
     return get_settings().env == "production"
 
 
-def page_language(request: Request, staff: Staff | None = None) -> str:
+def page_language(request: Request, staff: Staff | Viewer | None = None) -> str:
     """?lang= (an explicit switch) → lang cookie → the staff member's setting → the default."""
     return pick_language(
         request.query_params.get("lang"),
@@ -78,7 +78,7 @@ def render(
     template: str,
     context: dict[str, Any],
     *,
-    staff: Staff | None = None,
+    staff: Staff | Viewer | None = None,
     status_code: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
@@ -108,7 +108,7 @@ def console_user(request: Request, principal: ConsolePrincipal) -> Principal:
         # A forged, expired or revoked session is dropped so the browser stops sending it.
         raise LoginRequired(drop_cookie=bool(request.cookies.get(SESSION_COOKIE)))
     # Kept for the error page, should the handler fail: it shows the navigation of this user.
-    request.state.console_principal = principal
+    request.state.console_viewer = Viewer.of(principal.staff, principal.token.id)
     return principal
 
 
@@ -155,7 +155,8 @@ class Sort:
         return "desc" if key in self.descending_first else "asc"
 
     def apply(self, column: Any) -> Any:
-        return column.desc() if self.descending else column.asc()
+        # Blanks (no community, never left…) last either way, on SQLite and PostgreSQL alike.
+        return (column.desc() if self.descending else column.asc()).nulls_last()
 
 
 @dataclass
@@ -225,45 +226,57 @@ class Page:
         return f"{path}?{urlencode(query)}" if query else path
 
     def render(self, template: str, section: str, context: dict[str, Any], status_code: int = 200) -> Response:
-        context = {**page_frame(self.principal, section), "page": self, "organisation": self.organisation, **context}
+        frame = page_frame(Viewer.of(self.staff, self.principal.token.id), section)
+        context = {**frame, "staff": self.staff, "page": self, "organisation": self.organisation, **context}
         return render(self.request, template, context, staff=self.staff, status_code=status_code)
 
 
-def page_frame(principal: Principal, section: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Viewer:
+    """What the page frame shows of the logged-in staff member, as plain values: an error page
+    renders after the request's session was rolled back and closed, when ORM rows are detached."""
+
+    display_name: str
+    role: str
+    language: str | None
+    token_id: int
+    scope: Scope
+
+    @classmethod
+    def of(cls, staff: Staff, token_id: int) -> Viewer:
+        scope = Scope(staff_id=staff.id, org_id=staff.org_id, role=Role(staff.role))
+        return cls(staff.display_name, staff.role, staff.language, token_id, scope)
+
+
+def page_frame(viewer: Viewer, section: str) -> dict[str, Any]:
     """What base.html needs for the header and the navigation of a logged-in staff member."""
     return {
-        "staff": principal.staff,
+        "staff": viewer,
         "section": section,
-        "whole_org": principal.scope.whole_org,
-        "can_write": principal.scope.can_write,
-        "is_lead": principal.scope.is_lead,
-        "csrf_token": session_csrf_token(principal.token.id),
+        "whole_org": viewer.scope.whole_org,
+        "can_write": viewer.scope.can_write,
+        "is_lead": viewer.scope.is_lead,
+        "csrf_token": session_csrf_token(viewer.token_id),
     }
 
 
-def _error_principal(request: Request, status_code: int) -> Principal | None:
+def _error_viewer(request: Request, status_code: int) -> Viewer | None:
     """Who is looking at an error page: the page's user if the failed handler had one, else the
     session cookie's owner (a 404 of an unknown path runs no dependency). Not looked up for a 5xx:
     the database may be why the request failed."""
-    principal = getattr(request.state, "console_principal", None)
-    if isinstance(principal, Principal):
-        return principal
+    viewer = getattr(request.state, "console_viewer", None)
+    if isinstance(viewer, Viewer):
+        return viewer
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie or status_code >= 500:
         return None
     try:
         with unit_of_work(write=False) as session:
             auth = verify_token(session, cookie, kinds={TokenKind.SESSION}, now=utcnow())
+            return Viewer.of(auth.staff, auth.token.id)
     except (QunyunError, SQLAlchemyError):
         log.debug("no session for the error page", exc_info=True)
         return None
-    staff = auth.staff
-    return Principal(
-        staff=staff,
-        token=auth.token,
-        via="cookie",
-        scope=Scope(staff_id=staff.id, org_id=staff.org_id, role=Role(staff.role)),
-    )
 
 
 def _phrase(status_code: int) -> str:
@@ -277,9 +290,8 @@ def render_error(request: Request, error: QunyunError, headers: dict[str, str]) 
     """A console error page in the reader's language, with the navigation and the sign-out
     when someone is logged in."""
     status_code = error.status_code
-    principal = _error_principal(request, status_code)
-    staff = principal.staff if principal is not None else None
-    lang = page_language(request, staff)
+    viewer = _error_viewer(request, status_code)
+    lang = page_language(request, viewer)
     t = Translator(lang)
     status_text = next(
         (t(key) for key in (f"status_{status_code}", f"tables.status_{status_code}") if t(key) != key),
@@ -289,9 +301,9 @@ def render_error(request: Request, error: QunyunError, headers: dict[str, str]) 
     if error.msg is None and message in (_phrase(status_code), ""):
         message = ""  # Starlette's English "Not Found": the status text already says it
     context: dict[str, Any] = {"status_code": status_code, "status_text": status_text, "message": message}
-    if principal is not None:
-        context.update(page_frame(principal, section=""))
-    return render(request, "error.html", context, staff=staff, status_code=status_code, headers=headers)
+    if viewer is not None:
+        context.update(page_frame(viewer, section=""))
+    return render(request, "error.html", context, staff=viewer, status_code=status_code, headers=headers)
 
 
 def console_page(request: Request, db: DbSession, principal: ConsoleUser) -> Page:

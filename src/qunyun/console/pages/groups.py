@@ -14,8 +14,9 @@ from qunyun.analytics.portrait import member_classes, member_tiers, portrait
 from qunyun.analytics.stats import StatsQuery, daily_stats
 from qunyun.auth.scope import group_visible, require_group
 from qunyun.console.charts import Series, bar_chart, line_chart
-from qunyun.console.web import ConsolePage, int_param
+from qunyun.console.web import ConsolePage, int_param, path_id
 from qunyun.groups.service import count_rows
+from qunyun.locale import Msg
 from qunyun.models import (
     Channel,
     Community,
@@ -39,12 +40,23 @@ TIMELINE_SIZE = 30
 # many ids so a quiet group never turns into a scan of the whole log (there is deliberately no
 # (group, ts) index on events, see docs/performance.md).
 TIMELINE_WINDOW = 200_000
-SORTS = {
+# The group list's sortable columns (?sort=); names in pinyin order. Numbers and dates start
+# with the largest.
+SORTS: dict[str, Any] = {
     "name": Group.name,
+    "community": Community.name,
+    "region": Group.region,
+    "owner": Staff.display_name,
     "members": Group.member_count,
     "fill": Group.member_count * 1.0 / func.nullif(Group.capacity, 0),
+    "actives": func.coalesce(GroupDaily.actives, 0),
     "created": Group.created_at,
 }
+NAME_SORTS = ("name", "community", "region", "owner")
+NUMBER_SORTS = ("members", "fill", "actives", "created")
+# The member list of one group: who is in it now, who left, or both (each member's latest span).
+MEMBER_STATUSES = ("current", "left", "all")
+MEMBER_SORTS = ("name", "joined", "left")
 
 
 @router.get("/groups")
@@ -72,16 +84,19 @@ def group_list(page: ConsolePage) -> Response:
     if q := params.get("q", "").strip():
         query = query.where(Group.name.icontains(q, autoescape=True))
         filters["q"] = q
-    sort = params.get("sort", "name")
-    if sort not in SORTS:
-        sort = "name"
-    descending = params.get("dir", "desc" if sort in ("members", "fill") else "asc") == "desc"
-    column = SORTS[sort]
+    sort = page.sort(SORTS, "name", descending_first=NUMBER_SORTS)
+    column = SORTS[sort.key]
+    if sort.key in NAME_SORTS:
+        column = page.pinyin(column)
     total = count_rows(page.db, query)
     paging = page.paging(total, PAGE_SIZE)
-    rows = page.db.execute(
-        query.order_by(column.desc() if descending else column.asc(), Group.id).limit(paging.size).offset(paging.offset)
-    ).all()
+    rows = page.db.execute(query.order_by(sort.apply(column), Group.id).limit(paging.size).offset(paging.offset)).all()
+    # "No matches" (filters hide every group) differs from "no groups yet" (an empty organisation).
+    any_group = (
+        bool(total)
+        or page.db.scalar(select(Group.id).where(Group.org_id == scope.org_id, group_visible(scope)).limit(1))
+        is not None
+    )
     visible = select(Group.id).where(group_visible(scope))
     t = page.t
     options = {
@@ -91,14 +106,14 @@ def group_list(page: ConsolePage) -> Response:
                 Community.org_id == scope.org_id,
                 Community.id.in_(select(Group.community_id).where(Group.id.in_(visible))),
             )
-            .order_by(Community.name)
+            .order_by(page.pinyin(Community.name))
         ).all(),
         "regions": [(r, r) for r in _distinct(page, Group.region, visible)],
         "tiers": [(r, t(f"tier_{r}")) for r in _distinct(page, Group.tier, visible)],
         "owners": page.db.execute(
             select(Staff.id, Staff.display_name)
             .where(Staff.org_id == scope.org_id, Staff.id.in_(select(Group.owner_id).where(Group.id.in_(visible))))
-            .order_by(Staff.display_name)
+            .order_by(page.pinyin(Staff.display_name))
         ).all(),
         "statuses": [(s.value, t(f"status_{s.value}")) for s in GroupStatus],
     }
@@ -111,48 +126,75 @@ def group_list(page: ConsolePage) -> Response:
             "filters": filters,
             "options": options,
             "sort": sort,
-            "descending": descending,
+            "any_group": any_group,
             "paging": paging,
         },
     )
 
 
 def _distinct(page: ConsolePage, column: Any, visible: Any) -> list[str]:
-    return [v for v in page.db.scalars(select(column).where(Group.id.in_(visible)).distinct().order_by(column)) if v]
+    query = select(column).where(Group.id.in_(visible)).distinct().order_by(page.pinyin(column))
+    return [v for v in page.db.scalars(query) if v]
 
 
 @router.get("/groups/{group_id}")
-def group_detail(page: ConsolePage, group_id: int) -> Response:
+def group_detail(page: ConsolePage, group_id: str) -> Response:
     db, scope = page.db, page.scope
-    group = require_group(db, scope, group_id)
+    group = require_group(db, scope, path_id(group_id, Msg("tables.no_group", id=group_id)))
     params = page.request.query_params
     today = page.today()
     community = db.get(Community, group.community_id) if group.community_id else None
     owner = db.get(Staff, group.owner_id) if group.owner_id else None
 
-    # Members now in the group, with the channel they joined through.
+    # The group's members (now in it, gone, or both), with the channel they joined through.
     join_event = aliased(Event)
-    in_group = [
-        MembershipSpan.org_id == scope.org_id,
-        MembershipSpan.group_id == group.id,
-        MembershipSpan.left_at.is_(None),
-    ]
+    status = params.get("status", "")
+    if status not in MEMBER_STATUSES:
+        status = "current"
+    spans = [MembershipSpan.org_id == scope.org_id, MembershipSpan.group_id == group.id]
+    if status == "current":
+        spans.append(MembershipSpan.left_at.is_(None))
+    else:
+        # One row per member: their latest span here (someone who left and came back is "in").
+        latest = (
+            select(func.max(MembershipSpan.id))
+            .where(MembershipSpan.org_id == scope.org_id, MembershipSpan.group_id == group.id)
+            .group_by(MembershipSpan.member_id)
+        )
+        spans.append(MembershipSpan.id.in_(latest))
+        if status == "left":
+            spans.append(MembershipSpan.left_at.is_not(None))
+    matching = list(spans)
     if q := params.get("q", "").strip():
-        in_group.append(Member.display_name.icontains(q, autoescape=True) | (Member.external_id == q))
+        matching.append(Member.display_name.icontains(q, autoescape=True) | (Member.external_id == q))
     members_query = (
-        select(Member, MembershipSpan.joined_at, Channel.name, join_event.scene)
+        select(Member, MembershipSpan.joined_at, Channel.name, join_event.scene, MembershipSpan.left_at)
         .join(MembershipSpan, MembershipSpan.member_id == Member.id)
         .outerjoin(join_event, join_event.id == MembershipSpan.join_event_id)
         .outerjoin(Channel, Channel.id == join_event.channel_id)
-        .where(*in_group)
+        .where(*matching)
     )
     # Counted without the joins that only decorate the rows.
     member_total = count_rows(
-        db, select(MembershipSpan.id).join(Member, Member.id == MembershipSpan.member_id).where(*in_group)
+        db, select(MembershipSpan.id).join(Member, Member.id == MembershipSpan.member_id).where(*matching)
     )
+    # With a search that finds nobody, "no matches" differs from a group with nobody in it.
+    any_member = bool(member_total) or (
+        bool(q)
+        and db.scalar(
+            select(MembershipSpan.id).join(Member, Member.id == MembershipSpan.member_id).where(*spans).limit(1)
+        )
+        is not None
+    )
+    sort = page.sort(MEMBER_SORTS, "joined", descending_first=("joined", "left"))
+    order = {
+        "name": page.pinyin(func.coalesce(func.nullif(Member.display_name, ""), Member.external_id)),
+        "joined": MembershipSpan.joined_at,
+        "left": MembershipSpan.left_at,
+    }[sort.key]
     paging = page.paging(member_total, PAGE_SIZE)
     member_rows = db.execute(
-        members_query.order_by(MembershipSpan.joined_at.desc(), Member.id).limit(paging.size).offset(paging.offset)
+        members_query.order_by(sort.apply(order), Member.id).limit(paging.size).offset(paging.offset)
     ).all()
     ids = [m.id for m, *_ in member_rows]
     classes = member_classes(db, scope.org_id, group.id, today, ids)
@@ -191,6 +233,10 @@ def group_detail(page: ConsolePage, group_id: int) -> Response:
             "tiers": tiers,
             "paging": paging,
             "q": q,
+            "status": status,
+            "statuses": MEMBER_STATUSES,
+            "sort": sort,
+            "any_member": any_member,
             "daily": list(reversed(daily)),
             "charts": charts,
             "portrait": portrait(db, current, today),

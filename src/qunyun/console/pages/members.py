@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy import func, select
 
 from qunyun.analytics.portrait import age_band, member_tiers
 from qunyun.auth.scope import group_id_visible, group_visible, member_visible, require_member
-from qunyun.console.web import ConsolePage, int_param
+from qunyun.console.web import ConsolePage, int_param, path_id
 from qunyun.crm.service import tags_of
 from qunyun.groups.service import count_rows, list_memberships
+from qunyun.locale import Msg
 from qunyun.models import Channel, Event, EventKind, Group, Member, MembershipSpan, Order, Refund, Tag, Tagging
 
 router = APIRouter()
 PAGE_SIZE = 50
+# The member list's sortable columns (?sort=): names and regions in pinyin order, age youngest
+# first, "first_seen" (the default) newest first.
+SORTS: dict[str, Any] = {
+    "name": func.coalesce(func.nullif(Member.display_name, ""), Member.external_id),
+    "region": func.nullif(Member.region, ""),
+    "age": -Member.birth_year,
+    "first_seen": Member.first_seen_at,
+}
 HISTORY_LIMIT = 200
 
 
@@ -50,8 +61,23 @@ def member_list(page: ConsolePage) -> Response:
         query = query.where(Member.display_name.icontains(q, autoescape=True) | (Member.external_id == q))
         filters["q"] = q
     total = count_rows(db, query)
+    # "No matches" (filters hide everyone) differs from "no members yet".
+    any_member = bool(total) or (
+        db.scalar(
+            select(Member.id)
+            .where(Member.org_id == scope.org_id, member_visible(scope), Member.erased_at.is_(None))
+            .limit(1)
+        )
+        is not None
+    )
+    sort = page.sort(SORTS, "first_seen", descending_first=("first_seen",))
     paging = page.paging(total, PAGE_SIZE)
-    members = db.scalars(query.order_by(Member.id.desc()).limit(paging.size).offset(paging.offset)).all()
+    order = SORTS[sort.key]
+    if sort.key in ("name", "region"):
+        order = page.pinyin(order)
+    members = db.scalars(
+        query.order_by(sort.apply(order), Member.id.desc()).limit(paging.size).offset(paging.offset)
+    ).all()
     ids = [m.id for m in members]
     in_groups = (
         dict(
@@ -70,8 +96,12 @@ def member_list(page: ConsolePage) -> Response:
     )
     t = page.t
     options = {
-        "groups": db.execute(select(Group.id, Group.name).where(group_visible(scope)).order_by(Group.name)).all(),
-        "tags": db.execute(select(Tag.id, Tag.name).where(Tag.org_id == scope.org_id).order_by(Tag.name)).all(),
+        "groups": db.execute(
+            select(Group.id, Group.name).where(group_visible(scope)).order_by(page.pinyin(Group.name))
+        ).all(),
+        "tags": db.execute(
+            select(Tag.id, Tag.name).where(Tag.org_id == scope.org_id).order_by(page.pinyin(Tag.name))
+        ).all(),
         "channels": db.execute(
             select(Channel.id, Channel.name).where(Channel.org_id == scope.org_id).order_by(Channel.id)
         ).all(),
@@ -80,9 +110,9 @@ def member_list(page: ConsolePage) -> Response:
             (r, r)
             for r in db.scalars(
                 select(Member.region)
-                .where(Member.org_id == scope.org_id, Member.region != "")
+                .where(Member.org_id == scope.org_id, member_visible(scope), Member.region != "")
                 .distinct()
-                .order_by(Member.region)
+                .order_by(page.pinyin(Member.region))
             )
         ],
     }
@@ -99,15 +129,26 @@ def member_list(page: ConsolePage) -> Response:
             "tiers": member_tiers(db, scope.org_id, ids),
             "ages": {m.id: age_band(m.birth_year, page.today()) for m in members},
             "paging": paging,
+            "sort": sort,
+            "any_member": any_member,
         },
     )
 
 
 @router.get("/members/{member_id}")
-def member_detail(page: ConsolePage, member_id: int) -> Response:
+def member_detail(page: ConsolePage, member_id: str) -> Response:
     db, scope = page.db, page.scope
-    member = require_member(db, scope, member_id)
+    member = require_member(db, scope, path_id(member_id, Msg("tables.no_member", id=member_id)))
     memberships, span_total = list_memberships(db, scope, member_id=member.id, limit=HISTORY_LIMIT)
+    # Newest first, and per group whether the member is in it now (an open span) or left.
+    memberships.sort(key=lambda s: (s.joined_at, s.id), reverse=True)
+    in_now = {s.group_id for s in memberships if s.left_at is None}
+    channel_ids = {s.channel_id for s in memberships if s.channel_id is not None}
+    channels = (
+        dict(db.execute(select(Channel.id, Channel.name).where(Channel.id.in_(channel_ids))).all())
+        if channel_ids
+        else {}
+    )
     names = dict(db.execute(select(Group.id, Group.name).where(Group.id.in_({m.group_id for m in memberships}))).all())
     orders_query = select(Order).where(Order.org_id == scope.org_id, Order.member_id == member.id)
     if not scope.whole_org:
@@ -135,6 +176,8 @@ def member_detail(page: ConsolePage, member_id: int) -> Response:
             "memberships": memberships,
             "span_total": span_total,
             "group_names": names,
+            "in_now": in_now,
+            "channels": channels,
             "orders": orders,
             "refunded": refunded,
             "tier": member_tiers(db, scope.org_id, [member.id])[member.id],

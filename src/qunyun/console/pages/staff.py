@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy import case, func, select
 
+from qunyun.console.collation import pinyin_key
 from qunyun.console.web import ConsolePage
 from qunyun.models import Group, GroupDaily, Staff, StaffGroupAssignment, StaffTask
 from qunyun.timeutil import day_key, utcnow
@@ -15,6 +18,10 @@ from qunyun.timeutil import day_key, utcnow
 router = APIRouter()
 # 004 §三.2: a full-time operator runs 5-10 groups.
 GROUPS_PER_OPERATOR = (5, 10)
+NUMBER_SORTS = ("groups", "members", "actives", "tasks", "overdue")
+SORTS = ("name", "role", *NUMBER_SORTS)
+# The role column sorts by rank, not by the codes' spelling.
+ROLE_ORDER = {role: rank for rank, role in enumerate(("lead", "owner", "admin", "operator", "analyst"))}
 
 
 @router.get("/staff")
@@ -23,7 +30,7 @@ def staff_list(page: ConsolePage) -> Response:
     query = select(Staff).where(Staff.org_id == scope.org_id)
     if not scope.whole_org:
         query = query.where(Staff.id == scope.staff_id)  # scoped staff see their own workload
-    people = db.scalars(query.order_by(Staff.role, Staff.display_name, Staff.id)).all()
+    people = db.scalars(query).all()
     ids = [p.id for p in people]
     # Groups per person: owned, or assigned (as admin/operator).
     links: dict[int, dict[int, str]] = {i: {} for i in ids}
@@ -76,7 +83,7 @@ def staff_list(page: ConsolePage) -> Response:
         rows.append(
             {
                 "staff": person,
-                "groups": sorted(mine, key=lambda g: g.name),
+                "groups": sorted(mine, key=lambda g: pinyin_key(g.name)),
                 "owned": owned,
                 "members": sum(g.member_count for g in mine),
                 "actives": sum(actives.get(g.id, 0) for g in mine),
@@ -86,4 +93,15 @@ def staff_list(page: ConsolePage) -> Response:
                 "roles": links[person.id],
             }
         )
-    return page.render("staff.html", "staff", {"rows": rows, "range": GROUPS_PER_OPERATOR})
+    # Sorted here, not in SQL: the figures are sums over several queries, and the list is one
+    # organisation's staff (unpaged). Names in pinyin order, figures largest first.
+    sort = page.sort(SORTS, "role", descending_first=NUMBER_SORTS)
+    keys: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "name": lambda r: pinyin_key(r["staff"].display_name),
+        "role": lambda r: (ROLE_ORDER.get(r["staff"].role, len(ROLE_ORDER)), pinyin_key(r["staff"].display_name)),
+        "groups": lambda r: len(r["groups"]),
+        **{key: itemgetter(key) for key in ("members", "actives", "tasks", "overdue")},
+    }
+    rows.sort(key=lambda r: r["staff"].id)
+    rows.sort(key=keys[sort.key], reverse=sort.descending)
+    return page.render("staff.html", "staff", {"rows": rows, "range": GROUPS_PER_OPERATOR, "sort": sort})
