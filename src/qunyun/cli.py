@@ -417,12 +417,22 @@ def serve(
     import uvicorn
 
     from qunyun.api.app import create_app
+    from qunyun.config import get_settings
 
     _show_database()
     require_schema()
     shown = f"[{host}]" if ":" in host else host
     tell(Msg("cli.serving", url=f"http://{shown}:{port}/"))
-    uvicorn.run(create_app(in_process_workers=workers), host=host, port=port, log_level="info")
+    # Forwarded headers only from QUNYUN_TRUSTED_PROXIES (uvicorn's default trusts loopback).
+    proxies = get_settings().trusted_proxies.strip()
+    uvicorn.run(
+        create_app(in_process_workers=workers),
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )
 
 
 @app.command()

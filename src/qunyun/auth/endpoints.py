@@ -8,14 +8,14 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from qunyun.api.errors import error_response
 from qunyun.auth import service
 from qunyun.auth.deps import CurrentPrincipal, DbSession
 from qunyun.auth.scope import visible_group_ids
 from qunyun.auth.throttle import LoginThrottle
 from qunyun.auth.tokens import TokenKind
 from qunyun.config import get_settings
-from qunyun.errors import InvalidInput, Unauthenticated
+from qunyun.errors import InvalidInput
+from qunyun.locale import Msg
 from qunyun.models import Organisation
 from qunyun.timeutil import utcnow
 
@@ -73,12 +73,13 @@ def login_throttle(request: Request) -> LoginThrottle:
     summary="Exchange username and password for an API bearer token",
     responses={401: {"description": "Wrong username or password"}, 429: {"description": "Too many failures"}},
 )
-def create_token(body: TokenRequest, db: DbSession, request: Request) -> TokenOut | Response:
+def create_token(body: TokenRequest, request: Request) -> TokenOut:
+    # No DbSession here: the login runs its own short transactions, so that the password check
+    # never holds the database's write lock (see service.login).
     max_days = get_settings().api_token_max_age_days
     if body.expires_in_days is not None and body.expires_in_days > max_days:
-        raise InvalidInput(f"expires_in_days may be at most {max_days}", field="expires_in_days")
-    result = service.login(
-        db,
+        raise InvalidInput(Msg("login.expires_in_days_max", days=max_days), field="expires_in_days")
+    issued = service.login(
         username=body.username,
         password=body.password,
         kind=TokenKind.API,
@@ -88,10 +89,7 @@ def create_token(body: TokenRequest, db: DbSession, request: Request) -> TokenOu
         token_name=body.name,
         lifetime=timedelta(days=body.expires_in_days) if body.expires_in_days else None,
     )
-    if isinstance(result, service.LoginFailed):
-        # Returned, not raised: the unit of work must commit the audit record of the failure.
-        return error_response(Unauthenticated(result.message, field="password"), None)
-    return TokenOut(id=result.token.id, token=result.secret, expires_at=result.token.expires_at)
+    return TokenOut(id=issued.token.id, token=issued.secret, expires_at=issued.token.expires_at)
 
 
 @router.delete(

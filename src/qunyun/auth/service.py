@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import HTTPConnection
 
-from qunyun.audit.service import client_ip, record
+from qunyun.audit.service import record
+from qunyun.auth.address import client_address, throttle_source
 from qunyun.auth.passwords import hash_password, verify_password
 from qunyun.auth.throttle import LoginThrottle
 from qunyun.auth.tokens import IssuedToken, TokenKind, issue_token, revoke_token
+from qunyun.db.session import get_sessionmaker, unit_of_work
+from qunyun.errors import Unauthenticated
+from qunyun.locale import Msg
 from qunyun.models import AuthToken, Staff
 
 log = logging.getLogger(__name__)
@@ -25,16 +28,7 @@ def _dummy_hash() -> str:
     return hash_password("qunyun-timing-equaliser")
 
 
-@dataclass(frozen=True)
-class LoginFailed:
-    """A refused login. Returned rather than raised so the caller's unit of work still commits
-    the audit record of the failure."""
-
-    message: str = "wrong username or password"
-
-
 def login(
-    session: Session,
     *,
     username: str,
     password: str,
@@ -44,46 +38,65 @@ def login(
     request: HTTPConnection | None = None,
     token_name: str = "",
     lifetime: timedelta | None = None,
-) -> IssuedToken | LoginFailed:
-    """Check the password and issue a session or API token; TooManyAttempts while throttled."""
-    ip = client_ip(request)
-    throttle.check(username, ip, now)
-    staff = session.scalar(select(Staff).where(Staff.username == username))
-    if staff is None:
+    sessions: sessionmaker[Session] | None = None,
+) -> IssuedToken:
+    """Check the password and issue a session or API token.
+
+    Raises Unauthenticated for a wrong username or password, TooManyAttempts while throttled.
+    Runs its own short transactions instead of the request's unit of work: the argon2 check takes
+    tens of milliseconds and must not run while holding SQLite's write lock, which would stall
+    every other writer behind a loop of failed logins (docs/access-control.md).
+    """
+    maker = sessions or get_sessionmaker()
+    address = client_address(request)
+    source = throttle_source(address)
+    # Read only: a throttled caller never takes the write lock.
+    with unit_of_work(maker, write=False) as s:
+        throttle.check(s, username, source, now)
+        account = s.execute(
+            select(Staff.id, Staff.org_id, Staff.password_hash, Staff.is_active).where(Staff.username == username)
+        ).first()
+    with unit_of_work(maker) as s:
+        throttle.reserve(s, username, source, now)
+    # No transaction open during the slow part.
+    if account is None:
         # Same work as a real check, so response time does not tell which usernames exist.
         verify_password(_dummy_hash(), password)
         ok = False
     else:
-        ok = verify_password(staff.password_hash, password) and staff.is_active
-    if staff is None or not ok:
-        throttle.failed(username, ip, now)
-        if staff is None:
-            log.info("failed login for an unknown username from %s", ip)
+        ok = verify_password(account.password_hash, password) and account.is_active
+    if not ok:
+        if account is None:
+            log.info("failed login for an unknown username from %s", address)
         else:
-            record(
-                session,
-                org_id=staff.org_id,
-                staff_id=staff.id,
-                action="auth.login_failed",
-                target_type="staff",
-                target_id=staff.id,
-                detail={"kind": kind.value, "inactive": not staff.is_active},
-                request=request,
-            )
-        return LoginFailed()
-    throttle.succeeded(username)
-    issued = issue_token(session, staff, kind, now=now, name=token_name, ip=ip, lifetime=lifetime)
-    staff.last_login_at = now
-    record(
-        session,
-        org_id=staff.org_id,
-        staff_id=staff.id,
-        action="auth.login",
-        target_type="auth_token",
-        target_id=issued.token.id,
-        detail={"kind": kind.value},
-        request=request,
-    )
+            with unit_of_work(maker) as s:
+                record(
+                    s,
+                    org_id=account.org_id,
+                    staff_id=account.id,
+                    action="auth.login_failed",
+                    target_type="staff",
+                    target_id=account.id,
+                    detail={"kind": kind.value, "inactive": not account.is_active},
+                    request=request,
+                )
+        raise Unauthenticated(Msg("login_failed"), field="password")
+    with unit_of_work(maker) as s:
+        throttle.succeeded(s, username, source)
+        staff = s.get(Staff, account.id)
+        assert staff is not None  # deleting staff is not a thing; deactivating is
+        issued = issue_token(s, staff, kind, now=now, name=token_name, ip=address, lifetime=lifetime)
+        staff.last_login_at = now
+        record(
+            s,
+            org_id=staff.org_id,
+            staff_id=staff.id,
+            action="auth.login",
+            target_type="auth_token",
+            target_id=issued.token.id,
+            detail={"kind": kind.value},
+            request=request,
+        )
     return issued
 
 

@@ -1,18 +1,35 @@
-"""Slow down password guessing: failed logins are counted per username and per client address.
+"""Slow down password guessing without letting anyone lock others out.
 
-The counters live in process memory. That is enough for one `qunyun serve` process; with several
-processes behind a balancer each keeps its own counts, so the effective limit multiplies by the
-process count (documented in docs/access-control.md). A shared store can replace this class later.
+Failed logins are counted in the ``login_failures`` table, so every server process sees the same
+counts. Three limits apply within one window (15 minutes by default):
+
+- per username **and** source (``per_account_and_source``, 5): guessing one account from one
+  address. Failures from address A never lock the right password out at address B, so nobody
+  can lock the lead out by typing wrong passwords for her.
+- per source (``per_source``, 30): one address spraying many usernames.
+- per username across all sources (``per_account``, 100): distributed guessing from many
+  addresses. This is the trade-off: an attacker holding 20+ addresses (each may contribute at most
+  5 failures to one account) can still lock that account for everyone for up to one window; without
+  the ceiling a botnet would get unlimited guesses. The ceiling is high enough that ordinary
+  mistakes and a single attacker never reach it.
+
+A source is the client address (an IPv6 /64), see ``qunyun.auth.address``. An attempt is recorded
+as a failure *before* its password is checked (and the record deleted when the password is
+right), so concurrent attempts cannot slip past a limit while their checks run.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import deque
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import ColumnElement, and_, delete, func, select
+from sqlalchemy.orm import Session
+
 from qunyun.errors import QunyunError
+from qunyun.locale import Msg
+from qunyun.models import LoginFailure
 
 
 class TooManyAttempts(QunyunError):
@@ -20,57 +37,83 @@ class TooManyAttempts(QunyunError):
     code = "too_many_attempts"
 
     def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many failed logins; try again in {retry_after} seconds", retry_after=retry_after)
+        super().__init__(Msg("too_many_attempts", seconds=retry_after), retry_after=retry_after)
         self.retry_after = retry_after
 
 
-@dataclass
+def normalise_username(username: str) -> str:
+    return username.strip().lower()[:100]
+
+
+@dataclass(frozen=True)
 class LoginThrottle:
-    """After ``max_per_user`` failures for one username (or ``max_per_ip`` from one address)
-    within ``window``, further attempts are refused until the oldest failure ages out."""
+    """The limits; the counts live in the database (see the module docstring)."""
 
-    max_per_user: int = 5
-    max_per_ip: int = 30
+    per_account_and_source: int = 5
+    per_source: int = 30
+    per_account: int = 100
     window: timedelta = timedelta(minutes=15)
-    max_keys: int = 100_000
-    _failures: dict[str, deque[datetime]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _keys(self, username: str, ip: str | None) -> list[tuple[str, int]]:
-        keys = [(f"user:{username.strip().lower()}", self.max_per_user)]
-        if ip:
-            keys.append((f"ip:{ip}", self.max_per_ip))
-        return keys
+    def _limits(self, username: str, source: str) -> list[tuple[ColumnElement[bool], int]]:
+        by_user = LoginFailure.username == username
+        by_source = LoginFailure.source == source
+        return [
+            (and_(by_user, by_source), self.per_account_and_source),
+            (by_source, self.per_source),
+            (by_user, self.per_account),
+        ]
 
-    def _recent(self, key: str, now: datetime) -> deque[datetime]:
-        failures = self._failures.get(key)
-        if failures is None:
-            return deque()
-        while failures and now - failures[0] >= self.window:
-            failures.popleft()
-        if not failures:
-            del self._failures[key]
-        return failures
+    def check(self, session: Session, username: str, source: str, now: datetime) -> None:
+        """Raise TooManyAttempts while ``username`` from ``source`` is over any limit."""
+        username = normalise_username(username)
+        cutoff = now - self.window
+        limits = self._limits(username, source)
+        counts = session.execute(
+            select(*(func.count().filter(condition) for condition, _ in limits)).where(
+                LoginFailure.failed_at > cutoff,
+                (LoginFailure.username == username) | (LoginFailure.source == source),
+            )
+        ).one()
+        waits = [
+            self._wait(session, condition, count - limit, cutoff, now)
+            for (condition, limit), count in zip(limits, counts, strict=True)
+            if count >= limit
+        ]
+        if waits:
+            raise TooManyAttempts(max(waits))
 
-    def check(self, username: str, ip: str | None, now: datetime) -> None:
-        """Raise TooManyAttempts while ``username`` or ``ip`` is locked out."""
-        with self._lock:
-            for key, limit in self._keys(username, ip):
-                failures = self._recent(key, now)
-                if len(failures) >= limit:
-                    wait = self.window - (now - failures[0])
-                    raise TooManyAttempts(max(1, int(wait.total_seconds()) + 1))
+    def _wait(
+        self, session: Session, condition: ColumnElement[bool], excess: int, cutoff: datetime, now: datetime
+    ) -> int:
+        """Seconds until the count under ``condition`` falls below its limit: until the failure
+        ``excess`` places after the oldest one in the window ages out."""
+        oldest = session.scalar(
+            select(LoginFailure.failed_at)
+            .where(condition, LoginFailure.failed_at > cutoff)
+            .order_by(LoginFailure.failed_at)
+            .offset(excess)
+            .limit(1)
+        )
+        if oldest is None:
+            return 1
+        return max(1, math.ceil((self.window - (now - oldest)).total_seconds()))
 
-    def failed(self, username: str, ip: str | None, now: datetime) -> None:
-        with self._lock:
-            if len(self._failures) >= self.max_keys:
-                # Bounded memory under a spray of usernames: forget the stalest keys.
-                for key in sorted(self._failures, key=lambda k: self._failures[k][-1])[: self.max_keys // 10]:
-                    del self._failures[key]
-            for key, _limit in self._keys(username, ip):
-                self._failures.setdefault(key, deque()).append(now)
+    def reserve(self, session: Session, username: str, source: str, now: datetime) -> None:
+        """Check the limits again and record this attempt as a failure; prune expired records.
 
-    def succeeded(self, username: str) -> None:
-        """A correct password clears the username's count (not the address's)."""
-        with self._lock:
-            self._failures.pop(f"user:{username.strip().lower()}", None)
+        Runs in a short write transaction, so on SQLite two concurrent attempts cannot both pass
+        the check with the last free slot.
+        """
+        self.check(session, username, source, now)
+        session.execute(delete(LoginFailure).where(LoginFailure.failed_at <= now - self.window))
+        session.add(LoginFailure(username=normalise_username(username), source=source, failed_at=now))
+        session.flush()
+
+    def succeeded(self, session: Session, username: str, source: str) -> None:
+        """A correct password clears its username's failures from this source (including the
+        attempt's own record), not those from other sources."""
+        session.execute(
+            delete(LoginFailure).where(
+                LoginFailure.username == normalise_username(username), LoginFailure.source == source
+            )
+        )

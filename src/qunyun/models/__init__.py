@@ -7,6 +7,7 @@ from qunyun.models.community import Community, Playbook
 from qunyun.models.event import Event, EventKind, MessageText, MsgType
 from qunyun.models.group import Group, GroupStatus
 from qunyun.models.job import Job, JobRun, JobStatus
+from qunyun.models.login import LoginFailure
 from qunyun.models.member import Member, Tag, Tagging
 from qunyun.models.membership import MembershipSpan
 from qunyun.models.organisation import Organisation
@@ -27,6 +28,7 @@ __all__ = [
     "Job",
     "JobRun",
     "JobStatus",
+    "LoginFailure",
     "Member",
     "MemberDay",
     "MembershipSpan",
