@@ -65,7 +65,7 @@ def login(
         ok = False
     else:
         ok = verify_password(account.password_hash, password) and account.is_active
-    if not ok:
+    if account is None or not ok:
         if account is None:
             log.info("failed login for an unknown username from %s", address)
         else:
