@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeAlias
 
 from qunyun.connectors.base import ACTION_CAPABILITY, ActionKind, Capability
 from qunyun.errors import InvalidInput
+from qunyun.locale import Msg
 
 # message.posted msg_type values of the interchange format.
 MSG_TYPES = frozenset({"text", "image", "link", "miniprogram", "file", "video", "card", "voice", "other"})
@@ -209,6 +210,9 @@ _TARGETS: Mapping[ActionKind, Mapping[str, str]] = {
 }
 
 
+_TARGET_NAMES = {"group": Msg("err.target.group"), "member": Msg("err.target.member")}
+
+
 def action_targets(kind: ActionKind) -> Mapping[str, str]:
     """``{"group": "required"|"optional", "member": …}`` for the targets ``kind`` takes."""
     return _TARGETS[kind]
@@ -219,22 +223,23 @@ class _Fields:
 
     def __init__(self, payload: Mapping[str, Any]) -> None:
         if not isinstance(payload, Mapping):
-            raise InvalidInput("payload must be an object", field="payload")
+            raise InvalidInput(Msg("err.action.payload_object"), field="payload")
         self.payload = payload
 
-    def _bad(self, name: str, message: str) -> InvalidInput:
-        return InvalidInput(f"payload.{name}: {message}", field=f"payload.{name}")
+    def _bad(self, name: str, message: Msg) -> InvalidInput:
+        field = f"payload.{name}"
+        return InvalidInput(Msg("err.action.field", field=field, reason=message), field=field)
 
     def text(self, name: str, *, required: bool = True, max_len: int = MAX_TEXT) -> str | None:
         value = self.payload.get(name)
         if value is None or value == "":
             if required:
-                raise self._bad(name, "is required")
+                raise self._bad(name, Msg("err.event.required"))
             return None
         if not isinstance(value, str):
-            raise self._bad(name, "must be a string")
+            raise self._bad(name, Msg("err.event.string"))
         if len(value) > max_len:
-            raise self._bad(name, f"must be at most {max_len} characters")
+            raise self._bad(name, Msg("err.event.too_long", limit=max_len))
         return value
 
     def required_text(self, name: str, *, max_len: int = MAX_TEXT) -> str:
@@ -247,10 +252,14 @@ class _Fields:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self._bad(name, "must be an integer")
+            raise self._bad(name, Msg("err.action.integer"))
         if value < minimum or (maximum is not None and value > maximum):
-            bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-            raise self._bad(name, f"must be {bound}")
+            raise self._bad(
+                name,
+                Msg("err.action.between", min=minimum, max=maximum)
+                if maximum is not None
+                else Msg("err.action.at_least", min=minimum),
+            )
         return value
 
     def instant(self, name: str) -> datetime | None:
@@ -262,9 +271,9 @@ class _Fields:
     def words(self, name: str, *, required: bool = False) -> tuple[str, ...]:
         value = self.payload.get(name, [])
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
-            raise self._bad(name, "must be a list of non-empty strings")
+            raise self._bad(name, Msg("err.action.words"))
         if required and not value:
-            raise self._bad(name, "must not be empty")
+            raise self._bad(name, Msg("err.action.not_empty"))
         return tuple(value)
 
 
@@ -274,11 +283,13 @@ def parse_instant(value: Any, field: str) -> datetime:
         try:
             value = datetime.fromisoformat(value)
         except ValueError as exc:
-            raise InvalidInput(f"{field}: not an ISO 8601 time: {value!r}", field=field) from exc
+            raise InvalidInput(
+                Msg("err.action.field", field=field, reason=Msg("err.event.ts_format", value=repr(value))), field=field
+            ) from exc
     if not isinstance(value, datetime):
-        raise InvalidInput(f"{field}: must be an ISO 8601 time", field=field)
+        raise InvalidInput(Msg("err.action.field", field=field, reason=Msg("err.action.time_type")), field=field)
     if value.tzinfo is None:
-        raise InvalidInput(f"{field}: needs a time zone offset", field=field)
+        raise InvalidInput(Msg("err.action.field", field=field, reason=Msg("err.action.time_offset")), field=field)
     return value
 
 
@@ -293,24 +304,42 @@ def action_from_payload(
     try:
         kind = ActionKind(kind)
     except ValueError as exc:
-        raise InvalidInput(f"unknown action {kind!r}", field="action") from exc
+        raise InvalidInput(Msg("err.outbound.unknown_action", action=repr(kind)), field="action") from exc
     targets = _TARGETS[kind]
     for name, value in (("group", group), ("member", member)):
         need = targets.get(name)
         if need == "required" and value is None:
-            raise InvalidInput(f"{kind} needs a {name}", field=f"{name}_id")
+            raise InvalidInput(
+                Msg("err.action.needs_target", action=kind.value, target=_TARGET_NAMES[name]), field=f"{name}_id"
+            )
         if need is None and value is not None:
-            raise InvalidInput(f"{kind} takes no {name}", field=f"{name}_id")
+            raise InvalidInput(
+                Msg("err.action.no_target", action=kind.value, target=_TARGET_NAMES[name]), field=f"{name}_id"
+            )
     f = _Fields(payload)
     known = {fld.name for fld in fields(ACTION_CLASSES[kind])} - {"group", "member"}
     for name in payload:
         if name not in known and name not in RESERVED_PAYLOAD_KEYS:
-            raise InvalidInput(f"payload.{name}: unknown field for {kind}", field=f"payload.{name}")
+            raise InvalidInput(
+                Msg(
+                    "err.action.field",
+                    field=f"payload.{name}",
+                    reason=Msg("err.action.unknown_field", action=kind.value),
+                ),
+                field=f"payload.{name}",
+            )
     match kind:
         case ActionKind.SEND_GROUP_MESSAGE:
             msg_type = f.text("msg_type", required=False) or "text"
             if msg_type not in MSG_TYPES:
-                raise InvalidInput(f"payload.msg_type: unknown type {msg_type!r}", field="payload.msg_type")
+                raise InvalidInput(
+                    Msg(
+                        "err.action.field",
+                        field="payload.msg_type",
+                        reason=Msg("err.action.unknown_msg_type", value=repr(msg_type)),
+                    ),
+                    field="payload.msg_type",
+                )
             material = f.text("material", required=False)
             text = f.text("text", required=msg_type == "text" or material is None) or ""
             assert group is not None
@@ -354,7 +383,7 @@ def action_from_payload(
             assert member is not None
             add, remove = f.words("add"), f.words("remove")
             if not add and not remove:
-                raise InvalidInput("payload: give tags to add or remove", field="payload.add")
+                raise InvalidInput(Msg("err.action.no_tags"), field="payload.add")
             return SetTags(member=member, add=add, remove=remove)
         case ActionKind.SYNC_INTERCEPT_RULES:
             return SyncInterceptRules(

@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from qunyun.errors import InvalidInput, QunyunError
+from qunyun.locale import Msg
 from qunyun.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -270,7 +271,7 @@ def get_profile(platform: str) -> PlatformProfile:
         profile = module.PROFILE
         register_profile(profile)
     if profile is None:
-        raise InvalidInput(f"unknown platform {platform!r}", field="platform")
+        raise InvalidInput(Msg("err.connector.unknown_platform", platform=repr(platform)), field="platform")
     return profile
 
 
@@ -312,7 +313,7 @@ def get_connector(platform: str) -> Connector:
                 _connectors[platform] = SimulatorConnector()
             return _connectors[platform]
     profile = get_profile(platform)  # InvalidInput for an unknown platform
-    raise ConnectorUnavailable(f"no connector is configured for {profile.title}", field="platform")
+    raise ConnectorUnavailable(Msg("err.connector.unavailable", platform=profile.title), field="platform")
 
 
 def capabilities_of(platform: str) -> frozenset[Capability]:

@@ -43,6 +43,7 @@ from qunyun.connectors.base import (
     registered_connector,
 )
 from qunyun.errors import Conflict, InvalidInput, NotFound
+from qunyun.locale import Msg
 from qunyun.models import Group, Member, OutboundAction, OutboundActionTransition, OutboundState, Staff, StaffTask
 from qunyun.timeutil import utcnow
 from qunyun.worker.queue import enqueue
@@ -89,7 +90,9 @@ def transition(session: Session, action: OutboundAction, to_state: OutboundState
     """Move ``action`` to ``to_state`` and append the history row; ``Conflict`` if not allowed."""
     current = OutboundState(action.state)
     if to_state not in ALLOWED_TRANSITIONS[current]:
-        raise Conflict(f"outbound action {action.id} cannot go from {current} to {to_state}", field="state")
+        raise Conflict(
+            Msg("err.outbound.bad_transition", id=action.id, current=current.value, to=to_state.value), field="state"
+        )
     action.state = to_state.value
     _record(session, action, current, to_state, detail)
 
@@ -136,16 +139,16 @@ def request_action(
     ``deadline`` (ISO 8601): not performed after it, the action expires. ``run_at`` delays it.
     """
     if not idempotency_key or len(idempotency_key) > 200:
-        raise InvalidInput("idempotency_key must be 1-200 characters", field="idempotency_key")
+        raise InvalidInput(Msg("err.outbound.key_length", limit=200), field="idempotency_key")
     try:
         kind = ActionKind(action)
     except ValueError as exc:
-        raise InvalidInput(f"unknown action {action!r}", field="action") from exc
+        raise InvalidInput(Msg("err.outbound.unknown_action", action=repr(action)), field="action") from exc
     existing = _by_key(session, org_id, idempotency_key)
     if existing is not None:
         return _same_request(existing, org_id, platform, kind, group_id, member_id)
     if "assignee_id" in payload:
-        raise InvalidInput("pass assignee_id as an argument, not in the payload", field="payload.assignee_id")
+        raise InvalidInput(Msg("err.outbound.assignee_in_payload"), field="payload.assignee_id")
     capabilities = capabilities_of(platform)  # InvalidInput for an unknown platform
     group = _load_group(session, org_id, platform, group_id)
     member = _load_member(session, org_id, platform, member_id)
@@ -153,7 +156,7 @@ def request_action(
         assignee_id is not None
         and session.scalar(select(Staff.id).where(Staff.id == assignee_id, Staff.org_id == org_id)) is None
     ):
-        raise InvalidInput(f"no staff member {assignee_id} in this organisation", field="assignee_id")
+        raise InvalidInput(Msg("err.group.no_staff", id=assignee_id), field="assignee_id")
     typed = action_from_payload(
         kind,
         {k: v for k, v in payload.items() if k != "deadline"},
@@ -260,13 +263,12 @@ def confirm(session: Session, action_id: int, *, detail: str = "") -> OutboundAc
     delegated task): → confirmed, and its open staff tasks are done. Idempotent."""
     row = session.scalar(select(OutboundAction).where(OutboundAction.id == action_id).with_for_update())
     if row is None:
-        raise NotFound(f"no outbound action {action_id}", field="action_id")
+        raise NotFound(Msg("err.outbound.not_found", id=action_id), field="action_id")
     if row.state == S.CONFIRMED:
         return row
     if row.state not in CONFIRMABLE:
         raise Conflict(
-            f"outbound action {action_id} is {row.state}; only awaiting_confirmation, delegated or sent "
-            "actions can be confirmed",
+            Msg("err.outbound.not_confirmable", id=action_id, state=row.state),
             field="state",
         )
     transition(session, row, S.CONFIRMED, detail or "confirmed")
@@ -322,7 +324,7 @@ def _same_request(
     asked = (org_id, platform, kind.value, group_id, member_id)
     if (existing.org_id, existing.platform, existing.action, existing.group_id, existing.member_id) != asked:
         raise Conflict(
-            f"idempotency key {existing.idempotency_key!r} was used for a different action",
+            Msg("err.outbound.key_reused", idempotency_key=existing.idempotency_key),
             field="idempotency_key",
         )
     return existing
@@ -333,9 +335,11 @@ def _load_group(session: Session, org_id: int, platform: str, group_id: int | No
         return None
     group = session.get(Group, group_id)
     if group is None or group.org_id != org_id:
-        raise InvalidInput(f"no group {group_id} in this organisation", field="group_id")
+        raise InvalidInput(Msg("err.outbound.no_group", id=group_id), field="group_id")
     if group.platform != platform:
-        raise InvalidInput(f"group {group_id} is on {group.platform}, not {platform}", field="group_id")
+        raise InvalidInput(
+            Msg("err.outbound.group_platform", id=group_id, actual=group.platform, platform=platform), field="group_id"
+        )
     return group
 
 
@@ -344,9 +348,12 @@ def _load_member(session: Session, org_id: int, platform: str, member_id: int | 
         return None
     member = session.get(Member, member_id)
     if member is None or member.org_id != org_id:
-        raise InvalidInput(f"no member {member_id} in this organisation", field="member_id")
+        raise InvalidInput(Msg("err.outbound.no_member", id=member_id), field="member_id")
     if member.platform != platform:
-        raise InvalidInput(f"member {member_id} is on {member.platform}, not {platform}", field="member_id")
+        raise InvalidInput(
+            Msg("err.outbound.member_platform", id=member_id, actual=member.platform, platform=platform),
+            field="member_id",
+        )
     return member
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from qunyun.connectors.dispatch import EXPIRE_JOB, PERFORM_JOB, expire_overdue, perform_queued
 from qunyun.errors import InvalidInput
+from qunyun.locale import Msg
 from qunyun.worker.queue import job_handler
 from qunyun.worker.scheduler import periodic
 
@@ -19,7 +20,7 @@ def perform_action(session: Session, payload: dict[str, Any]) -> None:
     """Perform one queued outbound action (payload: ``{"action_id": int}``)."""
     action_id = payload.get("action_id")
     if isinstance(action_id, bool) or not isinstance(action_id, int):
-        raise InvalidInput("connectors.perform needs an integer action_id", field="action_id")
+        raise InvalidInput(Msg("err.job.integer_field", job="connectors.perform", field="action_id"), field="action_id")
     perform_queued(session, action_id)
 
 

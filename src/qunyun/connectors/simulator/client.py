@@ -36,6 +36,7 @@ from qunyun.connectors.simulator.capabilities import PROFILE as SIMULATOR_PROFIL
 from qunyun.connectors.simulator.clock import VirtualClock
 from qunyun.connectors.simulator.platform import EventSink, SimulatedPlatform, SimulatorError
 from qunyun.errors import InvalidInput
+from qunyun.locale import Msg
 
 
 class SimulatorConnector(Connector):
@@ -73,7 +74,7 @@ class SimulatorConnector(Connector):
         if "events" in raw and "kind" not in raw:
             batch = raw["events"]
             if not isinstance(batch, list):
-                raise InvalidInput("events must be a list", field="events")
+                raise InvalidInput(Msg("err.sim.events_list"), field="events")
             return [ev.validate(item, i) for i, item in enumerate(batch)]
         return [ev.validate(raw)]
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from qunyun.errors import InvalidInput
+from qunyun.locale import Msg
 
 # Required fields per kind, beyond id, ts and kind (PRODUCT.md, "Event interchange format v1").
 REQUIRED_FIELDS: Mapping[str, tuple[str, ...]] = {
@@ -30,18 +31,30 @@ def event(kind: str, ts: datetime, **fields: Any) -> dict[str, Any]:
 def validate(raw: Any, index: int = 0) -> dict[str, Any]:
     """A copy of ``raw`` if it is a well-formed v1 event; ``InvalidInput`` naming the field."""
     if not isinstance(raw, Mapping):
-        raise InvalidInput(f"event {index}: not an object", field=f"events[{index}]")
+        raise InvalidInput(
+            Msg("err.event.at_index", index=index, reason=Msg("err.sim.not_object")), field=f"events[{index}]"
+        )
     kind = raw.get("kind")
     if not isinstance(kind, str) or kind not in REQUIRED_FIELDS:
-        raise InvalidInput(f"event {index}: unknown kind {kind!r}", field=f"events[{index}].kind")
+        raise InvalidInput(
+            Msg("err.event.at_index", index=index, reason=Msg("err.sim.unknown_kind", kind=repr(kind))),
+            field=f"events[{index}].kind",
+        )
     for name in ("id", "ts", *REQUIRED_FIELDS[kind]):
         value = raw.get(name)
         if not isinstance(value, str) or not value:
-            raise InvalidInput(f"event {index}: {name} is required", field=f"events[{index}].{name}")
+            raise InvalidInput(
+                Msg("err.event.at_index", index=index, reason=Msg("err.sim.required", field=name)),
+                field=f"events[{index}].{name}",
+            )
     try:
         ts = datetime.fromisoformat(raw["ts"])
     except ValueError as exc:
-        raise InvalidInput(f"event {index}: ts is not ISO 8601", field=f"events[{index}].ts") from exc
+        raise InvalidInput(
+            Msg("err.event.at_index", index=index, reason=Msg("err.sim.ts_format")), field=f"events[{index}].ts"
+        ) from exc
     if ts.tzinfo is None:
-        raise InvalidInput(f"event {index}: ts needs an offset", field=f"events[{index}].ts")
+        raise InvalidInput(
+            Msg("err.event.at_index", index=index, reason=Msg("err.sim.ts_offset")), field=f"events[{index}].ts"
+        )
     return dict(raw)
