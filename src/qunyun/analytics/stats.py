@@ -21,9 +21,15 @@ from qunyun.db.session import unit_of_work
 from qunyun.errors import InvalidInput, NotFound
 from qunyun.gcpause import gc_paused
 from qunyun.ingestion.sql import SqlDialect
+from qunyun.locale import Msg
 from qunyun.timeutil import DayCalculator, daterange, day_bounds_micros, day_key, iso_week_label, week_start
 
 MAX_DAYS = 3660
+# The days a range may start and end on. Below: before any platform's data, and zone offsets then
+# were not whole quarter hours (DayCalculator relies on that). Above: the weekly rows reach a week
+# past the range and day bounds one day past a day, which must stay within date.max.
+MIN_DAY = date(1970, 1, 1)
+MAX_DAY = date(9998, 12, 31)
 # Paid orders (org, [from, to)) joined to the spans of their buyer that cover the payment: an
 # order counts for a group when its buyer was a member of it when paying.
 _ORDERS_OF_MEMBERS = (
@@ -69,11 +75,25 @@ def _in_groups(column: str, ids: list[int] | None) -> tuple[str, tuple[int, ...]
     return f" AND {column} IN ({','.join('?' * len(ids))})", tuple(ids)
 
 
-def _check_range(date_from: date, date_to: date) -> None:
+def check_range(date_from: date, date_to: date, *, flags: bool = False) -> None:
+    """Raise InvalidInput (naming ``from`` or ``to``) unless the stats can be computed for
+    [date_from, date_to]: both days within MIN_DAY..MAX_DAY, in order, at most MAX_DAYS apart.
+    Every stats entry point calls it (console page, exports, CLI); ``flags``: name the CLI's
+    ``--from``/``--to`` options instead of the form's fields."""
+    names = ("--from", "--to") if flags else ("from", "to")
+    for field, day in zip(names, (date_from, date_to), strict=True):
+        if not MIN_DAY <= day <= MAX_DAY:
+            message = Msg("api.stats.day_out_of_range", field=field, min=MIN_DAY.isoformat(), max=MAX_DAY.isoformat())
+            raise InvalidInput(message, field=field)
     if date_to < date_from:
-        raise InvalidInput("--to is before --from", field="to")
+        message = (
+            Msg("api.stats.option_before", later=names[1], earlier=names[0])
+            if flags
+            else Msg("api.stats.to_before_from")
+        )
+        raise InvalidInput(message, field=names[1])
     if (date_to - date_from).days > MAX_DAYS:
-        raise InvalidInput(f"a range may span at most {MAX_DAYS} days", field="to")
+        raise InvalidInput(Msg("api.stats.range_too_long", days=MAX_DAYS), field=names[1])
 
 
 class _Stats:
@@ -84,7 +104,7 @@ class _Stats:
         # Plain SQL throughout: `qunyun stats` should not pay for loading the ORM mappings.
         zone = self.db.run("SELECT time_zone FROM organisations WHERE id = ?", (query.org_id,)).scalar()
         if zone is None:
-            raise NotFound(f"no organisation {query.org_id}")
+            raise NotFound(Msg("api.no_organisation", org=query.org_id))
         self.zone = ZoneInfo(zone)
         end_micros = day_bounds_micros(query.date_to, self.zone)[1]
         where, params = self._group_filter(column="id")
@@ -392,14 +412,14 @@ def _weekly_row(
 
 def daily_stats(session: Session, query: StatsQuery) -> list[dict[str, Any]]:
     """One row per day (and per group): joins, left, actives, members, active_ratio."""
-    _check_range(query.date_from, query.date_to)
+    check_range(query.date_from, query.date_to)
     with gc_paused():
         return _Stats(session, query).daily()
 
 
 def weekly_stats(session: Session, query: StatsQuery) -> list[dict[str, Any]]:
     """One row per ISO week touching the range (and per group), whole weeks, with conversion."""
-    _check_range(query.date_from, query.date_to)
+    check_range(query.date_from, query.date_to)
     with gc_paused():
         return _Stats(session, query).weekly()
 
@@ -410,7 +430,7 @@ def daily_orders(
     """(orders, gmv in fen) per day: paid orders of members who were in a group (one of
     ``group_ids``) when they paid, minus refunds of them made the same day — the weekly
     ``gmv`` definition at the grain of a day."""
-    _check_range(date_from, date_to)
+    check_range(date_from, date_to)
     db = SqlDialect(session.connection())
     zone = ZoneInfo(db.run("SELECT time_zone FROM organisations WHERE id = ?", (org_id,)).scalar_one())
     days = daterange(date_from, date_to)
@@ -447,18 +467,19 @@ def stats_for_cli(
     period: str, *, org_slug: str, date_from: date, date_to: date, group: str | None, per_group: bool = False
 ) -> list[dict[str, Any]]:
     """The ``qunyun stats`` contract: the all-groups rows, or one group's rows with ``group``."""
+    check_range(date_from, date_to, flags=True)
     with unit_of_work(write=False) as session:
         db = SqlDialect(session.connection())
         org_id = db.run("SELECT id FROM organisations WHERE slug = ?", (org_slug,)).scalar()
         if org_id is None:
-            raise NotFound(f"no organisation {org_slug!r} (import events first or pass --org)", field="org")
+            raise NotFound(Msg("api.no_organisation_slug", org=org_slug), field="org")
         if group is not None:
             found = db.rows("SELECT id, platform FROM groups WHERE org_id = ? AND external_id = ?", (org_id, group))
             if not found:
-                raise NotFound(f"no group {group!r} in organisation {org_slug!r}", field="group")
+                raise NotFound(Msg("api.no_group_in_org", group=group, org=org_slug), field="group")
             if len(found) > 1:
                 platforms = ", ".join(sorted(p for _, p in found))
-                raise InvalidInput(f"group {group!r} exists on several platforms ({platforms})", field="group")
+                raise InvalidInput(Msg("api.stats.group_ambiguous", group=group, platforms=platforms), field="group")
             group_id = found[0][0]
             query = StatsQuery(org_id, date_from, date_to, group_ids=[group_id], per_group=True, include_total=False)
         else:

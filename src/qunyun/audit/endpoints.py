@@ -12,13 +12,14 @@ from qunyun.audit import service
 from qunyun.audit.schemas import AuditOut
 from qunyun.auth.deps import DbSession, LeadScope
 from qunyun.errors import InvalidInput
+from qunyun.locale import Msg
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 
 def aware(value: datetime | None, field: str) -> datetime | None:
     if value is not None and value.tzinfo is None:
-        raise InvalidInput(f"{field} needs a time zone offset, e.g. 2026-03-01T08:00:00+08:00", field=field)
+        raise InvalidInput(Msg("api.needs_time_zone", field=field), field=field)
     return value
 
 

@@ -14,6 +14,7 @@ import secrets
 
 from qunyun.config import get_settings
 from qunyun.errors import Forbidden
+from qunyun.locale import Msg
 
 CSRF_FORM_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -42,4 +43,4 @@ def login_csrf_token(nonce: str) -> str:
 def check_csrf(expected: str | None, supplied: str | None) -> None:
     """Raise Forbidden unless ``supplied`` equals ``expected`` (constant-time comparison)."""
     if not expected or not supplied or not hmac.compare_digest(expected.encode(), supplied.encode()):
-        raise Forbidden("missing or invalid CSRF token; reload the page and try again", field=CSRF_FORM_FIELD)
+        raise Forbidden(Msg("api.csrf_failed"), field=CSRF_FORM_FIELD)

@@ -19,9 +19,10 @@ from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from qunyun.errors import Forbidden, NotFound
+from qunyun.locale import Msg
 from qunyun.models import Group, Member, MembershipSpan, Role, StaffGroupAssignment
 
-READ_ONLY_MESSAGE = "your role can read but not change data"
+READ_ONLY_MESSAGE = Msg("api.read_only")
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def require_write(scope: Scope) -> None:
 
 def require_lead(scope: Scope) -> None:
     if not scope.is_lead:
-        raise Forbidden("only a lead (总群主) may do this")
+        raise Forbidden(Msg("api.lead_only"))
 
 
 def require_group(session: Session, scope: Scope, group_id: int, write: bool = False) -> Group:
@@ -99,7 +100,7 @@ def require_group(session: Session, scope: Scope, group_id: int, write: bool = F
     (else Forbidden)."""
     group = session.scalar(select(Group).where(Group.id == group_id, group_visible(scope)))
     if group is None:
-        raise NotFound(f"no group {group_id}", field="group_id")
+        raise NotFound(Msg("api.no_group", id=group_id), field="group_id")
     if write:
         require_write(scope)
     return group
@@ -112,7 +113,7 @@ def require_member(session: Session, scope: Scope, member_id: int, write: bool =
         select(Member).where(Member.id == member_id, Member.org_id == scope.org_id, member_visible(scope))
     )
     if member is None:
-        raise NotFound(f"no member {member_id}", field="member_id")
+        raise NotFound(Msg("api.no_member", id=member_id), field="member_id")
     if write:
         require_write(scope)
     return member

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from qunyun.groups.schemas import reject_null
 
@@ -70,7 +71,7 @@ class TagCreate(BaseModel):
     def _strip(cls, value: str) -> str:
         value = value.strip()
         if not value:
-            raise ValueError("name may not be blank")
+            raise PydanticCustomError("blank", "name may not be blank")
         return value
 
 

@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
+from qunyun.api.pagination import Id
 from qunyun.models import GroupStatus
 
 Platform = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[a-z0-9_-]+$")]
@@ -15,7 +17,10 @@ Platform = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[a-z0-9_
 def reject_null(value: Any, info: ValidationInfo) -> Any:
     """PATCH bodies: omitting a field keeps it, but ``null`` is no value for a required column."""
     if value is None:
-        raise ValueError(f"{info.field_name} may not be null; omit it to keep the current value")
+        # A type of its own, so the API can say it in the reader's language (api/errors.py).
+        raise PydanticCustomError(
+            "not_null", "{field} may not be null; omit it to keep the current value", {"field": info.field_name}
+        )
     return value
 
 
@@ -43,13 +48,13 @@ class GroupCreate(BaseModel):
     platform: Platform = "api"
     external_id: str = Field(min_length=1, max_length=128)
     name: str = Field(min_length=1, max_length=200)
-    community_id: int | None = None
-    playbook_id: int | None = None
+    community_id: Id | None = None
+    playbook_id: Id | None = None
     tier: str = Field(default="normal", min_length=1, max_length=32)
     region: str = Field(default="", max_length=64)
     capacity: int = Field(default=500, ge=1, le=100_000)
     status: GroupStatus = GroupStatus.ACTIVE
-    owner_id: int | None = Field(default=None, description="Staff id; a group owner creating a group owns it")
+    owner_id: Id | None = Field(default=None, description="Staff id; a group owner creating a group owns it")
 
 
 class GroupUpdate(BaseModel):
@@ -58,13 +63,13 @@ class GroupUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    community_id: int | None = None
-    playbook_id: int | None = None
+    community_id: Id | None = None
+    playbook_id: Id | None = None
     tier: str | None = Field(default=None, min_length=1, max_length=32)
     region: str | None = Field(default=None, max_length=64)
     capacity: int | None = Field(default=None, ge=1, le=100_000)
     status: GroupStatus | None = None
-    owner_id: int | None = None
+    owner_id: Id | None = None
 
     _not_null = field_validator("name", "tier", "region", "capacity", "status", mode="before")(reject_null)
 
@@ -103,7 +108,7 @@ class MembershipOut(BaseModel):
 class AssignmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    staff_id: int
+    staff_id: Id
     role: Literal["owner", "admin", "operator"] = "operator"
 
 

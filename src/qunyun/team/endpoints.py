@@ -18,6 +18,7 @@ from qunyun.audit.service import record_by
 from qunyun.auth.deps import DbSession, LeadScope
 from qunyun.errors import NotFound
 from qunyun.groups.service import count_rows
+from qunyun.locale import Msg
 from qunyun.models import Group, Role, Staff, StaffGroupAssignment
 from qunyun.team.service import create_staff
 
@@ -115,5 +116,5 @@ def add_staff(body: StaffCreate, db: DbSession, scope: LeadScope, request: Reque
 def get_staff(staff_id: Annotated[Id, Path(description="Staff id")], db: DbSession, scope: LeadScope) -> StaffOut:
     staff = db.scalar(select(Staff).where(Staff.id == staff_id, Staff.org_id == scope.org_id))
     if staff is None:
-        raise NotFound(f"no staff member {staff_id}", field="staff_id")
+        raise NotFound(Msg("api.no_staff", id=staff_id), field="staff_id")
     return _out(staff, _group_ids(db, [staff.id]).get(staff.id, []))
