@@ -1,4 +1,5 @@
-"""Channels: each channel's cost model, the members it brought and the cost per member (CAC)."""
+"""Channels: each channel's cost model, the members it brought and the cost per member (CAC);
+kinds by name (短信, not ``sms``), money with thousands separators."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import func, select
 from qunyun.acquisition.service import list_channels
 from qunyun.auth.scope import group_id_visible
 from qunyun.console.charts import Series, bar_chart
+from qunyun.console.labels import kind_name, money
 from qunyun.console.web import ConsolePage
 from qunyun.models import Event, EventKind
 
@@ -48,17 +50,20 @@ def channel_list(page: ConsolePage) -> Response:
         "cac": bar_chart(
             labels,
             [
-                Series(t("col_cac"), [float(Decimal(c.cac)) if c.cac else 0 for c in channels], "s3"),
+                Series(t("col_cac"), [float(Decimal(c.cac)) if c.cac else None for c in channels], "s3"),
                 Series(
                     t("col_expected_cac"),
-                    [float(Decimal(c.expected_cac)) if c.expected_cac else 0 for c in channels],
+                    [float(Decimal(c.expected_cac)) if c.expected_cac else None for c in channels],
                     "s4",
                 ),
             ],
             title=t("col_cac"),
-            fmt=lambda v: f"{v:,.1f}",
+            fmt=lambda v: f"¥{v:,.2f}",
         ),
     }
+    kinds = {c.kind: kind_name(t, c.kind) for c in channels}
     return page.render(
-        "channels.html", "channels", {"channels": channels, "total": total, "mine": mine, "charts": charts}
+        "channels.html",
+        "channels",
+        {"channels": channels, "total": total, "mine": mine, "charts": charts, "kinds": kinds, "money": money},
     )

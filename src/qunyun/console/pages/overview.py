@@ -1,17 +1,20 @@
-"""The overview: today, and the 7- and 30-day trends of the staff member's groups."""
+"""The overview: today against yesterday at the same hour, and the 7- and 30-day trends of the
+staff member's groups."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from qunyun.analytics.intraday import today_and_yesterday
 from qunyun.analytics.stats import StatsQuery, daily_orders, daily_stats
 from qunyun.auth.scope import group_visible
 from qunyun.console.charts import Series, bar_chart, line_chart
+from qunyun.console.labels import percent
 from qunyun.console.web import ConsolePage
 from qunyun.models import Group
 
@@ -36,14 +39,21 @@ def trend(page: ConsolePage, days: int = TREND_DAYS) -> list[dict[str, Any]]:
     return rows
 
 
-def _window(rows: list[dict[str, Any]], days: int) -> dict[str, Any]:
-    """Sums over the last ``days`` rows; members at the end; active ratio as the daily mean."""
+def shown_ratio(row: dict[str, Any]) -> float | None:
+    """The active ratio as shown: none ("—", not 0 %) on a day without members."""
+    return row["active_ratio"] if row["members"] else None
+
+
+def window(rows: list[dict[str, Any]], days: int) -> dict[str, Any]:
+    """Sums over the last ``days`` rows; members at the end; actives and the active ratio as
+    daily means over the days that had members (a day without any is no day of activity)."""
     part = rows[-days:]
+    counted = [r for r in part if r["members"]]
     return {
         "joins": sum(r["joins"] for r in part),
         "left": sum(r["left"] for r in part),
-        "actives": round(sum(r["actives"] for r in part) / len(part)),
-        "active_ratio": round(sum(r["active_ratio"] for r in part) / len(part), 4),
+        "actives": round(sum(r["actives"] for r in counted) / len(counted)) if counted else None,
+        "active_ratio": round(sum(r["active_ratio"] for r in counted) / len(counted), 4) if counted else None,
         "members": part[-1]["members"],
         "orders": sum(r["orders"] for r in part),
         "gmv_fen": sum(r["gmv_fen"] for r in part),
@@ -53,11 +63,15 @@ def _window(rows: list[dict[str, Any]], days: int) -> dict[str, Any]:
 @router.get("/")
 def overview(page: ConsolePage) -> Response:
     t_rows = trend(page)
-    today, yesterday = t_rows[-1], t_rows[-2]
+    today, yesterday = today_and_yesterday(
+        page.db, page.organisation.id, datetime.now(page.zone), page.zone, page.group_ids()
+    )
     labels = [r["date"][5:] for r in t_rows]
     tr = page.t
     charts = {
-        "members": line_chart(labels, [Series(tr("m_members"), [r["members"] for r in t_rows])], title=tr("m_members")),
+        "members": line_chart(
+            labels, [Series(tr("m_members"), [r["members"] for r in t_rows])], title=tr("m_members"), whole=True
+        ),
         "flow": bar_chart(
             labels,
             [
@@ -65,10 +79,11 @@ def overview(page: ConsolePage) -> Response:
                 Series(tr("m_left"), [r["left"] for r in t_rows], "s3"),
             ],
             title=tr("chart_flow"),
+            whole=True,
         ),
         "active": line_chart(
             labels,
-            [Series(tr("m_active_ratio"), [r["active_ratio"] for r in t_rows], "s2")],
+            [Series(tr("m_active_ratio"), [shown_ratio(r) for r in t_rows], "s2")],
             title=tr("m_active_ratio"),
             fmt=lambda v: f"{v * 100:.0f}%",
         ),
@@ -76,11 +91,13 @@ def overview(page: ConsolePage) -> Response:
             labels,
             [Series(tr("m_gmv"), [r["gmv_fen"] / 100 for r in t_rows], "s4")],
             title=tr("m_gmv"),
-            fmt=lambda v: f"{v:,.0f}",
+            fmt=lambda v: f"¥{v:,.0f}",
         ),
     }
+    visible = group_visible(page.scope)
+    group_total = page.db.scalar(select(func.count()).select_from(Group).where(visible)) or 0
     groups = page.db.scalars(
-        select(Group).where(group_visible(page.scope)).order_by(Group.member_count.desc(), Group.id).limit(TOP_GROUPS)
+        select(Group).where(visible).order_by(Group.member_count.desc(), Group.id).limit(TOP_GROUPS)
     ).all()
     return page.render(
         "overview.html",
@@ -88,10 +105,14 @@ def overview(page: ConsolePage) -> Response:
         {
             "today": today,
             "yesterday": yesterday,
-            "week": _window(t_rows, 7),
-            "month": _window(t_rows, 30),
+            "week": window(t_rows, 7),
+            "month": window(t_rows, 30),
             "rows": list(reversed(t_rows)),
             "charts": charts,
             "groups": groups,
+            "group_total": group_total,
+            "top_groups": TOP_GROUPS,
+            "ratio": percent,
+            "shown_ratio": shown_ratio,
         },
     )

@@ -1,0 +1,105 @@
+"""A day so far: the daily metrics of one day counted up to a time of that day.
+
+The overview compares today with yesterday *at the same hour*: at 10:00, today's 10 hours
+against yesterday's first 10 hours, not against yesterday's whole day. The definitions are the
+daily ones of PRODUCT.md "Metric definitions", cut at ``until`` instead of the day's end:
+``joins``, ``left``, ``actives`` are distinct members with a join, a leave, a message in
+[start of day, until); ``members`` are members at ``until``; ``orders`` and ``gmv_fen`` are
+paid orders in that window of members who were in a group (one of ``group_ids``) when paying,
+minus refunds of them made in the same window — ``daily_orders`` at the grain of a window.
+
+The rollups are per day, so this reads the event log for one day (two with ``today_and_yesterday``).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from qunyun.db.base import to_micros
+from qunyun.ingestion.sql import SqlDialect
+from qunyun.models import EventKind
+from qunyun.timeutil import day_bounds_micros, day_key
+
+
+def _in_groups(column: str, ids: list[int] | None) -> tuple[str, tuple[int, ...]]:
+    if ids is None:
+        return "", ()
+    if not ids:
+        return " AND 1 = 0", ()
+    return f" AND {column} IN ({','.join('?' * len(ids))})", tuple(ids)
+
+
+def day_until(
+    session: Session, org_id: int, day: date, until: datetime, zone: ZoneInfo, group_ids: list[int] | None = None
+) -> dict[str, Any]:
+    """The metrics of ``day`` counted up to ``until`` (clamped to the day); ``group_ids`` None
+    means every group of the organisation."""
+    db = SqlDialect(session.connection())
+    start, end = day_bounds_micros(day, zone)
+    cut = min(max(to_micros(until), start), end)
+    where, params = _in_groups("group_id", group_ids)
+    counts = {int(EventKind.MEMBER_JOINED): 0, int(EventKind.MEMBER_LEFT): 0, int(EventKind.MESSAGE_POSTED): 0}
+    for kind, n in db.run(
+        "SELECT kind, count(DISTINCT member_id) FROM events WHERE org_id = ? AND day = ? AND kind IN (?, ?, ?)"
+        f" AND ts >= ? AND ts < ?{where} GROUP BY kind",
+        (org_id, day_key(day), *counts, start, cut, *params),
+    ):
+        counts[int(kind)] = int(n)
+    members = int(
+        db.run(
+            "SELECT count(DISTINCT member_id) FROM membership_spans WHERE org_id = ? AND joined_at <= ?"
+            f" AND (left_at IS NULL OR left_at > ?){where}",
+            (org_id, cut, cut, *params),
+        ).scalar_one()
+    )
+    span_where, span_params = _in_groups("s.group_id", group_ids)
+    orders = {
+        ref: amount
+        for ref, amount in db.run(
+            "SELECT DISTINCT o.external_id, o.amount_fen FROM orders AS o JOIN membership_spans AS s"
+            " ON s.member_id = o.member_id AND s.joined_at <= o.paid_at"
+            " AND (s.left_at IS NULL OR s.left_at > o.paid_at)"
+            f" WHERE o.org_id = ? AND o.paid_at >= ? AND o.paid_at < ?{span_where}",
+            (org_id, start, cut, *span_params),
+        )
+    }
+    gmv = sum(orders.values())
+    if orders:
+        for ref, amount in db.run(
+            "SELECT order_ref, amount_fen FROM refunds WHERE org_id = ? AND refunded_at >= ? AND refunded_at < ?",
+            (org_id, start, cut),
+        ):
+            if ref in orders:
+                gmv -= amount
+    actives = counts[int(EventKind.MESSAGE_POSTED)]
+    return {
+        "date": day.isoformat(),
+        "until": until.astimezone(zone).strftime("%H:%M"),
+        "joins": counts[int(EventKind.MEMBER_JOINED)],
+        "left": counts[int(EventKind.MEMBER_LEFT)],
+        "actives": actives,
+        "members": members,
+        "active_ratio": round(actives / members, 4) if members else 0.0,
+        "orders": len(orders),
+        "gmv_fen": gmv,
+    }
+
+
+def today_and_yesterday(
+    session: Session, org_id: int, now: datetime, zone: ZoneInfo, group_ids: list[int] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Today up to ``now``, and yesterday up to the same wall-clock time."""
+    local = now.astimezone(zone)
+    today = local.date()
+    yesterday = today - timedelta(days=1)
+    # The same wall-clock time yesterday (on a DST change day the hour may not exist: the
+    # zone resolves it, and the window is clamped to the day anyway).
+    same_time = datetime.combine(yesterday, local.time().replace(tzinfo=None), zone)
+    return (
+        day_until(session, org_id, today, local, zone, group_ids),
+        day_until(session, org_id, yesterday, same_time, zone, group_ids),
+    )
