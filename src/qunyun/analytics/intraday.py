@@ -51,8 +51,9 @@ def day_until(
         counts[int(kind)] = int(n)
     members = int(
         db.run(
-            "SELECT count(DISTINCT member_id) FROM membership_spans WHERE org_id = ? AND joined_at <= ?"
-            f" AND (left_at IS NULL OR left_at > ?){where}",
+            # As at the end of a day in the daily stats: the window [start, cut) holds the join.
+            "SELECT count(DISTINCT member_id) FROM membership_spans WHERE org_id = ? AND joined_at < ?"
+            f" AND (left_at IS NULL OR left_at >= ?){where}",
             (org_id, cut, cut, *params),
         ).scalar_one()
     )
