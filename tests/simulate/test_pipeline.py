@@ -173,16 +173,27 @@ def test_qunyun_demo_prints_the_logins_and_refuses_a_second_load(tmp_path: Path)
     runner = CliRunner()
     password = tmp_path / "pw"
     password.write_text("demo-pass-2\n")
-    first = runner.invoke(app, ["demo", "--members", "120", "--days", "3", "--password-file", str(password), "-q"])
+    # A narrow terminal: every account's login (username, password, role) stays on one line.
+    first = runner.invoke(
+        app,
+        ["demo", "--members", "120", "--days", "3", "--password-file", str(password), "-q"],
+        env={"COLUMNS": "40"},
+    )
     assert first.exit_code == 0, first.output
-    assert "lead" in first.stderr and "owner1" in first.stderr and "demo-pass-2" in first.stderr
+    logins = [line for line in first.stderr.splitlines() if line.startswith("账号 ")]
+    accounts = ["lead", "owner1", "owner2", "owner3", "owner4", "owner5", "admin1", "analyst"]
+    assert [line.split()[1] for line in logins] == accounts
+    assert logins[0] == "账号 lead  密码 demo-pass-2  （总群主，qiji）"
+    assert logins[-1] == "账号 analyst  密码 demo-pass-2  （数据分析，qiji）"
+    assert all("密码 demo-pass-2" in line for line in logins)
+    assert first.stderr.splitlines()[0].startswith("数据库：")
     again = runner.invoke(app, ["demo", "--if-empty"])
     assert again.exit_code == 0 and "reset-password" in again.stderr
     refused = runner.invoke(app, ["demo"])
     assert refused.exit_code == 2
     reset = runner.invoke(app, ["staff", "reset-password", "owner1"])
     assert reset.exit_code == 0
-    new = reset.stderr.split("password:")[1].split()[0]
+    new = reset.stderr.split("密码")[1].split()[0]
     with unit_of_work(write=False) as session:
         owner = session.scalars(select(Staff).where(Staff.username == "owner1")).one()
         assert verify_password(owner.password_hash, new)
@@ -197,7 +208,7 @@ def test_qunyun_simulate_prints_a_summary() -> None:
     for word in ("wall time", "events/s", "members", "GMV", "sms", "CAC"):
         assert word in done.stdout, word
     again = runner.invoke(app, ["simulate", "--days", "1", "--members", "10", "--seed", "9", "-q"])
-    assert again.exit_code == 2 and "exists" in again.stderr  # one organisation per run
+    assert again.exit_code == 2 and "sim-9" in again.stderr  # one organisation per run
     live = runner.invoke(
         app,
         ["simulate", "--days", "1", "--groups", "2", "--members", "20", "--org", "live", "--speed", "86400", "-q"],
