@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -188,25 +187,19 @@ def _xlsx(sheet_name: str, columns: list[str], titles: list[str], rows: list[dic
         cell.number_format = number_format
         return cell
 
-    formats: dict[str, Callable[[dict[str, Any]], Any]] = {
-        ratio: (lambda row, ratio=ratio: _ratio_cell(ratio_shown(row, ratio), text, number)) for ratio in RATIOS
-    }
-    formats["gmv"] = lambda row: number(float(row["gmv"]), "#,##0.00") if row.get("gmv") is not None else None
+    def cell(row: dict[str, Any], column: str) -> Any:
+        if column in RATIOS:
+            ratio = ratio_shown(row, column)
+            # A number the spreadsheet can sum and sort, shown as a percentage.
+            return text(NO_VALUE) if ratio is None else number(ratio, "0.0%")
+        value = row.get(column)
+        if column == "gmv" and value is not None:
+            return number(float(value), "#,##0.00")  # a decimal string in the contract
+        return text(value) if isinstance(value, str) else value
+
     sheet.append([text(title) for title in titles])
     for row in rows:
-        values: list[Any] = []
-        for column in columns:
-            shape = formats.get(column)
-            if shape is not None:
-                values.append(shape(row))
-                continue
-            value = row.get(column)
-            values.append(text(value) if isinstance(value, str) else value)
-        sheet.append(values)
+        sheet.append([cell(row, column) for column in columns])
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
-
-
-def _ratio_cell(value: float | None, text: Callable[[str], Any], number: Callable[[float, str], Any]) -> Any:
-    return text(NO_VALUE) if value is None else number(value, "0.0%")
