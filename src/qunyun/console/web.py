@@ -27,6 +27,7 @@ from qunyun.auth.scope import Scope, visible_group_ids
 from qunyun.auth.tokens import TokenKind, verify_token
 from qunyun.config import get_settings
 from qunyun.console.collation import by_pinyin
+from qunyun.console.labels import platform_name
 from qunyun.db.session import unit_of_work
 from qunyun.errors import NotFound, QunyunError
 from qunyun.locale import SUPPORTED, Msg, Translator, pick_language
@@ -57,6 +58,7 @@ templates.env.filters["yuan"] = _yuan
 templates.env.filters["percent"] = _percent
 templates.env.filters["number"] = _number
 templates.env.filters["wrap_braces"] = lambda name: "{" + str(name) + "}"
+templates.env.globals["platform_name"] = platform_name  # {{ platform_name(t, group.platform) }}
 
 
 def secure_cookies() -> bool:
@@ -315,24 +317,26 @@ def console_page(request: Request, db: DbSession, principal: ConsoleUser) -> Pag
 ConsolePage = Annotated[Page, Depends(console_page)]
 
 
-# The largest value a BIGINT column (and SQLite's INTEGER) holds: a bigger number in a URL names
-# nothing, and binding it would fail in the driver (OverflowError on SQLite, an error on PostgreSQL).
-MAX_ID = 2**63 - 1
+# The largest ids the columns hold: groups, members, channels, tags… have INTEGER ids on
+# PostgreSQL, the event log BIGINT ones. A bigger number in a URL names nothing, and binding it
+# would fail in the driver (OverflowError on SQLite past 2^63, "integer out of range" on PostgreSQL).
+MAX_ID = 2**31 - 1
+MAX_BIGINT = 2**63 - 1
 _DIGITS = re.compile(r"[0-9]+")
 
 
-def int_param(value: str | None) -> int | None:
+def int_param(value: str | None, maximum: int = MAX_ID) -> int | None:
     """A query-string number: blank or non-numeric means "no filter" (forms submit empty selects);
-    one past BIGINT is clamped to MAX_ID, which no row has, so it matches nothing and pages end."""
+    one past ``maximum`` is clamped to it, so an id matches nothing and a page number ends."""
     if value is None or not _DIGITS.fullmatch(value := value.strip()):
         return None
     # Compared by length first: int() of thousands of digits is slow and then refused by Python.
-    return MAX_ID if len(value) > 19 else min(int(value), MAX_ID)
+    return maximum if len(value) > len(str(maximum)) else min(int(value), maximum)
 
 
 def path_id(value: str, not_found: Msg) -> int:
     """An id from a console URL (/groups/{id}): anything but a stored id's digits is 404."""
-    number = int_param(value)
-    if number is None or not 0 < number < MAX_ID:
+    number = int_param(value, MAX_ID + 1)
+    if number is None or not 0 < number <= MAX_ID:
         raise NotFound(not_found)
     return number

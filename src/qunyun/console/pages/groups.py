@@ -14,7 +14,7 @@ from qunyun.analytics.portrait import member_classes, member_tiers, portrait
 from qunyun.analytics.stats import StatsQuery, daily_stats
 from qunyun.auth.scope import group_visible, require_group
 from qunyun.console.charts import Series, bar_chart, line_chart
-from qunyun.console.web import ConsolePage, int_param, path_id
+from qunyun.console.web import MAX_BIGINT, ConsolePage, int_param, path_id
 from qunyun.groups.service import count_rows
 from qunyun.locale import Msg
 from qunyun.models import (
@@ -133,7 +133,9 @@ def group_list(page: ConsolePage) -> Response:
 
 
 def _distinct(page: ConsolePage, column: Any, visible: Any) -> list[str]:
-    query = select(column).where(Group.id.in_(visible)).distinct().order_by(page.pinyin(column))
+    # The collated expression is selected too: PostgreSQL orders a DISTINCT by selected values only.
+    collated = page.pinyin(column)
+    query = select(collated).where(Group.id.in_(visible)).distinct().order_by(collated)
     return [v for v in page.db.scalars(query) if v]
 
 
@@ -240,7 +242,7 @@ def group_detail(page: ConsolePage, group_id: str) -> Response:
             "daily": list(reversed(daily)),
             "charts": charts,
             "portrait": portrait(db, current, today),
-            "timeline": timeline(page, group.id, int_param(params.get("before"))),
+            "timeline": timeline(page, group.id, int_param(params.get("before"), MAX_BIGINT)),
         },
     )
 
@@ -249,7 +251,9 @@ def timeline(page: ConsolePage, group_id: int, before: int | None) -> dict[str, 
     """The group's latest joins, leaves and messages, newest first, from event id ``before`` down."""
     db = page.db
     # The newest id of the whole log (one B-tree lookup); the org filter is in the query below.
-    top = before if before is not None else (db.scalar(select(func.max(Event.id))) or 0) + 1
+    newest = (db.scalar(select(func.max(Event.id))) or 0) + 1
+    # A ?before= past the newest event (a hand-made URL) starts at the newest.
+    top = min(before, newest) if before is not None else newest
     kinds = (int(EventKind.MEMBER_JOINED), int(EventKind.MEMBER_LEFT), int(EventKind.MESSAGE_POSTED))
     msg_type = case({int(t): t.name.lower() for t in MsgType}, value=Event.msg_type, else_=cast(None, String))
     rows = db.execute(

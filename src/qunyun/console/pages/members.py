@@ -95,6 +95,7 @@ def member_list(page: ConsolePage) -> Response:
         else {}
     )
     t = page.t
+    region = page.pinyin(Member.region)  # selected as ordered: PostgreSQL's DISTINCT needs that
     options = {
         "groups": db.execute(
             select(Group.id, Group.name).where(group_visible(scope)).order_by(page.pinyin(Group.name))
@@ -109,10 +110,10 @@ def member_list(page: ConsolePage) -> Response:
         "regions": [
             (r, r)
             for r in db.scalars(
-                select(Member.region)
+                select(region)
                 .where(Member.org_id == scope.org_id, member_visible(scope), Member.region != "")
                 .distinct()
-                .order_by(page.pinyin(Member.region))
+                .order_by(region)
             )
         ],
     }
