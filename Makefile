@@ -17,7 +17,6 @@ install: $(BIN)/qunyun
 run: install
 	$(BIN)/qunyun db upgrade
 	$(BIN)/qunyun demo --if-empty
-	@echo "console: http://127.0.0.1:8000"
 	$(BIN)/qunyun serve --host 127.0.0.1 --port 8000
 
 test: install
