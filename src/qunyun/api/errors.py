@@ -7,6 +7,7 @@ console request is sent to the login page.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -118,6 +119,9 @@ _PROBLEM_KEYS = {
 }
 
 
+_CHOICE_SEPARATOR = re.compile(r"(?<='), (?=')|(?<=') or (?=')")
+
+
 def problem_message(error_type: str, ctx: dict[str, Any] | None, fallback: str) -> Msg:
     """One pydantic error (its ``type``, ``ctx`` and English ``msg``) as a localized sentence
     without the field name, e.g. "must be at most 200 characters" / "最多 200 个字符"."""
@@ -144,6 +148,9 @@ def problem_message(error_type: str, ctx: dict[str, Any] | None, fallback: str) 
         )
         if name in ctx
     }
+    if isinstance(values.get("expected"), str):
+        # "'a', 'b' or 'c'" → "'a', 'b', 'c'": a list that reads the same in every language.
+        values["expected"] = ", ".join(_CHOICE_SEPARATOR.split(values["expected"]))
     return Msg(f"api.v.{key}", **values)
 
 
