@@ -157,12 +157,15 @@ def _check_name(session: Session, scope: Scope, name: str, exclude: int | None =
 
 
 def _playbook_name(session: Session, scope: Scope, community_name: str) -> str:
-    base = f"{community_name} 剧本"
-    name, n = base, 1
-    while session.scalar(select(Playbook.id).where(Playbook.org_id == scope.org_id, Playbook.name == name)):
+    """「<community> 剧本」, numbered when taken; the community's name is shortened so that the
+    playbook's name fits its column (both are String(200))."""
+    n = 1
+    while True:
+        tail = " 剧本" if n == 1 else f" 剧本 {n}"
+        name = community_name[: NAME_LIMIT - len(tail)] + tail
+        if not session.scalar(select(Playbook.id).where(Playbook.org_id == scope.org_id, Playbook.name == name)):
+            return name
         n += 1
-        name = f"{base} {n}"
-    return name
 
 
 def create_community(
