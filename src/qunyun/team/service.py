@@ -15,6 +15,7 @@ from qunyun.models import Organisation, Role, Staff, StaffGroupAssignment
 from qunyun.timeutil import utcnow
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+ORG_NAME_LIMIT = 200  # Organisation.name: String(200)
 USERNAME_LIMIT = 100  # Staff.username and Staff.display_name: String(100)
 
 
@@ -23,9 +24,15 @@ def _check_slug(slug: str) -> None:
         raise InvalidInput(Msg("err.team.bad_slug"), field="slug")
 
 
+def _check_org_name(name: str) -> None:
+    if not 1 <= len(name) <= ORG_NAME_LIMIT:
+        raise InvalidInput(Msg("err.team.org_name_length", limit=ORG_NAME_LIMIT), field="name")
+
+
 def create_organisation(session: Session, *, name: str, slug: str, time_zone: str = "Asia/Shanghai") -> Organisation:
     """Create a tenant; ``slug`` is its stable short name."""
     _check_slug(slug)
+    _check_org_name(name)
     if session.scalar(select(Organisation.id).where(Organisation.slug == slug)) is not None:
         raise Conflict(Msg("err.team.org_exists", slug=slug), field="slug")
     org = Organisation(name=name, slug=slug, time_zone=time_zone, created_at=utcnow())
@@ -41,6 +48,7 @@ def ensure_organisation(
     transactions ask at once (two first imports): the insert does nothing on a slug that exists or
     is being inserted by another transaction (it waits for that one), then the row is read."""
     _check_slug(slug)
+    _check_org_name(name or slug)
     org_id = session.scalar(select(Organisation.id).where(Organisation.slug == slug))
     if org_id is not None:
         return org_id
