@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from qunyun.api.pagination import Id
 from qunyun.audit.service import record_by
 from qunyun.auth.deps import DbSession, LeadScope
 from qunyun.auth.tokens import IssuedToken, TokenKind, issue_token, revoke_all_for_staff
@@ -113,7 +114,7 @@ def post_integration(body: IntegrationIn, db: DbSession, scope: LeadScope, reque
     summary="Disable an integration and revoke its tokens (lead)",
 )
 def delete_integration(
-    integration_id: Annotated[int, Path(ge=1, le=2**63 - 1)], db: DbSession, scope: LeadScope, request: Request
+    integration_id: Annotated[Id, Path()], db: DbSession, scope: LeadScope, request: Request
 ) -> None:
     disable_integration(db, scope.org_id, integration_id, now=utcnow())
     record_by(db, scope, action="integration.disable", target_type="staff", target_id=integration_id, request=request)
