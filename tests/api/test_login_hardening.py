@@ -220,3 +220,36 @@ def test_forwarded_client_walks_the_chain_from_the_right() -> None:
     assert throttle_source("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
     assert throttle_source("::ffff:1.2.3.4") == "1.2.3.4"
     assert throttle_source("testclient") == "testclient"
+
+
+def test_password_checks_are_bounded_and_a_login_without_a_slot_is_503(
+    client: TestClient, world: World, api_app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """argon2 takes 64 MiB and a core per check: a burst of logins may not run them all at once."""
+    from qunyun.auth import service
+
+    real_verify = service.verify_password
+    in_check, release = threading.Event(), threading.Event()
+
+    def held_verify(password_hash: str, password: str) -> bool:
+        in_check.set()
+        release.wait()
+        return real_verify(password_hash, password)
+
+    monkeypatch.setattr(service, "_check_slots", threading.BoundedSemaphore(1))
+    monkeypatch.setattr(service, "CHECK_WAIT_SECONDS", 0.01)
+    monkeypatch.setattr(service, "verify_password", held_verify)
+    answers: list[int] = []
+    login = threading.Thread(target=lambda: answers.append(_token(_from(api_app, A), "lead", PASSWORD).status_code))
+    login.start()
+    try:
+        assert in_check.wait(timeout=60)
+        busy = _token(_from(api_app, B), "owner", PASSWORD, **{"Accept-Language": "zh-CN"})
+        assert busy.status_code == 503 and int(busy.headers["retry-after"]) > 0
+        assert busy.json()["message"] == "登录请求过多，请稍后再试。"
+    finally:
+        release.set()
+        login.join()
+    assert answers == [201]
+    # The refused attempt did not count as a failure.
+    assert _token(_from(api_app, B), "owner", PASSWORD).status_code == 201

@@ -90,7 +90,7 @@ def login_submit(
             request=request,
         )
     except TooManyAttempts as exc:
-        page = _login_page(request, error=exc.localized(t.lang), username=username, status_code=429)
+        page = _login_page(request, error=exc.localized(t.lang), username=username, status_code=exc.status_code)
         page.headers["Retry-After"] = str(exc.retry_after)
         return page
     except Unauthenticated as exc:

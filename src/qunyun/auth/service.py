@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -13,7 +17,7 @@ from starlette.requests import HTTPConnection
 from qunyun.audit.service import record
 from qunyun.auth.address import client_address, throttle_source
 from qunyun.auth.passwords import hash_password, verify_password
-from qunyun.auth.throttle import LoginThrottle
+from qunyun.auth.throttle import LoginsBusy, LoginThrottle
 from qunyun.auth.tokens import IssuedToken, TokenKind, issue_token, revoke_token
 from qunyun.db.session import get_sessionmaker, unit_of_work
 from qunyun.errors import Unauthenticated
@@ -21,6 +25,30 @@ from qunyun.locale import Msg
 from qunyun.models import AuthToken, Staff
 
 log = logging.getLogger(__name__)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 2
+
+
+# An argon2id check takes 64 MiB and a core for tens of milliseconds. Unbounded, a burst of logins
+# would take every core and 64 MiB per request thread (up to 40); so at most half the cores check
+# passwords at once, and a login that finds no slot within CHECK_WAIT_SECONDS is 503.
+_check_slots = threading.BoundedSemaphore(max(1, _cores() // 2))
+CHECK_WAIT_SECONDS = 10.0
+
+
+@contextmanager
+def _check_slot() -> Iterator[None]:
+    if not _check_slots.acquire(timeout=CHECK_WAIT_SECONDS):
+        raise LoginsBusy()
+    try:
+        yield
+    finally:
+        _check_slots.release()
 
 
 @lru_cache
@@ -56,15 +84,16 @@ def login(
         account = s.execute(
             select(Staff.id, Staff.org_id, Staff.password_hash, Staff.is_active).where(Staff.username == username)
         ).first()
-    with unit_of_work(maker) as s:
-        throttle.reserve(s, username, source, now)
-    # No transaction open during the slow part.
-    if account is None:
-        # Same work as a real check, so response time does not tell which usernames exist.
-        verify_password(_dummy_hash(), password)
-        ok = False
-    else:
-        ok = verify_password(account.password_hash, password) and account.is_active
+    with _check_slot():
+        with unit_of_work(maker) as s:
+            throttle.reserve(s, username, source, now)
+        # No transaction open during the slow part.
+        if account is None:
+            # Same work as a real check, so response time does not tell which usernames exist.
+            verify_password(_dummy_hash(), password)
+            ok = False
+        else:
+            ok = verify_password(account.password_hash, password) and account.is_active
     if account is None or not ok:
         if account is None:
             log.info("failed login for an unknown username from %s", address)

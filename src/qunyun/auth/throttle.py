@@ -41,6 +41,17 @@ class TooManyAttempts(QunyunError):
         self.retry_after = retry_after
 
 
+class LoginsBusy(TooManyAttempts):
+    """Every password-check slot stayed taken while this login waited (see auth.service)."""
+
+    status_code = 503
+    code = "login_busy"
+
+    def __init__(self, retry_after: int = 5) -> None:
+        QunyunError.__init__(self, Msg("login.busy"), retry_after=retry_after)
+        self.retry_after = retry_after
+
+
 def normalise_username(username: str) -> str:
     return username.strip().lower()[:100]
 
