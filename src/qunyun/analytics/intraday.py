@@ -33,22 +33,49 @@ def _in_groups(column: str, ids: list[int] | None) -> tuple[str, tuple[int, ...]
     return f" AND {column} IN ({','.join('?' * len(ids))})", tuple(ids)
 
 
-def day_until(
-    session: Session, org_id: int, day: date, until: datetime, zone: ZoneInfo, group_ids: list[int] | None = None
-) -> dict[str, Any]:
-    """The metrics of ``day`` counted up to ``until`` (clamped to the day); ``group_ids`` None
-    means every group of the organisation."""
+def days_until(
+    session: Session,
+    org_id: int,
+    windows: list[tuple[date, datetime]],
+    zone: ZoneInfo,
+    group_ids: list[int] | None = None,
+) -> list[dict[str, Any]]:
+    """The metrics of each (day, until) window, each counted up to ``until`` (clamped to its
+    day); ``group_ids`` None means every group of the organisation. One pass over the event log
+    serves every window."""
     db = SqlDialect(session.connection())
-    start, end = day_bounds_micros(day, zone)
-    cut = min(max(to_micros(until), start), end)
+    bounds = []
+    for day, until in windows:
+        start, end = day_bounds_micros(day, zone)
+        bounds.append((day_key(day), start, min(max(to_micros(until), start), end)))
     where, params = _in_groups("group_id", group_ids)
-    counts = {int(EventKind.MEMBER_JOINED): 0, int(EventKind.MEMBER_LEFT): 0, int(EventKind.MESSAGE_POSTED): 0}
-    for kind, n in db.run(
-        "SELECT kind, count(DISTINCT member_id) FROM events WHERE org_id = ? AND day = ? AND kind IN (?, ?, ?)"
-        f" AND ts >= ? AND ts < ?{where} GROUP BY kind",
-        (org_id, day_key(day), *counts, start, cut, *params),
+    kinds = (int(EventKind.MEMBER_JOINED), int(EventKind.MEMBER_LEFT), int(EventKind.MESSAGE_POSTED))
+    counts: dict[tuple[int, int], int] = {}
+    in_window = " OR ".join("(day = ? AND ts >= ? AND ts < ?)" for _ in bounds)
+    for day_, kind, n in db.run(
+        "SELECT day, kind, count(DISTINCT member_id) FROM events WHERE org_id = ? AND kind IN (?, ?, ?)"
+        f" AND ({in_window}){where} GROUP BY day, kind",
+        (org_id, *kinds, *(v for b in bounds for v in b), *params),
     ):
-        counts[int(kind)] = int(n)
+        counts[int(day_), int(kind)] = int(n)
+    return [
+        _window(db, org_id, day, until, zone, start, cut, group_ids, counts)
+        for (day, until), (_, start, cut) in zip(windows, bounds, strict=True)
+    ]
+
+
+def _window(
+    db: SqlDialect,
+    org_id: int,
+    day: date,
+    until: datetime,
+    zone: ZoneInfo,
+    start: int,
+    cut: int,
+    group_ids: list[int] | None,
+    counts: dict[tuple[int, int], int],
+) -> dict[str, Any]:
+    where, params = _in_groups("group_id", group_ids)
     members = int(
         db.run(
             # As at the end of a day in the daily stats: the window [start, cut) holds the join.
@@ -76,12 +103,13 @@ def day_until(
         ):
             if ref in orders:
                 gmv -= amount
-    actives = counts[int(EventKind.MESSAGE_POSTED)]
+    key = day_key(day)
+    actives = counts.get((key, int(EventKind.MESSAGE_POSTED)), 0)
     return {
         "date": day.isoformat(),
         "until": until.astimezone(zone).strftime("%H:%M"),
-        "joins": counts[int(EventKind.MEMBER_JOINED)],
-        "left": counts[int(EventKind.MEMBER_LEFT)],
+        "joins": counts.get((key, int(EventKind.MEMBER_JOINED)), 0),
+        "left": counts.get((key, int(EventKind.MEMBER_LEFT)), 0),
         "actives": actives,
         "members": members,
         "active_ratio": round(actives / members, 4) if members else 0.0,
@@ -100,7 +128,5 @@ def today_and_yesterday(
     # The same wall-clock time yesterday (on a DST change day the hour may not exist: the
     # zone resolves it, and the window is clamped to the day anyway).
     same_time = datetime.combine(yesterday, local.time().replace(tzinfo=None), zone)
-    return (
-        day_until(session, org_id, today, local, zone, group_ids),
-        day_until(session, org_id, yesterday, same_time, zone, group_ids),
-    )
+    today_row, yesterday_row = days_until(session, org_id, [(today, local), (yesterday, same_time)], zone, group_ids)
+    return today_row, yesterday_row
