@@ -1,5 +1,6 @@
 """The console in a real browser: the lead's tour (overview, a group, member filters, weekly
-export, language switch), a group owner's limited view, and the phone layout."""
+export, language switch), a group owner's limited view, the phone layout, and a table sorted by
+a header click and an error page, in Chinese."""
 
 from __future__ import annotations
 
@@ -97,8 +98,9 @@ def test_lead_tour(context: Any, demo: Any) -> None:
     assert download.suggested_filename.startswith("qunyun-weekly-") and download.suggested_filename.endswith(".csv")
     content = Path(download.path()).read_text(encoding="utf-8-sig")
     exported = list(csv.DictReader(io.StringIO(content)))
-    assert list(exported[0])[:4] == ["week", "group", "group_name", "joins"]
-    assert {"converted", "gmv", "converted_wow"} <= set(exported[0])
+    # The console exports in the page's language (the CLI's CSV keeps the English contract).
+    assert list(exported[0])[:4] == ["周", "群 ID", "群名称", "入群"]
+    assert "成交额（元）" in exported[0]
     shot(page, "lead-stats-weekly")
 
     # Language: English on request, and it sticks.
@@ -138,3 +140,48 @@ def test_overview_fits_a_phone(browser: Any, server: str, demo: Any) -> None:
         shot(page, "phone-overview")
     finally:
         phone.close()
+
+
+def test_sorted_table_and_error_page_in_chinese(context: Any, demo: Any) -> None:
+    from qunyun.console.collation import pinyin_key
+
+    page = context.new_page()
+    login(page, demo.lead_username, demo.lead_password)
+
+    # Groups by name: a click on the header sorts, a second click reverses; pinyin order, not code points.
+    page.goto("/groups?sort=members")
+    header = page.locator('#groups-table th[data-sort="name"] a')
+    assert header.inner_text() == "群"
+    header.click()
+    page.wait_for_url("**/groups?*sort=name*")
+    assert page.locator('#groups-table th[data-sort="name"]').get_attribute("aria-sort") == "ascending"
+    names = page.locator("#groups-table tbody td:first-child a").all_inner_texts()
+    assert len(names) > 5 and names == sorted(names, key=pinyin_key)
+    assert "↑" in page.locator('#groups-table th[data-sort="name"]').inner_text()
+    shot(page, "lead-groups-sorted-by-name")
+    page.locator('#groups-table th[data-sort="name"] a').click()
+    page.wait_for_url("**/groups?*dir=desc*")
+    assert page.locator("#groups-table tbody td:first-child a").all_inner_texts() == names[::-1]
+
+    # Members by name, pinyin order too.
+    page.goto("/members")
+    page.locator('#members-table th[data-sort="name"] a').click()
+    page.wait_for_url("**/members?*sort=name*")
+    members = page.locator("#members-table tbody td:first-child a").all_inner_texts()
+    # Han names come first, by the first syllable's pinyin (the whole key may differ between
+    # pypinyin and PostgreSQL's ICU for polyphonic characters).
+    han = [m for m in members if pinyin_key(m)[0][0][0] == 1]
+    assert len(han) > 5 and members[: len(han)] == han
+    first = [pinyin_key(m)[0][0][1].rstrip("12345") for m in han]
+    assert first == sorted(first)
+
+    # An error page in Chinese keeps the navigation and the sign-out.
+    response = page.goto("/groups/9223372036854775808")
+    assert response is not None and response.status == 404
+    assert page.locator("html").get_attribute("lang") == "zh-CN"
+    assert "页面不存在" in page.locator("main").inner_text()
+    assert page.locator("nav.sections a").count() == 7
+    assert "退出登录" in page.locator("header").inner_text()
+    shot(page, "error-404-with-navigation")
+    page.click('nav.sections a[href="/members"]')
+    page.wait_for_url("**/members")
