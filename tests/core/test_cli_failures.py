@@ -152,3 +152,36 @@ def test_from_another_directory_the_project_database_is_used_and_named(tmp_path:
     assert status.returncode == 0, status.stderr
     assert status.stderr.splitlines()[0] == f"database: sqlite:///{fresh.as_posix()}"
     assert "schema at revision" in status.stderr
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        (OSError(28, "No space left on device", "/srv/qunyun/var/qunyun.db"), "磁盘空间已满"),
+        (PermissionError(13, "Permission denied", "/srv/qunyun/events.jsonl"), "没有权限"),
+        ("database or disk is full", "磁盘空间已满"),
+        ("attempt to write a readonly database", "没有权限"),
+        ("database is locked", "正忙"),
+    ],
+)
+def test_disk_full_permission_and_busy_database_are_one_line(
+    db: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: object, expected: str
+) -> None:
+    """The disk and the permissions cannot be taken away from a test run as root: the importer is
+    made to fail the way the operating system and SQLite do."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    import qunyun.ingestion.importer
+
+    def failing(*args: object, **kwargs: object) -> None:
+        if isinstance(failure, OSError):
+            raise failure
+        raise OperationalError("INSERT INTO events …", {}, sqlite3.OperationalError(str(failure)))
+
+    monkeypatch.setattr(qunyun.ingestion.importer, "import_file", failing)
+    path = tmp_path / "events.jsonl"
+    path.write_text("")
+    line = assert_one_line(runner.invoke(app, ["events", "import", str(path)]), code=1)
+    assert expected in line
