@@ -38,9 +38,11 @@ def render_rows(rows: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
             writer.writerow("" if row[f] is None else neutralise(row[f]) for f in fields)
         return
     from rich.console import Console  # only the table format needs it
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(*fields, show_lines=False)
     for row in rows:
-        table.add_row(*("" if row[f] is None else str(row[f]) for f in fields))
+        # Escaped: a group id like "[bold]x" is text, not terminal markup.
+        table.add_row(*("" if row[f] is None else escape(str(row[f])) for f in fields))
     Console(file=out, width=max(120, 14 * len(fields))).print(table)
