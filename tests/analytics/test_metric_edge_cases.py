@@ -359,9 +359,9 @@ def test_a_group_is_reported_from_its_earliest_event_whatever_the_arrival_order(
 def test_days_follow_the_organisations_time_zone(tmp_path: Path) -> None:
     assert cli("org", "create", "london", "--time-zone", "Europe/London").exit_code == 0
     events = [join("j1", "2026-03-01T16:30:00Z", "g1", "m1")]  # 03-02 00:30 in Shanghai
-    import_events(tmp_path, events)
+    import_events(tmp_path, events, "--org", "default")  # with two organisations, --org is needed
     import_events(tmp_path, events, "--org", "london")
-    [shanghai] = stats("daily", "2026-03-01", "2026-03-01")
+    [shanghai] = stats("daily", "2026-03-01", "2026-03-01", "--org", "default")
     [london] = stats("daily", "2026-03-01", "2026-03-01", "--org", "london")
     assert metrics(shanghai) == daily(0, 0, 0, 0, 0.0)
     assert metrics(london) == daily(1, 0, 0, 1, 0.0)
