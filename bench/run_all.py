@@ -5,7 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHES = ["bench.bench_ingest", "bench.bench_stats", "bench.bench_simulate", "bench.bench_console"]
+BENCHES = [
+    "bench.bench_ingest",
+    "bench.bench_stats",
+    "bench.bench_simulate",
+    "bench.bench_console",
+    "bench.bench_login",
+]
 
 for name in BENCHES:
     print(f"== {name}", flush=True)
