@@ -114,7 +114,7 @@ def test_the_route_table_has_integer_parameters_and_the_app_serves_them(api_app:
 @pytest.mark.parametrize("param", PARAMS, ids=str)
 def test_every_integer_parameter_is_bounded_by_a_64_bit_integer(param: IntParam) -> None:
     assert param.ge is not None and param.le is not None, f"{param}: declare bounds (api/pagination.py)"
-    assert -(INT64_MAX + 1) <= param.ge and param.le <= INT64_MAX
+    assert param.ge >= -(INT64_MAX + 1) and param.le <= INT64_MAX
 
 
 @pytest.mark.parametrize("param", PATH_PARAMS, ids=str)
@@ -251,10 +251,12 @@ def _validation_cases(world: World) -> list[tuple[str, str, dict[str, Any], str,
     g1 = world.groups["g1"]
     group = {"external_id": "new", "name": "New"}
     return [
-        ("POST", "/groups", {"json": {"name": "New"}}, "external_id", "missing", "external_id: is required", "external_id：必填"),
+        ("POST", "/groups", {"json": {"name": "New"}}, "external_id", "missing",
+         "external_id: is required", "external_id：必填"),
         ("POST", "/groups", {"json": {**group, "name": LONG_NAME}}, "name", "string_too_long",
          "name: may be at most 200 characters", "name：最多 200 个字符"),
-        ("POST", "/groups", {"json": {**group, "name": ""}}, "name", "string_too_short", "name: may not be empty", "name：不能为空"),
+        ("POST", "/groups", {"json": {**group, "name": ""}}, "name", "string_too_short",
+         "name: may not be empty", "name：不能为空"),
         ("POST", "/staff", {"json": {"username": "a", "password": "long enough pw", "role": "operator"}}, "username",
          "string_too_short", "username: must be at least 2 characters", "username：至少 2 个字符"),
         ("POST", "/groups", {"json": {**group, "capacity": 0}}, "capacity", "greater_than_equal",
