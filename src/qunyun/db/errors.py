@@ -30,19 +30,20 @@ def database_unavailable(exc: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, (PoolTimeout, DisconnectionError)):
             return True
+        orig: BaseException | None = current
         if isinstance(current, DBAPIError):
             if current.connection_invalidated:
                 return True
             orig = current.orig
-            module = type(orig).__module__ if orig is not None else ""
-            if module.startswith("psycopg") and _is_psycopg_operational(orig):
-                # Connection refused or lost, server shutting down, too many connections, disk
-                # full, lock or statement timeout: psycopg's OperationalError and its subclasses.
+        module = type(orig).__module__ if orig is not None else ""
+        if module.startswith("psycopg") and _is_psycopg_operational(orig):
+            # Connection refused or lost, server shutting down, too many connections, disk
+            # full, lock or statement timeout: psycopg's OperationalError and its subclasses.
+            return True
+        if module.startswith("sqlite3") and type(orig).__name__ == "OperationalError":
+            text = str(orig).lower()
+            if any(marker in text for marker in _SQLITE_UNAVAILABLE):
                 return True
-            if module.startswith("sqlite3") and type(orig).__name__ == "OperationalError":
-                text = str(orig).lower()
-                if any(marker in text for marker in _SQLITE_UNAVAILABLE):
-                    return True
         current = current.__cause__ or current.__context__
     return False
 

@@ -29,6 +29,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for ``url`` with the settings qunyun relies on."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
+        if path.startswith("file:"):  # a URI filename (?mode=ro&uri=true): the path before the query
+            path = path.removeprefix("file:").split("?", 1)[0]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # Python's sqlite3 opens transactions lazily; we issue BEGIN ourselves so that
