@@ -98,7 +98,7 @@ def test_anonymous_body_is_401_before_it_is_read(
     client: TestClient, api_app: FastAPI, path: str, content_length: bool
 ) -> None:
     upload = Upload(16 * MiB)
-    status, headers, body = run(
+    status, _, body = run(
         api_app, "POST", path, upload=upload, content_length=content_length, headers={"content-type": "text/plain"}
     )
     assert status == 401
@@ -118,7 +118,7 @@ def test_every_body_is_capped(client: TestClient, world: World, api_app: FastAPI
     lead = {"authorization": f"Bearer {world.token('lead')}", "content-type": "application/json"}
     for path in ("/api/v1/groups", "/api/v1/tags", "/api/v1/auth/tokens"):
         upload = Upload(100 * MiB)
-        status, headers, body = run(api_app, "POST", path, upload=upload, headers=lead, content_length=content_length)
+        status, _, body = run(api_app, "POST", path, upload=upload, headers=lead, content_length=content_length)
         assert status == 413, (path, body)
         assert json.loads(body)["code"] == "payload_too_large"
         # At most the default cap (1 MiB) and one chunk were read, never the 100 MiB.

@@ -54,8 +54,8 @@ class ServiceUnavailable(QunyunError):
     status_code = 503
     code = "unavailable"
 
-    def __init__(self, message: Msg | str, *, retry_after: int = RETRY_AFTER_SECONDS, **detail: object) -> None:
-        super().__init__(message, **detail)
+    def __init__(self, message: Msg | str, *, retry_after: int = RETRY_AFTER_SECONDS) -> None:
+        super().__init__(message)
         self.retry_after = retry_after
 
 
