@@ -488,3 +488,162 @@ def test_logout_csrf_token_of_another_session_is_403(client: TestClient, world: 
     client.cookies.clear()
     console_login(client, "lead")
     assert client.post("/logout", data={"csrf_token": other_token}).status_code == 403
+
+
+# -- no write widens the caller's scope ----------------------------------------------------------
+
+# Every write route of the API and the console, with the bodies most likely to widen a scoped
+# caller's view: taking over a group, assigning oneself, pulling a member in through an event,
+# creating staff or integrations. "{self}" is the caller's staff id.
+API_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, Any]]] = {
+    ("POST", "/api/v1/auth/tokens"): [("/api/v1/auth/tokens", {"username": "{who}", "password": PASSWORD})],
+    ("POST", "/api/v1/groups"): [
+        ("/api/v1/groups", {"external_id": "ext-g3", "name": "Gamma"}),
+        ("/api/v1/groups", {"external_id": "new-group", "name": "New", "owner_id": "{self}"}),
+    ],
+    ("PATCH", "/api/v1/groups/{group_id}"): [
+        ("/api/v1/groups/{g3}", {"owner_id": "{self}"}),
+        ("/api/v1/groups/{g1}", {"owner_id": "{self}"}),
+        ("/api/v1/groups/{g1}", {"name": "Renamed"}),
+    ],
+    ("PUT", "/api/v1/groups/{group_id}/assignments"): [
+        ("/api/v1/groups/{g3}/assignments", {"assignments": [{"staff_id": "{self}", "role": "admin"}]}),
+        ("/api/v1/groups/{g1}/assignments", {"assignments": [{"staff_id": "{self}", "role": "admin"}]}),
+    ],
+    ("PATCH", "/api/v1/members/{member_id}"): [
+        ("/api/v1/members/{m4}", {"occupation": "spy"}),
+        ("/api/v1/members/{m1}", {"occupation": "teacher"}),
+    ],
+    ("PUT", "/api/v1/members/{member_id}/tags/{tag_id}"): [
+        ("/api/v1/members/{m4}/tags/{vip}", None),
+        ("/api/v1/members/{m1}/tags/{vip}", None),
+    ],
+    ("DELETE", "/api/v1/members/{member_id}/tags/{tag_id}"): [("/api/v1/members/{m1}/tags/{vip}", None)],
+    ("POST", "/api/v1/tags"): [("/api/v1/tags", {"name": "new"})],
+    ("POST", "/api/v1/channels"): [("/api/v1/channels", {"code": "new", "name": "New"})],
+    ("PATCH", "/api/v1/channels/{channel_id}"): [("/api/v1/channels/{sms}", {"name": "SMS"})],
+    ("POST", "/api/v1/events"): [
+        (
+            "/api/v1/events",
+            [
+                {
+                    "id": "w1",
+                    "ts": "2026-03-05T10:00:00+08:00",
+                    "kind": "member.joined",
+                    "group": "ext-g1",
+                    "member": "ext-m4",
+                }
+            ],
+        ),
+        (
+            "/api/v1/events",
+            [
+                {
+                    "id": "w2",
+                    "ts": "2026-03-05T10:00:00+08:00",
+                    "kind": "group.created",
+                    "group": "ext-g3",
+                    "name": "Gamma",
+                    "owner": "{who}",
+                }
+            ],
+        ),
+    ],
+    ("POST", "/api/v1/staff"): [("/api/v1/staff", {"username": "sock", "password": PASSWORD, "role": "lead"})],
+    ("POST", "/api/v1/integrations"): [("/api/v1/integrations", {"name": "mine"})],
+    ("DELETE", "/api/v1/integrations/{integration_id}"): [("/api/v1/integrations/999999", None)],
+    # Last: revokes the token used so far.
+    ("DELETE", "/api/v1/auth/tokens/current"): [("/api/v1/auth/tokens/current", None)],
+}
+CONSOLE_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, dict[str, str]]]] = {
+    ("POST", "/communities/{community_id}/edit"): [("/communities/1/edit", {"name": "Mine", "brand": "x"})],
+    ("POST", "/communities/setup/start"): [("/communities/setup/start", {"name": "Mine", "brand": "x"})],
+    ("POST", "/communities/{community_id}/setup/{key}"): [("/communities/1/setup/groups", {"count": "3"})],
+    ("POST", "/login"): [("/login", {"username": "{who}", "password": PASSWORD})],
+    ("POST", "/logout"): [("/logout", {})],
+}
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def _write_routes() -> set[tuple[str, str]]:
+    """(method, path) of every write route of the application: the API from its OpenAPI schema,
+    the console from its routers."""
+    from qunyun.api.app import create_app
+    from qunyun.api.console import router as console_router
+    from qunyun.console.pages import router as pages_router
+
+    routes = {
+        (method.upper(), path)
+        for path, operations in create_app().openapi()["paths"].items()
+        for method in operations
+        if method.upper() in UNSAFE
+    }
+
+    def walk(items: Any) -> None:
+        for route in items:
+            inner = getattr(route, "original_router", None)
+            if inner is not None:
+                walk(inner.routes)
+                continue
+            for method in getattr(route, "methods", None) or ():
+                if method in UNSAFE:
+                    routes.add((method, route.path))
+
+    walk(console_router.routes)
+    walk(pages_router.routes)
+    return routes
+
+
+def test_the_scope_test_covers_every_write_route() -> None:
+    assert _write_routes() == API_SCOPE_WRITES.keys() | CONSOLE_SCOPE_WRITES.keys()
+
+
+def _visible(world: World, who: str) -> tuple[set[int], set[int]]:
+    from qunyun.auth.scope import Scope, visible_group_ids, visible_member_ids
+    from qunyun.models import Role, Staff
+
+    with world.db() as s:
+        staff = s.get(Staff, world.staff[who])
+        assert staff is not None
+        scope = Scope(staff_id=staff.id, org_id=staff.org_id, role=Role(staff.role))
+        return set(s.scalars(visible_group_ids(scope))), set(s.scalars(visible_member_ids(scope)))
+
+
+def _fill(value: Any, world: World, who: str) -> Any:
+    if isinstance(value, str):
+        if value == "{self}":
+            return world.staff[who]
+        return value.replace("{who}", who)
+    if isinstance(value, list):
+        return [_fill(v, world, who) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, world, who) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("who", ["owner", "admin", "operator", "analyst"])
+def test_no_write_widens_the_callers_scope(client: TestClient, world: World, who: str) -> None:
+    groups0, members0 = _visible(world, who)
+    existing_groups, existing_members = set(world.groups.values()), set(world.members.values())
+
+    def check(what: str, response: Any) -> None:
+        assert response.status_code < 500, (what, response.text)
+        groups, members = _visible(world, who)
+        # New objects the caller made are theirs to see; nothing that existed may join the view.
+        assert groups & existing_groups == groups0 & existing_groups, what
+        assert members & existing_members == members0 & existing_members, what
+
+    for (method, _), calls in API_SCOPE_WRITES.items():
+        for path, body in calls:
+            response = _call(client, world, method, path, who, _fill(body, world, who))
+            check(f"{method} {path} {body}", response)
+    for (method, _), form_calls in CONSOLE_SCOPE_WRITES.items():
+        for path, form in form_calls:
+            client.cookies.clear()
+            home = client.get("/") if path != "/login" else client.get("/login")
+            if path != "/login":
+                console_login(client, who)
+                home = client.get("/")
+            data = {**_fill(form, world, who), "csrf_token": csrf_from(home.text)}
+            response = client.post(path, data=data, follow_redirects=False)
+            check(f"{method} {path}", response)
