@@ -228,6 +228,34 @@ def org_add_staff(
     tell(Msg("cli.staff_created", username=username, role=Msg(f"role_{role}"), org=org))
 
 
+@org_app.command("add-integration")
+def org_add_integration(
+    org: Annotated[str, typer.Argument(help="Organisation slug")],
+    name: Annotated[str, typer.Argument(help="What feeds the events, e.g. wecom-sync")],
+    expires_in_days: Annotated[int | None, typer.Option(min=1, max=3650, help="Token lifetime in days")] = None,
+) -> None:
+    """Create an integration account and print its API token for POST /api/v1/events (shown once)."""
+    from sqlalchemy import select
+
+    from qunyun.auth.integrations import create_integration
+    from qunyun.db.session import unit_of_work
+    from qunyun.models import Organisation
+    from qunyun.timeutil import utcnow
+
+    require_schema()
+    org = resolve_org(org)
+    try:
+        with unit_of_work() as session:
+            organisation = session.scalar(select(Organisation).where(Organisation.slug == org))
+            assert organisation is not None  # resolve_org has just seen it
+            issued = create_integration(session, organisation, name, now=utcnow(), expires_in_days=expires_in_days)
+            secret = issued.secret
+    except QunyunError as exc:
+        _fail(exc)
+    tell(Msg("edge.integration_created", name=name, org=org))
+    typer.echo(secret)
+
+
 @app.command()
 def setup(
     org: Annotated[str, typer.Option(help="Slug of the first organisation")] = "default",

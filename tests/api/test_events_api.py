@@ -247,3 +247,18 @@ def test_list_events_bad_filters_name_the_field(client: TestClient, world: World
     assert garbage.status_code == 422 and garbage.json()["field"] == "since"
     too_many = client.get("/api/v1/events", params={"limit": 100000}, headers=lead)
     assert too_many.status_code == 422 and too_many.json()["field"] == "limit"
+
+
+def test_cli_add_integration_prints_a_token_that_posts_events(client: TestClient, world: World) -> None:
+    from typer.testing import CliRunner
+
+    from qunyun.cli import app
+
+    result = CliRunner().invoke(app, ["org", "add-integration", "acme", "wecom-sync"])
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip().splitlines()[-1]
+    assert token.startswith("qya_")
+    headers = {"Authorization": f"Bearer {token}"}
+    response = client.post("/api/v1/events", json=[_joined("cli1", "ext-g3", "ext-m4")], headers=headers)
+    assert response.status_code == 200, response.text
+    assert client.get("/api/v1/members", headers=headers).status_code == 403
