@@ -125,7 +125,8 @@ def body_size(server: Server, token: str) -> None:
     )
     baseline = time.perf_counter() - started
     print(
-        f"  baseline: small authorized post  {r.status_code}  {baseline * 1000:7.1f} ms  RSS {rss_mb(server.proc.pid):.0f} MB"
+        f"  baseline: small authorized post  {r.status_code}  {baseline * 1000:7.1f} ms  "
+        f"RSS {rss_mb(server.proc.pid):.0f} MB"
     )
     for path in ("/api/v1/events", "/api/v1/groups"):
         for size in (16 * 1024 * 1024, 100 * 1024 * 1024):
@@ -234,7 +235,8 @@ async def burst(
         f"  {kind:9s} {clients} clients {seconds:.0f}s: {total} answers ({total / seconds:.0f}/s)  [{codes}]\n"
         f"      p50 {pct(latencies, 0.5) * 1000:8.1f} ms  p99 {pct(latencies, 0.99) * 1000:8.1f} ms  "
         f"baseline {baseline * 1000:6.1f} ms (p50 {pct(latencies, 0.5) / baseline:6.1f}x)\n"
-        f"      /healthz during burst: p50 {pct(health, 0.5) * 1000:.1f} ms, max {max(health, default=0) * 1000:.1f} ms; "
+        f"      /healthz during burst: p50 {pct(health, 0.5) * 1000:.1f} ms, "
+        f"max {max(health, default=0) * 1000:.1f} ms; "
         f"normal answer {recovery:.2f} s after the burst; 500s: {statuses.get('500', 0)}"
     )
 
@@ -260,7 +262,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with tempfile.TemporaryDirectory() as tmp:
         load(f"sqlite:///{Path(tmp) / 'edge.db'}", "SQLite", args.clients, args.seconds)
