@@ -50,10 +50,14 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def engine(database_url: str) -> Engine:
+def engine(database_url: str) -> Iterator[Engine]:
     from qunyun.db.session import get_engine
 
-    return get_engine()
+    engine = get_engine()
+    yield engine
+    # Tests that point the app at another database rebuild the cached engine; this one's pooled
+    # connections must still be closed before the interpreter exits.
+    engine.dispose()
 
 
 def _truncate(engine: Engine) -> None:
