@@ -6,6 +6,8 @@ import threading
 
 from fastapi.testclient import TestClient
 
+from tests.api.conftest import World
+
 EXPECTED_PATHS = {
     "/api/v1/auth/tokens": {"post"},
     "/api/v1/auth/tokens/current": {"delete"},
@@ -59,11 +61,14 @@ def test_a_fresh_app_serves_health_and_the_document(database_url: str) -> None:
         assert client.get("/docs").status_code == 200
 
 
-def test_unknown_api_path_is_a_json_404(anon: TestClient) -> None:
+def test_unknown_api_path_is_a_json_404(anon: TestClient, world: World) -> None:
     response = anon.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
-    wrong_method = anon.put("/api/v1/me")
+    # An anonymous write is refused before anything else (its body is never read) …
+    assert anon.put("/api/v1/me").status_code == 401
+    # … and a signed-in caller learns that the method is wrong.
+    wrong_method = anon.put("/api/v1/me", headers=world.headers("lead"))
     assert wrong_method.status_code == 405 and wrong_method.json()["code"] == "method_not_allowed"
 
 

@@ -104,7 +104,6 @@ def api_router() -> APIRouter:
 
 # Readiness probes get threads of their own: during a burst AnyIO's worker threads are busy, and
 # "is the database there?" must not queue behind the requests it is asked about.
-_READINESS_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qunyun-readyz")
 READINESS_TIMEOUT_SECONDS = 3.0
 
 
@@ -119,13 +118,14 @@ def database_ok() -> bool:
         return False
 
 
-async def database_ready() -> bool:
-    """``database_ok`` with a short deadline: an unreachable host must not hang the probe."""
+async def database_ready(probes: ThreadPoolExecutor) -> bool:
+    """``database_ok`` with a short deadline: an unreachable host must not hang the probe.
+
+    The probe runs in its own small pool, so a hung connection attempt never takes one of the
+    request threads."""
     loop = asyncio.get_running_loop()
     try:
-        return await asyncio.wait_for(
-            loop.run_in_executor(_READINESS_THREADS, database_ok), timeout=READINESS_TIMEOUT_SECONDS
-        )
+        return await asyncio.wait_for(loop.run_in_executor(probes, database_ok), timeout=READINESS_TIMEOUT_SECONDS)
     except TimeoutError:
         log.warning("readiness check: no answer from the database within %ss", READINESS_TIMEOUT_SECONDS)
         return False
@@ -133,6 +133,8 @@ async def database_ready() -> bool:
 
 def create_app(in_process_workers: int = 0) -> FastAPI:
     """Build the application; with ``in_process_workers`` > 0 the lifespan also runs job workers."""
+
+    probes = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qunyun-readyz")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -146,6 +148,7 @@ def create_app(in_process_workers: int = 0) -> FastAPI:
         try:
             yield
         finally:
+            probes.shutdown(wait=False, cancel_futures=True)
             if worker is not None:
                 await anyio.to_thread.run_sync(worker.stop)
 
@@ -177,7 +180,7 @@ def create_app(in_process_workers: int = 0) -> FastAPI:
 
     @app.get("/readyz", tags=["health"], summary="Readiness: the database answers within a few seconds")
     async def readyz(request: Request) -> JSONResponse:
-        if await database_ready():
+        if await database_ready(probes):
             return JSONResponse({"status": "ok", "database": "ok"})
         body = {
             "status": "unavailable",
