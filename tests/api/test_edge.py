@@ -205,18 +205,20 @@ def test_requests_beyond_the_admission_limit_get_503_and_healthz_answers(
             return await first_chunk()
 
         slow.receive = receive  # type: ignore[method-assign]
-        async with anyio.create_task_group() as tg:
 
-            async def hold() -> None:
-                results["held"] = await asgi_request(
-                    api_app, "POST", "/api/v1/auth/tokens", upload=slow, headers={"content-type": "application/json"}
-                )
+        async def hold() -> None:
+            results["held"] = await asgi_request(
+                api_app, "POST", "/api/v1/auth/tokens", upload=slow, headers={"content-type": "application/json"}
+            )
 
-            tg.start_soon(hold)
-            await stalled.wait()
-            results["busy"] = await asgi_request(api_app, "GET", "/api/v1/groups", headers=headers)
-            results["health"] = await asgi_request(api_app, "GET", "/healthz")
-            slow.release.set()
+        # Bounded, so that a regression fails here instead of hanging the suite.
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(hold)
+                await stalled.wait()
+                results["busy"] = await asgi_request(api_app, "GET", "/api/v1/groups", headers=headers)
+                results["health"] = await asgi_request(api_app, "GET", "/healthz")
+                slow.release.set()
 
     headers = {"authorization": f"Bearer {world.token('lead')}"}
     anyio.run(main)
