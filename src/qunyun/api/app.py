@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -131,10 +132,31 @@ async def database_ready(probes: ThreadPoolExecutor) -> bool:
         return False
 
 
+class _ReadinessProbes:
+    """The readiness probe's own small thread pool, made on first use and closed with the app's
+    lifespan (a test client may start the same app again afterwards)."""
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qunyun-readyz")
+            return self._executor
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
 def create_app(in_process_workers: int = 0) -> FastAPI:
     """Build the application; with ``in_process_workers`` > 0 the lifespan also runs job workers."""
 
-    probes = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qunyun-readyz")
+    probes = _ReadinessProbes()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -148,7 +170,7 @@ def create_app(in_process_workers: int = 0) -> FastAPI:
         try:
             yield
         finally:
-            probes.shutdown(wait=False, cancel_futures=True)
+            probes.close()
             if worker is not None:
                 await anyio.to_thread.run_sync(worker.stop)
 
@@ -180,7 +202,7 @@ def create_app(in_process_workers: int = 0) -> FastAPI:
 
     @app.get("/readyz", tags=["health"], summary="Readiness: the database answers within a few seconds")
     async def readyz(request: Request) -> JSONResponse:
-        if await database_ready(probes):
+        if await database_ready(probes.executor()):
             return JSONResponse({"status": "ok", "database": "ok"})
         body = {
             "status": "unavailable",
