@@ -119,7 +119,7 @@ def current_principal(
     now = utcnow()
     if request.headers.get("authorization"):
         if bearer is None:
-            raise Unauthenticated("use 'Authorization: Bearer <token>'")
+            raise Unauthenticated(Msg("edge.use_bearer"))
         auth = verify_token(db, bearer.credentials, kinds={TokenKind.API}, now=now)
         via: Literal["bearer", "cookie"] = "bearer"
     elif cookie:

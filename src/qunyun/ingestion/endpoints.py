@@ -51,8 +51,11 @@ class EventBatch:
     # For JSON Lines, the line number of each event (blank lines are skipped); else None.
     lines: list[int] | None
 
-    def where(self, index: int) -> str:
-        return f"line {self.lines[index]}" if self.lines is not None else f"event {index}"
+    def where(self, index: int, reason: Msg) -> Msg:
+        """``reason`` told at the event's line (JSON Lines) or index (an array)."""
+        if self.lines is not None:
+            return Msg("err.event.at_line", line=self.lines[index], reason=reason)
+        return Msg("err.event.at_index", index=index, reason=reason)
 
 
 async def read_event_batch(request: Request) -> EventBatch:
@@ -79,9 +82,9 @@ def parse_event_batch(body: bytes, content_type: str) -> EventBatch:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise InvalidInput(f"body is not valid JSON: {exc}", field="body") from None
+            raise InvalidInput(Msg("edge.body_not_json", detail=str(exc)), field="body") from None
         if not isinstance(data, list):
-            raise InvalidInput("body must be a JSON array of event objects", field="body")
+            raise InvalidInput(Msg("edge.body_not_array"), field="body")
         batch = EventBatch(events=data, lines=None)
     elif content_type in JSON_LINES_TYPES:
         events: list[Any] = []
@@ -92,18 +95,20 @@ def parse_event_batch(body: bytes, content_type: str) -> EventBatch:
             try:
                 events.append(orjson.loads(line))
             except orjson.JSONDecodeError as exc:
-                raise InvalidInput(f"line {number}: not valid JSON: {exc}", field="body", line=number) from None
+                raise InvalidInput(
+                    Msg("err.event.at_line", line=number, reason=Msg("err.event.bad_json", detail=str(exc))),
+                    field="body",
+                    line=number,
+                ) from None
             lines.append(number)
         batch = EventBatch(events=events, lines=lines)
     else:
-        raise UnsupportedMediaType(
-            "send application/json (an array) or application/x-ndjson (JSON Lines)", field="content-type"
-        )
+        raise UnsupportedMediaType(Msg("edge.media_type"), field="content-type")
     if not batch.events:
-        raise InvalidInput("no events in the body", field="body")
+        raise InvalidInput(Msg("edge.no_events"), field="body")
     for index, event in enumerate(batch.events):
         if not isinstance(event, dict):
-            raise InvalidInput(f"{batch.where(index)}: must be a JSON object", field="body", index=index)
+            raise InvalidInput(batch.where(index, Msg("edge.not_object")), field="body", index=index)
     return batch
 
 
@@ -231,7 +236,7 @@ def _events_query(scope: Scope) -> Select[Event, str, str]:
 
 def _aware(value: datetime | None, field: str) -> datetime | None:
     if value is not None and value.tzinfo is None:
-        raise InvalidInput(f"{field} needs a time zone offset, e.g. 2026-03-01T08:00:00+08:00", field=field)
+        raise InvalidInput(Msg("api.needs_time_zone", field=field), field=field)
     return value
 
 
@@ -254,7 +259,7 @@ def list_events(
         query = query.where(Event.member_id == require_member(db, scope, member).id)
     if kind is not None:
         if kind not in KIND_BY_NAME:
-            raise InvalidInput(f"kind must be one of {', '.join(sorted(KIND_BY_NAME))}", field="kind")
+            raise InvalidInput(Msg("edge.kind_one_of", kinds=", ".join(sorted(KIND_BY_NAME))), field="kind")
         query = query.where(Event.kind == int(KIND_BY_NAME[kind]))
     if (start := _aware(since, "since")) is not None:
         query = query.where(Event.ts >= start)
@@ -271,6 +276,6 @@ def list_events(
 def get_event(event_id: Annotated[BigId, Path(description="Event id")], db: DbSession, scope: CurrentScope) -> EventOut:
     row = db.execute(_events_query(scope).where(Event.id == event_id)).one_or_none()
     if row is None:
-        raise NotFound(f"no event {event_id}", field="event_id")
+        raise NotFound(Msg("edge.no_event", id=event_id), field="event_id")
     event, group_ext, member_ext = row
     return _event_out(event, group_ext, member_ext)

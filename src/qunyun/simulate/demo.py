@@ -28,6 +28,7 @@ from qunyun.community.service import (
 )
 from qunyun.db.session import unit_of_work
 from qunyun.errors import Conflict
+from qunyun.locale import Msg
 from qunyun.models import Group, Organisation, Role, Staff
 from qunyun.simulate.runner import SimulationResult, run_scenario
 from qunyun.simulate.scenario import CORE_NAMING, REGIONAL_NAMING, Scenario, StaffSpec, build_groups
@@ -228,11 +229,11 @@ def load_demo(
     scenario = demo_scenario(seed=seed, days=days, members=members, end=end)
     with unit_of_work(write=False) as session:
         if session.scalar(select(Organisation.id).where(Organisation.slug == ORG_SLUG)) is not None:
-            raise Conflict(f"the demo organisation {ORG_SLUG!r} exists already", field="org")
+            raise Conflict(Msg("err.demo.exists", slug=ORG_SLUG), field="org")
         names = [s.username for s in scenario.staff]
         taken = session.scalars(select(Staff.username).where(Staff.username.in_(names))).all()
         if taken:
-            raise Conflict(f"username {sorted(taken)[0]!r} is taken", field="username")
+            raise Conflict(Msg("err.team.username_taken", username=sorted(taken)[0]), field="username")
     bar, update_bar = _progress_bar() if progress else (None, None)
     if bar is not None:
         bar.start()
