@@ -178,6 +178,11 @@ def test_integration_has_no_console_and_no_password(client: TestClient, world: W
     # Its token is not a console session either.
     client.cookies.set("qunyun_session", integration["token"])
     assert client.get("/", follow_redirects=False).status_code == 303
+    client.cookies.clear()
+    # Nor can a lead make a password-holding staff account with the integration role.
+    body = {"username": "fake-integration", "password": "a long enough secret", "role": "integration"}
+    refused = client.post("/api/v1/staff", json=body, headers=world.headers("lead"))
+    assert refused.status_code == 422 and refused.json()["field"] == "role"
 
 
 def test_only_leads_create_and_disable_integrations(client: TestClient, world: World) -> None:

@@ -82,6 +82,9 @@ def create_staff(
         role = Role(role)
     except ValueError as exc:
         raise InvalidInput(Msg("err.team.unknown_role", role=str(role)), field="role") from exc
+    if role is Role.INTEGRATION:
+        # Integrations have no password; a lead creates them with their token (auth/integrations.py).
+        raise InvalidInput(Msg("err.team.integration_not_staff"), field="role")
     if len(password) < 8:
         raise InvalidInput(Msg("err.team.password_too_short", min=8), field="password")
     if not 1 <= len(username) <= USERNAME_LIMIT:

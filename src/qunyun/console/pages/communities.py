@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
 from starlette.datastructures import FormData
 
+from qunyun.api.pagination import Id
 from qunyun.auth.csrf import check_csrf, session_csrf_token
 from qunyun.auth.scope import group_visible, require_lead
 from qunyun.community.service import (
@@ -108,7 +109,7 @@ def community_list(page: ConsolePage) -> Response:
 
 
 @router.get("/communities/{community_id}")
-def community_detail(page: ConsolePage, community_id: int) -> Response:
+def community_detail(page: ConsolePage, community_id: Id) -> Response:
     community = require_community(page.db, page.scope, community_id)
     playbook = playbook_of(page.db, community)
     groups = page.db.scalars(
@@ -159,7 +160,7 @@ def _current_values(page: ConsolePage, community: Community | None) -> dict[str,
     return values
 
 
-def _lead_community(page: ConsolePage, community_id: int, form: FormData | None = None) -> Community:
+def _lead_community(page: ConsolePage, community_id: Id, form: FormData | None = None) -> Community:
     """The community to change: the form's CSRF token checked, in scope (else 404), lead only."""
     if form is not None:
         _check_form(page, form)
@@ -187,13 +188,13 @@ def _save(page: ConsolePage, community: Community, submitted: dict[str, Any], fi
 
 
 @router.get("/communities/{community_id}/edit")
-def community_edit(page: ConsolePage, community_id: int) -> Response:
+def community_edit(page: ConsolePage, community_id: Id) -> Response:
     community = _lead_community(page, community_id)
     return _edit_page(page, community, _current_values(page, community))
 
 
 @router.post("/communities/{community_id}/edit")
-def community_edit_submit(page: ConsolePage, community_id: int, form: Form) -> Response:
+def community_edit_submit(page: ConsolePage, community_id: Id, form: Form) -> Response:
     community = _lead_community(page, community_id, form)
     submitted = _form_values(form)
     error = _save(page, community, submitted, ALL_FIELDS)
@@ -262,14 +263,14 @@ def setup_start_submit(page: ConsolePage, form: Form) -> Response:
 
 
 @router.get("/communities/{community_id}/setup/{key}")
-def setup_step(page: ConsolePage, community_id: int, key: str) -> Response:
+def setup_step(page: ConsolePage, community_id: Id, key: str) -> Response:
     community = _lead_community(page, community_id)
     step(key)
     return _setup_page(page, community, key, _current_values(page, community))
 
 
 @router.post("/communities/{community_id}/setup/{key}")
-def setup_step_submit(page: ConsolePage, community_id: int, key: str, form: Form) -> Response:
+def setup_step_submit(page: ConsolePage, community_id: Id, key: str, form: Form) -> Response:
     community = _lead_community(page, community_id, form)
     submitted = _form_values(form)
     error = _save(page, community, submitted, step(key))
