@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 from dataclasses import dataclass
 
@@ -118,10 +119,11 @@ def error_response(error: QunyunError, scope: Scope) -> Response:
             log.debug("console error page unavailable; plain page instead", exc_info=True)
             from qunyun.locale import pick_language
 
-            lang = pick_language(request.cookies.get("qunyun_lang"), get_settings().default_language)
+            # "lang" is the console's language cookie (console/web.py LANG_COOKIE).
+            lang = pick_language(request.cookies.get("lang"), get_settings().default_language)
             text = error.localized(lang)
             return HTMLResponse(
-                f"<!doctype html><meta charset=utf-8><title>{error.status_code}</title><p>{_escape(text)}</p>",
+                f"<!doctype html><meta charset=utf-8><title>{error.status_code}</title><p>{html.escape(text)}</p>",
                 status_code=error.status_code,
                 headers=headers,
             )
@@ -129,10 +131,6 @@ def error_response(error: QunyunError, scope: Scope) -> Response:
 
     body = error.as_dict(api_language(request))
     return JSONResponse(body, status_code=error.status_code, headers=headers)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class _Admission:
