@@ -44,9 +44,7 @@ def _fill(path: str, value: str, real: dict[str, str]) -> str:
 
 
 @pytest.mark.parametrize("who", ["lead", "owner"])
-def test_no_console_page_answers_hostile_input_with_a_500(
-    client: TestClient, world: World, who: str
-) -> None:
+def test_no_console_page_answers_hostile_input_with_a_500(client: TestClient, world: World, who: str) -> None:
     console_login(client, who)
     paths = _console_get_paths()
     assert "/groups/{group_id}" in paths and "/stats" in paths
