@@ -17,7 +17,6 @@ import asyncio
 import os
 import re
 import resource
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import QUNYUN, ROOT, fresh_pg
+from bench.common import QUNYUN, ROOT, free_port, fresh_pg, rss_mb
 
 PASSWORD = "bench-edge-password"
 
@@ -45,19 +44,6 @@ def prepare(url: str) -> None:
         f"    create_staff(s, org_id, username='lead', password={PASSWORD!r}, role='lead')\n"
     )
     subprocess.run([QUNYUN[0], "-c", code], env=env, check=True, cwd=ROOT)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Server:

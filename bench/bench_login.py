@@ -17,7 +17,6 @@ import argparse
 import itertools
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import QUNYUN, ROOT
+from bench.common import QUNYUN, ROOT, free_port, rss_mb
 
 PASSWORD = "bench-login-password"
 
@@ -46,19 +45,6 @@ def prepare(db: Path) -> None:
         org_id = ensure_organisation(s, "bench", name="Bench 社群")
         create_staff(s, org_id, username="lead", password=PASSWORD, role="lead")
     get_engine().dispose()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Posts:
@@ -124,7 +110,7 @@ def main() -> None:
     db = work / "login.db"
     prepare(db)
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "QUNYUN_DATABASE_URL": f"sqlite:///{db}", "QUNYUN_VAR_DIR": str(work)}
     env["QUNYUN_ENV"] = "development"
     # The loops stand for many clients behind a proxy on loopback (fresh address per attempt).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -35,3 +36,18 @@ def run_cli(args: list[str], url: str, *, stdout: int | None = subprocess.DEVNUL
     if proc.returncode != 0:
         raise RuntimeError(f"qunyun {' '.join(args)} failed: {proc.stderr.decode()[-2000:]}")
     return elapsed
+
+
+def free_port() -> int:
+    """A free TCP port on loopback for a server under test."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    """The resident memory of process ``pid`` in MiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

@@ -19,18 +19,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from qunyun.analytics.stats import in_groups
 from qunyun.db.base import to_micros
 from qunyun.ingestion.sql import SqlDialect
 from qunyun.models import EventKind
 from qunyun.timeutil import day_bounds_micros, day_key
-
-
-def _in_groups(column: str, ids: list[int] | None) -> tuple[str, tuple[int, ...]]:
-    if ids is None:
-        return "", ()
-    if not ids:
-        return " AND 1 = 0", ()
-    return f" AND {column} IN ({','.join('?' * len(ids))})", tuple(ids)
 
 
 def days_until(
@@ -48,7 +41,7 @@ def days_until(
     for day, until in windows:
         start, end = day_bounds_micros(day, zone)
         bounds.append((day_key(day), start, min(max(to_micros(until), start), end)))
-    where, params = _in_groups("group_id", group_ids)
+    where, params = in_groups("group_id", group_ids)
     kinds = (int(EventKind.MEMBER_JOINED), int(EventKind.MEMBER_LEFT), int(EventKind.MESSAGE_POSTED))
     counts: dict[tuple[int, int], int] = {}
     in_window = " OR ".join("(day = ? AND ts >= ? AND ts < ?)" for _ in bounds)
@@ -75,7 +68,7 @@ def _window(
     group_ids: list[int] | None,
     counts: dict[tuple[int, int], int],
 ) -> dict[str, Any]:
-    where, params = _in_groups("group_id", group_ids)
+    where, params = in_groups("group_id", group_ids)
     members = int(
         db.run(
             # As at the end of a day in the daily stats: the window [start, cut) holds the join.
@@ -84,7 +77,7 @@ def _window(
             (org_id, cut, cut, *params),
         ).scalar_one()
     )
-    span_where, span_params = _in_groups("s.group_id", group_ids)
+    span_where, span_params = in_groups("s.group_id", group_ids)
     orders = {
         ref: amount
         for ref, amount in db.run(

@@ -66,7 +66,7 @@ class StatsQuery:
     include_total: bool = True
 
 
-def _in_groups(column: str, ids: list[int] | None) -> tuple[str, tuple[int, ...]]:
+def in_groups(column: str, ids: list[int] | None) -> tuple[str, tuple[int, ...]]:
     """An ``AND column IN (...)`` clause and its parameters; nothing for None (every group)."""
     if ids is None:
         return "", ()
@@ -118,7 +118,7 @@ class _Stats:
         ]
 
     def _group_filter(self, column: str = "group_id") -> tuple[str, tuple[int, ...]]:
-        return _in_groups(column, self.q.group_ids)
+        return in_groups(column, self.q.group_ids)
 
     def members_series(
         self, days: list[date], group_rows: list[tuple[Any, ...]] | None = None
@@ -437,7 +437,7 @@ def daily_orders(
     index = {day_key(d): i for i, d in enumerate(days)}
     start = day_bounds_micros(date_from, zone)[0]
     end = day_bounds_micros(date_to, zone)[1]
-    where, params = _in_groups("s.group_id", group_ids)
+    where, params = in_groups("s.group_id", group_ids)
     orders = {
         ref: (paid_at, amount)
         for ref, paid_at, amount in db.run(
