@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from qunyun.api.pagination import INT32_MAX, INT64_MAX
 from qunyun.auth.csrf import session_csrf_token
 from qunyun.auth.deps import SESSION_COOKIE, ConsolePrincipal, DbSession, Principal
 from qunyun.auth.scope import Scope, visible_group_ids
@@ -317,11 +318,12 @@ def console_page(request: Request, db: DbSession, principal: ConsoleUser) -> Pag
 ConsolePage = Annotated[Page, Depends(console_page)]
 
 
-# The largest ids the columns hold: groups, members, channels, tags… have INTEGER ids on
-# PostgreSQL, the event log BIGINT ones. A bigger number in a URL names nothing, and binding it
-# would fail in the driver (OverflowError on SQLite past 2^63, "integer out of range" on PostgreSQL).
-MAX_ID = 2**31 - 1
-MAX_BIGINT = 2**63 - 1
+# The largest ids the columns hold (api/pagination.py): groups, members, channels, tags… have
+# INTEGER ids on PostgreSQL, the event log BIGINT ones. A bigger number in a URL names nothing, and
+# binding it would fail in the driver (OverflowError on SQLite past 2^63, "integer out of range" on
+# PostgreSQL).
+MAX_ID = INT32_MAX
+MAX_BIGINT = INT64_MAX
 _DIGITS = re.compile(r"[0-9]+")
 
 
