@@ -12,13 +12,15 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+CHECKOUT_ENV = Path(__file__).resolve().parents[2] / ".env"
 PLACEHOLDER_KEYS = frozenset({"", "change-me", "changeme", "secret", "placeholder", "dev", "test"})
 
 
 class Settings(BaseSettings):
     """Everything an operator may set; read from the environment and an optional ``.env`` file."""
 
-    model_config = SettingsConfigDict(env_prefix="QUNYUN_", env_file=".env", extra="ignore")
+    # A source checkout's .env is read from wherever qunyun runs; one in the working directory wins.
+    model_config = SettingsConfigDict(env_prefix="QUNYUN_", env_file=(CHECKOUT_ENV, ".env"), extra="ignore")
 
     env: Literal["development", "production", "test"] = "development"
     var_dir: Path = Path("var")

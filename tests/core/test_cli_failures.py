@@ -185,3 +185,21 @@ def test_disk_full_permission_and_busy_database_are_one_line(
     path.write_text("")
     line = assert_one_line(runner.invoke(app, ["events", "import", str(path)]), code=1)
     assert expected in line
+
+
+def test_from_another_directory_the_projects_env_file_is_read(tmp_path: Path) -> None:
+    env_file = ROOT / ".env"
+    saved = env_file.read_bytes() if env_file.exists() else None
+    try:
+        env_file.write_text("QUNYUN_DEFAULT_LANGUAGE=en\n", encoding="utf-8")
+        status = qunyun("db", "status", cwd=tmp_path, QUNYUN_DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
+        assert status.stderr.splitlines()[0].startswith("database: "), status.stderr
+        # One in the working directory wins over the project's.
+        (tmp_path / ".env").write_text("QUNYUN_DEFAULT_LANGUAGE=zh\n", encoding="utf-8")
+        status = qunyun("db", "status", cwd=tmp_path, QUNYUN_DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
+        assert status.stderr.splitlines()[0].startswith("数据库："), status.stderr
+    finally:
+        if saved is None:
+            env_file.unlink(missing_ok=True)
+        else:
+            env_file.write_bytes(saved)
