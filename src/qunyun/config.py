@@ -38,18 +38,20 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=1, ge=0)
     job_lease_seconds: int = Field(default=300, gt=0)
     default_language: Literal["zh", "en"] = "zh"
-    # Request bodies (docs/operations.md): every body is capped at max_body_bytes, event
+    # Request bodies (docs/api.md): every body is capped at max_body_bytes, event
     # ingestion (POST /api/v1/events) at max_events_body_bytes; larger ones are 413.
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_events_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     # Database connections: the pool must hold every admitted request plus background work, so
-    # that no request waits on the pool; requests beyond max_concurrent_requests wait at most
-    # admission_wait_seconds for a slot, then get 503 with Retry-After.
+    # that no request waits on the pool; up to admission_queue requests beyond
+    # max_concurrent_requests wait at most admission_wait_seconds for a slot; the others, and those
+    # whose wait ends, get 503 with Retry-After.
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=30, ge=0)
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     max_concurrent_requests: int = Field(default=32, ge=1)
     admission_wait_seconds: float = Field(default=5.0, gt=0)
+    admission_queue: int = Field(default=32, ge=0)
 
     @field_validator("trusted_proxies")
     @classmethod

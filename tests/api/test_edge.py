@@ -182,13 +182,21 @@ def test_big_event_batch_is_ingested(client: TestClient, world: World) -> None:
 # -- admission -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("wait", "queue"),
+    [
+        (0.2, 32),  # room in the queue: refused when the wait ends
+        (600.0, 0),  # no room in the queue: refused at once, not after ten minutes
+    ],
+)
 def test_requests_beyond_the_admission_limit_get_503_and_healthz_answers(
-    client: TestClient, world: World, api_app: FastAPI, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, world: World, api_app: FastAPI, monkeypatch: pytest.MonkeyPatch, wait: float, queue: int
 ) -> None:
     from qunyun.config import get_settings
 
     monkeypatch.setattr(get_settings(), "max_concurrent_requests", 1)
-    monkeypatch.setattr(get_settings(), "admission_wait_seconds", 0.2)
+    monkeypatch.setattr(get_settings(), "admission_wait_seconds", wait)
+    monkeypatch.setattr(get_settings(), "admission_queue", queue)
     results: dict[str, tuple[int, dict[str, str], bytes]] = {}
 
     async def main() -> None:

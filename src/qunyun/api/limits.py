@@ -8,8 +8,9 @@
 2. Every body is capped: ``QUNYUN_MAX_BODY_BYTES`` (1 MiB) by default, ``QUNYUN_MAX_EVENTS_BODY_BYTES``
    (16 MiB) for ``POST /api/v1/events``. A larger Content-Length is 413 at once; a chunked body
    is cut off (413) as soon as the streamed bytes pass the cap.
-3. At most ``QUNYUN_MAX_CONCURRENT_REQUESTS`` requests run at once; the others wait at most
-   ``QUNYUN_ADMISSION_WAIT_SECONDS`` for a slot and then get 503 with Retry-After. Waiting here
+3. At most ``QUNYUN_MAX_CONCURRENT_REQUESTS`` requests run at once; at most
+   ``QUNYUN_ADMISSION_QUEUE`` others wait, each at most ``QUNYUN_ADMISSION_WAIT_SECONDS`` for a
+   slot; a request beyond the queue, or one whose wait ends, gets 503 with Retry-After. Waiting here
    costs a coroutine, not one of AnyIO's worker threads or a database connection, so a burst
    cannot starve the pool, and the server answers normally as soon as it ends.
    ``/healthz``, ``/readyz`` and static assets bypass the admission.
@@ -108,6 +109,10 @@ def error_response(error: QunyunError, scope: Scope) -> Response:
         headers["Connection"] = "close"
     request = Request(scope)
     if not _is_api(request.url.path):
+        if isinstance(error, ServiceUnavailable):
+            # Busy: the answer must cost next to nothing (no template, no database), or a burst of
+            # refusals would keep the event loop from serving the requests it admitted.
+            return _plain_page(error, request, headers)
         try:
             from qunyun.api.errors import error_response as app_error_response
 
@@ -117,35 +122,62 @@ def error_response(error: QunyunError, scope: Scope) -> Response:
         except Exception:
             # The console's error page may itself need the database that just failed.
             log.debug("console error page unavailable; plain page instead", exc_info=True)
-            from qunyun.locale import pick_language
-
-            # "lang" is the console's language cookie (console/web.py LANG_COOKIE).
-            lang = pick_language(request.cookies.get("lang"), get_settings().default_language)
-            text = error.localized(lang)
-            return HTMLResponse(
-                f"<!doctype html><meta charset=utf-8><title>{error.status_code}</title><p>{html.escape(text)}</p>",
-                status_code=error.status_code,
-                headers=headers,
-            )
+            return _plain_page(error, request, headers)
     from qunyun.api.errors import api_language
 
     body = error.as_dict(api_language(request))
     return JSONResponse(body, status_code=error.status_code, headers=headers)
 
 
+def _plain_page(error: QunyunError, request: Request, headers: dict[str, str]) -> Response:
+    """A minimal console page for an edge refusal, in the reader's language."""
+    from qunyun.locale import pick_language
+
+    # "lang" is the console's language cookie (console/web.py LANG_COOKIE).
+    lang = pick_language(request.cookies.get("lang"), get_settings().default_language)
+    text = html.escape(error.localized(lang))
+    page = (
+        f'<!doctype html><html lang="{lang}"><meta charset="utf-8"><title>{error.status_code}</title>'
+        f'<link rel="stylesheet" href="/static/console.css"><main class="error"><h1>{error.status_code}</h1>'
+        f'<p>{text}</p><p><a href="">{"重试" if lang == "zh" else "Try again"}</a></p></main></html>'
+    )
+    return HTMLResponse(page, status_code=error.status_code, headers=headers)
+
+
 class _Admission:
-    """A semaphore per event loop (TestClient starts a loop per client)."""
+    """A semaphore per event loop (TestClient starts a loop per client) and the number of
+    requests waiting for it."""
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: anyio.Semaphore | None = None
+        self.waiting = 0
 
     def semaphore(self) -> anyio.Semaphore:
         loop = asyncio.get_running_loop()
         if self._semaphore is None or self._loop is not loop:
             self._loop = loop
             self._semaphore = anyio.Semaphore(get_settings().max_concurrent_requests)
+            self.waiting = 0
         return self._semaphore
+
+    async def wait(self, semaphore: anyio.Semaphore) -> bool:
+        """Wait for a slot, unless the queue is full already; False when no slot came in time.
+
+        The queue is bounded too: a request that would queue behind ``admission_queue`` others
+        is refused at once, so that once a burst ends, the requests of clients that gave up meanwhile
+        do not hold a newcomer for the whole wait."""
+        settings = get_settings()
+        if self.waiting >= settings.admission_queue:
+            return False
+        self.waiting += 1
+        try:
+            with anyio.move_on_after(settings.admission_wait_seconds):
+                await semaphore.acquire()
+                return True
+            return False
+        finally:
+            self.waiting -= 1
 
 
 @dataclass
@@ -186,13 +218,9 @@ class EdgeGuard:
 
         semaphore = self.admission.semaphore()
         admitted = self._admit(semaphore)
-        if not admitted:
-            with anyio.move_on_after(get_settings().admission_wait_seconds):
-                await semaphore.acquire()
-                admitted = True
-            if not admitted:
-                await self._reject(ServiceUnavailable(Msg("edge.busy")), scope, send)
-                return
+        if not admitted and not await self.admission.wait(semaphore):
+            await self._reject(ServiceUnavailable(Msg("edge.busy")), scope, send)
+            return
         try:
             if needs_credential:
                 try:
