@@ -49,7 +49,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=30, ge=0)
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
-    max_concurrent_requests: int = Field(default=32, ge=1)
+    # Requests run in threads that share the GIL with the event loop: more of them at once adds
+    # no throughput on a CPU-bound page and starves the loop (docs/performance.md, edge bench).
+    max_concurrent_requests: int = Field(default=8, ge=1)
     admission_wait_seconds: float = Field(default=5.0, gt=0)
     admission_queue: int = Field(default=32, ge=0)
 
