@@ -41,7 +41,10 @@ def _svgs(html: str) -> list[str]:
 
 
 def _y_ticks(svg: str) -> list[str]:
-    return re.findall(r'text-anchor="end">([^<]*)</text>', svg)
+    """The y axis's labels: right-aligned left of the plot (the last x label is right-aligned too)."""
+    from qunyun.console.charts import LEFT
+
+    return re.findall(rf'x="{LEFT - 6:.1f}"[^>]*text-anchor="end">([^<]*)</text>', svg)
 
 
 def test_axis_text_is_at_least_11_px_on_the_narrowest_card() -> None:
@@ -172,3 +175,14 @@ def test_channels_show_kind_names_and_money_with_separators(client: TestClient, 
     assert '<td data-kind="sms">短信</td>' in row and "¥1,234,567.89" in row
     english = client.get("/channels?lang=en").text
     assert '<td data-kind="sms">SMS</td>' in english
+
+
+def test_the_last_day_label_is_not_cut_off_by_the_chart_edge() -> None:
+    from qunyun.console.charts import WIDTH
+
+    labels = [f"11-{d:02d}" for d in range(1, 31)]
+    svg = line_chart(labels, [Series("群成员", list(range(30)))], title="群成员")
+    last = re.search(r'<text[^>]*x="([\d.]+)"[^>]*text-anchor="(\w+)">11-30</text>', svg)
+    assert last is not None
+    x, anchor = float(last.group(1)), last.group(2)
+    assert anchor == "end" and x <= WIDTH

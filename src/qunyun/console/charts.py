@@ -96,8 +96,12 @@ def _frame(
                 continue
             if i != len(labels) - 1 and len(labels) - 1 - i < every:
                 continue  # too close to the last label
-            x = LEFT + slot * (i + 0.5)
-            parts.append(_text(x, HEIGHT - 9, _short(label, max(slot * every, FONT * 3)), "middle"))
+            text = _short(label, max(slot * every, FONT * 3))
+            if i == len(labels) - 1 and i:
+                # The last label ends at the plot's right edge instead of being cut off by it.
+                parts.append(_text(LEFT + PLOT_W, HEIGHT - 9, text, "end"))
+            else:
+                parts.append(_text(LEFT + slot * (i + 0.5), HEIGHT - 9, text, "middle"))
     return parts, top
 
 
