@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from qunyun.models import AuditLog
@@ -20,6 +21,7 @@ from qunyun.worker.scheduler import periodic
 RECORD = "test.record"
 COMMITS = "test.commits"
 TICK = "test.tick"
+TYPED = "test.typed"
 EXECUTION_LOG_ENV = "QUNYUN_TEST_EXECUTION_LOG"
 
 
@@ -67,3 +69,26 @@ def _log_execution(job_id: int) -> None:
     path = Path(directory) / f"{os.getpid()}-{threading.get_ident()}.log"
     with path.open("a") as f:
         f.write(f"{job_id}\n")
+
+
+class TypedPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    org_id: int
+    note: str
+
+
+@job_handler(TYPED, payload=TypedPayload)
+def typed(session: Session, payload: TypedPayload) -> None:
+    """A typed job: it receives its payload validated, as the model."""
+    assert isinstance(payload, TypedPayload)
+    session.add(
+        AuditLog(
+            org_id=payload.org_id,
+            action="test.typed_ran",
+            target_type="job",
+            target_id=str(current_job().id),
+            detail={"note": payload.note},
+            at=utcnow(),
+        )
+    )

@@ -36,7 +36,7 @@ from qunyun.worker.runner import (
     run_workers,
 )
 from qunyun.worker.scheduler import schedule_due
-from tests.worker.handlers import COMMITS, RECORD, TICK
+from tests.worker.handlers import COMMITS, RECORD, TICK, TYPED
 
 REPO = Path(__file__).resolve().parents[2]
 LEASE = 30
@@ -180,6 +180,42 @@ def test_a_job_of_unknown_kind_is_dead_at_once(db: Factory, make_worker: MakeWor
     assert "no handler is registered for 'nobody.handles_this'" in job.last_error
     [run] = runs(db, job_id)
     assert (run.outcome, run.error) == ("dead", job.last_error)
+
+
+def test_a_typed_job_gets_its_payload_as_the_model(db: Factory, org_id: int, make_worker: MakeWorker) -> None:
+    job_id = add_job(db, TYPED, {"org_id": org_id, "note": "hello"})
+
+    assert make_worker().run_next() is True
+
+    assert get_job(db, job_id).status == "done"
+    [effect] = effects(db, job_id)
+    assert effect.detail == {"note": "hello"}
+
+
+def test_enqueue_refuses_a_payload_that_does_not_fit_its_model(db: Factory, org_id: int) -> None:
+    with pytest.raises(ValueError, match=r"test.typed: note: Field required"):
+        add_job(db, TYPED, {"org_id": org_id})
+    with pytest.raises(ValueError, match=r"org_id: Input should be a valid integer"):
+        add_job(db, TYPED, {"org_id": str(org_id), "note": "x"})
+    with db() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_a_stored_payload_that_does_not_fit_is_dead_at_once_with_the_reason(
+    db: Factory, org_id: int, make_worker: MakeWorker
+) -> None:
+    job_id = add_job(db, TYPED, {"org_id": org_id, "note": "fine"}, max_attempts=5)
+    with unit_of_work(db) as s:  # an old or hand-made job: the payload no longer fits
+        s.execute(update(Job).where(Job.id == job_id).values(payload={"org_id": org_id, "nite": "typo"}))
+
+    assert make_worker().run_next() is True
+
+    job = get_job(db, job_id)
+    assert (job.status, job.attempts) == ("dead", 1)
+    assert job.last_error is not None
+    assert job.last_error.startswith("InvalidPayload: test.typed:")
+    assert "note: Field required" in job.last_error and "nite: Extra inputs are not permitted" in job.last_error
+    assert effects(db, job_id) == []
 
 
 def test_a_handler_that_commits_is_stopped(db: Factory, make_worker: MakeWorker) -> None:

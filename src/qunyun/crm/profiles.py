@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from qunyun.connectors.base import Capability, Connector, MemberProfile, get_connector
-from qunyun.errors import InvalidInput
-from qunyun.locale import Msg
 from qunyun.models import Member
 from qunyun.worker.queue import enqueue, job_handler
 
@@ -88,13 +87,18 @@ def request_profile_sync(session: Session, org_id: int, platform: str, member_id
         )
 
 
-@job_handler(SYNC_JOB)
-def sync_member_profiles_job(session: Session, payload: dict[str, Any]) -> None:
-    """Job: ``{"org_id": int, "platform": str, "member_ids": [int]}``; the platform's connector
-    must be configured (else the job fails and is retried)."""
-    org_id, platform, member_ids = payload.get("org_id"), payload.get("platform"), payload.get("member_ids")
-    if not isinstance(platform, str) or not isinstance(member_ids, list):
-        raise InvalidInput(Msg("err.job.payload_fields", job=SYNC_JOB, fields="platform, member_ids"), field="payload")
-    if not isinstance(org_id, int):
-        raise InvalidInput(Msg("err.job.integer_field", job=SYNC_JOB, field="org_id"), field="org_id")
-    sync_member_profiles(session, org_id, get_connector(platform), [int(m) for m in member_ids])
+class SyncProfilesPayload(BaseModel):
+    """The payload of ``crm.sync_member_profiles``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    org_id: int
+    platform: str = Field(min_length=1)
+    member_ids: list[int]
+
+
+@job_handler(SYNC_JOB, payload=SyncProfilesPayload)
+def sync_member_profiles_job(session: Session, payload: SyncProfilesPayload) -> None:
+    """Job: fetch the platform's profiles of ``member_ids``; the platform's connector must be
+    configured (else the job fails and is retried)."""
+    sync_member_profiles(session, payload.org_id, get_connector(payload.platform), payload.member_ids)

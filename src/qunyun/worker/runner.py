@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, cast
 
+from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Engine, Table, and_, insert, select, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,7 +33,7 @@ from qunyun.config import get_settings
 from qunyun.db.base import from_micros, now_micros, to_micros
 from qunyun.db.session import make_engine, unit_of_work
 from qunyun.models import Job, JobRun, JobStatus
-from qunyun.worker.queue import handler_for
+from qunyun.worker.queue import handler_for, invalid_payload_reason
 from qunyun.worker.scheduler import schedule_due
 
 log = logging.getLogger(__name__)
@@ -318,6 +319,11 @@ class Worker:
                 f"(is its module imported? see {IMPORTS_ENV} in docs/jobs.md)"
             )
             return self._fail(job, reason, final=True)
+        try:
+            payload = handler.parse(dict(job.payload))
+        except ValidationError as exc:
+            # The same payload fails the same way every time: no retry.
+            return self._fail(job, invalid_payload_reason(job.kind, exc), final=True)
         token = _current_job.set(job)
         if self.leases is not None:
             self.leases.hold(job)
@@ -325,7 +331,7 @@ class Worker:
             with unit_of_work(self.factory) as session:
                 session.connection()  # begin now, to tell afterwards whether the handler committed
                 transaction = session.get_transaction()
-                handler(session, dict(job.payload))
+                handler.fn(session, payload)
                 if session.get_transaction() is not transaction:
                     raise HandlerCommitted("the handler committed its own transaction")
                 self._complete(session, job)

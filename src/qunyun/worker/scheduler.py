@@ -11,13 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from qunyun.models import Job
 from qunyun.timeutil import utcnow
-from qunyun.worker.queue import JobHandler, enqueue, job_handler
+from qunyun.worker.queue import F, enqueue, job_handler
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,19 @@ class Periodic:
 _PERIODIC: dict[str, Periodic] = {}
 
 
-def periodic(kind: str, *, every: timedelta) -> Callable[[JobHandler], JobHandler]:
+class PeriodicPayload(BaseModel):
+    """The base of a typed periodic job's payload: the scheduler adds the bucket it runs for."""
+
+    bucket: str | None = None
+
+
+def periodic(kind: str, *, every: timedelta, payload: type[BaseModel] | None = None) -> Callable[[F], F]:
     """Register ``fn(session, payload)`` as the handler of ``kind`` and run it once per ``every``."""
     if every.total_seconds() < 1 or every.total_seconds() != int(every.total_seconds()):
         raise ValueError(f"periodic job {kind!r}: every must be a whole number of seconds, at least 1")
 
-    def register(fn: JobHandler) -> JobHandler:
-        job_handler(kind)(fn)
+    def register(fn: F) -> F:
+        job_handler(kind, payload=payload)(fn)
         _PERIODIC[kind] = Periodic(kind, every)
         return fn
 
