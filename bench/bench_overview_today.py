@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from bench.common import ROOT, run_cli
-from bench.events_gen import START, write
+from bench.common import generated_sqlite
+from bench.events_gen import START
 
 ZONE = ZoneInfo("Asia/Shanghai")
 
@@ -46,17 +46,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=500_000)
     parser.add_argument("--members", type=int, default=50_000)
     args = parser.parse_args()
-    work = ROOT / "var" / "bench"
-    work.mkdir(parents=True, exist_ok=True)
-    path = work / f"events-{args.events}-{args.groups}-{args.members}-{args.days}.jsonl"
-    if not path.exists():
-        write(path, args.events, groups=args.groups, members=args.members, days=args.days)
-    db = work / f"overview-{args.events}-{args.groups}-{args.days}.db"
-    url = f"sqlite:///{db}"
-    if not db.exists():
-        run_cli(["db", "upgrade"], url)
-        seconds = run_cli(["events", "import", str(path), "--quiet"], url)
-        print(f"loaded {args.events:,} events in {seconds:.1f}s")
+    url = generated_sqlite(
+        f"overview-{args.events}-{args.groups}-{args.days}.db",
+        events=args.events,
+        groups=args.groups,
+        members=args.members,
+        days=args.days,
+    )
     engine = create_engine(url)
     last_day = (START + timedelta(days=args.days - 1)).astimezone(ZONE).date()
     now = datetime.combine(last_day, datetime.min.time(), ZONE) + timedelta(hours=14)

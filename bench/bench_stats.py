@@ -12,8 +12,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from bench.common import ROOT, run_cli
-from bench.events_gen import write
+from bench.common import generated_sqlite, run_cli
 
 
 def naive_from_log(db: Path) -> float:
@@ -37,17 +36,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_600_000)
     parser.add_argument("--members", type=int, default=200_000)
     args = parser.parse_args()
-    work = ROOT / "var" / "bench"
-    work.mkdir(parents=True, exist_ok=True)
-    path = work / f"events-{args.events}-{args.groups}-{args.members}-{args.days}.jsonl"
-    if not path.exists():
-        write(path, args.events, groups=args.groups, members=args.members, days=args.days)
-    db = work / f"stats-{args.groups}-{args.days}.db"
-    url = f"sqlite:///{db}"
-    if not db.exists():
-        run_cli(["db", "upgrade"], url)
-        seconds = run_cli(["events", "import", str(path), "--quiet"], url)
-        print(f"loaded {args.events:,} events in {seconds:.1f}s")
+    url = generated_sqlite(
+        f"stats-{args.groups}-{args.days}.db",
+        events=args.events,
+        groups=args.groups,
+        members=args.members,
+        days=args.days,
+    )
+    db = Path(url.removeprefix("sqlite:///"))
+    work = db.parent
     first, last = "2026-01-05", "2026-04-04"  # 90 days from the generator's start
     total = run_cli(["stats", "daily", "--from", first, "--to", last, "--format", "json"], url)
     out = work / "per-group.json"

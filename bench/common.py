@@ -51,3 +51,22 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def generated_sqlite(name: str, *, events: int, groups: int, members: int, days: int) -> str:
+    """The URL of a SQLite database holding ``events`` generated events (bench/events_gen.py),
+    imported through ``qunyun events import``; the file and the database are kept in var/bench
+    and reused by later runs with the same sizes."""
+    from bench.events_gen import write
+
+    work = ROOT / "var" / "bench"
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / f"events-{events}-{groups}-{members}-{days}.jsonl"
+    if not path.exists():
+        write(path, events, groups=groups, members=members, days=days)
+    url = f"sqlite:///{work / name}"
+    if not (work / name).exists():
+        run_cli(["db", "upgrade"], url)
+        seconds = run_cli(["events", "import", str(path), "--quiet"], url)
+        print(f"loaded {events:,} events in {seconds:.1f}s")
+    return url
