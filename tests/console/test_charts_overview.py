@@ -15,25 +15,12 @@ from fastapi.testclient import TestClient
 
 from qunyun.analytics.intraday import today_and_yesterday
 from qunyun.console.charts import NARROWEST_PX, Series, bar_chart, line_chart
-from qunyun.ingestion.service import ingest
-from qunyun.models import Staff
-from qunyun.team.service import create_organisation
 from tests.api.conftest import World, console_login
+from tests.console.helpers import qiji_organisation
 
 ZONE = ZoneInfo("Asia/Shanghai")
 TEXT = {"msg_type": "text"}
 CSS = Path(__file__).resolve().parents[2] / "src/qunyun/console/static/console.css"
-
-
-def _organisation(world: World, password_hash: str, events: list[dict[str, object]]) -> int:
-    now = datetime.now(ZONE)
-    with world.db() as s:
-        organisation = create_organisation(s, name="骑迹", slug="qiji")
-        s.add(Staff(org_id=organisation.id, username="qiji-lead", display_name="Lead",
-                    password_hash=password_hash, role="lead", created_at=now))  # fmt: skip
-        ingest(s, organisation.id, events, platform="sim", source="test", live=False)
-        s.commit()
-        return organisation.id
 
 
 def _svgs(html: str) -> list[str]:
@@ -100,7 +87,7 @@ def test_today_is_compared_with_yesterday_at_the_same_hour(world: World, passwor
         event("l-a", at(0, 13), "member.left", "a"),
         event("j-e", at(0, 15), "member.joined", "e"),  # after now
     ]
-    org_id = _organisation(world, password_hash, events)
+    org_id = qiji_organisation(world, password_hash, events)
     with world.db() as s:
         today, yesterday = today_and_yesterday(s, org_id, now, ZONE)
     metrics = ("joins", "left", "actives", "members", "active_ratio", "orders", "gmv_fen")
@@ -129,7 +116,7 @@ def test_overview_shows_the_same_hour_comparison_dashes_and_averages(
         {"id": "l1", "ts": now.isoformat(), "kind": "member.left", "group": "r1", "member": "b"},
         {"id": "p2", "ts": now.isoformat(), "kind": "message.posted", "group": "r1", "member": "a", **TEXT},
     ]
-    _organisation(world, password_hash, events)
+    qiji_organisation(world, password_hash, events)
     console_login(client, "qiji-lead")
     html = client.get("/").text
     assert "昨日同时段" in html and "今日数据截至" in html
@@ -149,7 +136,7 @@ def test_overview_group_list_is_labelled_as_the_top_8(client: TestClient, world:
     groups = [
         {"id": f"c{i}", "ts": now, "kind": "group.created", "group": f"r{i}", "name": f"群{i}"} for i in range(10)
     ]
-    _organisation(world, password_hash, groups)
+    qiji_organisation(world, password_hash, groups)
     console_login(client, "qiji-lead")
     html = client.get("/").text
     assert "成员最多的 8 个群" in html and "查看全部 10 个群" in html

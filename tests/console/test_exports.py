@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
 from qunyun.analytics.render import neutralise, render_rows
-from qunyun.ingestion.service import ingest
 from tests.api.conftest import World, console_login
+from tests.console.helpers import qiji_organisation
 
 HOSTILE = '=HYPERLINK("http://evil.example","x")'
 DANGEROUS = [HOSTILE, "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "\t=1+1", "\r=1+1"]
@@ -68,9 +68,6 @@ def test_a_group_name_is_a_string_cell_in_xlsx(client: TestClient, world: World)
 def qiji(world: World, password_hash: str) -> datetime:
     """An organisation fed through ingestion, with a lead: group r1 has a member from yesterday
     on and a 12,345.60 yuan order today; group r2 never has anyone. Returns now."""
-    from qunyun.models import Staff
-    from qunyun.team.service import create_organisation
-
     now = datetime.now(ZoneInfo("Asia/Shanghai"))
     yesterday = (now - timedelta(days=1)).isoformat()
     events = [
@@ -81,12 +78,7 @@ def qiji(world: World, password_hash: str) -> datetime:
         {"id": "p1", "ts": yesterday, "kind": "message.posted", "group": "r1", "member": "a", "msg_type": "text"},
         {"id": "o1", "ts": now.isoformat(), "kind": "order.paid", "order": "o1", "member": "a", "amount": "12345.60"},
     ]
-    with world.db() as s:
-        organisation = create_organisation(s, name="骑迹", slug="qiji")
-        s.add(Staff(org_id=organisation.id, username="qiji-lead", display_name="Lead",
-                    password_hash=password_hash, role="lead", created_at=now))  # fmt: skip
-        ingest(s, organisation.id, events, platform="sim", source="test", live=False)
-        s.commit()
+    qiji_organisation(world, password_hash, events)
     return now
 
 
