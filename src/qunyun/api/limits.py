@@ -139,7 +139,7 @@ def _plain_page(error: QunyunError, request: Request, headers: dict[str, str]) -
     page = (
         f'<!doctype html><html lang="{lang}"><meta charset="utf-8"><title>{error.status_code}</title>'
         f'<link rel="stylesheet" href="/static/console.css"><main class="error"><h1>{error.status_code}</h1>'
-        f'<p>{text}</p><p><a href="">{"重试" if lang == "zh" else "Try again"}</a></p></main></html>'
+        f'<p>{text}</p><p><a href="">{html.escape(Msg("edge.try_again").render(lang))}</a></p></main></html>'
     )
     return HTMLResponse(page, status_code=error.status_code, headers=headers)
 
