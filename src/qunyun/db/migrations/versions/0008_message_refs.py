@@ -1,4 +1,4 @@
-"""two-phase sends: sending and uncertain states, attempts recorded before the call
+"""interchange additions: message ids on messages, message.deleted, member names
 
 Revision ID: 0008_message_refs
 Revises: 0007_two_phase_sends
