@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     database_url: str = ""
     time_zone: str = "Asia/Shanghai"
     secret_key: str = ""
+    # Keys used before the current secret_key (comma-separated): connection secrets encrypted with
+    # them still decrypt until `qunyun connections rotate-key` re-encrypts them with the current one.
+    previous_secret_keys: str = ""
+    # Webhooks older than this many seconds (by the platform's timestamp) are refused as replays;
+    # 0 turns the window off.
+    webhook_max_age: int = Field(default=300, ge=0)
     redis_url: str | None = None
     # Reverse proxies whose X-Forwarded-For is believed (IPs or CIDRs, comma-separated). Empty:
     # never; the TCP peer is the client (docs/access-control.md, "Behind a proxy").

@@ -4,6 +4,7 @@ from qunyun.models.audit import AuditLog
 from qunyun.models.channel import Channel
 from qunyun.models.commerce import Order, Refund
 from qunyun.models.community import Community, Playbook
+from qunyun.models.connection import Connection, ConnectionStatus
 from qunyun.models.event import Event, EventKind, MessageText, MsgType
 from qunyun.models.group import Group, GroupStatus
 from qunyun.models.job import Job, JobRun, JobStatus
@@ -20,6 +21,8 @@ __all__ = [
     "AuthToken",
     "Channel",
     "Community",
+    "Connection",
+    "ConnectionStatus",
     "Event",
     "EventKind",
     "Group",

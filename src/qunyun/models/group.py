@@ -30,6 +30,10 @@ class Group(Base):
     community_id: Mapped[int | None] = mapped_column(
         ForeignKey("communities.id", ondelete="SET NULL"), nullable=True, index=True
     )
+    # The platform account the group lives on (see models/connection.py).
+    connection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("connections.id", ondelete="RESTRICT"), nullable=True, index=True
+    )
     playbook_id: Mapped[int | None] = mapped_column(ForeignKey("playbooks.id", ondelete="SET NULL"), nullable=True)
     tier: Mapped[str] = mapped_column(String(32), default="normal")
     region: Mapped[str] = mapped_column(String(64), default="")

@@ -37,6 +37,10 @@ class OutboundAction(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
     platform: Mapped[str] = mapped_column(String(16))
+    # The connection performing it: its connector is the one called.
+    connection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("connections.id", ondelete="RESTRICT"), nullable=True, index=True
+    )
     action: Mapped[str] = mapped_column(String(32))
     group_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     member_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
