@@ -12,9 +12,10 @@ from qunyun.models.login import LoginFailure
 from qunyun.models.member import Member, Tag, Tagging
 from qunyun.models.membership import MembershipSpan
 from qunyun.models.organisation import Organisation
-from qunyun.models.outbound import OutboundAction, OutboundActionTransition, OutboundState, StaffTask
+from qunyun.models.outbound import OutboundAction, OutboundActionTransition, OutboundState
 from qunyun.models.rollup import GroupDaily, MemberDay, OrgDaily
 from qunyun.models.staff import AuthToken, Role, Staff, StaffGroupAssignment
+from qunyun.models.task import StaffTask, StaffTaskEvent, TaskEventKind, TaskKind, TaskStatus
 
 __all__ = [
     "AuditLog",
@@ -49,6 +50,10 @@ __all__ = [
     "Staff",
     "StaffGroupAssignment",
     "StaffTask",
+    "StaffTaskEvent",
     "Tag",
     "Tagging",
+    "TaskEventKind",
+    "TaskKind",
+    "TaskStatus",
 ]

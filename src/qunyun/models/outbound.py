@@ -9,6 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from qunyun.db.base import Base, Timestamp
 
+# Staff tasks are a domain of their own now (models/task.py); kept importable from here.
+from qunyun.models.task import StaffTask as StaffTask
+
 
 class OutboundState(enum.StrEnum):
     """planned → queued → sent → confirmed; or awaiting_confirmation (a human must press send on
@@ -67,25 +70,3 @@ class OutboundActionTransition(Base):
     to_state: Mapped[str] = mapped_column(String(24))
     at: Mapped[datetime] = mapped_column(Timestamp)
     detail: Mapped[str] = mapped_column(Text, default="")
-
-
-class StaffTask(Base):
-    """Work for a person: what a platform cannot do by API, reminders, confirmations."""
-
-    __tablename__ = "staff_tasks"
-    __table_args__ = (Index("ix_staff_tasks_assignee", "assignee_id", "status"),)
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
-    group_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"), nullable=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    title: Mapped[str] = mapped_column(String(300))
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open | done | cancelled
-    outbound_action_id: Mapped[int | None] = mapped_column(
-        ForeignKey("outbound_actions.id", ondelete="SET NULL"), nullable=True
-    )
-    due_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(Timestamp)
-    done_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
