@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=1, ge=0)
     job_lease_seconds: int = Field(default=300, gt=0)
     default_language: Literal["zh", "en"] = "zh"
+    # Staff tasks (docs/tasks.md): the first reminder this many minutes before a task is due; an
+    # open task overdue by more than the grace is escalated to the organisation's lead, once.
+    task_remind_before_minutes: int = Field(default=60, ge=0)
+    task_escalation_grace_minutes: int = Field(default=60, ge=0)
     # Request bodies (docs/api.md): every body is capped at max_body_bytes, event
     # ingestion (POST /api/v1/events) at max_events_body_bytes; larger ones are 413.
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
