@@ -16,6 +16,7 @@ from qunyun.models.outbound import OutboundAction, OutboundActionTransition, Out
 from qunyun.models.rollup import GroupDaily, MemberDay, OrgDaily
 from qunyun.models.staff import AuthToken, Role, Staff, StaffGroupAssignment
 from qunyun.models.task import StaffTask, StaffTaskEvent, TaskEventKind, TaskKind, TaskStatus
+from qunyun.models.webhook import DeliveryStatus, WebhookDelivery, WebhookRejection
 
 __all__ = [
     "AuditLog",
@@ -24,6 +25,7 @@ __all__ = [
     "Community",
     "Connection",
     "ConnectionStatus",
+    "DeliveryStatus",
     "Event",
     "EventKind",
     "Group",
@@ -56,4 +58,6 @@ __all__ = [
     "TaskEventKind",
     "TaskKind",
     "TaskStatus",
+    "WebhookDelivery",
+    "WebhookRejection",
 ]
