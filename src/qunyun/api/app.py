@@ -35,6 +35,7 @@ from qunyun.db.session import get_engine
 from qunyun.groups.endpoints import router as groups_router
 from qunyun.ingestion.endpoints import router as events_router
 from qunyun.locale import Msg
+from qunyun.tasks.endpoints import router as tasks_router
 from qunyun.team.endpoints import router as staff_router
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def api_router() -> APIRouter:
         staff_router,
         audit_router,
         integrations_router,
+        tasks_router,
     ):
         router.include_router(sub)
     return router

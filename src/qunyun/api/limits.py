@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import re
 from dataclasses import dataclass
 
 import anyio
@@ -37,6 +38,11 @@ from qunyun.locale import Msg
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/api/v1/events"
+# A task's completion carries an evidence image of up to 5 MiB (qunyun.tasks.storage), base64 in
+# JSON or a multipart part: the body may be that much larger; the image's own limit is checked
+# after, and names the field.
+EVIDENCE_UPLOAD_PATH = re.compile(r"(?:/api/v1)?/tasks/[0-9]+/complete")
+EVIDENCE_BODY_BYTES = 8 * 1024 * 1024
 SESSION_COOKIE = "qunyun_session"
 # API routes that take a body from a caller not yet known (the credential is in the body).
 PUBLIC_API_WRITES = frozenset({("POST", "/api/v1/auth/tokens")})
@@ -72,6 +78,8 @@ def body_cap(method: str, path: str) -> int:
     settings = get_settings()
     if method == "POST" and path.rstrip("/") == EVENTS_PATH:
         return settings.max_events_body_bytes
+    if method == "POST" and EVIDENCE_UPLOAD_PATH.fullmatch(path.rstrip("/")):
+        return max(settings.max_body_bytes, EVIDENCE_BODY_BYTES)
     return settings.max_body_bytes
 
 

@@ -7,4 +7,5 @@ from __future__ import annotations
 
 import qunyun.connectors.tasks
 import qunyun.crm.profiles
-import qunyun.privacy.tasks  # noqa: F401  (the imports register handlers)
+import qunyun.privacy.tasks
+import qunyun.tasks.jobs  # noqa: F401  (the imports register handlers)
