@@ -1,11 +1,17 @@
-"""Enqueue jobs inside the caller's unit of work, so a job exists iff the data that caused it does."""
+"""Enqueue jobs inside the caller's unit of work, so a job exists iff the data that caused it does.
+
+Two kinds of handler: ``@job_handler`` (one function that runs inside the job's transaction) and
+``@two_phase_handler`` (a :class:`TwoPhaseJob` whose ``call`` talks to a platform outside any
+transaction, between a ``prepare`` that commits first and a ``record`` that commits with the
+job's completion). docs/jobs.md tells the whole story.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import insert, select
@@ -16,16 +22,55 @@ from qunyun.models import Job, JobStatus
 from qunyun.timeutil import utcnow
 
 F = TypeVar("F", bound=Callable[..., None])
+P = TypeVar("P", bound=BaseModel)
+T = TypeVar("T")
+R = TypeVar("R")
 
 JobHandler = Callable[[Session, dict[str, Any]], None]
 
 
+class TwoPhaseJob(Generic[P, T, R]):
+    """A job that calls a platform, which must never happen inside a transaction.
+
+    Subclass it and register the subclass with :func:`two_phase_handler`. The worker runs, for
+    each job:
+
+    1. ``prepare(session, payload)`` in a transaction that commits before the call: write down
+       what is about to be done (e.g. the action's state ``sending`` with the attempt) and return
+       what to call, or ``None`` when there is nothing to call (the job then completes in this
+       same transaction);
+    2. ``call(prepared)`` with no session and no transaction open; it may raise;
+    3. ``record(session, payload, prepared, outcome)`` in the transaction that also completes the
+       job; ``outcome`` is what ``call`` returned or the exception it raised. ``record`` decides:
+       raise to have the job retried (backoff, then dead), or record a failure and return.
+
+    A worker can die between any two steps, and a lease can pass to another worker before
+    ``record`` commits (its writes then roll back): ``prepare`` must be safe to run again after a
+    crash at ANY point, finding its own earlier ``sending`` mark and reconciling instead of
+    calling blindly again.
+    """
+
+    def prepare(self, session: Session, payload: P) -> T | None:
+        raise NotImplementedError
+
+    def call(self, prepared: T) -> R:
+        raise NotImplementedError
+
+    def record(self, session: Session, payload: P, prepared: T, outcome: R | BaseException) -> None:
+        raise NotImplementedError
+
+
+TP = TypeVar("TP", bound=type[TwoPhaseJob[Any, Any, Any]])
+
+
 @dataclass(frozen=True)
 class Registered:
-    """A job kind's handler and, for a typed job, the pydantic model of its payload."""
+    """A job kind's handler: a function, or a two-phase job; and, for a typed job, the pydantic
+    model of its payload (always for a two-phase job)."""
 
-    fn: Callable[[Session, Any], None]
+    fn: Callable[[Session, Any], None] | None
     payload: type[BaseModel] | None = None
+    two_phase: TwoPhaseJob[Any, Any, Any] | None = None
 
     def parse(self, payload: dict[str, Any]) -> Any:
         """The payload as the handler takes it: the model (ValidationError when it does not
@@ -33,8 +78,25 @@ class Registered:
         return payload if self.payload is None else self.payload.model_validate(payload)
 
     def __call__(self, session: Session, payload: dict[str, Any]) -> None:
-        """Run the handler on a stored payload (parsed as the runner parses it)."""
-        self.fn(session, self.parse(payload))
+        """Run the handler on a stored payload (parsed as the runner parses it), in ``session``.
+
+        For tests and tools: a two-phase job runs all three phases here, its call inside the
+        caller's transaction, which the worker never does.
+        """
+        parsed = self.parse(payload)
+        if self.two_phase is None:
+            assert self.fn is not None
+            self.fn(session, parsed)
+            return
+        prepared = self.two_phase.prepare(session, parsed)
+        if prepared is None:
+            return
+        outcome: Any
+        try:
+            outcome = self.two_phase.call(prepared)
+        except Exception as exc:
+            outcome = exc
+        self.two_phase.record(session, parsed, prepared, outcome)
 
 
 _HANDLERS: dict[str, Registered] = {}
@@ -53,6 +115,17 @@ def job_handler(kind: str, *, payload: type[BaseModel] | None = None) -> Callabl
     def register(fn: F) -> F:
         _HANDLERS[kind] = Registered(fn, payload)
         return fn
+
+    return register
+
+
+def two_phase_handler(kind: str, *, payload: type[BaseModel]) -> Callable[[TP], TP]:
+    """Register a :class:`TwoPhaseJob` subclass (instantiated once, without arguments) as the
+    handler of jobs of ``kind``, typed by ``payload`` as with :func:`job_handler`."""
+
+    def register(cls: TP) -> TP:
+        _HANDLERS[kind] = Registered(None, payload, cls())
+        return cls
 
     return register
 

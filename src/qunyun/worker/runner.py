@@ -1,10 +1,15 @@
-"""The job runner: claim due jobs under a lease, run each handler in the job's own transaction.
+"""The job runner: claim due jobs in batches under leases, finish each batch in as few transactions
+as exactly-once allows.
 
-A job's effects and its completion commit together: the handler's writes and the conditional
-``UPDATE jobs SET status='done' … WHERE locked_by = me AND attempts = my attempt`` share one
-transaction, so an attempt whose lease passed to another worker rolls back whole. Every attempt
-leaves exactly one ``JobRun``: written by the worker that ran it, or, when that worker vanished, by
-the worker that found its lease expired. docs/jobs.md tells the whole story.
+Ordinary handlers of a batch run in ONE transaction, each inside a savepoint: a handler that
+raises rolls back its savepoint only, and its job gets its retry or dead record in that same
+transaction. The completions (``status='done'`` and one ``JobRun`` per job) commit together with
+the handlers' writes, on rows the transaction locked up front under this worker's leases, so an
+attempt whose lease passed to another worker never commits anything.
+
+Two-phase jobs (``TwoPhaseJob``: prepare, call, record) prepare in that same transaction, which
+commits before any call; the calls run outside any transaction; then one transaction runs every
+``record`` with the completions. docs/jobs.md tells the whole story.
 """
 
 from __future__ import annotations
@@ -18,28 +23,59 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Engine, Table, and_, insert, select, update
+from sqlalchemy import CursorResult, Engine, event, insert, update
 from sqlalchemy.exc import StatementError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from qunyun.config import get_settings
-from qunyun.db.base import from_micros, now_micros, to_micros
+from qunyun.db.base import from_micros, now_micros
 from qunyun.db.session import make_engine, unit_of_work
-from qunyun.models import Job, JobRun, JobStatus
-from qunyun.worker.queue import handler_for, invalid_payload_reason
+from qunyun.models import JobStatus
+from qunyun.worker.leases import (
+    JOB_RUNS,
+    JOBS,
+    MICROS,
+    RECOVER_BATCH,
+    ClaimedJob,
+    Clock,
+    LeaseKeeper,
+    claim_jobs,
+    held_by,
+    held_by_any,
+    recover_expired,
+    release_unstarted,
+    still_held,
+)
+from qunyun.worker.queue import Registered, handler_for, invalid_payload_reason
 from qunyun.worker.scheduler import schedule_due
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "MICROS",
+    "RECOVER_BATCH",
+    "ClaimedJob",
+    "Clock",
+    "HandlerCommitted",
+    "InProcessWorker",
+    "LeaseKeeper",
+    "Worker",
+    "backoff_seconds",
+    "claim_jobs",
+    "current_job",
+    "describe_error",
+    "load_handler_modules",
+    "recover_expired",
+    "run_workers",
+]
 
-JOBS = cast(Table, Job.__table__)
-JOB_RUNS = cast(Table, JobRun.__table__)
+log = logging.getLogger(__name__)
 
 IMPORTS_ENV = "QUNYUN_WORKER_IMPORTS"
 BUILTIN_HANDLERS = "qunyun.worker.builtin"
@@ -47,27 +83,19 @@ BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_CAP_SECONDS = 6 * 3600.0
 IDLE_SLEEP_SECONDS = (0.2, 1.0)
 SCHEDULE_EVERY_SECONDS = 30.0
-RECOVER_BATCH = 100
 RECOVER_EVERY_SECONDS = 5  # a lost lease is found this much later at most; it saves a query per job
 ERROR_MAX_CHARS = 2000
 NAME_MAX_CHARS = 100  # jobs.locked_by and job_runs.worker
 BURST_MAX_ERRORS = 3
-MICROS = 1_000_000
+DEFAULT_BATCH = 32  # jobs claimed at once
+# A batch whose jobs have run this long gives its unstarted jobs back to the queue, so that one
+# slow job does not keep its siblings from idle workers.
+BATCH_SECONDS = 1.0
+CALL_THREADS = 4  # two-phase calls of one batch run this many at a time (they wait on the network)
 
-Clock = Callable[[], int]  # UTC epoch microseconds, like every Timestamp column
-
-
-@dataclass(frozen=True)
-class ClaimedJob:
-    """A job this worker holds a lease on; ``(worker, attempt)`` identifies the lease."""
-
-    id: int
-    kind: str
-    payload: dict[str, Any]
-    attempt: int
-    max_attempts: int
-    worker: str
-    claimed_at: int
+DONE = JobStatus.DONE.value
+LOST = "lost"
+RELEASED = "released"
 
 
 class LeaseLost(Exception):
@@ -75,7 +103,12 @@ class LeaseLost(Exception):
 
 
 class HandlerCommitted(Exception):
-    """A handler called ``commit()``: its writes no longer share the job's transaction."""
+    """A handler called ``commit()``: the worker refuses it, since the job's transaction holds
+    other jobs' writes and the completions."""
+
+
+class TransactionEnded(Exception):
+    """A handler rolled back the job's transaction: the batch's other writes went with it."""
 
 
 _current_job: ContextVar[ClaimedJob | None] = ContextVar("qunyun_current_job", default=None)
@@ -119,156 +152,43 @@ def describe_error(exc: BaseException) -> str:
     return _URL_PASSWORD.sub(r"\1***@", text)[:ERROR_MAX_CHARS]
 
 
-def _held_by(job: ClaimedJob) -> ColumnElement[bool]:
-    """The job row is still running under this very lease."""
-    return and_(
-        JOBS.c.id == job.id,
-        JOBS.c.status == JobStatus.RUNNING.value,
-        JOBS.c.locked_by == job.worker,
-        JOBS.c.attempts == job.attempt,
-    )
+@dataclass
+class _Item:
+    """One claimed job on its way through a batch."""
+
+    job: ClaimedJob
+    handler: Registered | None = None
+    payload: Any = None
+    failure: tuple[str, bool] | None = None  # (reason, final), known before anything runs
+    prepared: Any = None  # a two-phase job's prepare result, between the phases
+    outcome: Any = None  # its call's result, or the exception the call raised
+    result: str | None = None  # done, retry, dead, lost, released; None while a call is pending
 
 
-def recover_expired(session: Session, *, now: int, lease_seconds: int) -> int:
-    """Requeue (or bury) running jobs whose lease expired: their worker crashed or lost the database.
+class _CommitGuard:
+    """Refuses ``session.commit()`` while a handler runs: it would commit the other jobs' writes
+    of the batch apart from their completions (a retry would then apply them twice)."""
 
-    The lost attempt gets its ``JobRun`` here, since its worker never wrote one. Its real start is
-    not stored; ``started_at`` is when the lease was last granted or renewed.
-    """
-    rows = session.execute(
-        select(JOBS.c.id, JOBS.c.locked_by, JOBS.c.locked_until, JOBS.c.attempts, JOBS.c.max_attempts)
-        .where(JOBS.c.status == JobStatus.RUNNING.value, JOBS.c.locked_until < now)
-        .order_by(JOBS.c.id)
-        .limit(RECOVER_BATCH)
-        .with_for_update(skip_locked=True)
-    ).all()
-    for job_id, worker, locked_until, attempts, max_attempts in rows:
-        worker = worker or "unknown"
-        reason = f"LeaseExpired: worker {worker} stopped renewing its lease (crashed or lost the database)"
-        dead = attempts >= max_attempts
-        values: dict[str, Any] = {"locked_by": None, "locked_until": None, "last_error": reason}
-        if dead:
-            values.update(status=JobStatus.DEAD.value, finished_at=now)
-        else:
-            values.update(status=JobStatus.QUEUED.value, run_at=now)
-        lost = ClaimedJob(job_id, "", {}, attempts, max_attempts, worker, 0)
-        if session.execute(update(JOBS).where(_held_by(lost)).values(**values).returning(JOBS.c.id)).first() is None:
-            continue  # changed under us (only possible by hand: the row is locked or we are the only writer)
-        session.execute(
-            insert(JOB_RUNS).values(
-                job_id=job_id,
-                attempt=attempts,
-                worker=worker,
-                started_at=min(now, to_micros(locked_until) - lease_seconds * MICROS),
-                finished_at=now,
-                outcome=JobStatus.DEAD.value if dead else "retry",
-                error=reason,
-            )
-        )
-        log.warning("job %s: %s", job_id, reason)
-    return len(rows)
+    def __init__(self, session: Session) -> None:
+        self.armed = False
+        self.tripped = False
+        event.listen(session, "before_commit", self._before_commit)
+
+    def _before_commit(self, _session: Session) -> None:
+        if self.armed:
+            self.tripped = True
+            raise HandlerCommitted("the handler committed its own transaction")
 
 
-def claim_jobs(
-    session: Session, worker: str, *, now: int, lease_seconds: int, limit: int = 1, org_id: int | None = None
-) -> list[ClaimedJob]:
-    """Lease up to ``limit`` due jobs to ``worker``, most urgent first (of organisation ``org_id``
-    only, when given: a simulation runs its own jobs against its own simulated world).
-
-    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets concurrent claimers pass each other without
-    waiting or taking the same row. SQLite ignores it; the caller's write transaction
-    (BEGIN IMMEDIATE) makes the claim the only writer.
-    """
-    due = select(JOBS.c.id).where(JOBS.c.status == JobStatus.QUEUED.value, JOBS.c.run_at <= now)
-    if org_id is not None:
-        due = due.where(JOBS.c.org_id == org_id)
-    due = due.order_by(JOBS.c.priority.desc(), JOBS.c.run_at, JOBS.c.id).limit(limit).with_for_update(skip_locked=True)
-    rows = session.execute(
-        update(JOBS)
-        .where(JOBS.c.id.in_(due))
-        .values(
-            status=JobStatus.RUNNING.value,
-            locked_by=worker,
-            locked_until=now + lease_seconds * MICROS,
-            attempts=JOBS.c.attempts + 1,
-        )
-        .returning(
-            JOBS.c.id,
-            JOBS.c.kind,
-            JOBS.c.payload,
-            JOBS.c.attempts,
-            JOBS.c.max_attempts,
-            JOBS.c.priority,
-            JOBS.c.run_at,
-        )
-    ).all()
-    return [
-        ClaimedJob(r.id, r.kind, dict(r.payload or {}), r.attempts, r.max_attempts, worker, now)
-        for r in sorted(rows, key=lambda r: (-r.priority, r.run_at, r.id))
-    ]
-
-
-class LeaseKeeper:
-    """Renews the leases of jobs that run long, so that nobody reclaims a job still running.
-
-    Leases are renewed once less than two thirds of them remain; short jobs never cost a write.
-    """
-
-    def __init__(self, *, factory: sessionmaker[Session] | None, lease_seconds: int, clock: Clock = now_micros) -> None:
-        self.factory = factory
-        self.lease = lease_seconds * MICROS
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._held: dict[tuple[int, int], tuple[ClaimedJob, int]] = {}  # (id, attempt) → (job, expiry)
-
-    def hold(self, job: ClaimedJob) -> None:
-        with self._lock:
-            self._held[(job.id, job.attempt)] = (job, job.claimed_at + self.lease)
-
-    def release(self, job: ClaimedJob) -> None:
-        with self._lock:
-            self._held.pop((job.id, job.attempt), None)
-
-    def renew_due(self) -> int:
-        """Extend every held lease that is past a third of its length; returns how many were."""
-        now = self.clock()
-        with self._lock:
-            due = [job for job, expiry in self._held.values() if expiry - now < self.lease * 2 // 3]
-        if not due:
-            return 0
-        expiry = now + self.lease
-        renewed: set[tuple[int, int]] = set()
-        with unit_of_work(self.factory) as session:
-            for job in due:
-                stmt = update(JOBS).where(_held_by(job)).values(locked_until=expiry).returning(JOBS.c.id)
-                if session.execute(stmt).first() is not None:
-                    renewed.add((job.id, job.attempt))
-        with self._lock:
-            for job in due:
-                key = (job.id, job.attempt)
-                if key not in self._held:
-                    continue  # finished while we renewed
-                if key in renewed:
-                    self._held[key] = (job, expiry)
-                else:
-                    # Its completion will be refused; nothing more to keep alive.
-                    log.warning("job %s: lease of %s attempt %s was taken over", job.id, job.worker, job.attempt)
-                    del self._held[key]
-        return len(renewed)
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(max(0.05, self.lease / MICROS / 3)):
-            try:
-                self.renew_due()
-            except Exception:
-                log.exception("renewing job leases failed; retrying")
+Work = Callable[[Session, _Item], bool]  # runs a job's handler part; True when the job is finished
 
 
 class Worker:
-    """Claims due jobs one at a time and runs each handler in the job's own transaction.
+    """Claims due jobs a batch at a time and finishes them in as few transactions as it can.
 
-    One at a time: a job claimed in a batch would wait under a lease while its siblings run, and
-    other workers could not take it; claiming is cheap next to a job.
+    ``batch`` jobs are claimed at once (1 claims one at a time). In ``loop``/``run_next``, a
+    batch that has run ``batch_seconds`` gives its unstarted jobs back to the queue (also when
+    the worker is asked to stop), so a slow job holds back its siblings for one job at most.
     """
 
     def __init__(
@@ -281,7 +201,12 @@ class Worker:
         leases: LeaseKeeper | None = None,
         backoff_base: float = BACKOFF_BASE_SECONDS,
         backoff_cap: float = BACKOFF_CAP_SECONDS,
+        batch: int = DEFAULT_BATCH,
+        batch_seconds: float = BATCH_SECONDS,
+        call_threads: int = CALL_THREADS,
     ) -> None:
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
         self.name = name[:NAME_MAX_CHARS]
         self.factory = factory
         self.lease_seconds = lease_seconds or get_settings().job_lease_seconds
@@ -289,93 +214,250 @@ class Worker:
         self.leases = leases
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.batch = batch
+        self.batch_seconds = batch_seconds
+        self.call_threads = call_threads
+        self._stop: threading.Event | None = None
         self._next_schedule = 0.0
         self._next_recovery = 0
 
-    def claim(self) -> ClaimedJob | None:
-        """Recover expired leases, then lease the most urgent due job to this worker."""
+    # -- claiming
+
+    def claim_batch(self, limit: int | None = None) -> list[ClaimedJob]:
+        """Recover expired leases (every few seconds), then lease up to ``limit`` (default:
+        ``batch``) of the most urgent due jobs to this worker, in one transaction."""
         now = self.clock()
         with unit_of_work(self.factory) as session:
             if now >= self._next_recovery:
                 recover_expired(session, now=now, lease_seconds=self.lease_seconds)
                 self._next_recovery = now + RECOVER_EVERY_SECONDS * MICROS
-            jobs = claim_jobs(session, self.name, now=now, lease_seconds=self.lease_seconds)
+            return claim_jobs(session, self.name, now=now, lease_seconds=self.lease_seconds, limit=limit or self.batch)
+
+    def claim(self) -> ClaimedJob | None:
+        """Lease the single most urgent due job to this worker."""
+        jobs = self.claim_batch(1)
         return jobs[0] if jobs else None
 
     def run_next(self) -> bool:
-        """Claim and run one due job; False when none is due."""
-        job = self.claim()
-        if job is None:
+        """Claim and run one batch of due jobs; False when none is due."""
+        jobs = self.claim_batch()
+        if not jobs:
             return False
-        self.execute(job)
+        self._run(jobs, yielding=True)
         return True
+
+    # -- executing
 
     def execute(self, job: ClaimedJob) -> str:
         """Run a claimed job; returns the outcome: done, retry, dead or lost (lease taken over)."""
+        return self.execute_batch([job])[0]
+
+    def execute_batch(self, jobs: Sequence[ClaimedJob]) -> list[str]:
+        """Run claimed jobs (ordinary and two-phase alike) as one batch; returns each job's
+        outcome in order: done, retry, dead or lost (its lease was taken over)."""
+        return self._run(jobs, yielding=False)
+
+    def _run(self, jobs: Sequence[ClaimedJob], *, yielding: bool) -> list[str]:
+        items = [self._resolve(job) for job in jobs]
+        if self.leases is not None:
+            for job in jobs:
+                self.leases.hold(job)
+        try:
+            self._phase(items, self._first_phase, yielding=yielding)
+            calling = [item for item in items if item.result is None]
+            if calling:
+                self._call(calling)
+                self._phase(calling, self._record_phase, yielding=False)
+        finally:
+            if self.leases is not None:
+                for job in jobs:
+                    self.leases.release(job)
+        return [item.result or LOST for item in items]
+
+    def _resolve(self, job: ClaimedJob) -> _Item:
         handler = handler_for(job.kind)
         if handler is None:
             reason = (
                 f"UnknownJobKind: no handler is registered for {job.kind!r} "
                 f"(is its module imported? see {IMPORTS_ENV} in docs/jobs.md)"
             )
-            return self._fail(job, reason, final=True)
+            return _Item(job, failure=(reason, True))
         try:
             payload = handler.parse(dict(job.payload))
         except ValidationError as exc:
             # The same payload fails the same way every time: no retry.
-            return self._fail(job, invalid_payload_reason(job.kind, exc), final=True)
-        token = _current_job.set(job)
-        if self.leases is not None:
-            self.leases.hold(job)
-        try:
-            with unit_of_work(self.factory) as session:
-                session.connection()  # begin now, to tell afterwards whether the handler committed
-                transaction = session.get_transaction()
-                handler.fn(session, payload)
-                if session.get_transaction() is not transaction:
-                    raise HandlerCommitted("the handler committed its own transaction")
-                self._complete(session, job)
-        except LeaseLost:
-            log.warning("job %s attempt %s: lease lost, its effects were rolled back", job.id, job.attempt)
-            return "lost"
-        except HandlerCommitted as exc:
-            # Its writes committed apart from the completion: a retry could apply them twice, so
-            # the job stops here for a human to look at.
-            log.error("job %s (%s): %s", job.id, job.kind, exc)
-            return self._fail(job, describe_error(exc), final=True)
-        except Exception as exc:
-            log.exception("job %s (%s) attempt %s failed", job.id, job.kind, job.attempt)
-            return self._fail(job, describe_error(exc))
-        finally:
-            if self.leases is not None:
-                self.leases.release(job)
-            _current_job.reset(token)
-        return JobStatus.DONE.value
+            return _Item(job, failure=(invalid_payload_reason(job.kind, exc), True))
+        return _Item(job, handler, payload)
 
-    def _complete(self, session: Session, job: ClaimedJob) -> None:
+    @staticmethod
+    def _first_phase(session: Session, item: _Item) -> bool:
+        handler = item.handler
+        assert handler is not None
+        if handler.two_phase is None:
+            assert handler.fn is not None
+            handler.fn(session, item.payload)
+            return True
+        item.prepared = handler.two_phase.prepare(session, item.payload)
+        return item.prepared is None  # nothing to call: the job is finished
+
+    @staticmethod
+    def _record_phase(session: Session, item: _Item) -> bool:
+        assert item.handler is not None and item.handler.two_phase is not None
+        item.handler.two_phase.record(session, item.payload, item.prepared, item.outcome)
+        return True
+
+    def _call(self, items: list[_Item]) -> None:
+        """The two-phase calls, outside any transaction (their prepare committed)."""
+
+        def call(item: _Item) -> None:
+            assert item.handler is not None and item.handler.two_phase is not None
+            token = _current_job.set(item.job)
+            try:
+                item.outcome = item.handler.two_phase.call(item.prepared)
+            except Exception as exc:
+                log.warning("job %s (%s) attempt %s: call failed: %s", *_ident(item.job), describe_error(exc))
+                item.outcome = exc
+            finally:
+                _current_job.reset(token)
+
+        if len(items) == 1 or self.call_threads <= 1:
+            for item in items:
+                call(item)
+            return
+        with ThreadPoolExecutor(min(self.call_threads, len(items)), thread_name_prefix="qunyun-call") as pool:
+            list(pool.map(call, items))
+
+    def _phase(self, items: list[_Item], work: Work, *, yielding: bool) -> None:
+        """Run ``work`` for ``items`` in one transaction; when that transaction fails as a whole
+        (not one handler: the database, or a handler that ended the transaction), once per job."""
+        try:
+            results = self._transaction(items, work, yielding=yielding)
+        except Exception as exc:
+            if len(items) > 1:
+                log.warning(
+                    "worker %s: a batch of %d jobs failed as a whole (%s); running them one at a time",
+                    self.name,
+                    len(items),
+                    describe_error(exc),
+                )
+                for item in items:
+                    self._phase([item], work, yielding=False)
+                return
+            [item] = items
+            log.error("job %s (%s) attempt %s failed with its transaction", *_ident(item.job), exc_info=True)
+            item.result = self._fail(item.job, describe_error(exc))
+            return
+        for item, result in results:
+            item.result = result
+
+    def _transaction(self, items: list[_Item], work: Work, *, yielding: bool) -> list[tuple[_Item, str]]:
+        """One transaction: each held job's ``work`` under a savepoint, its failure recorded or
+        its completion, all committed together. Returns the outcome of every job finished here
+        (a prepared two-phase job is not: it waits for its call)."""
+        results: list[tuple[_Item, str]] = []
+        completed: list[ClaimedJob] = []
+        prepared: list[ClaimedJob] = []
+        started = time.monotonic()
+        with unit_of_work(self.factory) as session:
+            held = still_held(session, [item.job for item in items])
+            guard = _CommitGuard(session)
+            root = session.get_transaction()
+            assert root is not None
+            for n, item in enumerate(items):
+                job = item.job
+                if job.id not in held:
+                    log.warning("job %s (%s) attempt %s: lease lost, nothing of it is committed", *_ident(job))
+                    results.append((item, LOST))
+                    continue
+                if yielding and n > 0 and self._should_yield(started):
+                    rest = [i for i in items[n:] if i.job.id in held]
+                    release_unstarted(session, [i.job for i in rest])
+                    results.extend((i, RELEASED if i.job.id in held else LOST) for i in items[n:])
+                    break
+                if item.failure is not None:
+                    reason, final = item.failure
+                    results.append((item, self._record_failure(session, job, reason, final=final)))
+                    continue
+                token = _current_job.set(job)
+                try:
+                    with session.begin_nested():
+                        guard.armed = True
+                        try:
+                            finished = work(session, item)
+                        finally:
+                            guard.armed = False
+                        if guard.tripped:  # the handler swallowed the refusal: still its failure
+                            raise HandlerCommitted("the handler committed its own transaction")
+                except Exception as exc:
+                    _check_intact(session, root)
+                    final = isinstance(exc, HandlerCommitted)
+                    if final:
+                        log.error("job %s (%s) attempt %s: %s", *_ident(job), exc)
+                    else:
+                        log.exception("job %s (%s) attempt %s failed", *_ident(job))
+                    results.append((item, self._record_failure(session, job, describe_error(exc), final=final)))
+                else:
+                    _check_intact(session, root)
+                    if finished:
+                        completed.append(job)
+                        results.append((item, DONE))
+                    else:
+                        prepared.append(job)
+                finally:
+                    guard.tripped = False
+                    _current_job.reset(token)
+            self._complete(session, completed)
+            self._extend(session, prepared)
+        return results
+
+    def _should_yield(self, started: float) -> bool:
+        stopping = self._stop is not None and self._stop.is_set()
+        return stopping or time.monotonic() - started >= self.batch_seconds
+
+    def _complete(self, session: Session, jobs: list[ClaimedJob]) -> None:
+        """Mark ``jobs`` done and record their runs, in the transaction of their effects."""
+        if not jobs:
+            return
         now = self.clock()
-        done = session.execute(
-            update(JOBS)
-            .where(_held_by(job))
-            .values(status=JobStatus.DONE.value, locked_by=None, locked_until=None, finished_at=now)
-            .returning(JOBS.c.id)
-        ).first()
-        if done is None:
-            raise LeaseLost
+        done = cast(
+            CursorResult[Any],
+            session.execute(
+                update(JOBS)
+                .where(held_by_any(jobs))
+                .values(status=DONE, locked_by=None, locked_until=None, finished_at=now)
+                .execution_options(synchronize_session=False)
+            ),
+        )
+        if done.rowcount != len(jobs):  # cannot happen: the rows are locked under our leases
+            raise LeaseLost(f"{len(jobs) - done.rowcount} of {len(jobs)} leases were lost")
         session.execute(
-            insert(JOB_RUNS).values(
-                job_id=job.id,
-                attempt=job.attempt,
-                worker=job.worker,
-                started_at=job.claimed_at,
-                finished_at=now,
-                outcome=JobStatus.DONE.value,
-                error=None,
-            )
+            insert(JOB_RUNS),
+            [
+                {
+                    "job_id": job.id,
+                    "attempt": job.attempt,
+                    "worker": job.worker,
+                    "started_at": job.claimed_at,
+                    "finished_at": now,
+                    "outcome": DONE,
+                    "error": None,
+                }
+                for job in jobs
+            ],
         )
 
-    def _fail(self, job: ClaimedJob, reason: str, *, final: bool = False) -> str:
-        """Record a failed attempt in a fresh transaction: retry later with backoff, or bury it."""
+    def _extend(self, session: Session, jobs: list[ClaimedJob]) -> None:
+        """A fresh lease for jobs about to be called: the transaction may have outlasted theirs."""
+        if not jobs:
+            return
+        expiry = self.clock() + self.lease_seconds * MICROS
+        session.execute(update(JOBS).where(held_by_any(jobs)).values(locked_until=expiry))
+        if self.leases is not None:
+            for job in jobs:
+                self.leases.extended(job, expiry)
+
+    def _record_failure(self, session: Session, job: ClaimedJob, reason: str, *, final: bool = False) -> str:
+        """Record a failed attempt in ``session``: retry later with backoff, or bury it."""
         now = self.clock()
         dead = final or job.attempt >= job.max_attempts
         values: dict[str, Any] = {"locked_by": None, "locked_until": None, "last_error": reason}
@@ -384,24 +466,29 @@ class Worker:
         else:
             delay = backoff_seconds(job.attempt, base=self.backoff_base, cap=self.backoff_cap)
             values.update(status=JobStatus.QUEUED.value, run_at=now + int(delay * MICROS))
+        held = session.execute(update(JOBS).where(held_by(job)).values(**values).returning(JOBS.c.id))
+        if held.first() is None:
+            return LOST  # whoever took the lease over records this attempt (recover_expired)
         outcome = JobStatus.DEAD.value if dead else "retry"
-        with unit_of_work(self.factory) as session:
-            held = session.execute(update(JOBS).where(_held_by(job)).values(**values).returning(JOBS.c.id))
-            if held.first() is None:
-                # Whoever took the lease over records this attempt (recover_expired).
-                return "lost"
-            session.execute(
-                insert(JOB_RUNS).values(
-                    job_id=job.id,
-                    attempt=job.attempt,
-                    worker=job.worker,
-                    started_at=job.claimed_at,
-                    finished_at=now,
-                    outcome=outcome,
-                    error=reason,
-                )
+        session.execute(
+            insert(JOB_RUNS).values(
+                job_id=job.id,
+                attempt=job.attempt,
+                worker=job.worker,
+                started_at=job.claimed_at,
+                finished_at=now,
+                outcome=outcome,
+                error=reason,
             )
+        )
         return outcome
+
+    def _fail(self, job: ClaimedJob, reason: str, *, final: bool = False) -> str:
+        """Record a failed attempt in a transaction of its own."""
+        with unit_of_work(self.factory) as session:
+            return self._record_failure(session, job, reason, final=final)
+
+    # -- the loop
 
     def schedule_periodic(self, *, force: bool = False) -> list[str]:
         """Enqueue the periodic jobs of the current bucket, at most every SCHEDULE_EVERY_SECONDS."""
@@ -413,6 +500,7 @@ class Worker:
 
     def loop(self, stop: threading.Event, *, burst: bool = False) -> None:
         """Run jobs until ``stop`` is set (or, in burst mode, until none is due)."""
+        self._stop = stop
         errors = 0
         while not stop.is_set():
             try:
@@ -430,6 +518,16 @@ class Worker:
                 if burst:
                     return
                 stop.wait(random.uniform(*IDLE_SLEEP_SECONDS))
+
+
+def _ident(job: ClaimedJob) -> tuple[int, str, int]:
+    return job.id, job.kind, job.attempt
+
+
+def _check_intact(session: Session, root: SessionTransaction) -> None:
+    """The batch's transaction is still the one it began with (a handler may have rolled it back)."""
+    if session.get_transaction() is not root or not root.is_active:
+        raise TransactionEnded("a handler ended the job's transaction")
 
 
 def load_handler_modules() -> None:
@@ -454,10 +552,12 @@ class InProcessWorker:
         burst: bool = False,
         factory: sessionmaker[Session] | None = None,
         lease_seconds: int | None = None,
+        batch: int = DEFAULT_BATCH,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.concurrency = concurrency
+        self.batch = batch
         self.name = name or default_name()
         self.burst = burst
         self.factory = factory
@@ -489,6 +589,7 @@ class InProcessWorker:
                 factory=factory,
                 lease_seconds=self.lease_seconds,
                 leases=keeper,
+                batch=self.batch,
             )
             thread = threading.Thread(target=self._guard, args=(worker,), name=f"qunyun-worker-{i}", daemon=True)
             self._workers.append(thread)
@@ -527,14 +628,14 @@ class InProcessWorker:
             log.warning("job workers still busy after %.0fs; leaving them to their leases", timeout)
 
 
-def run_workers(concurrency: int = 1, burst: bool = False, name: str | None = None) -> None:
+def run_workers(concurrency: int = 1, burst: bool = False, name: str | None = None, batch: int = DEFAULT_BATCH) -> None:
     """Run job workers in this process until SIGTERM or SIGINT (or, with ``burst``, until idle).
 
     The first signal lets each worker finish its current job; a second one aborts.
     """
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    pool = InProcessWorker(concurrency, name=name, burst=burst)
+    pool = InProcessWorker(concurrency, name=name, burst=burst, batch=batch)
     signals = (signal.SIGTERM, signal.SIGINT)
     previous = {sig: signal.getsignal(sig) for sig in signals}
     in_main_thread = threading.current_thread() is threading.main_thread()
