@@ -11,16 +11,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from qunyun.api.pagination import Id, Page, Paging
 from qunyun.audit.service import record_by
 from qunyun.auth.deps import DbSession, LeadScope
-from qunyun.errors import NotFound
-from qunyun.groups.service import count_rows
-from qunyun.locale import Msg
-from qunyun.models import Group, Role, Staff, StaffGroupAssignment
-from qunyun.team.service import create_staff
+from qunyun.models import Role, Staff
+from qunyun.team import service as team
 
 router = APIRouter(prefix="/staff", tags=["staff"])
 
@@ -47,22 +43,6 @@ class StaffCreate(BaseModel):
     language: Literal["zh", "en"] = "zh"
 
 
-def _group_ids(db: DbSession, staff_ids: list[int]) -> dict[int, list[int]]:
-    ids: dict[int, set[int]] = {s: set() for s in staff_ids}
-    if not staff_ids:
-        return {}
-    for staff_id, group_id in db.execute(
-        select(StaffGroupAssignment.staff_id, StaffGroupAssignment.group_id).where(
-            StaffGroupAssignment.staff_id.in_(staff_ids)
-        )
-    ):
-        ids[staff_id].add(group_id)
-    for owner_id, group_id in db.execute(select(Group.owner_id, Group.id).where(Group.owner_id.in_(staff_ids))):
-        if owner_id is not None:
-            ids[owner_id].add(group_id)
-    return {s: sorted(g) for s, g in ids.items()}
-
-
 def _out(staff: Staff, group_ids: list[int]) -> StaffOut:
     return StaffOut(
         id=staff.id,
@@ -79,19 +59,15 @@ def _out(staff: Staff, group_ids: list[int]) -> StaffOut:
 
 @router.get("", response_model=Page[StaffOut], summary="Staff of your organisation (lead only)")
 def list_staff(db: DbSession, scope: LeadScope, paging: Paging, role: Role | None = None) -> Page[StaffOut]:
-    query = select(Staff).where(Staff.org_id == scope.org_id)
-    if role is not None:
-        query = query.where(Staff.role == role.value)
-    total = count_rows(db, query)
-    rows = db.scalars(query.order_by(Staff.id).limit(paging.limit).offset(paging.offset)).all()
-    groups = _group_ids(db, [s.id for s in rows])
+    rows, total = team.list_staff(db, scope, role=role, limit=paging.limit, offset=paging.offset)
+    groups = team.staff_group_ids(db, scope.org_id, [s.id for s in rows])
     items = [_out(s, groups.get(s.id, [])) for s in rows]
     return Page[StaffOut](items=items, total=total, limit=paging.limit, offset=paging.offset)
 
 
 @router.post("", response_model=StaffOut, status_code=status.HTTP_201_CREATED, summary="Create staff (lead only)")
 def add_staff(body: StaffCreate, db: DbSession, scope: LeadScope, request: Request) -> StaffOut:
-    staff = create_staff(
+    staff = team.create_staff(
         db,
         scope.org_id,
         username=body.username,
@@ -114,7 +90,5 @@ def add_staff(body: StaffCreate, db: DbSession, scope: LeadScope, request: Reque
 
 @router.get("/{staff_id}", response_model=StaffOut, summary="One staff member (lead only)")
 def get_staff(staff_id: Annotated[Id, Path(description="Staff id")], db: DbSession, scope: LeadScope) -> StaffOut:
-    staff = db.scalar(select(Staff).where(Staff.id == staff_id, Staff.org_id == scope.org_id))
-    if staff is None:
-        raise NotFound(Msg("api.no_staff", id=staff_id), field="staff_id")
-    return _out(staff, _group_ids(db, [staff.id]).get(staff.id, []))
+    staff = team.get_staff(db, scope, staff_id)
+    return _out(staff, team.staff_group_ids(db, scope.org_id, [staff.id]).get(staff.id, []))

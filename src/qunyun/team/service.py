@@ -1,18 +1,23 @@
-"""Create organisations and staff; assign staff to groups."""
+"""Create organisations and staff; assign staff to groups; each person's workload."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
 
-from sqlalchemy import insert, select
+from sqlalchemy import Select, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from qunyun.auth.passwords import hash_password
-from qunyun.errors import Conflict, InvalidInput
+from qunyun.auth.scope import Scope
+from qunyun.errors import Conflict, InvalidInput, NotFound
 from qunyun.locale import Msg
-from qunyun.models import Organisation, Role, Staff, StaffGroupAssignment
-from qunyun.timeutil import utcnow
+from qunyun.models import Group, GroupDaily, Organisation, Role, Staff, StaffGroupAssignment
+from qunyun.tasks.service import counts as task_counts
+from qunyun.timeutil import day_key, utcnow
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 ORG_NAME_LIMIT = 200  # Organisation.name: String(200)
@@ -124,3 +129,140 @@ def assign_group(session: Session, staff_id: int, group_id: int, role: str = "op
     session.add(assignment)
     session.flush()
     return assignment
+
+
+# --- workload -----------------------------------------------------------------------------------
+
+# 004 §三.2: a full-time operator runs 5-10 groups.
+GROUPS_PER_OPERATOR = (5, 10)
+GROUP_RUNNING_ROLES = frozenset({Role.OWNER.value, Role.ADMIN.value, Role.OPERATOR.value})
+Load = Literal["", "under", "ok", "over"]
+
+
+@dataclass
+class WorkloadRow:
+    """One person's load: the groups they own or are assigned to (``roles``: group id → owner,
+    admin or operator), those groups' members and today's actives, their open and overdue tasks,
+    and where the group count falls against ``GROUPS_PER_OPERATOR`` ("" for roles that run no
+    groups)."""
+
+    staff: Staff
+    groups: list[Group] = field(default_factory=list)
+    roles: dict[int, str] = field(default_factory=dict)
+    owned: int = 0
+    members: int = 0
+    actives: int = 0
+    tasks: int = 0
+    overdue: int = 0
+    load: Load = ""
+
+
+def load_of(role: str, groups: int) -> Load:
+    """Where ``groups`` falls for a person of ``role`` against GROUPS_PER_OPERATOR."""
+    if role not in GROUP_RUNNING_ROLES:
+        return ""
+    lo, hi = GROUPS_PER_OPERATOR
+    return "under" if groups < lo else "over" if groups > hi else "ok"
+
+
+def workload(session: Session, scope: Scope, today: date, *, now: datetime | None = None) -> list[WorkloadRow]:
+    """Each visible person's workload on ``today`` (the organisation's calendar day): leads and
+    analysts see everyone of the organisation, others themselves. Rows in staff id order."""
+    query = select(Staff).where(Staff.org_id == scope.org_id)
+    if not scope.whole_org:
+        query = query.where(Staff.id == scope.staff_id)
+    people = list(session.scalars(query.order_by(Staff.id)))
+    ids = [p.id for p in people]
+    links = group_links(session, scope.org_id, ids)
+    group_ids = {g for per in links.values() for g in per}
+    groups = (
+        {g.id: g for g in session.scalars(select(Group).where(Group.org_id == scope.org_id, Group.id.in_(group_ids)))}
+        if group_ids
+        else {}
+    )
+    actives: dict[int, int] = (
+        dict(
+            session.execute(
+                select(GroupDaily.group_id, GroupDaily.actives).where(
+                    GroupDaily.org_id == scope.org_id,
+                    GroupDaily.day == day_key(today),
+                    GroupDaily.group_id.in_(group_ids),
+                )
+            )
+            .tuples()
+            .all()
+        )
+        if group_ids
+        else {}
+    )
+    tasks = task_counts(session, scope, ids, now or utcnow())
+    rows = []
+    for person in people:
+        mine = [groups[g] for g in links[person.id] if g in groups]
+        open_tasks, overdue = tasks.get(person.id, (0, 0))
+        rows.append(
+            WorkloadRow(
+                staff=person,
+                groups=mine,
+                roles=links[person.id],
+                owned=sum(1 for role in links[person.id].values() if role == "owner"),
+                members=sum(g.member_count for g in mine),
+                actives=sum(actives.get(g.id, 0) for g in mine),
+                tasks=open_tasks,
+                overdue=overdue,
+                load=load_of(person.role, len(mine)),
+            )
+        )
+    return rows
+
+
+def group_links(session: Session, org_id: int, staff_ids: list[int]) -> dict[int, dict[int, str]]:
+    """Groups per person: owned (Group.owner_id, "owner"), or assigned with the assignment's role."""
+    links: dict[int, dict[int, str]] = {i: {} for i in staff_ids}
+    if not staff_ids:
+        return links
+    for group_id, owner_id in session.execute(
+        select(Group.id, Group.owner_id).where(Group.org_id == org_id, Group.owner_id.in_(staff_ids))
+    ):
+        if owner_id is not None:
+            links[owner_id][group_id] = "owner"
+    for staff_id, group_id, role in session.execute(
+        select(StaffGroupAssignment.staff_id, StaffGroupAssignment.group_id, StaffGroupAssignment.role).where(
+            StaffGroupAssignment.staff_id.in_(staff_ids)
+        )
+    ):
+        links[staff_id].setdefault(group_id, role)
+    return links
+
+
+# --- staff accounts (the API) -------------------------------------------------------------------
+
+
+def staff_query(scope: Scope, role: Role | None = None) -> Select[Staff]:
+    """Staff of the caller's organisation (callers are leads: the API checks)."""
+    query = select(Staff).where(Staff.org_id == scope.org_id)
+    if role is not None:
+        query = query.where(Staff.role == role.value)
+    return query
+
+
+def list_staff(
+    session: Session, scope: Scope, *, role: Role | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[Staff], int]:
+    """A page of the organisation's staff in id order, and how many match."""
+    query = staff_query(scope, role)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    return list(session.scalars(query.order_by(Staff.id).limit(limit).offset(offset))), total
+
+
+def get_staff(session: Session, scope: Scope, staff_id: int) -> Staff:
+    """A staff member of the caller's organisation; NotFound otherwise."""
+    staff = session.scalar(staff_query(scope).where(Staff.id == staff_id))
+    if staff is None:
+        raise NotFound(Msg("api.no_staff", id=staff_id), field="staff_id")
+    return staff
+
+
+def staff_group_ids(session: Session, org_id: int, staff_ids: list[int]) -> dict[int, list[int]]:
+    """The ids of the groups each person owns or is assigned to, sorted."""
+    return {s: sorted(groups) for s, groups in group_links(session, org_id, staff_ids).items()}
