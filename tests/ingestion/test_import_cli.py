@@ -91,7 +91,7 @@ def test_several_errors_are_reported_at_once(tmp_path: Path, engine: Engine) -> 
         GOOD[0],
         '{"id": "x", "ts": ',  # line 2: malformed JSON
         GOOD[1],
-        {**GOOD[2], "kind": "message.deleted"},  # line 4: unknown kind
+        {**GOOD[2], "kind": "message.edited"},  # line 4: unknown kind
         {k: v for k, v in GOOD[3].items() if k != "member"},  # line 5: missing field
         {**GOOD[4], "amount": "9.999"},  # line 6: bad amount
     ]

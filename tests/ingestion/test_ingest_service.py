@@ -21,8 +21,8 @@ from qunyun.config import get_settings
 from qunyun.db.base import to_micros
 from qunyun.db.session import unit_of_work
 from qunyun.errors import InvalidInput
-from qunyun.ingestion import service
-from qunyun.ingestion.service import IngestResult, StoredEvent, follow_up, ingest
+from qunyun.ingestion.followups import LiveEvent, follow_up, unregister
+from qunyun.ingestion.service import IngestResult, ingest
 from qunyun.models import (
     Channel,
     Event,
@@ -326,23 +326,22 @@ def test_rollback_of_the_callers_transaction_leaves_nothing(db: sessionmaker[Ses
 
 
 @pytest.fixture
-def hook_calls() -> Iterator[list[tuple[int, list[StoredEvent]]]]:
-    calls: list[tuple[int, list[StoredEvent]]] = []
+def hook_calls() -> Iterator[list[tuple[int, list[LiveEvent]]]]:
+    calls: list[tuple[int, list[LiveEvent]]] = []
 
-    def hook(session: Session, org_id: int, stored: list[StoredEvent]) -> None:
+    def hook(session: Session, org_id: int, stored: list[LiveEvent]) -> None:
         calls.append((org_id, list(stored)))
         enqueue(session, "test.welcome", {"events": [e.external_id for e in stored]}, org_id=org_id)
 
-    follow_up(hook)
+    follow_up(*EventKind)(hook)
     try:
         yield calls
     finally:
-        # No public way to unregister: hooks are registered once at import time in production.
-        service._FOLLOW_UPS.remove(hook)
+        unregister(hook)
 
 
 def test_follow_ups_see_only_new_live_events(
-    session: Session, org_id: int, hook_calls: list[tuple[int, list[StoredEvent]]]
+    session: Session, org_id: int, hook_calls: list[tuple[int, list[LiveEvent]]]
 ) -> None:
     run(session, org_id, HISTORY[:2], live=True)
     run(session, org_id, [HISTORY[1], HISTORY[2], HISTORY[2]], live=True)
@@ -370,7 +369,7 @@ def test_follow_ups_see_only_new_live_events(
 
 
 def test_follow_ups_are_not_called_for_duplicates_only(
-    session: Session, org_id: int, hook_calls: list[tuple[int, list[StoredEvent]]]
+    session: Session, org_id: int, hook_calls: list[tuple[int, list[LiveEvent]]]
 ) -> None:
     run(session, org_id, HISTORY[:2], live=True)
     run(session, org_id, HISTORY[:2], live=True)
@@ -378,7 +377,7 @@ def test_follow_ups_are_not_called_for_duplicates_only(
 
 
 def test_follow_ups_are_not_called_for_historic_ingests(
-    session: Session, org_id: int, hook_calls: list[tuple[int, list[StoredEvent]]], tmp_path: Path
+    session: Session, org_id: int, hook_calls: list[tuple[int, list[LiveEvent]]], tmp_path: Path
 ) -> None:
     run(session, org_id, HISTORY, live=False)
     session.commit()
@@ -388,7 +387,7 @@ def test_follow_ups_are_not_called_for_historic_ingests(
 
 
 def test_follow_up_jobs_roll_back_with_the_events(
-    db: sessionmaker[Session], hook_calls: list[tuple[int, list[StoredEvent]]]
+    db: sessionmaker[Session], hook_calls: list[tuple[int, list[LiveEvent]]]
 ) -> None:
     with db() as s:
         org = create_organisation(s, name="Org", slug="org")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from qunyun.models.event import EventKind
+
 
 @dataclass(slots=True)
 class ParsedEvent:
@@ -12,13 +14,17 @@ class ParsedEvent:
     the rarer kinds live in ``extra`` (kept small: building these is the import's inner loop)."""
 
     external_id: str
-    kind: int
+    kind: EventKind
     ts: int  # UTC epoch microseconds
     group: str | None
     member: str | None
     msg_type: int | None = None
     length: int | None = None
     text: str | None = None
+    # The platform's message id (message.posted, message.deleted).
+    message: str | None = None
+    # The member's display name as the platform told it (joins, leaves, messages); "" tells nothing.
+    member_name: str | None = None
     extra: dict[str, Any] | None = None
 
     def _get(self, name: str) -> Any:

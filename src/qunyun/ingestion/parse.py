@@ -9,7 +9,7 @@ correctness lives in the checked path.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from qunyun.db.base import to_micros
 from qunyun.ingestion.event import ParsedEvent
 from qunyun.ingestion.wire import DECODER, from_struct
 from qunyun.locale import Msg
-from qunyun.models.event import KIND_BY_NAME, MSG_TYPE_BY_NAME, EventKind
+from qunyun.models.event import KIND_BY_NAME, MAX_MESSAGE_REF, MSG_TYPE_BY_NAME, EventKind
 
 MAX_ID = 128
 _AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,12})(?:\.([0-9]{1,2}))?$")
@@ -79,6 +79,7 @@ MIN_TS = to_micros(datetime(1971, 1, 1, tzinfo=UTC))
 MAX_TS = to_micros(datetime(9998, 1, 1, tzinfo=UTC))
 MAX_CHANNEL = 64
 MAX_CAPACITY = 2**31 - 1
+MAX_MEMBER_NAME = 200  # members.display_name
 
 
 def parse_ts(value: Any) -> int:
@@ -117,6 +118,13 @@ def _fast_ident(value: Any, limit: int = MAX_ID) -> str:
     return value
 
 
+def _fast_name(obj: dict[str, Any]) -> str | None:
+    name = obj.get("member_name")
+    if name is not None and (type(name) is not str or len(name) > MAX_MEMBER_NAME or "\x00" in name):
+        raise _NotFast
+    return name
+
+
 def _fast(obj: dict[str, Any]) -> ParsedEvent:
     """The common, well-formed membership and message events, checked with fewer steps.
 
@@ -125,7 +133,7 @@ def _fast(obj: dict[str, Any]) -> ParsedEvent:
     """
     kind = obj["kind"]
     parsed = datetime.fromisoformat(obj["ts"])
-    if parsed.tzinfo is None or len(obj) > 8:
+    if parsed.tzinfo is None or len(obj) > 9:
         raise _NotFast
     ts = to_micros(parsed)
     if not MIN_TS <= ts < MAX_TS:
@@ -133,14 +141,18 @@ def _fast(obj: dict[str, Any]) -> ParsedEvent:
     external_id = _fast_ident(obj["id"])
     group = _fast_ident(obj["group"])
     member = _fast_ident(obj["member"])
+    name = _fast_name(obj)
     if kind == "message.posted":
         msg_type = MSG_TYPE_BY_NAME[obj["msg_type"]]
+        message = obj.get("message")
+        if message is not None:
+            _fast_ident(message, MAX_MESSAGE_REF)
         text = obj.get("text")
         if text is None:
-            return ParsedEvent(external_id, MESSAGE, ts, group, member, msg_type)
+            return ParsedEvent(external_id, MESSAGE, ts, group, member, msg_type, message=message, member_name=name)
         if type(text) is not str or "\x00" in text:
             raise _NotFast
-        return ParsedEvent(external_id, MESSAGE, ts, group, member, msg_type, len(text), text)
+        return ParsedEvent(external_id, MESSAGE, ts, group, member, msg_type, len(text), text, message, name)
     if kind == "member.joined":
         scene, channel, inviter = obj.get("scene"), obj.get("channel"), obj.get("inviter")
         if (
@@ -150,12 +162,12 @@ def _fast(obj: dict[str, Any]) -> ParsedEvent:
         ):
             raise _NotFast
         extra = {"channel": channel, "inviter": inviter, "scene": scene}
-        return ParsedEvent(external_id, JOINED, ts, group, member, extra=extra)
+        return ParsedEvent(external_id, JOINED, ts, group, member, member_name=name, extra=extra)
     if kind == "member.left":
         reason = obj.get("reason")
         if reason is not None and reason not in REASONS:
             raise _NotFast
-        return ParsedEvent(external_id, LEFT, ts, group, member, extra={"reason": reason})
+        return ParsedEvent(external_id, LEFT, ts, group, member, member_name=name, extra={"reason": reason})
     raise _NotFast
 
 
@@ -184,66 +196,105 @@ def _checked(obj: Any) -> ParsedEvent:
         )
     ts = parse_ts(obj.get("ts"))
     assert external_id is not None
-    if kind is EventKind.MESSAGE_POSTED:
-        msg_type_name = obj.get("msg_type")
-        msg_type = MSG_TYPE_BY_NAME.get(msg_type_name) if isinstance(msg_type_name, str) else None
-        if msg_type is None:
-            raise EventError("msg_type", Msg("err.event.one_of", choices=", ".join(MSG_TYPE_BY_NAME)))
-        text = _text(obj, "text", limit=None)
-        return ParsedEvent(
-            external_id,
-            kind,
-            ts,
-            _ident(obj, "group"),
-            _ident(obj, "member"),
-            msg_type=msg_type,
-            length=len(text) if text is not None else None,
-            text=text,
-        )
-    if kind is EventKind.MEMBER_JOINED:
-        scene = obj.get("scene")
-        if scene is not None and scene not in SCENES:
-            raise EventError("scene", Msg("err.event.one_of", choices=", ".join(sorted(SCENES))))
-        return ParsedEvent(
-            external_id,
-            kind,
-            ts,
-            _ident(obj, "group"),
-            _ident(obj, "member"),
-            extra={
-                "channel": _ident(obj, "channel", required=False, limit=MAX_CHANNEL),
-                "inviter": _ident(obj, "inviter", required=False),
-                "scene": scene,
-            },
-        )
-    if kind is EventKind.MEMBER_LEFT:
-        reason = obj.get("reason")
-        if reason is not None and reason not in REASONS:
-            raise EventError("reason", Msg("err.event.one_of", choices=", ".join(sorted(REASONS))))
-        return ParsedEvent(external_id, kind, ts, _ident(obj, "group"), _ident(obj, "member"), extra={"reason": reason})
-    if kind is EventKind.ORDER_PAID:
-        return ParsedEvent(
-            external_id,
-            kind,
-            ts,
-            _ident(obj, "group", required=False),
-            _ident(obj, "member"),
-            extra={
-                "order": _ident(obj, "order"),
-                "amount_fen": parse_amount(obj.get("amount")),
-                "product": _text(obj, "product"),
-            },
-        )
-    if kind is EventKind.ORDER_REFUNDED:
-        return ParsedEvent(
-            external_id,
-            kind,
-            ts,
-            None,
-            None,
-            extra={"order": _ident(obj, "order"), "amount_fen": parse_amount(obj.get("amount"))},
-        )
-    # group.created
+    return _PARSERS[kind](obj, external_id, kind, ts)
+
+
+def _member_name(obj: dict[str, Any]) -> str | None:
+    return _text(obj, "member_name", limit=MAX_MEMBER_NAME)
+
+
+def _message_posted(obj: dict[str, Any], external_id: str, kind: EventKind, ts: int) -> ParsedEvent:
+    msg_type_name = obj.get("msg_type")
+    msg_type = MSG_TYPE_BY_NAME.get(msg_type_name) if isinstance(msg_type_name, str) else None
+    if msg_type is None:
+        raise EventError("msg_type", Msg("err.event.one_of", choices=", ".join(MSG_TYPE_BY_NAME)))
+    text = _text(obj, "text", limit=None)
+    return ParsedEvent(
+        external_id,
+        kind,
+        ts,
+        _ident(obj, "group"),
+        _ident(obj, "member"),
+        msg_type=msg_type,
+        length=len(text) if text is not None else None,
+        text=text,
+        message=_ident(obj, "message", required=False, limit=MAX_MESSAGE_REF),
+        member_name=_member_name(obj),
+    )
+
+
+def _message_deleted(obj: dict[str, Any], external_id: str, kind: EventKind, ts: int) -> ParsedEvent:
+    return ParsedEvent(
+        external_id,
+        kind,
+        ts,
+        _ident(obj, "group"),
+        None,
+        message=_ident(obj, "message", limit=MAX_MESSAGE_REF),
+    )
+
+
+def _member_joined(obj: dict[str, Any], external_id: str, kind: EventKind, ts: int) -> ParsedEvent:
+    scene = obj.get("scene")
+    if scene is not None and scene not in SCENES:
+        raise EventError("scene", Msg("err.event.one_of", choices=", ".join(sorted(SCENES))))
+    return ParsedEvent(
+        external_id,
+        kind,
+        ts,
+        _ident(obj, "group"),
+        _ident(obj, "member"),
+        member_name=_member_name(obj),
+        extra={
+            "channel": _ident(obj, "channel", required=False, limit=MAX_CHANNEL),
+            "inviter": _ident(obj, "inviter", required=False),
+            "scene": scene,
+        },
+    )
+
+
+def _member_left(obj: dict[str, Any], external_id: str, kind: EventKind, ts: int) -> ParsedEvent:
+    reason = obj.get("reason")
+    if reason is not None and reason not in REASONS:
+        raise EventError("reason", Msg("err.event.one_of", choices=", ".join(sorted(REASONS))))
+    return ParsedEvent(
+        external_id,
+        kind,
+        ts,
+        _ident(obj, "group"),
+        _ident(obj, "member"),
+        member_name=_member_name(obj),
+        extra={"reason": reason},
+    )
+
+
+def _order_paid(obj: dict[str, Any], external_id: str, kind: EventKind, ts: int) -> ParsedEvent:
+    return ParsedEvent(
+        external_id,
+        kind,
+        ts,
+        _ident(obj, "group", required=False),
+        _ident(obj, "member"),
+        extra={
+            "order": _ident(obj, "order"),
+            "amount_fen": parse_amount(obj.get("amount")),
+            "product": _text(obj, "product"),
+        },
+    )
+
+
+def _order_refunded(obj: dict[str, Any], external_id: str, kind: EventKind, ts: int) -> ParsedEvent:
+    return ParsedEvent(
+        external_id,
+        kind,
+        ts,
+        None,
+        None,
+        extra={"order": _ident(obj, "order"), "amount_fen": parse_amount(obj.get("amount"))},
+    )
+
+
+def _group_created(obj: dict[str, Any], external_id: str, kind: EventKind, ts: int) -> ParsedEvent:
     capacity = obj.get("capacity")
     if capacity is not None and (
         not isinstance(capacity, int) or isinstance(capacity, bool) or not 1 <= capacity <= MAX_CAPACITY
@@ -266,6 +317,21 @@ def _checked(obj: Any) -> ParsedEvent:
             "owner": _ident(obj, "owner", required=False),
         },
     )
+
+
+# One parser per kind; a kind without one is a programming error found at import, never an
+# event silently taken for another kind.
+_PARSERS: dict[EventKind, Callable[[dict[str, Any], str, EventKind, int], ParsedEvent]] = {
+    EventKind.GROUP_CREATED: _group_created,
+    EventKind.MEMBER_JOINED: _member_joined,
+    EventKind.MEMBER_LEFT: _member_left,
+    EventKind.MESSAGE_POSTED: _message_posted,
+    EventKind.MESSAGE_DELETED: _message_deleted,
+    EventKind.ORDER_PAID: _order_paid,
+    EventKind.ORDER_REFUNDED: _order_refunded,
+}
+if set(_PARSERS) != set(EventKind) or set(KIND_BY_NAME.values()) != set(EventKind):
+    raise RuntimeError(f"event kinds without a parser or a name: {set(EventKind) ^ set(_PARSERS)}")
 
 
 def parse_line(line: bytes) -> ParsedEvent:

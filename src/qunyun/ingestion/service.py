@@ -10,8 +10,10 @@ One call of :meth:`Ingestor.ingest_batch`:
    retention setting; orders and refunds to their tables);
 4. updates derived state: per member-day facts, per group-day and per organisation-day
    rollups, membership spans and member counts — all recomputed from facts, so events may
-   arrive in any order;
-5. when ``live``, enqueues follow-up jobs in the same transaction.
+   arrive in any order; members' display names (the latest by event time wins); the text of
+   deleted messages is removed;
+5. when ``live``, hands the new events to the follow-ups (``ingestion/followups.py``) in the
+   same transaction: inline ones run, the others are enqueued as jobs.
 
 The hot path issues a fixed number of set-based statements per batch (executemany), never a
 statement per event.
@@ -19,9 +21,8 @@ statement per event.
 
 from __future__ import annotations
 
-import importlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,33 +33,30 @@ from sqlalchemy.orm import Session
 from qunyun.config import get_settings
 from qunyun.db.base import now_micros
 from qunyun.errors import InvalidInput, NotFound
+from qunyun.ingestion.followups import LiveEvent, run_follow_ups, wanted_kinds
 from qunyun.ingestion.parse import EventError, ParsedEvent, parse_event
 from qunyun.ingestion.rollups import update_rollups
 from qunyun.ingestion.spans import Span, group_day_deltas, org_day_deltas, replay
 from qunyun.ingestion.sql import SqlDialect
 from qunyun.locale import Msg
 from qunyun.models import Organisation, Staff
-from qunyun.models.event import EventKind
+from qunyun.models.event import MEMBERSHIP_KINDS, EventKind, MsgType, kind_in
 from qunyun.timeutil import DayCalculator
 
+# Plain ints for the hot loop (comparing with an enum member costs an attribute lookup).
 JOIN = int(EventKind.MEMBER_JOINED)
 LEAVE = int(EventKind.MEMBER_LEFT)
 MESSAGE = int(EventKind.MESSAGE_POSTED)
+DELETED = int(EventKind.MESSAGE_DELETED)
 PAID = int(EventKind.ORDER_PAID)
 REFUND = int(EventKind.ORDER_REFUNDED)
 GROUP_CREATED = int(EventKind.GROUP_CREATED)
-
-
-@dataclass(slots=True)
-class StoredEvent:
-    """A newly stored event with internal ids, as follow-up hooks see it."""
-
-    event_id: int
-    external_id: str
-    kind: int
-    ts: int
-    group_id: int | None
-    member_id: int | None
+# Every kind is ingested by one branch of Ingestor._build; a kind added to EventKind without
+# one stops the import of this module instead of being taken for another kind.
+_INGESTED = {JOIN, LEAVE, MESSAGE, DELETED, PAID, REFUND, GROUP_CREATED}
+_KINDS = {int(k) for k in EventKind}
+if _KINDS != _INGESTED:
+    raise RuntimeError(f"event kinds without ingestion: {sorted(_KINDS - _INGESTED)}")
 
 
 @dataclass(slots=True)
@@ -69,28 +67,11 @@ class _Details:
     orders: list[tuple[Any, ...]] = field(default_factory=list)
     refunds: list[tuple[Any, ...]] = field(default_factory=list)
     created: list[tuple[ParsedEvent, int | None]] = field(default_factory=list)
-
-
-FollowUp = Callable[[Session, int, list[StoredEvent]], None]
-_FOLLOW_UPS: list[FollowUp] = []
-# Modules whose @follow_up hooks every live ingest runs; imported on first use.
-FOLLOW_UP_MODULES = ("qunyun.onboarding.followups",)
-_follow_ups_loaded = False
-
-
-def _load_follow_ups() -> None:
-    global _follow_ups_loaded
-    if not _follow_ups_loaded:
-        _follow_ups_loaded = True
-        for name in FOLLOW_UP_MODULES:
-            importlib.import_module(name)
-
-
-def follow_up(fn: FollowUp) -> FollowUp:
-    """Register ``fn(session, org_id, stored_events)``, called for live events in the same
-    transaction; it typically enqueues jobs (qunyun.worker.queue.enqueue)."""
-    _FOLLOW_UPS.append(fn)
-    return fn
+    # (event_id, group_id, message id) of messages whose text is kept, and of message.deleted
+    posted: list[tuple[int, int, str]] = field(default_factory=list)
+    deleted: list[tuple[int, int, str]] = field(default_factory=list)
+    # (event_id, member_id, ts, name) of events telling a member's name
+    names: list[tuple[int, int, int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -111,7 +92,16 @@ class Ingestor:
     FLUSH_FACTS = 500_000
     FLUSH_MEMBERS = 100_000
 
-    def __init__(self, session: Session, org_id: int, *, platform: str, source: str, live: bool) -> None:
+    def __init__(
+        self,
+        session: Session,
+        org_id: int,
+        *,
+        platform: str,
+        source: str,
+        live: bool,
+        connection_id: int | None = None,
+    ) -> None:
         org = session.get(Organisation, org_id)
         if org is None:
             raise NotFound(Msg("err.event.no_organisation", id=org_id), field="org_id")
@@ -120,8 +110,18 @@ class Ingestor:
         self.platform = platform
         self.source = source
         self.live = live
+        if connection_id is not None:
+            from qunyun.connections.service import get_connection
+
+            get_connection(session, org_id, connection_id)  # NotFound for another organisation's
+        self._connection_id = connection_id
+        # Kinds that become LiveEvents for the follow-ups (none for history).
+        self._wanted: frozenset[int] = frozenset()
         if live:
-            _load_follow_ups()
+            from qunyun.modules import load_domain_modules
+
+            load_domain_modules()
+            self._wanted = wanted_kinds()
         self.db = SqlDialect(session.connection())
         self.days = DayCalculator(ZoneInfo(org.time_zone))
         # Derived state is brought up to date by flush(): once per API call, once per import
@@ -129,7 +129,7 @@ class Ingestor:
         # (day, group_id, member_id) → [org, day, group, member, joined, departed, messages]
         self._facts: dict[tuple[int, Any, Any], list[Any]] = {}
         self._dirty_members: set[int] = set()
-        self._pending: list[StoredEvent] = []
+        self._pending: list[LiveEvent] = []
         self.group_ids: dict[str, int] = {}
         self.member_ids: dict[str, int] = {}
         self.channel_ids: dict[str, int] = {}
@@ -273,7 +273,7 @@ class Ingestor:
                 row = groups.get(g)
                 if row is None or e.kind == GROUP_CREATED:
                     name = e.name if e.kind == GROUP_CREATED and e.name else (row[3] if row else g)
-                    groups[g] = (org, platform, g, name, "normal", "", 500, "active", 0, earliest_group[g])
+                    groups[g] = (org, platform, g, name, "normal", "", 500, "active", 0, earliest_group[g], None)
             if m is not None and m not in known_members:
                 members[m] = (org, platform, m, "", "", "", "", "[]", earliest_member[m])
             if e.extra is None:
@@ -283,13 +283,17 @@ class Ingestor:
                 members[inviter] = (org, platform, inviter, "", "", "", "", "[]", earliest_member[inviter])
             if channel is not None and channel not in known_channels and channel not in channels:
                 channels[channel] = (org, channel, channel, "other", 0, 0, 0, 0, 0, now_micros())
+        if groups:
+            # New groups belong to the connection their events came through.
+            connection_id = self.connection_id
+            groups = {g: (*row[:-1], connection_id) for g, row in groups.items()}
         self._resolve(
             self.group_ids,
             "groups",
             "external_id",
             groups,
             "INSERT INTO groups (org_id, platform, external_id, name, tier, region, capacity, status,"
-            " member_count, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " member_count, created_at, connection_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             "org_id = ? AND platform = ?",
             (org, platform),
             "created_at",
@@ -344,21 +348,21 @@ class Ingestor:
         result.stored = len(rows)
         result.stored_ids = [e.external_id for e in events]
         if rows:
-            self._store_details(rows, details)
+            self._store_details(rows, details, events)
             if len(self._facts) >= self.FLUSH_FACTS or len(self._dirty_members) >= self.FLUSH_MEMBERS:
                 self.flush()
         return result
 
     EVENT_COLUMNS = (
         "org_id, external_id, kind, ts, day, group_id, member_id, msg_type, length, scene, channel_id,"
-        " inviter_id, reason, source"
+        " inviter_id, reason, message_ref, source"
     )
 
     def _insert_events_sqlite(
         self, rows: list[tuple[Any, ...]], events: list[ParsedEvent], details: _Details, result: IngestResult
     ) -> tuple[list[tuple[Any, ...]], list[ParsedEvent]]:
         inserted = self.db.many(
-            f"INSERT INTO events (id, {self.EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            f"INSERT INTO events (id, {self.EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
             " ON CONFLICT (org_id, external_id) DO NOTHING",
             rows,
         )
@@ -384,7 +388,7 @@ class Ingestor:
             self.EVENT_COLUMNS,
             "org_id int, external_id varchar(128), kind smallint, ts bigint, day int, group_id int,"
             " member_id int, msg_type smallint, length int, scene varchar(16), channel_id int, inviter_id int,"
-            " reason varchar(16), source varchar(32)",
+            " reason varchar(16), message_ref varchar(200), source varchar(32)",
             (row[1:] for row in rows),
         )
         assigned = dict(
@@ -405,7 +409,7 @@ class Ingestor:
         self, events: list[ParsedEvent], ids: list[Any], *, details: bool
     ) -> tuple[list[tuple[Any, ...]], _Details]:
         """The event rows; with ``details``, also the facts (added to ``self._facts``), message
-        texts, orders, refunds and group creations they carry."""
+        texts, orders, refunds, group creations, deletions and member names they carry."""
         day = self.days.day
         gids, mids, cids = self.group_ids, self.member_ids, self.channel_ids
         org, source = self.org_id, self.source
@@ -418,17 +422,18 @@ class Ingestor:
             d = day(ts)
             group_id = gids[g] if g is not None else None
             member_id = mids[m] if m is not None else None
+            message = e.message
             if x is None:
                 append(
                     (event_id, org, e.external_id, kind, ts, d, group_id, member_id,
-                     e.msg_type, e.length, None, None, None, None, source)
+                     e.msg_type, e.length, None, None, None, None, message, source)
                 )  # fmt: skip
             else:
                 channel, inviter = x.get("channel"), x.get("inviter")
                 append(
                     (event_id, org, e.external_id, kind, ts, d, group_id, member_id,
                      e.msg_type, e.length, x.get("scene"), cids[channel] if channel is not None else None,
-                     mids[inviter] if inviter is not None else None, x.get("reason"), source)
+                     mids[inviter] if inviter is not None else None, x.get("reason"), message, source)
                 )  # fmt: skip
             if not details:
                 continue
@@ -441,15 +446,23 @@ class Ingestor:
                     fact[6] += 1
                     if cutoff is not None and e.text is not None and ts >= cutoff:
                         out.texts.append((event_id, ts, e.text))
+                        if message is not None:
+                            out.posted.append((event_id, group_id, message))  # type: ignore[arg-type]
                 else:
                     fact[4 if kind == JOIN else 5] += 1
                     dirty.add(member_id)  # type: ignore[arg-type]
+                if e.member_name:
+                    out.names.append((event_id, member_id, ts, e.member_name))  # type: ignore[arg-type]
             elif kind == PAID:
                 out.orders.append((org, e.order, member_id, group_id, e.product or "", e.amount_fen, ts, event_id))
             elif kind == REFUND:
                 out.refunds.append((org, e.order, e.amount_fen, ts, event_id))
-            else:
+            elif kind == GROUP_CREATED:
                 out.created.append((e, group_id))
+            elif kind == DELETED:
+                out.deleted.append((event_id, group_id, message))  # type: ignore[arg-type]
+            else:
+                raise ValueError(f"no ingestion for event kind {kind!r}")  # parse_event admits no other
         return rows, out
 
     def _undo(self, dropped: list[tuple[tuple[Any, ...], ParsedEvent]], details: _Details) -> None:
@@ -469,9 +482,12 @@ class Ingestor:
         details.refunds = [r for r in details.refunds if r[4] not in gone]
         gone_events = {id(e) for _, e in dropped}
         details.created = [c for c in details.created if id(c[0]) not in gone_events]
+        details.posted = [p for p in details.posted if p[0] not in gone]
+        details.deleted = [p for p in details.deleted if p[0] not in gone]
+        details.names = [n for n in details.names if n[0] not in gone]
 
     def flush(self) -> None:
-        """Bring rollups, spans and member counts up to date; run follow-up hooks (live only)."""
+        """Bring rollups, spans and member counts up to date; run the follow-ups (live only)."""
         if self._facts:
             self._update_rollups(self._facts)
             self._facts = {}
@@ -480,12 +496,27 @@ class Ingestor:
             self._dirty_members = set()
         if self._pending:
             pending, self._pending = self._pending, []
-            for hook in _FOLLOW_UPS:
-                hook(self.session, self.org_id, pending)
+            run_follow_ups(self.session, self.org_id, pending)
 
-    def _store_details(self, rows: list[tuple[Any, ...]], details: _Details) -> None:
+    def _store_details(self, rows: list[tuple[Any, ...]], details: _Details, events: list[ParsedEvent]) -> None:
         db = self.db
-        db.many("INSERT INTO message_texts (event_id, ts, text) VALUES (?,?,?)", details.texts)
+        texts = details.texts
+        if details.posted:
+            # A message whose deletion the log already has (events may arrive in any order)
+            # keeps no text.
+            gone = self._deleted_before(details.posted)
+            if gone:
+                texts = [t for t in texts if t[0] not in gone]
+        db.many("INSERT INTO message_texts (event_id, ts, text) VALUES (?,?,?)", texts)
+        if details.deleted:
+            # After the texts above: a message and its deletion may come in one batch.
+            db.many(
+                "DELETE FROM message_texts WHERE event_id IN (SELECT id FROM events"
+                f" WHERE group_id = ? AND message_ref = ? AND {kind_in(EventKind.MESSAGE_POSTED)})",
+                [(group_id, ref) for _, group_id, ref in details.deleted],
+            )
+        if details.names:
+            self._apply_names(details.names)
         db.many(
             "INSERT INTO orders (org_id, external_id, member_id, group_id, product, amount_fen, paid_at, event_id)"
             " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (org_id, external_id) DO NOTHING",
@@ -498,8 +529,59 @@ class Ingestor:
         for e, group_id in details.created:
             assert group_id is not None  # group.created names its group
             self._apply_group_created(e, group_id)
-        if self.live and _FOLLOW_UPS:
-            self._pending.extend(StoredEvent(r[0], r[2], r[3], r[4], r[6], r[7]) for r in rows)
+        wanted = self._wanted
+        if wanted:
+            connection_id = self.connection_id
+            self._pending.extend(
+                _live_event(r, e, connection_id) for r, e in zip(rows, events, strict=True) if r[3] in wanted
+            )
+
+    def _deleted_before(self, posted: list[tuple[int, int, str]]) -> set[int]:
+        """The event ids among ``posted`` whose message the log records as deleted."""
+        db = self.db
+        deleted = kind_in(EventKind.MESSAGE_DELETED)
+        pairs = sorted({(group_id, ref) for _, group_id, ref in posted})
+        found: set[tuple[int, str]] = set()
+        if db.pg:
+            sql = (
+                "SELECT e.group_id, e.message_ref FROM unnest(?::int[], ?::varchar[]) AS k(g, r)"
+                f" JOIN events e ON e.group_id = k.g AND e.message_ref = k.r WHERE e.{deleted}"
+            )
+            found.update(db.run(sql, ([p[0] for p in pairs], [p[1] for p in pairs])).fetchall())
+        else:
+            import orjson
+
+            sql = (
+                "SELECT e.group_id, e.message_ref FROM json_each(?) AS k CROSS JOIN events e"
+                f" WHERE e.group_id = (k.value ->> 0) AND e.message_ref = (k.value ->> 1) AND e.{deleted}"
+            )
+            for start in range(0, len(pairs), 5000):
+                found.update(db.run(sql, (orjson.dumps(pairs[start : start + 5000]).decode(),)).fetchall())
+        if not found:
+            return set()
+        return {event_id for event_id, group_id, ref in posted if (group_id, ref) in found}
+
+    def _apply_names(self, names: list[tuple[int, int, int, str]]) -> None:
+        """Members take the name of their latest event by event time (never an empty one, and
+        never after their erasure)."""
+        latest: dict[int, tuple[int, str]] = {}
+        for _, member_id, ts, name in names:
+            held = latest.get(member_id)
+            if held is None or ts >= held[0]:
+                latest[member_id] = (ts, name)
+        self.db.many(
+            "UPDATE members SET display_name = ?, display_name_at = ? WHERE id = ? AND erased_at IS NULL"
+            " AND (display_name_at IS NULL OR display_name_at <= ?)",
+            [(name, ts, member_id, ts) for member_id, (ts, name) in latest.items()],
+        )
+
+    @property
+    def connection_id(self) -> int:
+        """The connection the events come through: the one given, else the organisation's
+        default connection for the platform (created on first use)."""
+        if self._connection_id is None:
+            self._connection_id = default_connection_id(self.session, self.org_id, self.platform)
+        return self._connection_id
 
     def _apply_group_created(self, e: ParsedEvent, group_id: int) -> None:
         owner_id = None
@@ -529,7 +611,7 @@ class Ingestor:
             old[row[0]].append(Span(row[1], row[2], row[3], row[4], row[5]))
         history: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
         for row in db.select_in(
-            "SELECT member_id, id, group_id, kind, ts FROM events WHERE member_id {in_} AND kind IN (2, 3)",
+            f"SELECT member_id, id, group_id, kind, ts FROM events WHERE member_id {{in_}} AND {MEMBERSHIP_KINDS}",
             (),
             member_ids,
         ):
@@ -588,6 +670,49 @@ class Ingestor:
         )
 
 
+def _live_event(row: tuple[Any, ...], e: ParsedEvent, connection_id: int) -> LiveEvent:
+    """The follow-ups' view of a stored event: its row (internal ids) and what it said."""
+    msg_type = row[8]
+    return LiveEvent(
+        event_id=row[0],
+        external_id=row[2],
+        kind=EventKind(row[3]),
+        ts=row[4],
+        connection_id=connection_id,
+        group_id=row[6],
+        group=e.group,
+        member_id=row[7],
+        member=e.member,
+        member_name=e.member_name,
+        msg_type=MsgType(msg_type) if msg_type is not None else None,
+        text=e.text,
+        message=e.message,
+        channel=e.channel,
+        channel_id=row[11],
+        inviter=e.inviter,
+        inviter_id=row[12],
+        scene=row[10],
+        reason=row[13],
+        order=e.order,
+        amount_fen=e.amount_fen,
+        product=e.product,
+    )
+
+
+def default_connection_id(session: Session, org_id: int, platform: str) -> int:
+    """The connection events of ``platform`` belong to when the caller names none: the
+    organisation's default connection for that platform, or, for a source that is no platform
+    (a file import, the REST API), the organisation's default simulator connection."""
+    from qunyun.connections.service import default_connection
+    from qunyun.connectors.base import get_profile
+
+    try:
+        get_profile(platform)
+    except InvalidInput:
+        platform = "simulator"
+    return default_connection(session, org_id, platform).id
+
+
 def parse_events(events: Iterable[Mapping[str, Any]]) -> list[ParsedEvent]:
     """Validate dicts; the first bad one raises InvalidInput naming its index and field."""
     parsed = []
@@ -617,17 +742,19 @@ def ingest(
     platform: str,
     source: str,
     live: bool = True,
+    connection_id: int | None = None,
 ) -> IngestResult:
     """Ingest interchange-format v1 events (dicts) for ``org_id``; see PRODUCT.md.
 
     Stores each event once per id, updates memberships, member counts and rollups, and (when
-    ``live``) enqueues follow-up jobs, all in the caller's transaction. Raises
+    ``live``) runs the follow-ups, all in the caller's transaction. Groups it creates belong to
+    ``connection_id`` (None: the organisation's default connection for ``platform``). Raises
     ``qunyun.errors.InvalidInput`` naming the event index and field on bad input; then
     nothing is written.
     """
     parsed = parse_events(events)
     session.flush()
-    ingestor = Ingestor(session, org_id, platform=platform, source=source, live=live)
+    ingestor = Ingestor(session, org_id, platform=platform, source=source, live=live, connection_id=connection_id)
     result = ingestor.ingest_batch(parsed)
     ingestor.flush()
     return result

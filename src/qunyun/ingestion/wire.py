@@ -14,9 +14,11 @@ import msgspec
 
 from qunyun.db.base import to_micros
 from qunyun.ingestion.event import ParsedEvent
-from qunyun.models.event import MSG_TYPE_BY_NAME, EventKind
+from qunyun.models.event import MAX_MESSAGE_REF, MSG_TYPE_BY_NAME, EventKind
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+MessageRef = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_MESSAGE_REF)]
+MemberName = Annotated[str, msgspec.Meta(max_length=200)]  # members.display_name
 ChannelCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]
 MsgTypeName = Literal["text", "image", "link", "miniprogram", "file", "video", "card", "voice", "other"]
@@ -29,6 +31,8 @@ class Message(msgspec.Struct, tag_field="kind", tag="message.posted"):
     member: Id
     msg_type: MsgTypeName
     text: str | None = None
+    message: MessageRef | None = None
+    member_name: MemberName | None = None
 
 
 class Joined(msgspec.Struct, tag_field="kind", tag="member.joined"):
@@ -39,6 +43,7 @@ class Joined(msgspec.Struct, tag_field="kind", tag="member.joined"):
     channel: ChannelCode | None = None
     inviter: Id | None = None
     scene: Literal["qr", "invite", "link"] | None = None
+    member_name: MemberName | None = None
 
 
 class Left(msgspec.Struct, tag_field="kind", tag="member.left"):
@@ -47,6 +52,7 @@ class Left(msgspec.Struct, tag_field="kind", tag="member.left"):
     group: Id
     member: Id
     reason: Literal["left", "removed"] | None = None
+    member_name: MemberName | None = None
 
 
 Common = Message | Joined | Left
@@ -64,17 +70,26 @@ def from_struct(s: Common, min_ts: int, max_ts: int) -> ParsedEvent | None:
     ts = to_micros(s.ts)
     if not min_ts <= ts < max_ts or _odd(s.id) or _odd(s.group) or _odd(s.member):
         return None
+    name = s.member_name
+    if name is not None and "\x00" in name:
+        return None
     if type(s) is Message:
-        text = s.text
+        text, message = s.text, s.message
+        if message is not None and _odd(message):
+            return None
         if text is None:
-            return ParsedEvent(s.id, MESSAGE, ts, s.group, s.member, MSG_TYPE_BY_NAME[s.msg_type])
+            return ParsedEvent(
+                s.id, MESSAGE, ts, s.group, s.member, MSG_TYPE_BY_NAME[s.msg_type], message=message, member_name=name
+            )
         if "\x00" in text:
             return None
-        return ParsedEvent(s.id, MESSAGE, ts, s.group, s.member, MSG_TYPE_BY_NAME[s.msg_type], len(text), text)
+        return ParsedEvent(
+            s.id, MESSAGE, ts, s.group, s.member, MSG_TYPE_BY_NAME[s.msg_type], len(text), text, message, name
+        )
     if type(s) is Joined:
         if _odd(s.channel) or _odd(s.inviter):
             return None
         extra = {"channel": s.channel, "inviter": s.inviter, "scene": s.scene}
-        return ParsedEvent(s.id, JOINED, ts, s.group, s.member, extra=extra)
+        return ParsedEvent(s.id, JOINED, ts, s.group, s.member, member_name=name, extra=extra)
     assert type(s) is Left
-    return ParsedEvent(s.id, LEFT, ts, s.group, s.member, extra={"reason": s.reason})
+    return ParsedEvent(s.id, LEFT, ts, s.group, s.member, member_name=name, extra={"reason": s.reason})

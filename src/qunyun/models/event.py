@@ -16,6 +16,7 @@ class EventKind(enum.IntEnum):
     MESSAGE_POSTED = 4
     ORDER_PAID = 5
     ORDER_REFUNDED = 6
+    MESSAGE_DELETED = 7
 
 
 KIND_NAMES = {
@@ -25,8 +26,28 @@ KIND_NAMES = {
     EventKind.MESSAGE_POSTED: "message.posted",
     EventKind.ORDER_PAID: "order.paid",
     EventKind.ORDER_REFUNDED: "order.refunded",
+    EventKind.MESSAGE_DELETED: "message.deleted",
 }
 KIND_BY_NAME = {name: kind for kind, name in KIND_NAMES.items()}
+
+
+def kind_in(*kinds: EventKind) -> str:
+    """The SQL condition ``kind IN (2, 3)`` (or ``kind = 2`` for one kind) for ``kinds``.
+
+    SQL names event kinds through this, never by number. A partial index's condition and the
+    queries meant to use it must be built from the same call: PostgreSQL and SQLite match
+    them by their text.
+    """
+    if len(kinds) == 1:
+        return f"kind = {int(kinds[0])}"
+    return f"kind IN ({', '.join(str(int(k)) for k in kinds)})"
+
+
+# Membership history: what ``ix_events_membership`` covers and the span replay reads.
+MEMBERSHIP_KINDS = kind_in(EventKind.MEMBER_JOINED, EventKind.MEMBER_LEFT)
+JOIN_KIND = kind_in(EventKind.MEMBER_JOINED)
+# A platform's message id (interchange field ``message``); limits what ``events.message_ref`` holds.
+MAX_MESSAGE_REF = 200
 
 
 class MsgType(enum.IntEnum):
@@ -47,8 +68,9 @@ MSG_TYPE_BY_NAME = {t.name.lower(): t for t in MsgType}
 class Event(Base):
     """The append-only log of every platform event, stored once per (organisation, event id).
 
-    Membership history (joins and leaves with scene, channel, inviter and reason) and message
-    events (type and length) are rows of this table; derived state is rebuilt from it.
+    Membership history (joins and leaves with scene, channel, inviter and reason), message
+    events (type, length and the platform's message id) and message deletions are rows of this
+    table; derived state is rebuilt from it.
 
     Deliberately few indexes: every index on this table is paid on every event (a (group_id, ts)
     index alone costs ~60 % of the insert, see docs/performance.md). Per-group views read the
@@ -63,16 +85,25 @@ class Event(Base):
             "ix_events_membership",
             "member_id",
             "ts",
-            sqlite_where=text("kind IN (2, 3)"),
-            postgresql_where=text("kind IN (2, 3)"),
+            sqlite_where=text(MEMBERSHIP_KINDS),
+            postgresql_where=text(MEMBERSHIP_KINDS),
         ),
         # Members acquired per channel (CAC); joins only, so it costs nothing on messages.
         Index(
             "ix_events_join_channel",
             "org_id",
             "channel_id",
-            sqlite_where=text("kind = 2"),
-            postgresql_where=text("kind = 2"),
+            sqlite_where=text(JOIN_KIND),
+            postgresql_where=text(JOIN_KIND),
+        ),
+        # A message by its platform id in a group (moderation, message.deleted); only rows that
+        # carry one are indexed, so events without a message id pay nothing for it.
+        Index(
+            "ix_events_message_ref",
+            "group_id",
+            "message_ref",
+            sqlite_where=text("message_ref IS NOT NULL"),
+            postgresql_where=text("message_ref IS NOT NULL"),
         ),
     )
 
@@ -90,6 +121,8 @@ class Event(Base):
     channel_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     inviter_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # The platform's id of the message a message.posted or message.deleted names.
+    message_ref: Mapped[str | None] = mapped_column(String(MAX_MESSAGE_REF), nullable=True)
     source: Mapped[str] = mapped_column(String(32), default="import")
 
 

@@ -19,6 +19,8 @@ class Member(Base):
     platform: Mapped[str] = mapped_column(String(16))
     external_id: Mapped[str] = mapped_column(String(128))
     display_name: Mapped[str] = mapped_column(String(200), default="")
+    # When the platform last told the name (the event's time): a later event's name wins.
+    display_name_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     gender: Mapped[str] = mapped_column(String(8), default="")  # male | female | ""
     birth_year: Mapped[int | None] = mapped_column(Integer, nullable=True)
     occupation: Mapped[str] = mapped_column(String(100), default="")

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from qunyun.connectors.base import ActionKind, get_profile
 from qunyun.connectors.dispatch import request_action
 from qunyun.errors import InvalidInput
-from qunyun.ingestion.service import StoredEvent, follow_up
+from qunyun.ingestion.followups import LiveEvent, follow_up
 from qunyun.models import Group, Playbook
 from qunyun.models.event import EventKind
 
@@ -21,14 +21,15 @@ def has_profile(platform: str) -> bool:
     return True
 
 
-@follow_up
-def welcome_new_members(session: Session, org_id: int, events: list[StoredEvent]) -> None:
+@follow_up(EventKind.MEMBER_JOINED)
+def welcome_new_members(session: Session, org_id: int, events: list[LiveEvent]) -> None:
     """Greet each new member of a group whose playbook has a welcome message.
 
-    The greeting is an outbound action keyed by the join event, so a redelivered join never
-    greets twice; where the platform cannot post it, it becomes a task for the group owner.
+    Inline: one query per ingest call, and the greeting is an outbound action (its own job),
+    keyed by the join event, so a redelivered join never greets twice; where the platform
+    cannot post it, it becomes a task for the group owner.
     """
-    joins = [e for e in events if e.kind == EventKind.MEMBER_JOINED and e.group_id and e.member_id]
+    joins = [e for e in events if e.group_id and e.member_id]
     if not joins:
         return
     welcome = {

@@ -1,11 +1,10 @@
-"""The domain task modules whose handlers every worker runs; importing this registers them.
+"""Importing this registers every domain's job handlers and periodic jobs in the worker.
 
-Add a domain's ``tasks`` module here when it defines job handlers or periodic jobs.
+The list of domain modules is ``qunyun.modules.DOMAIN_MODULES``: add a domain's module there.
 """
 
 from __future__ import annotations
 
-import qunyun.connectors.tasks
-import qunyun.crm.profiles
-import qunyun.privacy.tasks
-import qunyun.tasks.jobs  # noqa: F401  (the imports register handlers)
+from qunyun.modules import load_domain_modules
+
+load_domain_modules()

@@ -16,6 +16,7 @@ REQUIRED_FIELDS: Mapping[str, tuple[str, ...]] = {
     "member.joined": ("group", "member"),
     "member.left": ("group", "member"),
     "message.posted": ("group", "member", "msg_type"),
+    "message.deleted": ("group", "message"),
     "order.paid": ("order", "member", "amount"),
     "order.refunded": ("order", "amount"),
 }

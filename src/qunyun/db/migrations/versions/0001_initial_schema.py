@@ -10,6 +10,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+# Partial-index conditions built from EventKind (models/event.py, kind_in), never typed as numbers.
+from qunyun.models.event import JOIN_KIND, MEMBERSHIP_KINDS
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -141,15 +144,15 @@ def upgrade() -> None:
             "ix_events_join_channel",
             ["org_id", "channel_id"],
             unique=False,
-            sqlite_where=sa.text("kind = 2"),
-            postgresql_where=sa.text("kind = 2"),
+            sqlite_where=sa.text(JOIN_KIND),
+            postgresql_where=sa.text(JOIN_KIND),
         )
         batch_op.create_index(
             "ix_events_membership",
             ["member_id", "ts"],
             unique=False,
-            sqlite_where=sa.text("kind IN (2, 3)"),
-            postgresql_where=sa.text("kind IN (2, 3)"),
+            sqlite_where=sa.text(MEMBERSHIP_KINDS),
+            postgresql_where=sa.text(MEMBERSHIP_KINDS),
         )
 
     op.create_table(
@@ -628,10 +631,10 @@ def downgrade() -> None:
     op.drop_table("jobs")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index(
-            "ix_events_membership", sqlite_where=sa.text("kind IN (2, 3)"), postgresql_where=sa.text("kind IN (2, 3)")
+            "ix_events_membership", sqlite_where=sa.text(MEMBERSHIP_KINDS), postgresql_where=sa.text(MEMBERSHIP_KINDS)
         )
         batch_op.drop_index(
-            "ix_events_join_channel", sqlite_where=sa.text("kind = 2"), postgresql_where=sa.text("kind = 2")
+            "ix_events_join_channel", sqlite_where=sa.text(JOIN_KIND), postgresql_where=sa.text(JOIN_KIND)
         )
 
     op.drop_table("events")
