@@ -21,6 +21,7 @@ from qunyun.cli_support import (
     tell,
     use_project_database,
 )
+from qunyun.connections.cli import app as connections_app
 from qunyun.errors import QunyunError
 from qunyun.locale import Msg
 
@@ -41,6 +42,7 @@ app.add_typer(staff_app, name="staff")
 app.add_typer(events_app, name="events")
 app.add_typer(stats_app, name="stats")
 app.add_typer(org_app, name="org")
+app.add_typer(connections_app, name="connections")
 
 OrgOption = Annotated[
     str | None,
@@ -95,12 +97,24 @@ def events_import(
     platform: Annotated[str, typer.Option(help="Platform of the groups and members in the file")] = "import",
     batch_size: Annotated[int, typer.Option(help="Events per transaction chunk")] = 20000,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    connection: Annotated[
+        int | None,
+        typer.Option(
+            "--connection",
+            min=1,
+            help="Connection id the imported groups belong to (its platform is theirs); "
+            "default: the organisation's default connection",
+        ),
+    ] = None,
 ) -> None:
     """Import event interchange JSONL: all or nothing unless --skip-invalid."""
+    from qunyun.connections.cli import import_connection
     from qunyun.ingestion.importer import import_file
 
     require_schema()
     org_slug = resolve_org(org, new_default="default")
+    if connection is not None:
+        platform = import_connection(org_slug, connection)
     try:
         report = import_file(
             path if path != "-" else sys.stdin.buffer,

@@ -27,12 +27,14 @@ from qunyun.audit.endpoints import router as audit_router
 from qunyun.auth.endpoints import router as auth_router
 from qunyun.auth.integrations import router as integrations_router
 from qunyun.auth.throttle import LoginThrottle
+from qunyun.connections.endpoints import router as connections_router
 from qunyun.console.pages import router as pages_router
 from qunyun.console.web import STATIC_DIR, LoginRequired, login_redirect
 from qunyun.crm.endpoints import members as members_router
 from qunyun.crm.endpoints import tags as tags_router
 from qunyun.db.session import get_engine
 from qunyun.groups.endpoints import router as groups_router
+from qunyun.hooks.endpoints import router as hooks_router
 from qunyun.ingestion.endpoints import router as events_router
 from qunyun.locale import Msg
 from qunyun.tasks.endpoints import router as tasks_router
@@ -99,6 +101,7 @@ def api_router() -> APIRouter:
         staff_router,
         audit_router,
         integrations_router,
+        connections_router,
         tasks_router,
     ):
         router.include_router(sub)
@@ -215,6 +218,7 @@ def create_app(in_process_workers: int = 0) -> FastAPI:
         return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     app.include_router(api_router())
+    app.include_router(hooks_router)  # /hooks/{platform}/{connection_id}: signed, no login
     app.include_router(console_router)
     app.include_router(pages_router)
     app.add_exception_handler(LoginRequired, login_redirect)

@@ -1,20 +1,37 @@
-"""Connections: lookup and the default connection of a platform.
+"""Connections: an organisation's accounts on platforms, added, tested, disabled and enabled by a
+lead (the API, the console and the CLI call these), the default connection of a platform, and
+the re-encryption of every secret after a key change.
 
-(Adding, testing, disabling and key rotation are the console's, the API's and the CLI's; they
-live here too.)
+Secrets are validated, encrypted and stored; nothing here returns, logs or audits their values.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.requests import HTTPConnection
 
-from qunyun.connectors.base import get_profile
-from qunyun.errors import NotFound
+from qunyun.audit.service import record
+from qunyun.auth.scope import Scope, require_lead
+from qunyun.connections import secrets as secret_box
+from qunyun.connections.platforms import platform_setup, validate_setup
+from qunyun.connectors import registry
+from qunyun.connectors.base import BUILTIN_PLATFORMS, get_profile
+from qunyun.errors import Conflict, InvalidInput, NotFound, QunyunError
 from qunyun.locale import Msg
 from qunyun.models import Connection, ConnectionStatus
 from qunyun.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_NAME = 100
+MAX_ERROR = 1000
+NO_CONNECTOR = "no connector for this platform yet"
 
 
 def get_connection(session: Session, org_id: int, connection_id: int) -> Connection:
@@ -26,12 +43,22 @@ def get_connection(session: Session, org_id: int, connection_id: int) -> Connect
     return row
 
 
+def require_connection(session: Session, scope: Scope, connection_id: int) -> Connection:
+    """Connection ``connection_id`` for a lead of its organisation: ``NotFound`` when it is missing
+    or another organisation's, ``Forbidden`` for other roles."""
+    require_lead(scope)
+    return get_connection(session, scope.org_id, connection_id)
+
+
 def default_connection(session: Session, org_id: int, platform: str) -> Connection:
     """The organisation's default connection for ``platform``: the one named after the platform,
     created on first use (events imported without a connection, and the simulator, use it).
     Safe under concurrent first use."""
-    get_profile(platform)  # InvalidInput for an unknown platform
-    query = select(Connection).where(Connection.org_id == org_id, Connection.name == platform)
+    if platform in BUILTIN_PLATFORMS:
+        get_profile(platform)
+    query = select(Connection).where(
+        Connection.org_id == org_id, Connection.name == platform, Connection.platform == platform
+    )
     row = session.scalar(query)
     if row is not None:
         return row
@@ -56,3 +83,237 @@ def default_connection(session: Session, org_id: int, platform: str) -> Connecti
             raise
         return existing
     return row
+
+
+def list_connections(session: Session, scope: Scope) -> list[Connection]:
+    """The organisation's connections, by platform and name (leads only)."""
+    require_lead(scope)
+    query = select(Connection).where(Connection.org_id == scope.org_id).order_by(Connection.platform, Connection.name)
+    return list(session.scalars(query))
+
+
+def _clean_name(name: str, platform: str) -> str:
+    text = (name or "").strip()
+    if not text:
+        raise InvalidInput(Msg("err.connection.required", field="name"), field="name")
+    if len(text) > MAX_NAME:
+        raise InvalidInput(Msg("err.connection.too_long", field="name", limit=MAX_NAME), field="name")
+    # A platform's name is its default connection's: another platform's connection may not take it.
+    if text in BUILTIN_PLATFORMS and text != platform:
+        raise InvalidInput(Msg("err.connection.name_reserved", name=text), field="name")
+    return text
+
+
+def _audit(
+    session: Session,
+    scope: Scope,
+    action: str,
+    row: Connection,
+    detail: dict[str, Any] | None = None,
+    request: HTTPConnection | None = None,
+) -> None:
+    record(
+        session,
+        org_id=row.org_id,
+        staff_id=scope.staff_id or None,
+        action=action,
+        target_type="connection",
+        target_id=row.id,
+        detail={"platform": row.platform, "name": row.name, **(detail or {})},
+        request=request,
+    )
+
+
+def add_connection(
+    session: Session,
+    scope: Scope,
+    platform: str,
+    name: str,
+    settings: Mapping[str, Any],
+    secrets: Mapping[str, Any],
+    *,
+    request: HTTPConnection | None = None,
+) -> Connection:
+    """Add a connection (leads only): settings and secrets checked against the platform's setup
+    fields (``InvalidInput`` naming the field), the name unique in the organisation (``Conflict``),
+    secrets encrypted. It is stored even when the platform cannot be reached; its status and
+    ``last_error`` say why."""
+    require_lead(scope)
+    platform_setup(platform)  # InvalidInput (field "platform") for an unknown platform
+    clean_name = _clean_name(name, platform)
+    clean_settings, clean_secrets = validate_setup(platform, settings, secrets)
+    taken = select(Connection.id).where(Connection.org_id == scope.org_id, Connection.name == clean_name)
+    if session.scalar(taken) is not None:
+        raise Conflict(Msg("err.connection.name_taken", name=clean_name), field="name")
+    now = utcnow()
+    row = Connection(
+        org_id=scope.org_id,
+        platform=platform,
+        name=clean_name,
+        settings=clean_settings,
+        secrets=secret_box.encrypt(clean_secrets),
+        status=ConnectionStatus.ACTIVE.value,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:  # the same name added concurrently
+        raise Conflict(Msg("err.connection.name_taken", name=clean_name), field="name") from None
+    _audit(
+        session,
+        scope,
+        "connection.add",
+        row,
+        {"settings": sorted(clean_settings), "secrets": sorted(clean_secrets)},
+        request,
+    )
+    _check(session, row)
+    return row
+
+
+def update_connection(
+    session: Session,
+    scope: Scope,
+    connection_id: int,
+    *,
+    name: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, Any] | None = None,
+    request: HTTPConnection | None = None,
+) -> Connection:
+    """Change a connection's name, settings (replaced as a whole) or secrets (each one given
+    replaces the stored one; the others are kept); the connector built for it is dropped and the
+    connection tested again."""
+    row = require_connection(session, scope, connection_id)
+    changed: list[str] = []
+    if name is not None:
+        clean_name = _clean_name(name, row.platform)
+        if clean_name != row.name:
+            taken = select(Connection.id).where(
+                Connection.org_id == row.org_id, Connection.name == clean_name, Connection.id != row.id
+            )
+            if session.scalar(taken) is not None:
+                raise Conflict(Msg("err.connection.name_taken", name=clean_name), field="name")
+            row.name = clean_name
+            changed.append("name")
+    if settings is not None or secrets is not None:
+        stored = secret_box.decrypt(row.secrets)
+        clean_settings, clean_secrets = validate_setup(
+            row.platform,
+            settings if settings is not None else dict(row.settings or {}),
+            secrets or {},
+            stored_secrets=stored,
+        )
+        if clean_settings != dict(row.settings or {}):
+            row.settings = clean_settings
+            changed.append("settings")
+        if clean_secrets:
+            row.secrets = secret_box.encrypt({**stored, **clean_secrets})
+            changed.extend(f"secrets.{k}" for k in sorted(clean_secrets))
+    if changed:
+        row.updated_at = utcnow()
+        session.flush()
+        registry.forget(row.id)
+        _audit(session, scope, "connection.update", row, {"fields": changed}, request)
+        if row.status != ConnectionStatus.DISABLED:
+            _check(session, row)
+    return row
+
+
+def _reason(exc: BaseException, hidden: Mapping[str, Any]) -> str:
+    """What a failed check says, in English, with any secret value it echoes masked."""
+    text = exc.localized("en") if isinstance(exc, QunyunError) else (str(exc).strip() or type(exc).__name__)
+    for value in hidden.values():
+        if isinstance(value, str) and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text[:MAX_ERROR]
+
+
+def _check(session: Session, row: Connection) -> None:
+    """Build the connection's connector through the registry and run its platform's check;
+    record the outcome (status, ``last_error``, ``tested_at``). A disabled connection stays so."""
+    hidden: Mapping[str, Any] = {}
+    error: str | None = None
+    try:
+        config = registry.config_of(row)
+        hidden = config.secrets
+        if registry.factory_for(row.platform) is None:
+            error = NO_CONNECTOR
+        else:
+            registry.forget(row.id)
+            registry.connector_of(row, even_disabled=True)
+            check = registry.check_for(row.platform)
+            if check is not None:
+                check(config)
+    except Exception as exc:  # any failure of the platform or the factory is the status's reason
+        error = _reason(exc, hidden)
+    row.tested_at = utcnow()
+    row.last_error = error
+    if row.status != ConnectionStatus.DISABLED:
+        row.status = (ConnectionStatus.ERROR if error else ConnectionStatus.ACTIVE).value
+    session.flush()
+    log.info("connection %s (%s) checked: %s", row.id, row.platform, "error" if error else "ok")
+
+
+def test_connection(
+    session: Session, scope: Scope, connection_id: int, *, request: HTTPConnection | None = None
+) -> Connection:
+    """Try the connection again (leads only): its status becomes ``active`` or ``error`` with the
+    reason in ``last_error`` (a disabled one stays disabled, with the outcome recorded)."""
+    row = require_connection(session, scope, connection_id)
+    _check(session, row)
+    return row
+
+
+def disable_connection(
+    session: Session, scope: Scope, connection_id: int, *, request: HTTPConnection | None = None
+) -> Connection:
+    """Turn a connection off (leads only): nothing is sent through it and its webhooks are refused."""
+    row = require_connection(session, scope, connection_id)
+    if row.status != ConnectionStatus.DISABLED:
+        row.status = ConnectionStatus.DISABLED.value
+        row.updated_at = utcnow()
+        session.flush()
+        registry.forget(row.id)
+        _audit(session, scope, "connection.disable", row, request=request)
+    return row
+
+
+def enable_connection(
+    session: Session, scope: Scope, connection_id: int, *, request: HTTPConnection | None = None
+) -> Connection:
+    """Turn a disabled connection back on (leads only) and test it."""
+    row = require_connection(session, scope, connection_id)
+    if row.status == ConnectionStatus.DISABLED:
+        row.status = ConnectionStatus.ACTIVE.value
+        row.updated_at = utcnow()
+        session.flush()
+        registry.forget(row.id)
+        _audit(session, scope, "connection.enable", row, request=request)
+        _check(session, row)
+    return row
+
+
+def rotate_key(session: Session) -> int:
+    """Re-encrypt every connection's secrets with the current key (after ``QUNYUN_SECRET_KEY``
+    changed and the old one went into ``QUNYUN_PREVIOUS_SECRET_KEYS``); returns how many were
+    re-encrypted. ``SecretsUnreadable`` when some no configured key opens (then nothing changes)."""
+    rows = session.scalars(select(Connection).where(Connection.secrets != "").order_by(Connection.id)).all()
+    rotated: dict[int, list[int]] = {}
+    for row in rows:
+        row.secrets = secret_box.rotate(row.secrets)
+        rotated.setdefault(row.org_id, []).append(row.id)
+    session.flush()
+    for org_id, ids in sorted(rotated.items()):
+        record(
+            session,
+            org_id=org_id,
+            staff_id=None,
+            action="connection.rotate_key",
+            target_type="connection",
+            detail={"connections": ids},
+        )
+    return len(rows)

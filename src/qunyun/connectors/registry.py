@@ -32,7 +32,7 @@ from qunyun.connectors.base import (
     PlatformProfile,
     get_profile,
 )
-from qunyun.errors import NotFound
+from qunyun.errors import InvalidInput, NotFound
 from qunyun.locale import Msg
 from qunyun.models import Connection, ConnectionStatus
 
@@ -53,30 +53,49 @@ class ConnectionConfig:
 
 
 Factory = Callable[[ConnectionConfig], Connector]
+Check = Callable[[ConnectionConfig], None]
 ConnectorT = TypeVar("ConnectorT", bound=Connector)
 
 _lock = threading.Lock()
 _factories: dict[str, Factory] = {}
+_checks: dict[str, Check] = {}
 _bound: dict[int, Connector] = {}
 _built: dict[int, tuple[datetime, Connector]] = {}
 
 
-def register_factory(platform: str, factory: Factory) -> None:
-    """Let connectors of ``platform`` be built by ``factory``."""
+def register_factory(platform: str, factory: Factory, check: Check | None = None) -> None:
+    """Let connectors of ``platform`` be built by ``factory`` (and tested by ``check``)."""
     with _lock:
         _factories[platform] = factory
+        if check is not None:
+            _checks[platform] = check
+        else:
+            _checks.pop(platform, None)
+
+
+def _load_builtin(platform: str) -> None:
+    if platform in _factories or platform not in BUILTIN_PLATFORMS:
+        return
+    try:
+        module = importlib.import_module(f"qunyun.connectors.{platform}.factory")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"qunyun.connectors.{platform}.factory":
+            raise  # the factory exists but something it imports does not: a bug, not "no connector"
+        return
+    register_factory(platform, module.build, getattr(module, "check", None))
 
 
 def factory_for(platform: str) -> Factory | None:
-    factory = _factories.get(platform)
-    if factory is None and platform in BUILTIN_PLATFORMS:
-        try:
-            module = importlib.import_module(f"qunyun.connectors.{platform}.factory")
-        except ModuleNotFoundError:
-            return None
-        factory = module.build
-        register_factory(platform, factory)
-    return factory
+    """The factory of ``platform``'s connectors; None while the platform has no connector."""
+    _load_builtin(platform)
+    return _factories.get(platform)
+
+
+def check_for(platform: str) -> Check | None:
+    """The platform's connection check (``check(config)`` in its factory module, raising with the
+    reason when the platform cannot be reached or refuses the credentials); None when it has none."""
+    _load_builtin(platform)
+    return _checks.get(platform)
 
 
 @contextmanager
@@ -116,24 +135,32 @@ def connector_for(session: Session, connection_id: int) -> Connector:
     return connector_of(row)
 
 
-def connector_of(row: Connection) -> Connector:
-    """:func:`connector_for` for a loaded connection row."""
+def connector_of(row: Connection, *, even_disabled: bool = False) -> Connector:
+    """:func:`connector_for` for a loaded connection row (``even_disabled``: build it for a
+    disabled connection too, to test it before enabling it)."""
     bound = _bound.get(row.id)
     if bound is not None:
         return bound
-    if row.status == ConnectionStatus.DISABLED:
+    if row.status == ConnectionStatus.DISABLED and not even_disabled:
         raise ConnectorUnavailable(Msg("err.connection.disabled", name=row.name), field="connection_id")
     cached = _built.get(row.id)
     if cached is not None and cached[0] == row.updated_at:
         return cached[1]
     factory = factory_for(row.platform)
     if factory is None:
-        title = get_profile(row.platform).title
+        title = _title(row.platform)
         raise ConnectorUnavailable(Msg("err.connection.no_connector", platform=title), field="connection_id")
     connector = factory(config_of(row))
     with _lock:
         _built[row.id] = (row.updated_at, connector)
     return connector
+
+
+def _title(platform: str) -> str:
+    try:
+        return get_profile(platform).title
+    except InvalidInput:  # a platform of imported data ("import")
+        return platform
 
 
 def profile_of(row: Connection) -> PlatformProfile:

@@ -1,0 +1,229 @@
+"""``qunyun connections``: add, list, test, disable and enable an organisation's connections, and
+re-encrypt every secret with the current key. ``add … --format json`` is a stable contract
+(PRODUCT.md): ``{"id", "platform", "callback_path"}``.
+
+Secrets can be typed on the command line, but a command line is seen by other users of the
+machine and kept in shell history, so each ``--secret`` value can also come from the environment
+(``--secret token=env:NAME``), a file (``--secret token=file:PATH``) or standard input
+(``--secret token=-``, one line per such secret, in the order given).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from qunyun.cli_support import CliFailure, require_schema, resolve_org, tell
+from qunyun.locale import Msg
+
+app = typer.Typer(help="Connections: an organisation's accounts on platforms", no_args_is_help=True)
+
+OrgOption = Annotated[
+    str | None,
+    typer.Option("--org", envvar="QUNYUN_ORG", help="Organisation slug; may be left out when there is only one."),
+]
+
+
+class OutputFormat(StrEnum):
+    json = "json"
+    table = "table"
+
+
+FormatOption = Annotated[OutputFormat, typer.Option("--format", help="json (stable) or table")]
+
+
+def _pairs(values: list[str], option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for number, item in enumerate(values, start=1):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():  # never echoed: it may be a secret typed without its key
+            raise CliFailure(Msg("conn.cli.bad_pair", option=option, number=number))
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+def _secret_value(key: str, value: str) -> str:
+    """A secret's value: given, ``env:NAME``, ``file:PATH`` or ``-`` (a line of standard input)."""
+    if value == "-":
+        line = sys.stdin.readline()
+        if not line:
+            raise CliFailure(Msg("conn.cli.stdin_empty", name=key))
+        return line.rstrip("\r\n")
+    if value.startswith("env:"):
+        name = value[4:]
+        found = os.environ.get(name)
+        if found is None:
+            raise CliFailure(Msg("conn.cli.env_missing", name=key, variable=name))
+        return found
+    if value.startswith("file:"):
+        return Path(value[5:]).read_text(encoding="utf-8").strip()  # OSError: one line
+    return value
+
+
+def _org_id(org: str | None) -> int:
+    from sqlalchemy import select
+
+    from qunyun.db.session import unit_of_work
+    from qunyun.models import Organisation
+
+    slug = resolve_org(org)
+    with unit_of_work(write=False) as session:
+        org_id = session.scalar(select(Organisation.id).where(Organisation.slug == slug))
+    assert org_id is not None  # resolve_org has just seen it
+    return org_id
+
+
+def _scope(org_id: int) -> Any:
+    """The command line acts as the organisation's lead (audited without a staff member)."""
+    from qunyun.auth.scope import Scope
+    from qunyun.models import Role
+
+    return Scope(staff_id=0, org_id=org_id, role=Role.LEAD)
+
+
+def _print(out: Any, fmt: OutputFormat, keys: tuple[str, ...]) -> None:
+    rows = out if isinstance(out, list) else [out]
+    data = [row.model_dump(mode="json") for row in rows]
+    if fmt == OutputFormat.json:
+        print(json.dumps(data if isinstance(out, list) else data[0], ensure_ascii=False))
+        return
+    for item in data:
+        print("\t".join("" if item.get(k) is None else str(item.get(k)) for k in keys))
+
+
+SHOWN = ("id", "platform", "name", "status", "callback_path", "last_error")
+
+
+@app.command("add")
+def add(
+    platform: Annotated[str, typer.Argument(help="simulator, wecom, telegram or matrix")],
+    name: Annotated[str, typer.Option("--name", help="A name unique in the organisation")],
+    org: OrgOption = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="A setting, key=value (repeat). simulator: seed; wecom: corp_id, agent_id; "
+            "telegram: mode (webhook|polling); matrix: homeserver, user_id.",
+        ),
+    ] = None,
+    secrets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secret",
+            help="A secret, key=value (repeat). simulator: webhook_secret; wecom: secret, token, aes_key; "
+            "telegram: bot_token, webhook_secret; matrix: access_token. Keep it out of shell history: "
+            "key=env:VARIABLE reads the environment, key=file:PATH a file, key=- a line of standard input.",
+        ),
+    ] = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Add a connection; prints its id, platform and the callback path its webhooks go to
+    (/hooks/PLATFORM/ID). It is stored even when the platform cannot be reached: its status says
+    why, and `qunyun connections test ID` tries again."""
+    from qunyun.connections.schemas import ConnectionAdded, callback_path
+    from qunyun.connections.service import add_connection
+    from qunyun.db.session import unit_of_work
+
+    require_schema()
+    org_id = _org_id(org)
+    given_settings: dict[str, Any] = dict(_pairs(settings or [], "--set"))
+    given_secrets = {key: _secret_value(key, value) for key, value in _pairs(secrets or [], "--secret")}
+    with unit_of_work() as session:
+        row = add_connection(session, _scope(org_id), platform, name, given_settings, given_secrets)
+        added = ConnectionAdded(id=row.id, platform=row.platform, callback_path=callback_path(row.platform, row.id))
+        status, error = row.status, row.last_error
+    if fmt == OutputFormat.json:
+        print(json.dumps(added.model_dump(), ensure_ascii=False))
+    else:
+        print(f"{added.id}\t{added.platform}\t{added.callback_path}")
+    if error:
+        tell(Msg("conn.cli.status", id=added.id, status=status, reason=error))
+
+
+@app.command("list")
+def list_(org: OrgOption = None, fmt: FormatOption = OutputFormat.table) -> None:
+    """The organisation's connections (secrets are never shown: has_secrets says which are set)."""
+    from qunyun.connections.schemas import ConnectionOut
+    from qunyun.connections.service import list_connections
+    from qunyun.db.session import unit_of_work
+
+    require_schema()
+    org_id = _org_id(org)
+    with unit_of_work(write=False) as session:
+        rows = [ConnectionOut.of(row) for row in list_connections(session, _scope(org_id))]
+    _print(rows, fmt, SHOWN)
+
+
+def _act(action: str, connection_id: int, org: str | None, fmt: OutputFormat) -> None:
+    from qunyun.connections import service
+    from qunyun.connections.schemas import ConnectionOut
+    from qunyun.db.session import unit_of_work
+
+    require_schema()
+    org_id = _org_id(org)
+    operation = {
+        "test": service.test_connection,
+        "disable": service.disable_connection,
+        "enable": service.enable_connection,
+    }[action]
+    with unit_of_work() as session:
+        out = ConnectionOut.of(operation(session, _scope(org_id), connection_id))
+    _print(out, fmt, SHOWN)
+
+
+ConnectionId = Annotated[int, typer.Argument(help="Connection id (see `qunyun connections list`)", min=1)]
+
+
+@app.command("test")
+def test(connection_id: ConnectionId, org: OrgOption = None, fmt: FormatOption = OutputFormat.table) -> None:
+    """Try the connection again; its status becomes active, or error with the reason."""
+    _act("test", connection_id, org, fmt)
+
+
+@app.command("disable")
+def disable(connection_id: ConnectionId, org: OrgOption = None, fmt: FormatOption = OutputFormat.table) -> None:
+    """Turn the connection off: nothing is sent through it and its webhooks are refused."""
+    _act("disable", connection_id, org, fmt)
+
+
+@app.command("enable")
+def enable(connection_id: ConnectionId, org: OrgOption = None, fmt: FormatOption = OutputFormat.table) -> None:
+    """Turn a disabled connection back on (and test it)."""
+    _act("enable", connection_id, org, fmt)
+
+
+@app.command("rotate-key")
+def rotate_key() -> None:
+    """Re-encrypt every connection's secrets (all organisations) with QUNYUN_SECRET_KEY. After
+    changing the key, put the old one in QUNYUN_PREVIOUS_SECRET_KEYS, run this, then remove it."""
+    from qunyun.connections.service import rotate_key as rotate
+    from qunyun.db.session import unit_of_work
+
+    require_schema()
+    with unit_of_work() as session:
+        count = rotate(session)
+    tell(Msg("conn.cli.rotated", count=count))
+
+
+def import_connection(org_slug: str, connection_id: int) -> str:
+    """``qunyun events import --connection ID``: the platform of connection ``connection_id`` of
+    organisation ``org_slug`` (one line naming the connection when it is not one of its own)."""
+    from sqlalchemy import select
+
+    from qunyun.connections.service import get_connection
+    from qunyun.db.session import unit_of_work
+    from qunyun.errors import NotFound
+    from qunyun.models import Organisation
+
+    with unit_of_work(write=False) as session:
+        org_id = session.scalar(select(Organisation.id).where(Organisation.slug == org_slug))
+        if org_id is None:
+            raise NotFound(Msg("err.connection.not_found", id=connection_id), field="connection_id")
+        return get_connection(session, org_id, connection_id).platform
