@@ -1,102 +1,300 @@
-"""Per group-day and per organisation-day rollups, kept up to date as facts arrive."""
+"""Per group-day and per organisation-day rollups, kept by deltas as facts arrive.
+
+``member_days`` holds one row per (day, group, member): whether the member joined, whether they
+left, and how many messages they posted. ``group_daily`` counts over a group's rows of a day;
+``org_daily`` counts distinct members over all groups, through ``org_day_members`` (one row per
+(day, member), each flag the OR of the member's flags in every group).
+
+An ingest reads the rows its facts touch, works out which flags turn on, and adds exactly those
+to the counters: what a fact costs does not depend on how much the day, or the organisation,
+already holds. Flags only ever turn on and message counts only grow, so events in any order
+give the same rollups as a count from scratch (:func:`rebuild_rollups`, ``qunyun stats
+rebuild``). Reading before writing is safe because nothing else writes these rows meanwhile:
+the ingestor holds the organisation's advisory lock on PostgreSQL, the write lock on SQLite.
+
+(The end-of-day member counts, ``members_delta``, come from the membership spans;
+``Ingestor._rebuild_spans`` adds them.)
+"""
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from qunyun.ingestion.spans import group_day_deltas, org_day_deltas, replay
 from qunyun.ingestion.sql import SqlDialect
+from qunyun.models import Organisation
+from qunyun.models.event import EventKind
+from qunyun.timeutil import DayCalculator
+
+JOIN = int(EventKind.MEMBER_JOINED)
+LEAVE = int(EventKind.MEMBER_LEFT)
+MESSAGE = int(EventKind.MESSAGE_POSTED)
+
+# (day, group_id, member_id) → [org, day, group, member, joins, leaves, messages], as the
+# ingestor collects them (joins and leaves are counts; the stored fact is whether there was one)
+Facts = dict[tuple[int, int, int], list[int]]
+
+# Up to this many rows go by executemany (one round trip, no temporary table: the live path);
+# more go by COPY on PostgreSQL.
+COPY_ABOVE = 2000
+# Up to this many facts, their stored rows are looked up straight away: a live event lands on a
+# day that has facts already. Larger flushes (imports) first ask which of their days have any,
+# and look up only the facts of those days.
+PROBE_DAYS_ABOVE = 1000
+
+_MEMBER_DAY_COLUMNS = "org_id, day, group_id, member_id, joined, departed, messages"
+_ORG_DAY_MEMBER_COLUMNS = "org_id, day, member_id, joined, departed, active"
 
 
-def update_rollups(db: SqlDialect, org: int, facts: dict[tuple[int, int, int], list[int]]) -> None:
-    """Add ``facts`` ((day, group, member) -> [org, day, group, member, joins, leaves, messages])
-    to ``member_days`` and bring ``group_daily`` and ``org_daily`` up to date."""
-    days = sorted({d for d, _, _ in facts})
-    # Days with no stored facts yet (the usual case for a live stream or a chronological
-    # import): their rollups follow from ``facts`` alone. Other days are recomputed from
-    # all their stored facts, which is right whatever the arrival order.
-    stored_days = {
-        row[0]
-        for row in db.select_in("SELECT DISTINCT day FROM member_days WHERE org_id = ? AND day {in_}", (org,), days)
-    }
-    upsert = (
-        " ON CONFLICT (org_id, day, group_id, member_id) DO UPDATE SET"
-        f" joined = {db.greatest}(member_days.joined, excluded.joined),"
-        f" departed = {db.greatest}(member_days.departed, excluded.departed),"
-        " messages = member_days.messages + excluded.messages"
-    )
-    columns = "org_id, day, group_id, member_id, joined, departed, messages"
-    if db.pg:
-        db.copy_in(
-            "ingest_member_days",
-            columns,
-            "org_id int, day int, group_id int, member_id int, joined smallint, departed smallint, messages int",
-            facts.values(),
-        )
-        db.run(
-            f"INSERT INTO member_days ({columns}) SELECT org_id, day, group_id, member_id, LEAST(joined, 1),"
-            " LEAST(departed, 1), messages FROM ingest_member_days" + upsert
-        )
+def update_rollups(db: SqlDialect, org: int, facts: Facts) -> None:
+    """Add ``facts`` to ``member_days``, ``org_day_members``, ``group_daily`` and ``org_daily``.
+
+    The caller holds the organisation's ingest lock; each fact's event is new to the log.
+    """
+    if not facts:
+        return
+    keys: Iterable[tuple[int, int, int]] = facts.keys()
+    if len(facts) > PROBE_DAYS_ABOVE:
+        known = _days_with_facts(db, org, sorted({d for d, _, _ in facts}))
+        keys = [k for k in facts if k[0] in known]
     else:
-        # facts count joins and leaves; the stored fact is whether there was one
-        db.many(
-            f"INSERT INTO member_days ({columns}) VALUES (?,?,?,?,min(?, 1),min(?, 1),?)" + upsert,
-            list(facts.values()),
-        )
-    set_counts = (
-        " ON CONFLICT ({key}) DO UPDATE SET joins = excluded.joins, lefts = excluded.lefts,"
-        " actives = excluded.actives, messages = excluded.messages"
-    )
+        keys = list(keys)
+    old_member_days = _stored_member_days(db, org, keys)
+    old_members = _stored_org_day_members(db, org, sorted({(d, m) for d, _, m in keys}))
+
+    member_days: list[list[int]] = []
     group_rows: dict[tuple[int, int], list[int]] = {}
-    org_sets: dict[int, tuple[set[int], set[int], set[int], list[int]]] = {}
-    for (d, g, m), fact in facts.items():
-        if d in stored_days:
-            continue
+    member_flags: dict[tuple[int, int], list[int]] = {}
+    messages_per_day: Counter[int] = Counter()
+    for key, fact in facts.items():
+        d, g, m = key
         joined, departed, messages = min(fact[4], 1), min(fact[5], 1), fact[6]
+        member_days.append([org, d, g, m, joined, departed, messages])
+        was = old_member_days.get(key)
+        old_joined, old_departed, old_active = (was[0], was[1], was[2] > 0) if was else (0, 0, False)
         row = group_rows.get((g, d))
         if row is None:
             row = group_rows[(g, d)] = [g, d, org, 0, 0, 0, 0]
-        row[3] += joined
-        row[4] += departed
-        row[5] += 1 if messages else 0
+        row[3] += joined > old_joined
+        row[4] += departed > old_departed
+        row[5] += messages > 0 and not old_active
         row[6] += messages
-        per_day = org_sets.get(d)
-        if per_day is None:
-            per_day = org_sets[d] = (set(), set(), set(), [0])
-        if joined:
-            per_day[0].add(m)
-        if departed:
-            per_day[1].add(m)
+        flags = member_flags.get((d, m))
+        if flags is None:
+            flags = member_flags[(d, m)] = [0, 0, 0]
+        flags[0] |= joined
+        flags[1] |= departed
+        flags[2] |= messages > 0
+        messages_per_day[d] += messages
+
+    org_rows: dict[int, list[int]] = {}
+    member_rows: list[tuple[int, ...]] = []
+    for (d, m), (joined, departed, active) in member_flags.items():
+        was_joined, was_departed, was_active = old_members.get((d, m), (0, 0, 0))
+        turned_on = (joined > was_joined, departed > was_departed, active > was_active)
+        if not any(turned_on):
+            continue
+        member_rows.append((org, d, m, joined | was_joined, departed | was_departed, active | was_active))
+        row = org_rows.get(d)
+        if row is None:
+            row = org_rows[d] = [org, d, 0, 0, 0, 0]
+        row[2] += turned_on[0]
+        row[3] += turned_on[1]
+        row[4] += turned_on[2]
+    for d, messages in messages_per_day.items():
         if messages:
-            per_day[2].add(m)
-            per_day[3][0] += messages
+            row = org_rows.get(d)
+            if row is None:
+                row = org_rows[d] = [org, d, 0, 0, 0, 0]
+            row[5] = messages
+
+    _upsert(
+        db,
+        "member_days",
+        _MEMBER_DAY_COLUMNS,
+        "org_id int, day int, group_id int, member_id int, joined smallint, departed smallint, messages int",
+        member_days,
+        "ON CONFLICT (org_id, day, group_id, member_id) DO UPDATE SET"
+        f" joined = {db.greatest}(member_days.joined, excluded.joined),"
+        f" departed = {db.greatest}(member_days.departed, excluded.departed),"
+        " messages = member_days.messages + excluded.messages",
+    )
+    _upsert(
+        db,
+        "org_day_members",
+        _ORG_DAY_MEMBER_COLUMNS,
+        "org_id int, day int, member_id int, joined smallint, departed smallint, active smallint",
+        member_rows,
+        # the rows hold the new flags already (old OR new)
+        "ON CONFLICT (org_id, day, member_id) DO UPDATE SET joined = excluded.joined,"
+        " departed = excluded.departed, active = excluded.active",
+    )
+    add_counts = (
+        " ON CONFLICT ({key}) DO UPDATE SET joins = {table}.joins + excluded.joins,"
+        " lefts = {table}.lefts + excluded.lefts, actives = {table}.actives + excluded.actives,"
+        " messages = {table}.messages + excluded.messages"
+    )
     db.many(
         "INSERT INTO group_daily (group_id, day, org_id, joins, lefts, actives, messages, members_delta)"
-        " VALUES (?,?,?,?,?,?,?,0)" + set_counts.format(key="group_id, day"),
-        list(group_rows.values()),
+        " VALUES (?,?,?,?,?,?,?,0)" + add_counts.format(key="group_id, day", table="group_daily"),
+        [row for row in group_rows.values() if row[3] or row[4] or row[5] or row[6]],
     )
     db.many(
         "INSERT INTO org_daily (org_id, day, joins, lefts, actives, messages, members_delta)"
-        " VALUES (?,?,?,?,?,?,0)" + set_counts.format(key="org_id, day"),
-        [(org, d, len(j), len(lv), len(a), n[0]) for d, (j, lv, a, n) in org_sets.items()],
+        " VALUES (?,?,?,?,?,?,0)" + add_counts.format(key="org_id, day", table="org_daily"),
+        list(org_rows.values()),
     )
-    if not stored_days:
+
+
+def _upsert(db: SqlDialect, table: str, columns: str, create: str, rows: Sequence[Sequence[Any]], upsert: str) -> None:
+    if not rows:
         return
-    pairs = sorted({(g, d) for d, g, _ in facts if d in stored_days})
-    source, params = db.pair_join(pairs, "member_days AS m", "m.org_id = ? AND m.day = {b} AND m.group_id = {a}")
-    db.run(
-        "INSERT INTO group_daily (group_id, day, org_id, joins, lefts, actives, messages, members_delta)"
-        " SELECT m.group_id, m.day, ?, sum(m.joined), sum(m.departed),"
-        " sum(CASE WHEN m.messages > 0 THEN 1 ELSE 0 END), sum(m.messages), 0"
-        f" FROM {source} GROUP BY m.group_id, m.day" + set_counts.format(key="group_id, day"),
-        (org, *params, org),
-    )
-    recompute = sorted(stored_days)
-    for start in range(0, len(recompute), 500):
-        chunk = recompute[start : start + 500]
-        db.run(
-            "INSERT INTO org_daily (org_id, day, joins, lefts, actives, messages, members_delta)"
-            " SELECT org_id, day, count(DISTINCT CASE WHEN joined = 1 THEN member_id END),"
-            " count(DISTINCT CASE WHEN departed = 1 THEN member_id END),"
-            " count(DISTINCT CASE WHEN messages > 0 THEN member_id END), sum(messages), 0"
-            f" FROM member_days WHERE org_id = ? AND day IN ({','.join('?' * len(chunk))})"
-            " GROUP BY org_id, day" + set_counts.format(key="org_id, day"),
-            (org, *chunk),
+    if db.pg and len(rows) > COPY_ABOVE:
+        staging = f"ingest_{table}"
+        db.copy_in(staging, columns, create, rows)
+        db.run(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} " + upsert)
+    else:
+        db.many(f"INSERT INTO {table} ({columns}) VALUES ({','.join('?' * len(rows[0]))}) " + upsert, rows)
+
+
+def _days_with_facts(db: SqlDialect, org: int, days: list[int]) -> set[int]:
+    """Which of ``days`` have stored facts: an index probe per day, however full the day."""
+    if db.pg:
+        sql = "SELECT d FROM unnest(?::int[]) AS k(d) WHERE EXISTS"
+        param: Any = days
+    else:
+        sql = "SELECT k.value FROM json_each(?) AS k WHERE EXISTS"
+        param = orjson.dumps(days).decode()
+    sql += " (SELECT 1 FROM org_day_members WHERE org_id = ? AND day = {d})".format(d="k.d" if db.pg else "k.value")
+    return {row[0] for row in db.run(sql, (param, org)).fetchall()}
+
+
+def _stored_member_days(
+    db: SqlDialect, org: int, keys: Sequence[tuple[int, int, int]]
+) -> dict[tuple[int, int, int], tuple[int, int, int]]:
+    if not keys:
+        return {}
+    select_ = "SELECT t.day, t.group_id, t.member_id, t.joined, t.departed, t.messages FROM "
+    if len(keys) == 1:
+        d, g, m = keys[0]
+        rows = db.run(
+            select_ + "member_days AS t WHERE t.org_id = ? AND t.day = ? AND t.group_id = ? AND t.member_id = ?",
+            (org, d, g, m),
+        ).fetchall()
+    elif db.pg:
+        rows = db.rows(
+            select_ + "unnest(?::int[], ?::int[], ?::int[]) AS k(d, g, m) JOIN member_days AS t"
+            " ON t.org_id = ? AND t.day = k.d AND t.group_id = k.g AND t.member_id = k.m",
+            ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], org),
         )
+    else:
+        # CROSS JOIN keeps the keys driving the join (one index lookup each), see SqlDialect.pair_join
+        rows = db.rows(
+            select_ + "json_each(?) AS k CROSS JOIN member_days AS t WHERE t.org_id = ?"
+            " AND t.day = k.value ->> 0 AND t.group_id = k.value ->> 1 AND t.member_id = k.value ->> 2",
+            (orjson.dumps(keys).decode(), org),
+        )
+    return {(r[0], r[1], r[2]): (r[3], r[4], r[5]) for r in rows}
+
+
+def _stored_org_day_members(
+    db: SqlDialect, org: int, pairs: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], tuple[int, int, int]]:
+    if not pairs:
+        return {}
+    select_ = "SELECT t.day, t.member_id, t.joined, t.departed, t.active FROM "
+    if len(pairs) == 1:
+        d, m = pairs[0]
+        rows = db.run(
+            select_ + "org_day_members AS t WHERE t.org_id = ? AND t.day = ? AND t.member_id = ?", (org, d, m)
+        ).fetchall()
+    else:
+        source, params = db.pair_join(
+            pairs, "org_day_members AS t", "t.org_id = ? AND t.day = {a} AND t.member_id = {b}"
+        )
+        rows = db.rows(select_ + source, (*params, org))
+    return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
+
+
+# -- from scratch ------------------------------------------------------------------------------
+
+
+def rebuild_rollups(session: Session, org_id: int) -> int:
+    """Recount every rollup of ``org_id`` from the event log, replacing what ingestion kept.
+
+    ``member_days``, ``org_day_members``, the counts of ``group_daily`` and ``org_daily``, and
+    their ``members_delta`` (from membership replayed from the log). Rows whose figures are all
+    zero are left out. Returns the number of days with figures.
+    """
+    db = SqlDialect(session.connection())
+    if db.pg:
+        db.run("SELECT pg_advisory_xact_lock(?)", (7_000_000 + org_id,))
+    org = session.scalar(select(Organisation).where(Organisation.id == org_id))
+    assert org is not None, org_id
+    days = DayCalculator(ZoneInfo(org.time_zone))
+    for table in ("member_days", "org_day_members", "group_daily", "org_daily"):
+        db.run(f"DELETE FROM {table} WHERE org_id = ?", (org_id,))
+    db.run(
+        f"INSERT INTO member_days ({_MEMBER_DAY_COLUMNS})"
+        f" SELECT org_id, day, group_id, member_id, max(CASE WHEN kind = {JOIN} THEN 1 ELSE 0 END),"
+        f" max(CASE WHEN kind = {LEAVE} THEN 1 ELSE 0 END), sum(CASE WHEN kind = {MESSAGE} THEN 1 ELSE 0 END)"
+        f" FROM events WHERE org_id = ? AND kind IN ({JOIN}, {LEAVE}, {MESSAGE})"
+        " GROUP BY org_id, day, group_id, member_id",
+        (org_id,),
+    )
+    db.run(
+        f"INSERT INTO org_day_members ({_ORG_DAY_MEMBER_COLUMNS})"
+        " SELECT org_id, day, member_id, max(joined), max(departed), max(CASE WHEN messages > 0 THEN 1 ELSE 0 END)"
+        " FROM member_days WHERE org_id = ? GROUP BY org_id, day, member_id",
+        (org_id,),
+    )
+    group_deltas: Counter[tuple[int, int]] = Counter()
+    org_deltas: Counter[int] = Counter()
+    history: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
+    for member_id, event_id, group_id, kind, ts in db.rows(
+        f"SELECT member_id, id, group_id, kind, ts FROM events WHERE org_id = ? AND kind IN ({JOIN}, {LEAVE})",
+        (org_id,),
+    ):
+        history[member_id].append((event_id, group_id, kind, ts))
+    for events in history.values():
+        spans = replay(events)
+        group_day_deltas(spans, days.day, +1, group_deltas)
+        org_day_deltas(spans, days.day, +1, org_deltas)
+
+    group_rows: dict[tuple[int, int], list[int]] = {}
+    for g, d, *counts in db.rows(
+        "SELECT group_id, day, sum(joined), sum(departed), sum(CASE WHEN messages > 0 THEN 1 ELSE 0 END),"
+        " sum(messages) FROM member_days WHERE org_id = ? GROUP BY group_id, day",
+        (org_id,),
+    ):
+        group_rows[(g, d)] = [g, d, org_id, *map(int, counts), 0]
+    for (g, d), delta in group_deltas.items():
+        group_rows.setdefault((g, d), [g, d, org_id, 0, 0, 0, 0, 0])[7] += delta
+    org_rows: dict[int, list[int]] = {}
+    for d, *counts in db.rows(
+        "SELECT m.day, sum(m.joined), sum(m.departed), sum(m.active), coalesce(max(n.messages), 0)"
+        " FROM org_day_members AS m LEFT JOIN (SELECT day, sum(messages) AS messages FROM member_days"
+        " WHERE org_id = ? GROUP BY day) AS n ON n.day = m.day WHERE m.org_id = ? GROUP BY m.day",
+        (org_id, org_id),
+    ):
+        org_rows[d] = [org_id, d, *map(int, counts), 0]
+    for d, delta in org_deltas.items():
+        org_rows.setdefault(d, [org_id, d, 0, 0, 0, 0, 0])[6] += delta
+    db.many(
+        "INSERT INTO group_daily (group_id, day, org_id, joins, lefts, actives, messages, members_delta)"
+        " VALUES (?,?,?,?,?,?,?,?)",
+        [row for row in group_rows.values() if any(row[3:])],
+    )
+    kept = [row for row in org_rows.values() if any(row[2:])]
+    db.many(
+        "INSERT INTO org_daily (org_id, day, joins, lefts, actives, messages, members_delta) VALUES (?,?,?,?,?,?,?)",
+        kept,
+    )
+    return len(kept)

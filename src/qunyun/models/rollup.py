@@ -57,3 +57,20 @@ class OrgDaily(Base):
     actives: Mapped[int] = mapped_column(Integer, default=0)
     messages: Mapped[int] = mapped_column(Integer, default=0)
     members_delta: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OrgDayMember(Base):
+    """Whether one member joined, left or posted in any group of the organisation on one day.
+
+    The distinct-member counts of ``org_daily`` are kept incrementally from it: an ingest that
+    turns a flag on here adds one to the day's count (``ingestion/rollups.py``).
+    """
+
+    __tablename__ = "org_day_members"
+
+    org_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    joined: Mapped[int] = mapped_column(SmallInteger, default=0)
+    departed: Mapped[int] = mapped_column(SmallInteger, default=0)
+    active: Mapped[int] = mapped_column(SmallInteger, default=0)
