@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from qunyun.models import AuditLog
 from qunyun.timeutil import utcnow
-from qunyun.worker.queue import job_handler
+from qunyun.worker.queue import TwoPhaseJob, job_handler, two_phase_handler
 from qunyun.worker.runner import current_job
 from qunyun.worker.scheduler import periodic
 
@@ -92,3 +94,67 @@ def typed(session: Session, payload: TypedPayload) -> None:
             at=utcnow(),
         )
     )
+
+
+TWO_PHASE = "test.two_phase"
+
+
+class TwoPhasePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    org_id: int
+    nothing_to_call: bool = False  # prepare finds the work done already
+    call_fails: bool = False
+    record_fails_times: int = 0  # records of attempts up to this number raise after writing
+
+
+class Crash(BaseException):
+    """A worker dying where it stands: nothing of the runner catches it."""
+
+
+@dataclass
+class Calls:
+    """What the two-phase job's calls saw, and what a test wants them to do besides."""
+
+    seen: list[tuple[int, int]] = field(default_factory=list)  # (job id, attempt)
+    hook: Callable[[int], None] | None = None  # called with the job id inside call()
+
+
+CALLS = Calls()
+
+
+@two_phase_handler(TWO_PHASE, payload=TwoPhasePayload)
+class TwoPhaseRecord(TwoPhaseJob[TwoPhasePayload, tuple[int, bool], str]):
+    """Prepare writes a ``test.prepared`` row, call returns a receipt (or raises), record writes
+    ``test.recorded`` with what it got; all keyed by the job id."""
+
+    def prepare(self, session: Session, payload: TwoPhasePayload) -> tuple[int, bool] | None:
+        job = current_job()
+        _audit(session, payload.org_id, "test.prepared", job.id, {"attempt": job.attempt})
+        return None if payload.nothing_to_call else (job.id, payload.call_fails)
+
+    def call(self, prepared: tuple[int, bool]) -> str:
+        job = current_job()
+        job_id, fails = prepared
+        CALLS.seen.append((job.id, job.attempt))
+        if CALLS.hook is not None:
+            CALLS.hook(job_id)
+        if fails:
+            raise ConnectionError("platform unreachable")
+        return f"receipt-{job_id}-{job.attempt}"
+
+    def record(
+        self, session: Session, payload: TwoPhasePayload, prepared: tuple[int, bool], outcome: str | BaseException
+    ) -> None:
+        job = current_job()
+        seen = f"{type(outcome).__name__}: {outcome}" if isinstance(outcome, BaseException) else outcome
+        _audit(session, payload.org_id, "test.recorded", job.id, {"attempt": job.attempt, "outcome": seen})
+        if job.attempt <= payload.record_fails_times:
+            raise RuntimeError(f"planned record failure {job.attempt}")
+
+
+def _audit(session: Session, org_id: int, action: str, job_id: int, detail: dict[str, Any]) -> None:
+    session.add(
+        AuditLog(org_id=org_id, action=action, target_type="job", target_id=str(job_id), detail=detail, at=utcnow())
+    )
+    session.flush()

@@ -12,16 +12,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import StatementError
-from sqlalchemy.orm import Session, sessionmaker
 
 from qunyun.db.base import from_micros, now_micros, to_micros
 from qunyun.db.session import unit_of_work
-from qunyun.models import AuditLog, Job, JobRun, JobStatus, Organisation
+from qunyun.models import Job, JobRun, JobStatus, Organisation
 from qunyun.timeutil import utcnow
 from qunyun.worker.queue import enqueue
 from qunyun.worker.runner import (
@@ -29,77 +27,17 @@ from qunyun.worker.runner import (
     MICROS,
     InProcessWorker,
     LeaseKeeper,
-    Worker,
     backoff_seconds,
     claim_jobs,
     describe_error,
     run_workers,
 )
 from qunyun.worker.scheduler import schedule_due
+from tests.worker.conftest import MakeWorker
 from tests.worker.handlers import COMMITS, RECORD, TICK, TYPED
+from tests.worker.support import LEASE, Factory, FakeClock, add_job, effects, get_job, runs, steal
 
 REPO = Path(__file__).resolve().parents[2]
-LEASE = 30
-
-Factory = sessionmaker[Session]
-MakeWorker = Callable[..., Worker]
-
-
-class FakeClock:
-    """Epoch microseconds that move only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = now_micros() + 60 * MICROS  # ahead of real time: jobs enqueued by the test are due
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * MICROS)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def org_id(db: Factory) -> int:
-    with unit_of_work(db) as s:
-        org = Organisation(name="Queue", slug="queue", created_at=utcnow())
-        s.add(org)
-        s.flush()
-        return org.id
-
-
-@pytest.fixture
-def make_worker(db: Factory, clock: FakeClock) -> MakeWorker:
-    def make(name: str = "test:1", **kwargs: Any) -> Worker:
-        return Worker(name, factory=db, lease_seconds=LEASE, clock=clock, **kwargs)
-
-    return make
-
-
-def add_job(db: Factory, kind: str, payload: dict[str, Any] | None = None, **kwargs: Any) -> int:
-    with unit_of_work(db) as s:
-        return enqueue(s, kind, payload, **kwargs).id
-
-
-def get_job(db: Factory, job_id: int) -> Job:
-    with db() as s:
-        job = s.get(Job, job_id)
-        assert job is not None
-        return job
-
-
-def runs(db: Factory, job_id: int) -> list[JobRun]:
-    with db() as s:
-        return list(s.scalars(select(JobRun).where(JobRun.job_id == job_id).order_by(JobRun.attempt)))
-
-
-def effects(db: Factory, job_id: int) -> list[AuditLog]:
-    with db() as s:
-        return list(s.scalars(select(AuditLog).where(AuditLog.target_id == str(job_id))))
 
 
 def test_a_job_runs_once_and_its_run_is_recorded(db: Factory, org_id: int, make_worker: MakeWorker) -> None:
@@ -291,12 +229,6 @@ def test_an_expired_lease_on_the_last_attempt_buries_the_job(
     assert (job.status, job.attempts) == ("dead", 1)
     assert job.last_error is not None and job.last_error.startswith("LeaseExpired")
     assert [r.outcome for r in runs(db, job_id)] == ["dead"]
-
-
-def steal(db: Factory, job_id: int) -> None:
-    """What another worker does when it reclaims the job."""
-    with unit_of_work(db) as s:
-        s.execute(update(Job).where(Job.id == job_id).values(locked_by="thief:1", attempts=Job.attempts + 1))
 
 
 def test_completion_is_refused_when_the_lease_was_taken_over(db: Factory, org_id: int, make_worker: MakeWorker) -> None:
