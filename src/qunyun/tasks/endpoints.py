@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from qunyun.api.errors import api_language
 from qunyun.api.pagination import BigId, Id, Page, Paging
@@ -26,6 +26,7 @@ from qunyun.timeutil import utcnow
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 IMAGE_FIELD = "evidence_image"
+FORM_FIELDS = 12  # the evidence fields, the console's CSRF token and return view, with room
 
 
 @dataclass(frozen=True)
@@ -70,31 +71,37 @@ async def read_completion(request: Request) -> Completion:
 
 
 async def _from_form(request: Request) -> Completion:
-    form = await request.form(max_files=1, max_fields=10)
+    form = await request.form(max_files=1, max_fields=FORM_FIELDS)
     try:
-        uploads = [v for v in form.getlist(IMAGE_FIELD) if isinstance(v, UploadFile)]
-        if len(uploads) > 1:
-            raise InvalidInput(Msg("err.task.one_image"), field=IMAGE_FIELD)
-        image = None
-        if uploads and (uploads[0].filename or uploads[0].size):
-            image = await uploads[0].read(MAX_IMAGE_BYTES + 1)
-            if len(image) > MAX_IMAGE_BYTES:
-                raise _too_large()
-
-        def text(name: str) -> str | None:
-            value = form.get(name)
-            return value if isinstance(value, str) else None
-
-        confirm = text("confirm_action")
-        return Completion(
-            evidence_text=text("evidence_text"),
-            evidence_link=text("evidence_link"),
-            evidence_image=image,
-            confirm_action=confirm is None or confirm.strip().lower() not in ("0", "false", "no", "off"),
-            note=text("note"),
-        )
+        return await completion_from_form(form)
     finally:
         await form.close()
+
+
+async def completion_from_form(form: FormData) -> Completion:
+    """The evidence of a multipart/form-data completion (the API's and the console's form)."""
+    uploads = [v for v in form.getlist(IMAGE_FIELD) if isinstance(v, UploadFile)]
+    if len(uploads) > 1:
+        raise InvalidInput(Msg("err.task.one_image"), field=IMAGE_FIELD)
+    image = None
+    # A form submitted without choosing a file still sends an empty, nameless part.
+    if uploads and (uploads[0].filename or uploads[0].size):
+        image = await uploads[0].read(MAX_IMAGE_BYTES + 1)
+        if len(image) > MAX_IMAGE_BYTES:
+            raise _too_large()
+
+    def text(name: str) -> str | None:
+        value = form.get(name)
+        return value if isinstance(value, str) else None
+
+    confirm = text("confirm_action")
+    return Completion(
+        evidence_text=text("evidence_text"),
+        evidence_link=text("evidence_link"),
+        evidence_image=image,
+        confirm_action=confirm is None or confirm.strip().lower() not in ("0", "false", "no", "off"),
+        note=text("note"),
+    )
 
 
 _COMPLETE_BODY: dict[str, Any] = {

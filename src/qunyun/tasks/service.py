@@ -64,6 +64,7 @@ class TaskItem:
     group_name: str | None
     assignee_name: str | None
     escalated_to_name: str | None = None
+    completed_by_name: str | None = None
 
 
 @dataclass
@@ -266,25 +267,45 @@ def list_tasks(
     query = select(StaffTask).where(task_visible(scope))
     if assignee_id is not None:
         query = query.where(StaffTask.assignee_id == assignee_id)
-    is_open = StaffTask.status == TaskStatus.OPEN.value
-    if view == "today":
-        end = _end_of_day(session, scope.org_id, now)
-        query = query.where(
-            is_open, or_(StaffTask.due_at.is_(None), and_(StaffTask.due_at >= now, StaffTask.due_at < end))
-        )
-        order: list[Any] = [StaffTask.due_at.asc().nulls_last(), StaffTask.id]
-    elif view == "overdue":
-        query = query.where(is_open, StaffTask.due_at < now)
-        order = [StaffTask.due_at.asc(), StaffTask.id]
-    elif view == "done":
-        query = query.where(StaffTask.status == TaskStatus.DONE.value)
+    end = _end_of_day(session, scope.org_id, now)
+    query = query.where(_in_view(view, now, end))
+    order: list[Any]
+    if view == "done":
         order = [StaffTask.done_at.desc().nulls_last(), StaffTask.id.desc()]
     else:
-        query = query.where(is_open)
         order = [StaffTask.due_at.asc().nulls_last(), StaffTask.id]
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = list(session.scalars(query.order_by(*order).limit(limit).offset(offset)))
     return _items(session, rows), total
+
+
+def view_counts(
+    session: Session, scope: Scope, *, now: datetime | None = None, assignee_id: int | None = None
+) -> dict[View, int]:
+    """How many tasks ``scope`` sees in each view (the inbox's tab labels), in one query."""
+    now = now or utcnow()
+    end = _end_of_day(session, scope.org_id, now)
+    query = select(*(func.coalesce(func.sum(case((_in_view(v, now, end), 1), else_=0)), 0) for v in VIEWS)).where(
+        task_visible(scope)
+    )
+    if assignee_id is not None:
+        query = query.where(StaffTask.assignee_id == assignee_id)
+    row = session.execute(query).one()
+    return {view: int(n) for view, n in zip(VIEWS, row, strict=True)}
+
+
+def _in_view(view: View, now: datetime, end_of_day: datetime) -> ColumnElement[bool]:
+    is_open = StaffTask.status == TaskStatus.OPEN.value
+    if view == "today":
+        return and_(
+            is_open,
+            or_(StaffTask.due_at.is_(None), and_(StaffTask.due_at >= now, StaffTask.due_at < end_of_day)),
+        )
+    if view == "overdue":
+        return and_(is_open, StaffTask.due_at < now)
+    if view == "done":
+        return StaffTask.status == TaskStatus.DONE.value
+    return is_open
 
 
 def counts(session: Session, scope: Scope, staff_ids: list[int], now: datetime) -> dict[int, tuple[int, int]]:
@@ -486,14 +507,12 @@ def _end_of_day(session: Session, org_id: int, now: datetime) -> datetime:
 
 def _items(session: Session, tasks: list[StaffTask]) -> list[TaskItem]:
     group_ids = {t.group_id for t in tasks if t.group_id is not None}
-    staff_ids = {s for t in tasks for s in (t.assignee_id, t.escalated_to_id) if s is not None}
+    staff_ids = {s for t in tasks for s in (t.assignee_id, t.escalated_to_id, t.completed_by_id) if s is not None}
     groups = (
-        dict(session.execute(select(Group.id, Group.name).where(Group.id.in_(group_ids))).tuples().all())
-        if group_ids
-        else {}
+        dict(session.execute(select(Group.id, Group.name).where(Group.id.in_(group_ids))).all()) if group_ids else {}
     )
     people = (
-        dict(session.execute(select(Staff.id, Staff.display_name).where(Staff.id.in_(staff_ids))).tuples().all())
+        dict(session.execute(select(Staff.id, Staff.display_name).where(Staff.id.in_(staff_ids))).all())
         if staff_ids
         else {}
     )
@@ -503,6 +522,7 @@ def _items(session: Session, tasks: list[StaffTask]) -> list[TaskItem]:
             group_name=groups.get(t.group_id) if t.group_id is not None else None,
             assignee_name=people.get(t.assignee_id) if t.assignee_id is not None else None,
             escalated_to_name=people.get(t.escalated_to_id) if t.escalated_to_id is not None else None,
+            completed_by_name=people.get(t.completed_by_id) if t.completed_by_id is not None else None,
         )
         for t in tasks
     ]

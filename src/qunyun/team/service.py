@@ -188,9 +188,7 @@ def workload(session: Session, scope: Scope, today: date, *, now: datetime | Non
                     GroupDaily.day == day_key(today),
                     GroupDaily.group_id.in_(group_ids),
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         if group_ids
         else {}

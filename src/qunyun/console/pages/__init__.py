@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from qunyun.console.pages import channels, communities, connections, groups, members, overview, staff, stats
+from qunyun.console.pages import channels, communities, connections, groups, members, overview, staff, stats, tasks
 
 router = APIRouter(include_in_schema=False)
-for module in (overview, communities, groups, members, channels, staff, stats, connections):
+for module in (overview, communities, groups, members, channels, staff, stats, connections, tasks):
     router.include_router(module.router)

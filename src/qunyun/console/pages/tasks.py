@@ -1,0 +1,146 @@
+"""The task inbox: today's tasks, the overdue ones and the done ones, each with what to copy and a
+form to complete it with evidence. Made for a phone: one column, big tap targets, no script."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+
+from qunyun.api.pagination import BigId
+from qunyun.auth.csrf import check_csrf, session_csrf_token
+from qunyun.console.web import ConsolePage, int_param
+from qunyun.errors import QunyunError
+from qunyun.tasks import service
+from qunyun.tasks.endpoints import FORM_FIELDS, Completion, completion_from_form
+from qunyun.tasks.service import VIEWS, TaskItem, View
+from qunyun.tasks.titles import render_title
+from qunyun.timeutil import utcnow
+
+router = APIRouter()
+PAGE_SIZE = 30
+
+
+class SubmittedForm:
+    """A completion form as submitted: its evidence, or the error reading it (too large an
+    image…) to show on the page rather than on an error page; and its other fields."""
+
+    def __init__(self, completion: Completion | None, error: QunyunError | None, fields: dict[str, str]) -> None:
+        self.completion = completion
+        self.error = error
+        self.fields = fields
+
+
+async def submitted_form(request: Request) -> SubmittedForm:
+    form = await request.form(max_files=1, max_fields=FORM_FIELDS)
+    try:
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        try:
+            return SubmittedForm(await completion_from_form(form), None, fields)
+        except QunyunError as exc:
+            return SubmittedForm(None, exc, fields)
+    finally:
+        await form.close()
+
+
+def _view(value: str | None) -> View:
+    return next((v for v in VIEWS if v == value), "today")
+
+
+def _payload_text(item: TaskItem) -> str:
+    """What a person copies to do the task: a message's text as it is, other payloads as JSON."""
+    payload = item.task.detail.get("payload")
+    if not isinstance(payload, dict) or not payload:
+        return ""
+    text = payload.get("text")
+    if isinstance(text, str) and len(payload) == 1:
+        return text
+    return json.dumps(payload, ensure_ascii=False, indent=2)
+
+
+def _inbox(
+    page: ConsolePage,
+    *,
+    view: View,
+    error: QunyunError | None = None,
+    error_task: int | None = None,
+    submitted: dict[str, str] | None = None,
+) -> Response:
+    scope = page.scope
+    now = utcnow()
+    assignee = int_param(page.request.query_params.get("assignee")) if scope.whole_org else None
+    tabs = service.view_counts(page.db, scope, now=now, assignee_id=assignee)
+    paging = page.paging(tabs[view], PAGE_SIZE)
+    items, _ = service.list_tasks(
+        page.db, scope, view=view, now=now, assignee_id=assignee, limit=paging.size, offset=paging.offset
+    )
+    lang = page.t.lang
+    tasks: list[dict[str, Any]] = [
+        {
+            "item": item,
+            "task": item.task,
+            "title": render_title(item.task, lang),
+            "overdue": item.task.status == "open" and item.task.due_at is not None and item.task.due_at < now,
+            "copy": _payload_text(item),
+        }
+        for item in items
+    ]
+    completed = int_param(page.request.query_params.get("completed"))
+    context = {
+        "view": view,
+        "views": VIEWS,
+        "tabs": tabs,
+        "tasks": tasks,
+        "paging": paging,
+        "assignee": assignee,
+        "people": service.assignees(page.db, scope) if scope.whole_org else [],
+        "error": error.localized(lang) if error is not None else "",
+        "error_field": error.field if error is not None else "",
+        "error_task": error_task,
+        "submitted": submitted or {},
+        "completed": completed,
+    }
+    return page.render("tasks.html", "tasks", context, status_code=error.status_code if error is not None else 200)
+
+
+@router.get("/tasks")
+def task_inbox(page: ConsolePage) -> Response:
+    return _inbox(page, view=_view(page.request.query_params.get("view")))
+
+
+@router.post("/tasks/{task_id}/complete")
+def task_complete(
+    page: ConsolePage, task_id: BigId, form: Annotated[SubmittedForm, Depends(submitted_form)]
+) -> Response:
+    check_csrf(session_csrf_token(page.principal.token.id), form.fields.get("csrf_token"))
+    view = _view(form.fields.get("view"))
+    error = form.error
+    if error is None and form.completion is not None:
+        body = form.completion
+        try:
+            service.complete(
+                page.db,
+                page.scope,
+                task_id,
+                evidence_text=body.evidence_text,
+                evidence_link=body.evidence_link,
+                evidence_image=body.evidence_image,
+                confirm_action=body.confirm_action,
+                note=body.note,
+            )
+        except QunyunError as exc:
+            if exc.status_code in (403, 404):
+                raise  # the error page: the task is not the caller's to complete
+            page.db.rollback()
+            error = exc
+    if error is not None:
+        return _inbox(page, view=view, error=error, error_task=task_id, submitted=form.fields)
+    return RedirectResponse(page.url("/tasks", view=view, completed=task_id, page=None), status_code=303)
+
+
+@router.get("/tasks/{task_id}/evidence")
+def task_evidence(page: ConsolePage, task_id: BigId) -> Response:
+    path, media_type = service.evidence_image(page.db, page.scope, task_id)
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, no-store"})
