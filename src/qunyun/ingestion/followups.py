@@ -150,9 +150,6 @@ def with_texts(session: Session, events: Iterable[LiveEvent]) -> list[LiveEvent]
     texts: dict[int, str] = {}
     for start in range(0, len(ids), 5000):
         chunk = ids[start : start + 5000]
-        texts.update(
-            session.execute(select(MessageText.event_id, MessageText.text).where(MessageText.event_id.in_(chunk)))
-            .tuples()
-            .all()
-        )
+        rows = session.execute(select(MessageText.event_id, MessageText.text).where(MessageText.event_id.in_(chunk)))
+        texts.update((event_id, text) for event_id, text in rows)
     return [replace(e, text=texts.get(e.event_id)) if e.event_id in texts else e for e in events]

@@ -49,29 +49,30 @@ def import_stream(
     platform: str = "import",
     batch_size: int = 20000,
     on_progress: object = None,
+    connection_id: int | None = None,
 ) -> ImportReport:
     """Import JSONL from ``stream`` in the caller's transaction.
 
     Without ``skip_invalid`` the first bad line aborts the import; the rest of the file is still
     read to report up to 20 errors at once, each with its line number and field. Historic
-    imports are not live: they trigger no follow-up jobs such as welcome messages.
+    imports are not live: they trigger no follow-up jobs such as welcome messages. The groups
+    it creates belong to ``connection_id`` (None: the organisation's default connection for
+    ``platform``).
     """
     report = ImportReport()
+    ingestor = Ingestor(session, org_id, platform=platform, source="import", live=False, connection_id=connection_id)
     with gc_paused():
-        return _import(session, org_id, stream, skip_invalid, platform, batch_size, on_progress, report)
+        return _import(ingestor, stream, skip_invalid, batch_size, on_progress, report)
 
 
 def _import(
-    session: Session,
-    org_id: int,
+    ingestor: Ingestor,
     stream: BinaryIO,
     skip_invalid: bool,
-    platform: str,
     batch_size: int,
     on_progress: object,
     report: ImportReport,
 ) -> ImportReport:
-    ingestor = Ingestor(session, org_id, platform=platform, source="import", live=False)
     errors: list[tuple[int, Msg]] = []
     batch: list[ParsedEvent] = []
     started = time.perf_counter()
@@ -141,8 +142,10 @@ def import_file(
     platform: str = "import",
     batch_size: int = 20000,
     progress: bool = False,
+    connection_id: int | None = None,
 ) -> ImportReport:
-    """Import a JSONL file (or binary stream) as one transaction."""
+    """Import a JSONL file (or binary stream) as one transaction; the groups it creates belong to
+    ``connection_id`` (None: the organisation's default connection for ``platform``)."""
     started = time.perf_counter()
     stream: BinaryIO
     size = 0
@@ -185,10 +188,17 @@ def import_file(
                         platform=platform,
                         batch_size=batch_size,
                         on_progress=tick,
+                        connection_id=connection_id,
                     )
             else:
                 report = import_stream(
-                    session, org_id, stream, skip_invalid=skip_invalid, platform=platform, batch_size=batch_size
+                    session,
+                    org_id,
+                    stream,
+                    skip_invalid=skip_invalid,
+                    platform=platform,
+                    batch_size=batch_size,
+                    connection_id=connection_id,
                 )
     finally:
         if stream is not source:

@@ -701,15 +701,9 @@ def _live_event(row: tuple[Any, ...], e: ParsedEvent, connection_id: int) -> Liv
 
 def default_connection_id(session: Session, org_id: int, platform: str) -> int:
     """The connection events of ``platform`` belong to when the caller names none: the
-    organisation's default connection for that platform, or, for a source that is no platform
-    (a file import, the REST API), the organisation's default simulator connection."""
+    organisation's default connection for that platform (created on first use)."""
     from qunyun.connections.service import default_connection
-    from qunyun.connectors.base import get_profile
 
-    try:
-        get_profile(platform)
-    except InvalidInput:
-        platform = "simulator"
     return default_connection(session, org_id, platform).id
 
 

@@ -32,7 +32,7 @@ KIND_BY_NAME = {name: kind for kind, name in KIND_NAMES.items()}
 
 
 def kind_in(*kinds: EventKind) -> str:
-    """The SQL condition ``kind IN (2, 3)`` (or ``kind = 2`` for one kind) for ``kinds``.
+    """The SQL condition that ``kind`` is one of ``kinds``: ``kind IN (…)``, or ``kind = …``.
 
     SQL names event kinds through this, never by number. A partial index's condition and the
     queries meant to use it must be built from the same call: PostgreSQL and SQLite match
