@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import date
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -452,10 +452,14 @@ def simulate(
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
-    workers: Annotated[int, typer.Option(min=0, help="In-process job workers (0 to run none)")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="HTTP server processes")] = 1,
+    job_threads: Annotated[int, typer.Option("--job-threads", min=0, help="Job worker threads (0 to run none)")] = 1,
 ) -> None:
-    """Serve the console and the REST API (with its documentation at /docs), with an in-process
-    job worker."""
+    """Serve the console and the REST API (with its documentation at /docs), and run job workers.
+
+    With one server process (the default) the job threads run inside it; with several, they run
+    in this parent process, which supervises the server processes and runs no requests itself.
+    """
     import uvicorn
 
     from qunyun.api.app import create_app
@@ -467,14 +471,27 @@ def serve(
     tell(Msg("cli.serving", url=f"http://{shown}:{port}/"))
     # Forwarded headers only from QUNYUN_TRUSTED_PROXIES (uvicorn's default trusts loopback).
     proxies = get_settings().trusted_proxies.strip()
-    uvicorn.run(
-        create_app(in_process_workers=workers),
-        host=host,
-        port=port,
-        log_level="info",
-        proxy_headers=bool(proxies),
-        forwarded_allow_ips=proxies or None,
-    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": proxies or None,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(in_process_workers=job_threads), **options)
+        return
+    from qunyun.worker.runner import InProcessWorker
+
+    # Server processes are spawned afresh by uvicorn (not forked), so threads here are safe.
+    jobs = InProcessWorker(job_threads) if job_threads > 0 else None
+    if jobs is not None:
+        jobs.start()
+    try:
+        uvicorn.run("qunyun.api.app:create_app", factory=True, workers=workers, **options)
+    finally:
+        if jobs is not None:
+            jobs.stop()
 
 
 @app.command()
@@ -482,12 +499,13 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=1, help="Worker threads in this process")] = 1,
     burst: Annotated[bool, typer.Option("--burst", help="Exit when no job is due")] = False,
     name: Annotated[str | None, typer.Option(help="Worker name in job records")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Jobs each thread claims at once")] = 32,
 ) -> None:
     """Run standalone job workers; any number of processes may share one PostgreSQL."""
     from qunyun.worker.runner import run_workers
 
     require_schema()
-    run_workers(concurrency=concurrency, burst=burst, name=name)
+    run_workers(concurrency=concurrency, burst=burst, name=name, batch=batch)
 
 
 def main() -> None:  # pragma: no cover
