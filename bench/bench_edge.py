@@ -53,7 +53,7 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "QUNYUN_DATABASE_URL": url, "QUNYUN_ENV": "development"}
         self.proc = subprocess.Popen(
-            [*QUNYUN, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "0"],
+            [*QUNYUN, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--job-threads", "0"],
             env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,

@@ -120,7 +120,7 @@ def main() -> None:
         env["PYTHONPATH"] = str(args.server_src.resolve() / "src")
         cwd = args.server_src.resolve()
     server = subprocess.Popen(
-        [*QUNYUN, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "0"],
+        [*QUNYUN, "serve", "--host", "127.0.0.1", "--port", str(port), "--job-threads", "0"],
         env=env,
         cwd=cwd,
         stdout=subprocess.DEVNULL,

@@ -143,10 +143,10 @@ def test_serve_trusts_forwarded_headers_only_from_configured_proxies(
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda _app, **kwargs: calls.append(kwargs))
     runner = CliRunner()
-    assert runner.invoke(app, ["serve", "--workers", "0"]).exit_code == 0
+    assert runner.invoke(app, ["serve", "--job-threads", "0"]).exit_code == 0
     assert calls[-1]["proxy_headers"] is False  # uvicorn's own default trusts 127.0.0.1
     trusted_proxies("10.0.0.0/8")
-    assert runner.invoke(app, ["serve", "--workers", "0"]).exit_code == 0
+    assert runner.invoke(app, ["serve", "--job-threads", "0"]).exit_code == 0
     assert calls[-1]["proxy_headers"] is True and calls[-1]["forwarded_allow_ips"] == "10.0.0.0/8"
 
 
