@@ -174,8 +174,10 @@ class _CommitGuard:
         self.tripped = False
         event.listen(session, "before_commit", self._before_commit)
 
-    def _before_commit(self, _session: Session) -> None:
-        if self.armed:
+    def _before_commit(self, session: Session) -> None:
+        # Releasing a savepoint (a handler's begin_nested, enqueue with a key) fires this too:
+        # only the commit of the transaction itself, with no savepoint left, is refused.
+        if self.armed and session.get_nested_transaction() is None:
             self.tripped = True
             raise HandlerCommitted("the handler committed its own transaction")
 
