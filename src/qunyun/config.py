@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # Webhooks older than this many seconds (by the platform's timestamp) are refused as replays;
     # 0 turns the window off.
     webhook_max_age: int = Field(default=300, ge=0)
+    # Processed webhook payloads (message text: personal data) are purged after this many days
+    # (0: as soon as they are processed); the delivery's record stays (docs/webhooks.md).
+    webhook_payload_retention_days: int = Field(default=7, ge=0)
     redis_url: str | None = None
     # Reverse proxies whose X-Forwarded-For is believed (IPs or CIDRs, comma-separated). Empty:
     # never; the TCP peer is the client (docs/access-control.md, "Behind a proxy").

@@ -15,6 +15,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "qunyun.crm.profiles",
     "qunyun.privacy.tasks",
     "qunyun.tasks.jobs",
+    "qunyun.hooks.jobs",
     "qunyun.onboarding.followups",
 )
 

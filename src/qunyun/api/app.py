@@ -34,6 +34,7 @@ from qunyun.crm.endpoints import members as members_router
 from qunyun.crm.endpoints import tags as tags_router
 from qunyun.db.session import get_engine
 from qunyun.groups.endpoints import router as groups_router
+from qunyun.hooks.endpoints import router as hooks_router
 from qunyun.ingestion.endpoints import router as events_router
 from qunyun.locale import Msg
 from qunyun.tasks.endpoints import router as tasks_router
@@ -217,6 +218,7 @@ def create_app(in_process_workers: int = 0) -> FastAPI:
         return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     app.include_router(api_router())
+    app.include_router(hooks_router)  # /hooks/{platform}/{connection_id}: signed, no login
     app.include_router(console_router)
     app.include_router(pages_router)
     app.add_exception_handler(LoginRequired, login_redirect)

@@ -2,8 +2,19 @@
 
 from fastapi import APIRouter
 
-from qunyun.console.pages import channels, communities, connections, groups, members, overview, staff, stats, tasks
+from qunyun.console.pages import (
+    channels,
+    communities,
+    connections,
+    groups,
+    inbox,
+    members,
+    overview,
+    staff,
+    stats,
+    tasks,
+)
 
 router = APIRouter(include_in_schema=False)
-for module in (overview, communities, groups, members, channels, staff, stats, connections, tasks):
+for module in (overview, communities, groups, members, channels, staff, stats, connections, inbox, tasks):
     router.include_router(module.router)
