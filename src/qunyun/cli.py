@@ -123,6 +123,7 @@ def events_import(
             platform=platform,
             batch_size=batch_size,
             progress=not quiet and sys.stderr.isatty(),
+            connection_id=connection,
         )
     except QunyunError as exc:
         _fail(exc)
