@@ -38,7 +38,8 @@ def _median_ms(fn: Callable[[], object], repeat: int = 7) -> float:
 
 def main() -> None:
     from qunyun.analytics.intraday import today_and_yesterday
-    from qunyun.analytics.stats import StatsQuery, daily_orders, daily_stats
+    from qunyun.analytics.overview import trend as overview_trend
+    from qunyun.auth.scope import Scope
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--groups", type=int, default=1000)
@@ -58,18 +59,17 @@ def main() -> None:
     now = datetime.combine(last_day, datetime.min.time(), ZONE) + timedelta(hours=14)
     with Session(engine) as session:
         org_id = session.execute(text("SELECT id FROM organisations ORDER BY id LIMIT 1")).scalar_one()
-        first = last_day - timedelta(days=29)
+        scope = Scope.organisation(org_id)  # the organisation-wide figures, as a lead sees them
 
         def trend() -> object:
-            query = StatsQuery(org_id, first, last_day, per_group=False)
-            return daily_stats(session, query), daily_orders(session, org_id, first, last_day)
+            return overview_trend(session, scope, last_day)
 
         def same_hour() -> object:
-            return today_and_yesterday(session, org_id, now, ZONE)
+            return today_and_yesterday(session, scope, now, ZONE)
 
         baseline = _median_ms(trend)
         intraday = _median_ms(same_hour)
-        today, yesterday = today_and_yesterday(session, org_id, now, ZONE)
+        today, yesterday = today_and_yesterday(session, scope, now, ZONE)
     print(f"\nOverview over {args.events:,} events, {args.groups:,} groups, {args.days} days (SQLite, median)")
     print(f"  baseline: 30-day series from the rollups      {baseline:8.1f} ms")
     print(f"  today and yesterday up to 14:00 (event log)   {intraday:8.1f} ms")

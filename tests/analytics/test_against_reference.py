@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, bindparam, text
 from sqlalchemy.orm import Session
 
-from qunyun.analytics.stats import StatsQuery, daily_stats, stats_for_cli, weekly_stats
+from qunyun.analytics import stats
+from qunyun.analytics.stats import stats_for_cli
+from qunyun.auth.scope import Scope
 from qunyun.db.session import unit_of_work
 from qunyun.ingestion.importer import import_stream
 from qunyun.ingestion.service import Ingestor, ingest
@@ -306,9 +308,9 @@ def test_totals_over_a_subset_of_groups_equal_the_reference(
                 {"o": org_id, "g": subset or [""]},
             )
         ]
-        query = StatsQuery(org_id, *period, group_ids=ids, per_group=False, include_total=True)
-        assert daily_stats(session, query) == ref.daily(*period)
-        assert weekly_stats(session, query) == ref.weekly(*period)
+        scope = Scope.organisation(org_id)
+        assert stats.daily(session, scope, *period, ids, per_group=False) == ref.daily(*period)
+        assert stats.weekly(session, scope, *period, ids, per_group=False) == ref.weekly(*period)
 
 
 SCOPED_KINDS = ("member.joined", "member.left", "message.posted")

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from qunyun.analytics.intraday import today_and_yesterday
+from qunyun.auth.scope import Scope
 from qunyun.console.charts import NARROWEST_PX, Series, bar_chart, line_chart
 from tests.api.conftest import World, console_login
 from tests.console.helpers import qiji_organisation
@@ -89,7 +90,7 @@ def test_today_is_compared_with_yesterday_at_the_same_hour(world: World, passwor
     ]
     org_id = qiji_organisation(world, password_hash, events)
     with world.db() as s:
-        today, yesterday = today_and_yesterday(s, org_id, now, ZONE)
+        today, yesterday = today_and_yesterday(s, Scope.organisation(org_id), now, ZONE)
     metrics = ("joins", "left", "actives", "members", "active_ratio", "orders", "gmv_fen")
     # Yesterday up to 14:00: a and b joined, a posted; c's 14:00 join, b's leave and the order came later.
     assert {k: yesterday[k] for k in metrics} == {

@@ -7,7 +7,7 @@ expected join rate instead: e.g. SMS at 0.05 元 with a 1.5 元 red packet at 8 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -17,7 +17,7 @@ from starlette.requests import HTTPConnection
 
 from qunyun.acquisition.schemas import ChannelCreate, ChannelOut
 from qunyun.audit.service import apply_changes, record_by
-from qunyun.auth.scope import Scope, require_lead
+from qunyun.auth.scope import Scope, group_id_visible, require_lead
 from qunyun.errors import Conflict, NotFound
 from qunyun.groups.service import count_rows
 from qunyun.locale import Msg
@@ -120,6 +120,38 @@ def list_channels(
     channels = session.scalars(query.order_by(Channel.id).limit(limit).offset(offset)).all()
     acquired = members_acquired(session, scope.org_id, [c.id for c in channels])
     return [channel_out(c, acquired.get(c.id, 0)) for c in channels], total
+
+
+def channel_choices(session: Session, scope: Scope) -> list[tuple[int, str]]:
+    """(id, name) of the organisation's channels, for a filter's choices."""
+    query = select(Channel.id, Channel.name).where(Channel.org_id == scope.org_id).order_by(Channel.id)
+    return [(int(i), n) for i, n in session.execute(query)]
+
+
+def channel_names(session: Session, scope: Scope, channel_ids: Collection[int]) -> dict[int, str]:
+    """Names of the organisation's channels ``channel_ids`` by id."""
+    if not channel_ids:
+        return {}
+    query = select(Channel.id, Channel.name).where(Channel.org_id == scope.org_id, Channel.id.in_(list(channel_ids)))
+    return {int(i): n for i, n in session.execute(query)}
+
+
+def acquired_in_my_groups(session: Session, scope: Scope) -> dict[int, int]:
+    """For staff who see some groups: distinct members each channel brought into those groups
+    (by channel id). Empty for leads and analysts, whose figure is the organisation's."""
+    if scope.whole_org:
+        return {}
+    rows = session.execute(
+        select(Event.channel_id, func.count(func.distinct(Event.member_id)))
+        .where(
+            Event.org_id == scope.org_id,
+            Event.kind == int(EventKind.MEMBER_JOINED),
+            Event.channel_id.is_not(None),
+            group_id_visible(Event.group_id, scope),
+        )
+        .group_by(Event.channel_id)
+    )
+    return {int(c or 0): int(n) for c, n in rows}
 
 
 def get_channel(session: Session, scope: Scope, channel_id: int) -> ChannelOut:

@@ -6,13 +6,14 @@ daily ones of PRODUCT.md "Metric definitions", cut at ``until`` instead of the d
 ``joins``, ``left``, ``actives`` are distinct members with a join, a leave, a message in
 [start of day, until); ``members`` are members at ``until``; ``orders`` and ``gmv_fen`` are
 paid orders in that window of members who were in a group (one of ``group_ids``) when paying,
-minus refunds of them made in the same window — ``daily_orders`` at the grain of a window.
+minus refunds of them made in the same window — ``orders_by_day`` at the grain of a window.
 
 The rollups are per day, so this reads the event log for one day (two with ``today_and_yesterday``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from qunyun.analytics.stats import in_groups
+from qunyun.auth.scope import Scope, group_ids_in_scope
 from qunyun.db.base import to_micros
 from qunyun.ingestion.sql import SqlDialect
 from qunyun.models import EventKind
@@ -28,14 +30,24 @@ from qunyun.timeutil import day_bounds_micros, day_key
 
 def days_until(
     session: Session,
+    scope: Scope,
+    windows: list[tuple[date, datetime]],
+    zone: ZoneInfo,
+    group_ids: Iterable[int] | None = None,
+) -> list[dict[str, Any]]:
+    """The metrics of each (day, until) window, each counted up to ``until`` (clamped to its
+    day), over ``group_ids`` (each visible to ``scope``, else NotFound) or every group ``scope``
+    sees. One pass over the event log serves every window."""
+    return _days_until(session, scope.org_id, windows, zone, group_ids_in_scope(session, scope, group_ids))
+
+
+def _days_until(
+    session: Session,
     org_id: int,
     windows: list[tuple[date, datetime]],
     zone: ZoneInfo,
-    group_ids: list[int] | None = None,
+    group_ids: list[int] | None,
 ) -> list[dict[str, Any]]:
-    """The metrics of each (day, until) window, each counted up to ``until`` (clamped to its
-    day); ``group_ids`` None means every group of the organisation. One pass over the event log
-    serves every window."""
     db = SqlDialect(session.connection())
     bounds = []
     for day, until in windows:
@@ -112,14 +124,16 @@ def _window(
 
 
 def today_and_yesterday(
-    session: Session, org_id: int, now: datetime, zone: ZoneInfo, group_ids: list[int] | None = None
+    session: Session, scope: Scope, now: datetime, zone: ZoneInfo, group_ids: Iterable[int] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Today up to ``now``, and yesterday up to the same wall-clock time."""
+    """Today up to ``now``, and yesterday up to the same wall-clock time, over the groups as in
+    ``days_until``."""
     local = now.astimezone(zone)
     today = local.date()
     yesterday = today - timedelta(days=1)
     # The same wall-clock time yesterday (on a DST change day the hour may not exist: the
     # zone resolves it, and the window is clamped to the day anyway).
     same_time = datetime.combine(yesterday, local.time().replace(tzinfo=None), zone)
-    today_row, yesterday_row = days_until(session, org_id, [(today, local), (yesterday, same_time)], zone, group_ids)
+    windows = [(today, local), (yesterday, same_time)]
+    today_row, yesterday_row = days_until(session, scope, windows, zone, group_ids)
     return today_row, yesterday_row

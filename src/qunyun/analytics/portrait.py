@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from qunyun.models import Member, MemberDay, Order, Tag, Tagging
+from qunyun.auth.scope import Scope, require_group
+from qunyun.models import Member, MemberDay, MembershipSpan, Order, Tag, Tagging
 from qunyun.timeutil import day_key
 
 AGE_BANDS = (
@@ -54,7 +55,16 @@ def age_band(birth_year: int | None, today: date) -> str:
     return ""
 
 
-def portrait(session: Session, member_ids: Select[Any], today: date) -> Portrait:
+def group_portrait(session: Session, scope: Scope, group_id: int, today: date) -> Portrait:
+    """The portrait of the members now in a group in scope (else NotFound)."""
+    group = require_group(session, scope, group_id)
+    current = select(MembershipSpan.member_id).where(
+        MembershipSpan.org_id == scope.org_id, MembershipSpan.group_id == group.id, MembershipSpan.left_at.is_(None)
+    )
+    return _portrait(session, current, today)
+
+
+def _portrait(session: Session, member_ids: Select[Any], today: date) -> Portrait:
     """Gender, age band, region and interest distributions of the members ``member_ids`` selects
     (unknown values are counted under "")."""
     rows = session.execute(
@@ -82,10 +92,12 @@ def portrait(session: Session, member_ids: Select[Any], today: date) -> Portrait
 
 
 def member_classes(
-    session: Session, org_id: int, group_id: int, today: date, member_ids: Sequence[int]
+    session: Session, scope: Scope, group_id: int, today: date, member_ids: Sequence[int]
 ) -> dict[int, str]:
-    """kol | head | active | normal for each of ``member_ids`` in the group: KOL by tag, 头部 the
-    group's top posters of the last 30 days, 活跃 anyone who posted in the last 7 days."""
+    """kol | head | active | normal for each of ``member_ids`` in the group (of the scope's
+    organisation): KOL by tag, 头部 the group's top posters of the last 30 days, 活跃 anyone who
+    posted in the last 7 days."""
+    org_id = scope.org_id
     since = day_key(today - timedelta(days=ACTIVE_WINDOW - 1))
     recent = day_key(today - timedelta(days=6))
     counts: dict[int, tuple[int, int]] = {
@@ -130,10 +142,12 @@ def member_classes(
     return out
 
 
-def member_tiers(session: Session, org_id: int, member_ids: Sequence[int]) -> dict[int, str]:
-    """junior | middle | senior (初级/中级/高级) by paid orders for each of ``member_ids``."""
+def member_tiers(session: Session, scope: Scope, member_ids: Sequence[int]) -> dict[int, str]:
+    """junior | middle | senior (初级/中级/高级) by paid orders (in the scope's organisation) for
+    each of ``member_ids``."""
     if not member_ids:
         return {}
+    org_id = scope.org_id
     spent = {
         int(m): (int(n), int(total or 0))
         for m, n, total in session.execute(

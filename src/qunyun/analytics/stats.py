@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import accumulate
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from qunyun.auth.scope import Scope, group_ids_in_scope
 from qunyun.db.session import unit_of_work
 from qunyun.errors import InvalidInput, NotFound
 from qunyun.gcpause import gc_paused
@@ -55,15 +57,32 @@ def yuan(fen: int) -> str:
 
 
 @dataclass(frozen=True)
-class StatsQuery:
+class _Query:
+    """A read already narrowed to the caller's scope (``_query``); never built by callers."""
+
     org_id: int
     date_from: date
     date_to: date
-    # None: every group of the organisation, and the total is organisation-wide. A list (a staff
-    # member's scope): those groups, and the total counts distinct members across them only.
-    group_ids: list[int] | None = None
+    # None: every group of the organisation (a whole-organisation scope asked for all groups),
+    # and the total is organisation-wide. A list: those groups (all visible to the scope), and
+    # the total counts distinct members across them only.
+    group_ids: list[int] | None
     per_group: bool = True
     include_total: bool = True
+
+
+def _query(
+    session: Session,
+    scope: Scope,
+    date_from: date,
+    date_to: date,
+    group_ids: Iterable[int] | None,
+    per_group: bool,
+    include_total: bool,
+) -> _Query:
+    ids = group_ids_in_scope(session, scope, group_ids)  # a group out of sight: 404 before any 422
+    check_range(date_from, date_to)
+    return _Query(scope.org_id, date_from, date_to, ids, per_group=per_group, include_total=include_total)
 
 
 def in_groups(column: str, ids: list[int] | None) -> tuple[str, tuple[int, ...]]:
@@ -97,11 +116,11 @@ def check_range(date_from: date, date_to: date, *, flags: bool = False) -> None:
 
 
 class _Stats:
-    def __init__(self, session: Session, query: StatsQuery) -> None:
+    def __init__(self, session: Session, query: _Query) -> None:
         self.session = session
         self.q = query
         self.db = SqlDialect(session.connection())
-        # Plain SQL throughout: `qunyun stats` should not pay for loading the ORM mappings.
+        # Plain SQL throughout: the rows are built straight from tuples, no ORM objects.
         zone = self.db.run("SELECT time_zone FROM organisations WHERE id = ?", (query.org_id,)).scalar()
         if zone is None:
             raise NotFound(Msg("api.no_organisation", org=query.org_id))
@@ -410,27 +429,55 @@ def _weekly_row(
     }
 
 
-def daily_stats(session: Session, query: StatsQuery) -> list[dict[str, Any]]:
-    """One row per day (and per group): joins, left, actives, members, active_ratio."""
-    check_range(query.date_from, query.date_to)
+def daily(
+    session: Session,
+    scope: Scope,
+    date_from: date,
+    date_to: date,
+    group_ids: Iterable[int] | None = None,
+    *,
+    per_group: bool = True,
+    include_total: bool = True,
+) -> list[dict[str, Any]]:
+    """One row per day (and per group): joins, left, actives, members, active_ratio — of
+    ``group_ids`` (each visible to ``scope``, else NotFound), or of every group ``scope`` sees.
+    The all-groups row (``group`` None) counts distinct members across those groups: the
+    organisation's for a lead or an analyst, the staff member's groups' otherwise."""
+    query = _query(session, scope, date_from, date_to, group_ids, per_group, include_total)
     with gc_paused():
         return _Stats(session, query).daily()
 
 
-def weekly_stats(session: Session, query: StatsQuery) -> list[dict[str, Any]]:
-    """One row per ISO week touching the range (and per group), whole weeks, with conversion."""
-    check_range(query.date_from, query.date_to)
+def weekly(
+    session: Session,
+    scope: Scope,
+    date_from: date,
+    date_to: date,
+    group_ids: Iterable[int] | None = None,
+    *,
+    per_group: bool = True,
+    include_total: bool = True,
+) -> list[dict[str, Any]]:
+    """One row per ISO week touching the range (and per group), whole weeks, with conversion;
+    the groups as in ``daily``."""
+    query = _query(session, scope, date_from, date_to, group_ids, per_group, include_total)
     with gc_paused():
         return _Stats(session, query).weekly()
 
 
-def daily_orders(
-    session: Session, org_id: int, date_from: date, date_to: date, group_ids: list[int] | None = None
+def orders_by_day(
+    session: Session, scope: Scope, date_from: date, date_to: date, group_ids: Iterable[int] | None = None
 ) -> list[tuple[int, int]]:
-    """(orders, gmv in fen) per day: paid orders of members who were in a group (one of
-    ``group_ids``) when they paid, minus refunds of them made the same day — the weekly
-    ``gmv`` definition at the grain of a day."""
+    """(orders, gmv in fen) per day: paid orders of members who were in one of the groups (as in
+    ``daily``) when they paid, minus refunds of them made the same day — the weekly ``gmv``
+    definition at the grain of a day."""
     check_range(date_from, date_to)
+    return _orders_by_day(session, scope.org_id, date_from, date_to, group_ids_in_scope(session, scope, group_ids))
+
+
+def _orders_by_day(
+    session: Session, org_id: int, date_from: date, date_to: date, group_ids: list[int] | None
+) -> list[tuple[int, int]]:
     db = SqlDialect(session.connection())
     zone = ZoneInfo(db.run("SELECT time_zone FROM organisations WHERE id = ?", (org_id,)).scalar_one())
     days = daterange(date_from, date_to)
@@ -481,7 +528,9 @@ def stats_for_cli(
                 platforms = ", ".join(sorted(p for _, p in found))
                 raise InvalidInput(Msg("api.stats.group_ambiguous", group=group, platforms=platforms), field="group")
             group_id = found[0][0]
-            query = StatsQuery(org_id, date_from, date_to, group_ids=[group_id], per_group=True, include_total=False)
-        else:
-            query = StatsQuery(org_id, date_from, date_to, per_group=per_group, include_total=True)
-        return daily_stats(session, query) if period == "daily" else weekly_stats(session, query)
+        # No person asks: the organisation-wide scope, as any internal caller has.
+        scope = Scope.organisation(org_id)
+        read = daily if period == "daily" else weekly
+        if group is not None:
+            return read(session, scope, date_from, date_to, [group_id], include_total=False)
+        return read(session, scope, date_from, date_to, per_group=per_group)

@@ -12,6 +12,7 @@ same reason; a read-only role trying to write to an object it can see is Forbidd
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +28,23 @@ READ_ONLY_MESSAGE = Msg("api.read_only")
 
 @dataclass(frozen=True)
 class Scope:
-    """What the current staff member may see: built once per request from the staff row."""
+    """What the current staff member may see: built once per request from the staff row.
+
+    Services take it first (after the session) and narrow every read by it themselves; callers
+    without a person use ``Scope.organisation``.
+    """
 
     staff_id: int
     org_id: int
     role: Role
+    # Not a person: the organisation-wide reader of internal callers (CLI, benches, exports).
+    system: bool = False
+
+    @classmethod
+    def organisation(cls, org_id: int) -> Scope:
+        """The whole organisation, read-only, for callers without a person (``qunyun stats``,
+        benches, the simulator's report): no staff member, every write Forbidden."""
+        return cls(staff_id=0, org_id=org_id, role=Role.ANALYST, system=True)
 
     @property
     def can_write(self) -> bool:
@@ -83,6 +96,25 @@ def member_visible(scope: Scope) -> ColumnElement[bool]:
 def group_id_visible(column: ColumnElement[Any] | InstrumentedAttribute[Any], scope: Scope) -> ColumnElement[bool]:
     """A WHERE clause on a ``group_id`` column of another table (events, spans)."""
     return column.in_(visible_group_ids(scope))
+
+
+def group_ids_in_scope(session: Session, scope: Scope, group_ids: Iterable[int] | None = None) -> list[int] | None:
+    """The ids of the groups a read covers: each of ``group_ids`` if the scope may see it (else
+    NotFound naming the first one it may not), or without ``group_ids`` every visible group —
+    None when that is the whole organisation (leads, analysts, system scopes), so that
+    organisation-wide figures can come from organisation-wide rollups."""
+    if group_ids is None:
+        if scope.whole_org:
+            return None
+        return sorted(int(i) for i in session.scalars(visible_group_ids(scope)))
+    wanted = list(dict.fromkeys(int(i) for i in group_ids))
+    if not wanted:
+        return []
+    seen = set(session.scalars(select(Group.id).where(Group.id.in_(wanted), group_visible(scope))))
+    for group_id in wanted:
+        if group_id not in seen:
+            raise NotFound(Msg("api.no_group", id=group_id), field="group_id")
+    return wanted
 
 
 def require_write(scope: Scope) -> None:

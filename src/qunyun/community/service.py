@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
@@ -141,6 +141,48 @@ def require_community(session: Session, scope: Scope, community_id: int) -> Comm
     if community is None:
         raise NotFound(Msg("err.community.not_found", id=community_id), field="community_id")
     return community
+
+
+def list_communities(session: Session, scope: Scope) -> list[Community]:
+    """The communities the scope may see (as ``require_community``), by name."""
+    query = select(Community).where(Community.org_id == scope.org_id)
+    if not scope.whole_org:
+        query = query.where(Community.id.in_(select(Group.community_id).where(group_visible(scope))))
+    return list(session.scalars(query.order_by(Community.name)))
+
+
+def group_counts(session: Session, scope: Scope, community_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """(groups, members) of the groups in scope per community id."""
+    if not community_ids:
+        return {}
+    rows = session.execute(
+        select(Group.community_id, func.count(), func.sum(Group.member_count))
+        .where(Group.community_id.in_(list(community_ids)), group_visible(scope))
+        .group_by(Group.community_id)
+    )
+    return {int(cid or 0): (int(n), int(m or 0)) for cid, n, m in rows}
+
+
+def playbooks_of(session: Session, community_ids: Sequence[int]) -> dict[int, Playbook]:
+    """Each community's playbook (its first one, as ``playbook_of``) by community id."""
+    if not community_ids:
+        return {}
+    query = select(Playbook).where(Playbook.community_id.in_(list(community_ids))).order_by(Playbook.id.desc())
+    return {p.community_id: p for p in session.scalars(query) if p.community_id is not None}
+
+
+def community_groups(session: Session, scope: Scope, community: Community) -> list[Group]:
+    """The groups in scope of a community, by name."""
+    query = select(Group).where(Group.community_id == community.id, group_visible(scope)).order_by(Group.name)
+    return list(session.scalars(query))
+
+
+def example_region(session: Session, community: Community | None) -> str:
+    """A region for a naming template's preview: one of the community's groups', else 华东."""
+    if community is None:
+        return "华东"
+    query = select(Group.region).where(Group.community_id == community.id, Group.region != "").limit(1)
+    return session.scalar(query) or "华东"
 
 
 def playbook_of(session: Session, community: Community) -> Playbook | None:

@@ -33,16 +33,8 @@ def list_members(
         str | None, Query(max_length=100, description="Part of the display name, or the exact external id")
     ] = None,
 ) -> Page[MemberOut]:
-    items, total = service.list_members(
-        db,
-        scope,
-        group_id=group,
-        current_only=current,
-        tag_id=tag,
-        q=q,
-        limit=paging.limit,
-        offset=paging.offset,
-    )
+    filters = service.MemberFilter(group_id=group, current_only=current, tag_id=tag, q=q)
+    items, total = service.list_members(db, scope, filters, limit=paging.limit, offset=paging.offset)
     return Page[MemberOut](items=items, total=total, limit=paging.limit, offset=paging.offset)
 
 

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Select, delete, func, or_, select
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
+from qunyun.acquisition.service import channel_choices
 from qunyun.audit.service import apply_changes, record_by
-from qunyun.auth.scope import Scope, member_visible, require_group, require_member, require_write
+from qunyun.auth.scope import (
+    Scope,
+    group_id_visible,
+    member_visible,
+    require_group,
+    require_member,
+    require_write,
+)
 from qunyun.crm.schemas import MemberOut, TagCreate, TaggingOut, TagRef
 from qunyun.errors import Conflict, NotFound
-from qunyun.groups.service import count_rows
+from qunyun.groups.service import check_sort, count_rows, group_choices, ordered, pinyin
 from qunyun.locale import Msg
-from qunyun.models import Member, MembershipSpan, Tag, Tagging
+from qunyun.models import Event, EventKind, Member, MembershipSpan, Order, Refund, Tag, Tagging
 from qunyun.timeutil import utcnow
 
 
@@ -59,37 +68,189 @@ def require_tag(session: Session, scope: Scope, tag_id: int) -> Tag:
     return tag
 
 
+@dataclass(frozen=True)
+class MemberFilter:
+    """What the member list is narrowed to, on top of the scope.
+
+    ``strict`` (the API): a group or tag the scope cannot see is NotFound. Otherwise (the
+    console's filter form) it matches nobody, revealing nothing either way.
+    """
+
+    group_id: int | None = None
+    current_only: bool = False  # with group_id: only open spans (in the group now)
+    tag_id: int | None = None
+    channel_id: int | None = None  # joined (any group) through this channel
+    gender: str | None = None
+    region: str | None = None
+    q: str | None = None  # part of the display name, or the exact external id
+    include_erased: bool = True
+    strict: bool = True
+
+
+# The member list's orders (sort=): "id" the API's; names and regions in pinyin order, age
+# youngest first.
+MEMBER_SORTS: dict[str, Any] = {
+    "id": Member.id,
+    "name": func.coalesce(func.nullif(Member.display_name, ""), Member.external_id),
+    "region": func.nullif(Member.region, ""),
+    "age": -Member.birth_year,
+    "first_seen": Member.first_seen_at,
+}
+_PINYIN_SORTS = ("name", "region")
+
+
+def _in_scope(scope: Scope, include_erased: bool) -> Select[Any]:
+    query = select(Member).where(Member.org_id == scope.org_id, member_visible(scope))
+    return query if include_erased else query.where(Member.erased_at.is_(None))
+
+
+def _filtered(session: Session, scope: Scope, filters: MemberFilter) -> Select[Any]:
+    query = _in_scope(scope, filters.include_erased)
+    if filters.group_id is not None:
+        spans = select(MembershipSpan.member_id).where(MembershipSpan.org_id == scope.org_id)
+        if filters.strict:
+            spans = spans.where(MembershipSpan.group_id == require_group(session, scope, filters.group_id).id)
+        else:
+            spans = spans.where(
+                MembershipSpan.group_id == filters.group_id, group_id_visible(MembershipSpan.group_id, scope)
+            )
+        if filters.current_only:
+            spans = spans.where(MembershipSpan.left_at.is_(None))
+        query = query.where(Member.id.in_(spans))
+    if filters.tag_id is not None:
+        tag_id = require_tag(session, scope, filters.tag_id).id if filters.strict else filters.tag_id
+        query = query.where(Member.id.in_(select(Tagging.member_id).where(Tagging.tag_id == tag_id)))
+    if filters.channel_id is not None:
+        joined = select(Event.member_id).where(
+            Event.org_id == scope.org_id,
+            Event.kind == int(EventKind.MEMBER_JOINED),
+            Event.channel_id == filters.channel_id,
+        )
+        query = query.where(Member.id.in_(joined))
+    if filters.gender:
+        query = query.where(Member.gender == filters.gender)
+    if filters.region:
+        query = query.where(Member.region == filters.region)
+    if filters.q:
+        query = query.where(
+            or_(Member.display_name.icontains(filters.q, autoescape=True), Member.external_id == filters.q)
+        )
+    return query
+
+
 def list_members(
     session: Session,
     scope: Scope,
+    filters: MemberFilter | None = None,
     *,
-    group_id: int | None = None,
-    current_only: bool = False,
-    tag_id: int | None = None,
-    q: str | None = None,
+    sort: str = "id",
+    descending: bool = False,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[MemberOut], int]:
-    """Members in scope, optionally those with a span in ``group_id`` (open spans only if
-    ``current_only``), with tag ``tag_id``, or whose name or external id contains ``q``."""
-    query = select(Member).where(Member.org_id == scope.org_id, member_visible(scope))
-    if group_id is not None:
-        group = require_group(session, scope, group_id)
-        spans = select(MembershipSpan.member_id).where(
-            MembershipSpan.org_id == scope.org_id, MembershipSpan.group_id == group.id
-        )
-        if current_only:
-            spans = spans.where(MembershipSpan.left_at.is_(None))
-        query = query.where(Member.id.in_(spans))
-    if tag_id is not None:
-        tag = require_tag(session, scope, tag_id)
-        query = query.where(Member.id.in_(select(Tagging.member_id).where(Tagging.tag_id == tag.id)))
-    if q:
-        query = query.where(or_(Member.display_name.icontains(q, autoescape=True), Member.external_id == q))
-    total = count_rows(session, query)
-    members = session.scalars(query.order_by(Member.id).limit(limit).offset(offset)).all()
+    """Members in scope matching ``filters``, in the order ``sort`` (a key of MEMBER_SORTS; ties
+    newest first), with their tags; and how many match in all."""
+    check_sort(sort, MEMBER_SORTS)
+    query = _filtered(session, scope, filters or MemberFilter())
+    return _member_rows(session, query, sort, descending, limit, offset), count_rows(session, query)
+
+
+def count_members(session: Session, scope: Scope, filters: MemberFilter | None = None) -> int:
+    """How many members in scope match ``filters`` (a page of them: ``member_rows``)."""
+    return count_rows(session, _filtered(session, scope, filters or MemberFilter()))
+
+
+def member_rows(
+    session: Session,
+    scope: Scope,
+    filters: MemberFilter | None = None,
+    *,
+    sort: str = "id",
+    descending: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[MemberOut]:
+    """The rows of ``list_members`` without the count (when the caller has counted already)."""
+    check_sort(sort, MEMBER_SORTS)
+    return _member_rows(session, _filtered(session, scope, filters or MemberFilter()), sort, descending, limit, offset)
+
+
+def _member_rows(
+    session: Session, query: Select[Any], sort: str, descending: bool, limit: int, offset: int
+) -> list[MemberOut]:
+    if sort == "id":
+        order = [Member.id.desc() if descending else Member.id]
+    else:
+        column = MEMBER_SORTS[sort]
+        if sort in _PINYIN_SORTS:
+            column = pinyin(session, column)
+        # Ties newest first whichever the direction, as the console has always listed them.
+        order = [ordered(column, descending), Member.id.desc()]
+    members = session.scalars(query.order_by(*order).limit(limit).offset(offset)).all()
     tags = tags_of(session, [m.id for m in members])
-    return [member_out(m, tags.get(m.id, [])) for m in members], total
+    return [member_out(m, tags.get(m.id, [])) for m in members]
+
+
+def has_members(session: Session, scope: Scope, *, include_erased: bool = True) -> bool:
+    """Whether the scope sees any member at all ("no matches" differs from "no members yet")."""
+    return session.scalar(_in_scope(scope, include_erased).with_only_columns(Member.id).limit(1)) is not None
+
+
+def member_filter_options(session: Session, scope: Scope) -> dict[str, list[Any]]:
+    """The values the member list's filters offer: groups in scope, the organisation's tags and
+    channels as (id, name), and the home regions of the members in scope (pinyin order)."""
+    region = pinyin(session, Member.region)  # selected as ordered: PostgreSQL's DISTINCT needs that
+    return {
+        "groups": group_choices(session, scope),
+        "tags": list(
+            session.execute(
+                select(Tag.id, Tag.name).where(Tag.org_id == scope.org_id).order_by(pinyin(session, Tag.name))
+            ).all()
+        ),
+        "channels": channel_choices(session, scope),
+        "regions": list(
+            session.scalars(
+                select(region)
+                .where(Member.org_id == scope.org_id, member_visible(scope), Member.region != "")
+                .distinct()
+                .order_by(region)
+            )
+        ),
+    }
+
+
+def groups_now(session: Session, scope: Scope, member_ids: Sequence[int]) -> dict[int, int]:
+    """How many groups in scope each of ``member_ids`` is in now."""
+    if not member_ids:
+        return {}
+    rows = session.execute(
+        select(MembershipSpan.member_id, func.count())
+        .where(
+            MembershipSpan.member_id.in_(list(member_ids)),
+            MembershipSpan.left_at.is_(None),
+            group_id_visible(MembershipSpan.group_id, scope),
+        )
+        .group_by(MembershipSpan.member_id)
+    )
+    return {int(m): int(n) for m, n in rows}
+
+
+def member_orders(session: Session, scope: Scope, member_id: int, limit: int) -> tuple[list[Order], dict[str, int]]:
+    """A member's (in scope, else NotFound) latest paid orders, newest first — scoped staff see
+    the orders placed in their groups — and the refunded fen per order id."""
+    member = require_member(session, scope, member_id)
+    query = select(Order).where(Order.org_id == scope.org_id, Order.member_id == member.id)
+    if not scope.whole_org:
+        query = query.where(group_id_visible(Order.group_id, scope))
+    orders = list(session.scalars(query.order_by(Order.paid_at.desc()).limit(limit)))
+    if not orders:
+        return orders, {}
+    refunded = session.execute(
+        select(Refund.order_ref, func.sum(Refund.amount_fen))
+        .where(Refund.org_id == scope.org_id, Refund.order_ref.in_([o.external_id for o in orders]))
+        .group_by(Refund.order_ref)
+    )
+    return orders, {ref: int(fen or 0) for ref, fen in refunded}
 
 
 def get_member(session: Session, scope: Scope, member_id: int) -> MemberOut:

@@ -38,19 +38,11 @@ def list_groups(
     status: GroupStatus | None = None,
     q: Annotated[str | None, Query(max_length=100, description="Part of the group name")] = None,
 ) -> Page[GroupOut]:
-    rows, total = service.list_groups(
-        db,
-        scope,
-        community_id=community,
-        tier=tier,
-        region=region,
-        owner_id=owner,
-        status=status.value if status else None,
-        q=q,
-        limit=paging.limit,
-        offset=paging.offset,
+    filters = service.GroupFilter(
+        community_id=community, tier=tier, region=region, owner_id=owner, status=status.value if status else None, q=q
     )
-    items = [GroupOut.model_validate(g) for g in rows]
+    rows, total = service.list_groups(db, scope, filters, limit=paging.limit, offset=paging.offset)
+    items = [GroupOut.model_validate(row.group) for row in rows]
     return Page[GroupOut](items=items, total=total, limit=paging.limit, offset=paging.offset)
 
 
@@ -61,7 +53,7 @@ def create_group(body: GroupCreate, db: DbSession, scope: CurrentScope, request:
 
 @router.get("/{group_id}", response_model=GroupOut, summary="One group")
 def get_group(group_id: GroupId, db: DbSession, scope: CurrentScope) -> GroupOut:
-    return GroupOut.model_validate(require_group(db, scope, group_id))
+    return GroupOut.model_validate(service.get_group(db, scope, group_id))
 
 
 @router.patch("/{group_id}", response_model=GroupOut, summary="Change a group")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import ColumnElement, Select, String, case, cast, delete, func, null, select
 from sqlalchemy.orm import Session, aliased
 from starlette.requests import HTTPConnection
 
 from qunyun.audit.service import apply_changes, record_by
 from qunyun.auth.scope import Scope, group_id_visible, group_visible, require_group, require_lead, require_write
+from qunyun.console.collation import by_pinyin
 from qunyun.errors import Conflict, Forbidden, InvalidInput
 from qunyun.groups.schemas import AssignmentIn, AssignmentOut, GroupCreate, GroupMemberOut, MembershipOut
 from qunyun.locale import Msg
@@ -18,16 +21,20 @@ from qunyun.models import (
     Channel,
     Community,
     Event,
+    EventKind,
     Group,
+    GroupDaily,
     Member,
     MembershipSpan,
+    MessageText,
+    MsgType,
     Playbook,
     Role,
     Staff,
     StaffGroupAssignment,
 )
 from qunyun.team.service import assign_group
-from qunyun.timeutil import utcnow
+from qunyun.timeutil import day_key, utcnow
 
 
 def count_rows(session: Session, query: Select[*tuple[Any, ...]]) -> int:
@@ -36,36 +43,218 @@ def count_rows(session: Session, query: Select[*tuple[Any, ...]]) -> int:
     return session.scalar(select(func.count()).select_from(inner)) or 0
 
 
+def ordered(column: Any, descending: bool) -> Any:
+    """``column`` in a table's order: blanks (no community, never left…) last either way, on
+    SQLite and PostgreSQL alike."""
+    return (column.desc() if descending else column.asc()).nulls_last()
+
+
+def pinyin(session: Session, column: Any) -> Any:
+    """``column`` (a name, or an expression of names) collated in pinyin order on this database."""
+    return by_pinyin(session, column)
+
+
+def check_sort(sort: str, allowed: Collection[str]) -> None:
+    """InvalidInput naming ``sort`` unless it is one of ``allowed``."""
+    if sort not in allowed:
+        raise InvalidInput(Msg("scope.bad_sort", value=sort[:40], allowed=", ".join(allowed)), field="sort")
+
+
+class GroupRow(NamedTuple):
+    """A row of the group list: the group, its community's and owner's names, and its actives on
+    the day asked for (None without a day)."""
+
+    group: Group
+    community: str | None
+    owner: str | None
+    actives: int | None
+
+
+# The group list's orders (sort=): "id" the API's; names in pinyin order.
+GROUP_SORTS: dict[str, Any] = {
+    "id": Group.id,
+    "name": Group.name,
+    "community": Community.name,
+    "region": Group.region,
+    "owner": Staff.display_name,
+    "members": Group.member_count,
+    "fill": Group.member_count * 1.0 / func.nullif(Group.capacity, 0),
+    "actives": func.coalesce(GroupDaily.actives, 0),
+    "created": Group.created_at,
+}
+NAME_SORTS = ("name", "community", "region", "owner")
+
+
+@dataclass(frozen=True)
+class GroupFilter:
+    """What the group list is narrowed to, on top of the scope."""
+
+    community_id: int | None = None
+    tier: str | None = None
+    region: str | None = None
+    owner_id: int | None = None
+    status: str | None = None
+    q: str | None = None  # part of the group's name
+
+
+def _groups_query(scope: Scope, filters: GroupFilter, actives_on: date | None) -> Select[Any]:
+    actives: Any = GroupDaily.actives if actives_on is not None else null()
+    query = (
+        select(Group, Community.name, Staff.display_name, actives)
+        .outerjoin(Community, Community.id == Group.community_id)
+        .outerjoin(Staff, Staff.id == Group.owner_id)
+        .where(Group.org_id == scope.org_id, group_visible(scope))
+    )
+    if actives_on is not None:
+        query = query.outerjoin(GroupDaily, (GroupDaily.group_id == Group.id) & (GroupDaily.day == day_key(actives_on)))
+    if filters.community_id is not None:
+        query = query.where(Group.community_id == filters.community_id)
+    if filters.tier is not None:
+        query = query.where(Group.tier == filters.tier)
+    if filters.region is not None:
+        query = query.where(Group.region == filters.region)
+    if filters.owner_id is not None:
+        query = query.where(Group.owner_id == filters.owner_id)
+    if filters.status is not None:
+        query = query.where(Group.status == filters.status)
+    if filters.q:
+        query = query.where(Group.name.icontains(filters.q, autoescape=True))
+    return query
+
+
 def list_groups(
     session: Session,
     scope: Scope,
+    filters: GroupFilter | None = None,
     *,
-    community_id: int | None = None,
-    tier: str | None = None,
-    region: str | None = None,
-    owner_id: int | None = None,
-    status: str | None = None,
-    q: str | None = None,
+    sort: str = "id",
+    descending: bool = False,
+    actives_on: date | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> tuple[Sequence[Group], int]:
-    """The groups in scope matching the filters, by id; and how many match in all."""
-    query = select(Group).where(Group.org_id == scope.org_id, group_visible(scope))
-    if community_id is not None:
-        query = query.where(Group.community_id == community_id)
-    if tier is not None:
-        query = query.where(Group.tier == tier)
-    if region is not None:
-        query = query.where(Group.region == region)
-    if owner_id is not None:
-        query = query.where(Group.owner_id == owner_id)
-    if status is not None:
-        query = query.where(Group.status == status)
-    if q:
-        query = query.where(Group.name.icontains(q, autoescape=True))
-    total = count_rows(session, query)
-    rows = session.scalars(query.order_by(Group.id).limit(limit).offset(offset)).all()
-    return rows, total
+) -> tuple[list[GroupRow], int]:
+    """The groups in scope matching ``filters``, in the order ``sort`` (a key of GROUP_SORTS;
+    ties by id), with their actives on ``actives_on``; and how many match in all."""
+    rows = group_rows(
+        session, scope, filters, sort=sort, descending=descending, actives_on=actives_on, limit=limit, offset=offset
+    )
+    return rows, count_groups(session, scope, filters)
+
+
+def count_groups(session: Session, scope: Scope, filters: GroupFilter | None = None) -> int:
+    """How many groups in scope match ``filters`` (a page of them: ``group_rows``)."""
+    return count_rows(session, _groups_query(scope, filters or GroupFilter(), None))
+
+
+def group_rows(
+    session: Session,
+    scope: Scope,
+    filters: GroupFilter | None = None,
+    *,
+    sort: str = "id",
+    descending: bool = False,
+    actives_on: date | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[GroupRow]:
+    """The rows of ``list_groups`` without the count (when the caller has counted already)."""
+    check_sort(sort, GROUP_SORTS)
+    query = _groups_query(scope, filters or GroupFilter(), actives_on)
+    if sort == "id":
+        order = [Group.id.desc() if descending else Group.id]
+    else:
+        column = GROUP_SORTS[sort] if sort != "actives" or actives_on is not None else null()
+        if sort in NAME_SORTS:
+            column = pinyin(session, column)
+        order = [ordered(column, descending), Group.id]
+    return [GroupRow(*row) for row in session.execute(query.order_by(*order).limit(limit).offset(offset))]
+
+
+def has_groups(session: Session, scope: Scope) -> bool:
+    """Whether the scope sees any group at all ("no matches" differs from "no groups yet")."""
+    return (
+        session.scalar(select(Group.id).where(Group.org_id == scope.org_id, group_visible(scope)).limit(1)) is not None
+    )
+
+
+def group_filter_options(session: Session, scope: Scope) -> dict[str, list[Any]]:
+    """The values the group list's filters offer, from the groups in scope: communities and
+    owners as (id, name), regions and tiers; names in pinyin order."""
+    visible = select(Group.id).where(group_visible(scope))
+
+    def distinct(column: Any) -> list[str]:
+        # The collated expression is selected too: PostgreSQL orders a DISTINCT by selected values only.
+        collated = pinyin(session, column)
+        return [
+            v for v in session.scalars(select(collated).where(Group.id.in_(visible)).distinct().order_by(collated)) if v
+        ]
+
+    return {
+        "communities": list(
+            session.execute(
+                select(Community.id, Community.name)
+                .where(
+                    Community.org_id == scope.org_id,
+                    Community.id.in_(select(Group.community_id).where(Group.id.in_(visible))),
+                )
+                .order_by(pinyin(session, Community.name))
+            ).all()
+        ),
+        "regions": distinct(Group.region),
+        "tiers": distinct(Group.tier),
+        "owners": list(
+            session.execute(
+                select(Staff.id, Staff.display_name)
+                .where(Staff.org_id == scope.org_id, Staff.id.in_(select(Group.owner_id).where(Group.id.in_(visible))))
+                .order_by(pinyin(session, Staff.display_name))
+            ).all()
+        ),
+    }
+
+
+def group_choices(session: Session, scope: Scope, *, pinyin_order: bool = True) -> list[tuple[int, str]]:
+    """(id, name) of every group in scope, for a filter's choices: names in pinyin order, or in
+    code-point order without ``pinyin_order``."""
+    order = pinyin(session, Group.name) if pinyin_order else Group.name
+    return [
+        (int(i), n)
+        for i, n in session.execute(select(Group.id, Group.name).where(group_visible(scope)).order_by(order))
+    ]
+
+
+def group_names(session: Session, scope: Scope, group_ids: Collection[int] | None = None) -> dict[int, str]:
+    """Names of the groups in scope by id (of ``group_ids`` only, when given)."""
+    query = select(Group.id, Group.name).where(group_visible(scope))
+    if group_ids is not None:
+        if not group_ids:
+            return {}
+        query = query.where(Group.id.in_(list(group_ids)))
+    return {int(i): n for i, n in session.execute(query)}
+
+
+def group_names_by_external_id(session: Session, scope: Scope) -> dict[str, str]:
+    """Names of the groups in scope by their external id (the ``group`` of stats rows)."""
+    return {e: n for e, n in session.execute(select(Group.external_id, Group.name).where(group_visible(scope)))}
+
+
+def get_group(session: Session, scope: Scope, group_id: int) -> Group:
+    """The group ``group_id`` if the scope may see it, else NotFound."""
+    return require_group(session, scope, group_id)
+
+
+def group_people(session: Session, scope: Scope, group: Group) -> tuple[Community | None, Staff | None]:
+    """The community and the owner of a group in scope (the caller has checked the group)."""
+    community = (
+        session.scalar(select(Community).where(Community.id == group.community_id, Community.org_id == scope.org_id))
+        if group.community_id
+        else None
+    )
+    owner = (
+        session.scalar(select(Staff).where(Staff.id == group.owner_id, Staff.org_id == scope.org_id))
+        if group.owner_id
+        else None
+    )
+    return community, owner
 
 
 def _check_refs(session: Session, scope: Scope, values: dict[str, Any]) -> None:
@@ -146,33 +335,212 @@ def update_group(
     return group
 
 
+class GroupMemberRow(NamedTuple):
+    """A member of a group's member list with their (latest) span there."""
+
+    member: Member
+    joined_at: datetime
+    channel: str | None
+    scene: str | None
+    left_at: datetime | None
+
+
+# A group's member list: who is in it now, who left, or both (each member's latest span).
+MEMBER_STATUSES = ("current", "left", "all")
+GROUP_MEMBER_SORTS = ("name", "joined", "left")
+
+
+def _span_filter(scope: Scope, group_id: int, status: str) -> list[ColumnElement[bool]]:
+    spans: list[ColumnElement[bool]] = [MembershipSpan.org_id == scope.org_id, MembershipSpan.group_id == group_id]
+    if status == "current":
+        spans.append(MembershipSpan.left_at.is_(None))
+    else:
+        # One row per member: their latest span here (someone who left and came back is "in").
+        latest = (
+            select(func.max(MembershipSpan.id))
+            .where(MembershipSpan.org_id == scope.org_id, MembershipSpan.group_id == group_id)
+            .group_by(MembershipSpan.member_id)
+        )
+        spans.append(MembershipSpan.id.in_(latest))
+        if status == "left":
+            spans.append(MembershipSpan.left_at.is_not(None))
+    return spans
+
+
+def _group_members_query(
+    session: Session, scope: Scope, group_id: int, status: str, q: str | None
+) -> list[ColumnElement[bool]]:
+    """The conditions on (MembershipSpan, Member) of a group's member list (NotFound for a group
+    out of scope)."""
+    group = require_group(session, scope, group_id)
+    if status not in MEMBER_STATUSES:
+        raise InvalidInput(Msg("scope.bad_member_status", value=status[:40]), field="status")
+    matching = _span_filter(scope, group.id, status)
+    if q:
+        matching.append(Member.display_name.icontains(q, autoescape=True) | (Member.external_id == q))
+    return matching
+
+
+def group_members(
+    session: Session,
+    scope: Scope,
+    group_id: int,
+    *,
+    status: str = "current",
+    q: str | None = None,
+    sort: str = "joined",
+    descending: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[GroupMemberRow], int]:
+    """Members of a group in scope (else NotFound): ``status`` current (an open span), left or
+    all (each member's latest span), whose name or external id matches ``q``, in the order
+    ``sort`` (GROUP_MEMBER_SORTS; ties by member id) with the channel and scene they joined by;
+    and how many match in all."""
+    rows = group_member_rows(
+        session, scope, group_id, status=status, q=q, sort=sort, descending=descending, limit=limit, offset=offset
+    )
+    return rows, count_group_members(session, scope, group_id, status=status, q=q)
+
+
+def count_group_members(
+    session: Session, scope: Scope, group_id: int, *, status: str = "current", q: str | None = None
+) -> int:
+    """How many rows ``group_members`` has in all."""
+    matching = _group_members_query(session, scope, group_id, status, q)
+    # Counted without the joins that only decorate the rows.
+    return count_rows(
+        session, select(MembershipSpan.id).join(Member, Member.id == MembershipSpan.member_id).where(*matching)
+    )
+
+
+def group_member_rows(
+    session: Session,
+    scope: Scope,
+    group_id: int,
+    *,
+    status: str = "current",
+    q: str | None = None,
+    sort: str = "joined",
+    descending: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[GroupMemberRow]:
+    """The rows of ``group_members`` without the count (when the caller has counted already)."""
+    check_sort(sort, GROUP_MEMBER_SORTS)
+    matching = _group_members_query(session, scope, group_id, status, q)
+    join_event = aliased(Event)
+    query = (
+        select(Member, MembershipSpan.joined_at, Channel.name, join_event.scene, MembershipSpan.left_at)
+        .join(MembershipSpan, MembershipSpan.member_id == Member.id)
+        .outerjoin(join_event, join_event.id == MembershipSpan.join_event_id)
+        .outerjoin(Channel, Channel.id == join_event.channel_id)
+        .where(*matching)
+    )
+    column: Any = {
+        "name": pinyin(session, func.coalesce(func.nullif(Member.display_name, ""), Member.external_id)),
+        "joined": MembershipSpan.joined_at,
+        "left": MembershipSpan.left_at,
+    }[sort]
+    rows = session.execute(query.order_by(ordered(column, descending), Member.id).limit(limit).offset(offset))
+    return [GroupMemberRow(*row) for row in rows]
+
+
+def group_has_members(session: Session, scope: Scope, group_id: int, status: str = "current") -> bool:
+    """Whether a group in scope has anyone in its member list ``status`` (before any search)."""
+    group = require_group(session, scope, group_id)
+    spans = _span_filter(scope, group.id, status if status in MEMBER_STATUSES else "current")
+    query = select(MembershipSpan.id).join(Member, Member.id == MembershipSpan.member_id).where(*spans).limit(1)
+    return session.scalar(query) is not None
+
+
 def current_members(
     session: Session, scope: Scope, group_id: int, *, limit: int = 50, offset: int = 0
 ) -> tuple[list[GroupMemberOut], int]:
     """Members now in the group (an open membership span), longest-standing first."""
-    group = require_group(session, scope, group_id)
-    query = (
-        select(Member, MembershipSpan.joined_at)
-        .join(MembershipSpan, MembershipSpan.member_id == Member.id)
-        .where(
-            MembershipSpan.org_id == scope.org_id,
-            MembershipSpan.group_id == group.id,
-            MembershipSpan.left_at.is_(None),
-        )
-    )
-    total = count_rows(session, query)
-    rows = session.execute(query.order_by(MembershipSpan.joined_at, Member.id).limit(limit).offset(offset))
+    rows, total = group_members(session, scope, group_id, status="current", limit=limit, offset=offset)
     items = [
         GroupMemberOut(
-            id=member.id,
-            platform=member.platform,
-            external_id=member.external_id,
-            display_name=member.display_name,
-            joined_at=joined_at,
+            id=row.member.id,
+            platform=row.member.platform,
+            external_id=row.member.external_id,
+            display_name=row.member.display_name,
+            joined_at=row.joined_at,
         )
-        for member, joined_at in rows
+        for row in rows
     ]
     return items, total
+
+
+# The timeline walks the event log backwards from the newest id; each page looks at most this
+# many ids so a quiet group never turns into a scan of the whole log (there is deliberately no
+# (group, ts) index on events, see docs/performance.md).
+TIMELINE_SIZE = 30
+TIMELINE_WINDOW = 200_000
+_TIMELINE_KINDS = {
+    int(EventKind.MEMBER_JOINED): "join",
+    int(EventKind.MEMBER_LEFT): "leave",
+    int(EventKind.MESSAGE_POSTED): "message",
+}
+
+
+def group_timeline(session: Session, scope: Scope, group_id: int, before: int | None) -> dict[str, Any]:
+    """A group's latest joins, leaves and messages (at most TIMELINE_SIZE), newest first, from
+    event id ``before`` down; ``older``: where the next page starts (None at the start of the log)."""
+    group = require_group(session, scope, group_id)
+    # The newest id of the whole log (one B-tree lookup); the org filter is in the query below.
+    newest = (session.scalar(select(func.max(Event.id))) or 0) + 1
+    # A ?before= past the newest event (a hand-made URL) starts at the newest.
+    top = min(before, newest) if before is not None else newest
+    msg_type = case({int(t): t.name.lower() for t in MsgType}, value=Event.msg_type, else_=cast(None, String))
+    rows = session.execute(
+        select(
+            Event.id,
+            Event.kind,
+            Event.ts,
+            Event.scene,
+            Event.reason,
+            msg_type,
+            Member.id,
+            Member.display_name,
+            Channel.name,
+            MessageText.text,
+        )
+        .outerjoin(Member, Member.id == Event.member_id)
+        .outerjoin(Channel, Channel.id == Event.channel_id)
+        .outerjoin(MessageText, MessageText.event_id == Event.id)
+        .where(
+            # "+ 0": SQLite would otherwise walk the (org_id, external_id) index over the whole
+            # organisation and sort; the id window is the range to walk, newest first.
+            Event.org_id + 0 == scope.org_id,
+            Event.group_id == group.id,
+            Event.kind.in_(list(_TIMELINE_KINDS)),
+            Event.id < top,
+            Event.id >= top - TIMELINE_WINDOW,
+        )
+        .order_by(Event.id.desc())
+        .limit(TIMELINE_SIZE)
+    ).all()
+    items = [
+        {
+            "id": r[0],
+            "kind": _TIMELINE_KINDS[r[1]],
+            "at": r[2],
+            "scene": r[3],
+            "reason": r[4],
+            "msg_type": r[5],
+            "member_id": r[6],
+            "member": r[7],
+            "channel": r[8],
+            "text": (r[9] or "")[:120],
+        }
+        for r in rows
+    ]
+    # Older entries: from the last one shown, or from the bottom of an empty window.
+    older = (
+        items[-1]["id"] if len(items) == TIMELINE_SIZE else (top - TIMELINE_WINDOW if top > TIMELINE_WINDOW else None)
+    )
+    return {"items": items, "older": older}
 
 
 def list_memberships(

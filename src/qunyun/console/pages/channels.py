@@ -7,14 +7,11 @@ from decimal import Decimal
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from sqlalchemy import func, select
 
-from qunyun.acquisition.service import list_channels
-from qunyun.auth.scope import group_id_visible
+from qunyun.acquisition.service import acquired_in_my_groups, list_channels
 from qunyun.console.charts import Series, bar_chart
 from qunyun.console.labels import kind_name, money
 from qunyun.console.web import ConsolePage
-from qunyun.models import Event, EventKind
 
 router = APIRouter()
 MAX_CHANNELS = 500
@@ -24,23 +21,9 @@ MAX_CHANNELS = 500
 def channel_list(page: ConsolePage) -> Response:
     db, scope = page.db, page.scope
     channels, total = list_channels(db, scope, limit=MAX_CHANNELS)
-    mine: dict[int, int] = {}
-    if not scope.whole_org:
-        # Org-wide acquisition figures are aggregates every role may read; scoped staff also
-        # see how many members each channel brought into their own groups.
-        mine = {
-            int(c or 0): int(n)
-            for c, n in db.execute(
-                select(Event.channel_id, func.count(func.distinct(Event.member_id)))
-                .where(
-                    Event.org_id == scope.org_id,
-                    Event.kind == int(EventKind.MEMBER_JOINED),
-                    Event.channel_id.is_not(None),
-                    group_id_visible(Event.group_id, scope),
-                )
-                .group_by(Event.channel_id)
-            )
-        }
+    # Org-wide acquisition figures are aggregates every role may read; scoped staff also see
+    # how many members each channel brought into their own groups.
+    mine = acquired_in_my_groups(db, scope)
     t = page.t
     labels = [c.name for c in channels]
     charts = {

@@ -8,12 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import func, select
 from starlette.datastructures import FormData
 
 from qunyun.api.pagination import Id
 from qunyun.auth.csrf import check_csrf, session_csrf_token
-from qunyun.auth.scope import group_visible, require_lead
+from qunyun.auth.scope import require_lead
 from qunyun.community.service import (
     ALL_FIELDS,
     COMMUNITY_FIELDS,
@@ -26,9 +25,14 @@ from qunyun.community.service import (
     VALUES_OFFERED,
     Step,
     clean,
+    community_groups,
     create_community,
+    example_region,
+    group_counts,
     group_name,
+    list_communities,
     playbook_of,
+    playbooks_of,
     require_community,
     setup_progress,
     step,
@@ -36,7 +40,7 @@ from qunyun.community.service import (
 )
 from qunyun.console.web import ConsolePage
 from qunyun.errors import Conflict, InvalidInput, QunyunError
-from qunyun.models import Community, Group, Playbook
+from qunyun.models import Community
 
 router = APIRouter()
 
@@ -70,36 +74,16 @@ def _choices(page: ConsolePage) -> dict[str, Any]:
 
 
 def _example_region(page: ConsolePage, community: Community | None) -> str:
-    if community is None:
-        return "华东"
-    region = page.db.scalar(select(Group.region).where(Group.community_id == community.id, Group.region != "").limit(1))
-    return region or "华东"
+    return example_region(page.db, community)
 
 
 @router.get("/communities")
 def community_list(page: ConsolePage) -> Response:
     db, scope = page.db, page.scope
-    query = select(Community).where(Community.org_id == scope.org_id)
-    if not scope.whole_org:
-        query = query.where(Community.id.in_(select(Group.community_id).where(group_visible(scope))))
-    communities = db.scalars(query.order_by(Community.name)).all()
+    communities = list_communities(db, scope)
     ids = [c.id for c in communities]
-    counts = (
-        {
-            int(cid or 0): (int(n), int(m or 0))
-            for cid, n, m in db.execute(
-                select(Group.community_id, func.count(), func.sum(Group.member_count))
-                .where(Group.community_id.in_(ids), group_visible(scope))
-                .group_by(Group.community_id)
-            )
-        }
-        if ids
-        else {}
-    )
-    playbooks = {
-        p.community_id: p
-        for p in db.scalars(select(Playbook).where(Playbook.community_id.in_(ids)).order_by(Playbook.id.desc()))
-    }
+    counts = group_counts(db, scope, ids)
+    playbooks = playbooks_of(db, ids)
     progress = {c.id: setup_progress(c, playbooks.get(c.id)) for c in communities}
     return page.render(
         "communities.html",
@@ -112,9 +96,7 @@ def community_list(page: ConsolePage) -> Response:
 def community_detail(page: ConsolePage, community_id: Id) -> Response:
     community = require_community(page.db, page.scope, community_id)
     playbook = playbook_of(page.db, community)
-    groups = page.db.scalars(
-        select(Group).where(Group.community_id == community.id, group_visible(page.scope)).order_by(Group.name)
-    ).all()
+    groups = community_groups(page.db, page.scope, community)
     preview = ""
     if playbook and playbook.naming_template:
         # A template stored before placeholders were checked is shown as is, without a preview.
