@@ -552,6 +552,10 @@ API_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, Any]]] = {
     ("POST", "/api/v1/staff"): [("/api/v1/staff", {"username": "sock", "password": PASSWORD, "role": "lead"})],
     ("POST", "/api/v1/integrations"): [("/api/v1/integrations", {"name": "mine"})],
     ("DELETE", "/api/v1/integrations/{integration_id}"): [("/api/v1/integrations/999999", None)],
+    ("POST", "/api/v1/connections"): [("/api/v1/connections", {"platform": "simulator", "name": "mine"})],
+    ("POST", "/api/v1/connections/{connection_id}/test"): [("/api/v1/connections/1/test", None)],
+    ("POST", "/api/v1/connections/{connection_id}/disable"): [("/api/v1/connections/1/disable", None)],
+    ("POST", "/api/v1/connections/{connection_id}/enable"): [("/api/v1/connections/1/enable", None)],
     # Last: revokes the token used so far.
     ("DELETE", "/api/v1/auth/tokens/current"): [("/api/v1/auth/tokens/current", None)],
 }
@@ -560,6 +564,8 @@ CONSOLE_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, dict[str, str]]]] = 
     ("POST", "/communities/setup/start"): [("/communities/setup/start", {"name": "Mine", "brand": "x"})],
     ("POST", "/communities/{community_id}/setup/{key}"): [("/communities/1/setup/groups", {"count": "3"})],
     ("POST", "/login"): [("/login", {"username": "{who}", "password": PASSWORD})],
+    ("POST", "/connections"): [("/connections", {"platform": "simulator", "name": "mine"})],
+    ("POST", "/connections/{connection_id}/{action}"): [("/connections/1/disable", {})],
     ("POST", "/logout"): [("/logout", {})],
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
