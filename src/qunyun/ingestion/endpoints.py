@@ -194,6 +194,7 @@ class EventOut(BaseModel):
     channel_id: int | None
     inviter_id: int | None
     reason: str | None
+    message: str | None = Field(description="The platform's message id (message.posted, message.deleted)")
     source: str
 
 
@@ -218,6 +219,7 @@ def _event_out(event: Event, group_ext: str | None, member_ext: str | None) -> E
         channel_id=event.channel_id,
         inviter_id=event.inviter_id,
         reason=event.reason,
+        message=event.message_ref,
         source=event.source,
     )
 
