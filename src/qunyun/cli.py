@@ -198,6 +198,36 @@ _stats_command("daily", "Per-day joins, left, actives, members and active_ratio.
 _stats_command("weekly", "Per-ISO-week metrics with conversion and GMV (whole ISO weeks touching the range).")
 
 
+@stats_app.command("rebuild")
+def stats_rebuild(
+    org: OrgOption = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only compare with a recount and change nothing; exit 1 if they differ")
+    ] = False,
+) -> None:
+    """Recount the daily rollups from the event log, replacing those kept while ingesting."""
+    from sqlalchemy import select
+
+    from qunyun.db.session import unit_of_work
+    from qunyun.ingestion.rollups import rebuild_rollups
+    from qunyun.models import Organisation
+
+    require_schema()
+    slug = resolve_org(org)
+    with unit_of_work() as session:
+        org_id = session.scalar(select(Organisation.id).where(Organisation.slug == slug))
+        assert org_id is not None  # resolve_org has just seen it
+        result = rebuild_rollups(session, org_id, write=not check)
+    tables = ", ".join(f"{table} ({rows})" for table, rows in result.differing.items())
+    if not result.differing:
+        tell(Msg("live.rollups_agree", org=slug, days=result.days))
+    elif check:
+        tell(Msg("live.rollups_differ", org=slug, tables=tables))
+        raise typer.Exit(code=1)
+    else:
+        tell(Msg("live.rollups_rebuilt", org=slug, days=result.days, tables=tables))
+
+
 @org_app.command("create")
 def org_create(
     slug: str,

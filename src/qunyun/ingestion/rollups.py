@@ -20,17 +20,19 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from qunyun.errors import NotFound
 from qunyun.ingestion.spans import group_day_deltas, org_day_deltas, replay
 from qunyun.ingestion.sql import SqlDialect
+from qunyun.locale import Msg
 from qunyun.models import Organisation
-from qunyun.models.event import EventKind
+from qunyun.models.event import MEMBERSHIP_KINDS, EventKind, kind_in
 from qunyun.timeutil import DayCalculator
 
 JOIN = int(EventKind.MEMBER_JOINED)
@@ -225,76 +227,126 @@ def _stored_org_day_members(
 
 # -- from scratch ------------------------------------------------------------------------------
 
+# The rollup tables and their columns, key first; a row is a tuple in this order.
+ROLLUP_TABLES = {
+    "member_days": "org_id, day, group_id, member_id, joined, departed, messages",
+    "org_day_members": "org_id, day, member_id, joined, departed, active",
+    "group_daily": "group_id, day, org_id, joins, lefts, actives, messages, members_delta",
+    "org_daily": "org_id, day, joins, lefts, actives, messages, members_delta",
+}
+# where each table's figures start (the columns before are the key): a row whose figures are
+# all zero says nothing an absent row doesn't
+_FIGURES_FROM = {"member_days": 4, "org_day_members": 3, "group_daily": 3, "org_daily": 2}
 
-def rebuild_rollups(session: Session, org_id: int) -> int:
-    """Recount every rollup of ``org_id`` from the event log, replacing what ingestion kept.
+Rows = dict[str, set[tuple[int, ...]]]
 
-    ``member_days``, ``org_day_members``, the counts of ``group_daily`` and ``org_daily``, and
-    their ``members_delta`` (from membership replayed from the log). Rows whose figures are all
-    zero are left out. Returns the number of days with figures.
+
+@dataclass
+class RollupCheck:
+    """What a recount from the log found: days with figures, and per table the rows that
+    differed from the stored rollups (missing, extra or with other figures)."""
+
+    days: int
+    differing: dict[str, int] = field(default_factory=dict)
+
+
+def rebuild_rollups(session: Session, org_id: int, *, write: bool = True) -> RollupCheck:
+    """Recount every rollup of ``org_id`` from the event log and compare with the stored ones;
+    with ``write``, replace the stored ones by the recount.
+
+    Covers ``member_days``, ``org_day_members``, the counts of ``group_daily`` and
+    ``org_daily`` and their ``members_delta`` (from membership replayed from the log).
     """
     db = SqlDialect(session.connection())
     if db.pg:
+        # the same lock as ingestion: nothing changes the log or the rollups meanwhile
         db.run("SELECT pg_advisory_xact_lock(?)", (7_000_000 + org_id,))
-    org = session.scalar(select(Organisation).where(Organisation.id == org_id))
-    assert org is not None, org_id
-    days = DayCalculator(ZoneInfo(org.time_zone))
-    for table in ("member_days", "org_day_members", "group_daily", "org_daily"):
-        db.run(f"DELETE FROM {table} WHERE org_id = ?", (org_id,))
-    db.run(
-        f"INSERT INTO member_days ({_MEMBER_DAY_COLUMNS})"
-        f" SELECT org_id, day, group_id, member_id, max(CASE WHEN kind = {JOIN} THEN 1 ELSE 0 END),"
-        f" max(CASE WHEN kind = {LEAVE} THEN 1 ELSE 0 END), sum(CASE WHEN kind = {MESSAGE} THEN 1 ELSE 0 END)"
-        f" FROM events WHERE org_id = ? AND kind IN ({JOIN}, {LEAVE}, {MESSAGE})"
-        " GROUP BY org_id, day, group_id, member_id",
-        (org_id,),
-    )
-    db.run(
-        f"INSERT INTO org_day_members ({_ORG_DAY_MEMBER_COLUMNS})"
-        " SELECT org_id, day, member_id, max(joined), max(departed), max(CASE WHEN messages > 0 THEN 1 ELSE 0 END)"
-        " FROM member_days WHERE org_id = ? GROUP BY org_id, day, member_id",
-        (org_id,),
-    )
-    group_deltas: Counter[tuple[int, int]] = Counter()
-    org_deltas: Counter[int] = Counter()
+    org = session.get(Organisation, org_id)
+    if org is None:
+        raise NotFound(Msg("err.event.no_organisation", id=org_id), field="org_id")
+    wanted = recount_rollups(db, org_id, DayCalculator(ZoneInfo(org.time_zone)))
+    stored = stored_rollups(db, org_id)
+    check = RollupCheck(days=sum(1 for _ in wanted["org_daily"]))
+    for table, rows in wanted.items():
+        differing = len(rows ^ stored[table])
+        if differing:
+            check.differing[table] = differing
+    if write and check.differing:
+        for table, rows in wanted.items():
+            if table not in check.differing:
+                continue
+            columns = ROLLUP_TABLES[table]
+            db.run(f"DELETE FROM {table} WHERE org_id = ?", (org_id,))
+            db.many(f"INSERT INTO {table} ({columns}) VALUES ({','.join('?' * len(columns.split(',')))})", list(rows))
+    return check
+
+
+def stored_rollups(db: SqlDialect, org_id: int) -> Rows:
+    """The stored rollup rows of ``org_id`` per table (rows of zero figures left out)."""
+    out: Rows = {}
+    for table, columns in ROLLUP_TABLES.items():
+        figures = _FIGURES_FROM[table]
+        out[table] = {
+            tuple(row)
+            for row in db.rows(f"SELECT {columns} FROM {table} WHERE org_id = ?", (org_id,))
+            if any(row[figures:])
+        }
+    return out
+
+
+def recount_rollups(db: SqlDialect, org_id: int, days: DayCalculator) -> Rows:
+    """The rollup rows of ``org_id`` counted from scratch from its event log."""
+    joined, left, posted = EventKind.MEMBER_JOINED, EventKind.MEMBER_LEFT, EventKind.MESSAGE_POSTED
+    member_days = [
+        tuple(int(v) for v in row)
+        for row in db.rows(
+            f"SELECT org_id, day, group_id, member_id, max(CASE WHEN {kind_in(joined)} THEN 1 ELSE 0 END),"
+            f" max(CASE WHEN {kind_in(left)} THEN 1 ELSE 0 END), sum(CASE WHEN {kind_in(posted)} THEN 1 ELSE 0 END)"
+            f" FROM events WHERE org_id = ? AND {kind_in(joined, left, posted)}"
+            " GROUP BY org_id, day, group_id, member_id",
+            (org_id,),
+        )
+    ]
+    members: dict[tuple[int, int], list[int]] = {}
+    groups: dict[tuple[int, int], list[int]] = {}
+    per_day: dict[int, list[int]] = {}
+    for _, d, g, m, was_joined, was_departed, messages in member_days:
+        flags = members.setdefault((d, m), [0, 0, 0])
+        flags[0] |= was_joined
+        flags[1] |= was_departed
+        flags[2] |= messages > 0
+        group = groups.setdefault((g, d), [0, 0, 0, 0, 0])
+        group[0] += was_joined
+        group[1] += was_departed
+        group[2] += messages > 0
+        group[3] += messages
+        per_day.setdefault(d, [0, 0, 0, 0, 0])[3] += messages
+    for (d, _), flags in members.items():
+        day = per_day[d]
+        day[0] += flags[0]
+        day[1] += flags[1]
+        day[2] += flags[2]
+
+    # end-of-day members: membership replayed from the log, as Ingestor._rebuild_spans does per member
     history: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
     for member_id, event_id, group_id, kind, ts in db.rows(
-        f"SELECT member_id, id, group_id, kind, ts FROM events WHERE org_id = ? AND kind IN ({JOIN}, {LEAVE})",
-        (org_id,),
+        f"SELECT member_id, id, group_id, kind, ts FROM events WHERE org_id = ? AND {MEMBERSHIP_KINDS}", (org_id,)
     ):
         history[member_id].append((event_id, group_id, kind, ts))
+    group_deltas: Counter[tuple[int, int]] = Counter()
+    org_deltas: Counter[int] = Counter()
     for events in history.values():
         spans = replay(events)
         group_day_deltas(spans, days.day, +1, group_deltas)
         org_day_deltas(spans, days.day, +1, org_deltas)
-
-    group_rows: dict[tuple[int, int], list[int]] = {}
-    for g, d, *counts in db.rows(
-        "SELECT group_id, day, sum(joined), sum(departed), sum(CASE WHEN messages > 0 THEN 1 ELSE 0 END),"
-        " sum(messages) FROM member_days WHERE org_id = ? GROUP BY group_id, day",
-        (org_id,),
-    ):
-        group_rows[(g, d)] = [g, d, org_id, *map(int, counts), 0]
-    for (g, d), delta in group_deltas.items():
-        group_rows.setdefault((g, d), [g, d, org_id, 0, 0, 0, 0, 0])[7] += delta
-    org_rows: dict[int, list[int]] = {}
-    for d, *counts in db.rows(
-        "SELECT m.day, sum(m.joined), sum(m.departed), sum(m.active), coalesce(max(n.messages), 0)"
-        " FROM org_day_members AS m LEFT JOIN (SELECT day, sum(messages) AS messages FROM member_days"
-        " WHERE org_id = ? GROUP BY day) AS n ON n.day = m.day WHERE m.org_id = ? GROUP BY m.day",
-        (org_id, org_id),
-    ):
-        org_rows[d] = [org_id, d, *map(int, counts), 0]
+    for key, delta in group_deltas.items():
+        groups.setdefault(key, [0, 0, 0, 0, 0])[4] += delta
     for d, delta in org_deltas.items():
-        org_rows.setdefault(d, [org_id, d, 0, 0, 0, 0, 0])[6] += delta
-    db.many(
-        "INSERT INTO group_daily (group_id, day, org_id, joins, lefts, actives, messages, members_delta)"
-        " VALUES (?,?,?,?,?,?,?,?)",
-        [row for row in group_rows.values() if any(row[3:])],
-    )
-    kept = [row for row in org_rows.values() if any(row[2:])]
-    db.many(
-        "INSERT INTO org_daily (org_id, day, joins, lefts, actives, messages, members_delta) VALUES (?,?,?,?,?,?,?)",
-        kept,
-    )
-    return len(kept)
+        per_day.setdefault(d, [0, 0, 0, 0, 0])[4] += delta
+
+    return {
+        "member_days": set(member_days),
+        "org_day_members": {(org_id, d, m, *flags) for (d, m), flags in members.items()},
+        "group_daily": {(g, d, org_id, *figures) for (g, d), figures in groups.items() if any(figures)},
+        "org_daily": {(org_id, d, *figures) for d, figures in per_day.items() if any(figures)},
+    }
