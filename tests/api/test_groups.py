@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -196,3 +197,89 @@ def test_assignment_input_errors(client: TestClient, world: World) -> None:
     # Nothing was written: the operator is still assigned.
     listed = client.get(path, headers=world.headers("lead")).json()
     assert {a["username"] for a in listed} == {"operator", "admin"}
+
+
+# -- the services narrow by scope themselves; the console and the API list the same rows ---------
+
+
+def _scope(world: World, who: str) -> Any:
+    from qunyun.auth.scope import Scope
+    from qunyun.models import Role, Staff
+
+    with world.db() as s:
+        staff = s.get(Staff, world.staff[who])
+        assert staff is not None
+        return Scope(staff_id=staff.id, org_id=staff.org_id, role=Role(staff.role))
+
+
+def test_group_services_narrow_by_the_owners_scope(client: TestClient, world: World) -> None:
+    from datetime import date
+
+    from qunyun.analytics.portrait import group_portrait
+    from qunyun.errors import InvalidInput, NotFound
+    from qunyun.groups import service
+
+    owner, g = _scope(world, "owner"), world.groups
+    with world.db() as s:
+        rows, total = service.list_groups(s, owner)
+        assert [r.group.id for r in rows] == [g["g1"], g["g2"]] and total == 2
+        assert service.count_groups(s, owner, service.GroupFilter(region="beijing")) == 1
+        by_members = service.group_rows(s, owner, sort="members", descending=True, actives_on=date(2026, 3, 2))
+        assert [(r.group.id, r.owner, r.actives) for r in by_members] == [
+            (g["g1"], "Owner", None),
+            (g["g2"], "Owner", None),
+        ]
+        assert service.has_groups(s, owner)
+        assert set(service.group_names(s, owner)) == {g["g1"], g["g2"]}
+        assert set(service.group_names_by_external_id(s, owner)) == {"ext-g1", "ext-g2"}
+        assert [gid for gid, _ in service.group_choices(s, owner)] == [g["g1"], g["g2"]]
+        assert service.group_filter_options(s, owner)["regions"] == ["beijing", "shanghai"]
+        reads = (
+            lambda gid: service.get_group(s, owner, gid),
+            lambda gid: service.group_members(s, owner, gid),
+            lambda gid: service.group_has_members(s, owner, gid),
+            lambda gid: service.group_timeline(s, owner, gid, None),
+            lambda gid: group_portrait(s, owner, gid, date(2026, 3, 2)),
+        )
+        for read in reads:
+            read(g["g1"])
+            for hidden in (g["g3"], g["gb1"]):  # out of their scope; another organisation's
+                with pytest.raises(NotFound):
+                    read(hidden)
+        # m2 left g2: gone from the current list, there among those who left.
+        assert service.group_members(s, owner, g["g2"]) == ([], 0)
+        left, n = service.group_members(s, owner, g["g2"], status="left")
+        assert n == 1 and left[0].member.id == world.members["m2"] and left[0].left_at is not None
+        timeline = service.group_timeline(s, owner, g["g2"], None)
+        assert [e["kind"] for e in timeline["items"]] == ["leave", "join"]
+        with pytest.raises(InvalidInput) as bad:
+            service.group_members(s, owner, g["g1"], status="deleted")
+        assert bad.value.field == "status"
+
+
+@pytest.mark.parametrize("who", ["lead", "owner", "operator", "analyst"])
+def test_console_and_api_list_the_same_groups(client: TestClient, world: World, who: str) -> None:
+    import re
+
+    from tests.api.conftest import console_login
+
+    console_login(client, who)
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("", {}),
+        ("?region=shanghai", {"region": "shanghai"}),
+        ("?q=beta", {"q": "beta"}),
+        (f"?owner={world.staff['owner']}", {"owner": world.staff["owner"]}),
+        ("?tier=normal&status=active", {"tier": "normal", "status": "active"}),
+    ]
+    for query, params in cases:
+        html = client.get(f"/groups{query}").text
+        console = {int(i) for i in re.findall(r'<tr data-group-id="(\d+)">', html)}
+        api = {item["id"] for item in _get(client, world, "/api/v1/groups", who, **params)["items"]}
+        assert console == api, (who, query)
+    # One group's current members: the console's list and GET /groups/{id}/members.
+    g1 = world.groups["g1"]
+    html = client.get(f"/groups/{g1}").text
+    members_table = html.split('id="group-members-table"', 1)[1].split("</table>", 1)[0]
+    console_members = [int(i) for i in re.findall(r'<tr data-member-id="(\d+)">', members_table)]
+    api_members = [m["id"] for m in _get(client, world, f"/api/v1/groups/{g1}/members", who)["items"]]
+    assert console_members == api_members == [world.members["m1"]]

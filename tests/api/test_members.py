@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -132,3 +133,68 @@ def test_tag_and_untag_are_idempotent(client: TestClient, world: World) -> None:
     assert len(_audit(world, "member.tag")) == 1
     missing = client.put(f"/api/v1/members/{world.members['m1']}/tags/999999", headers=operator)
     assert missing.status_code == 404
+
+
+# -- the services narrow by scope themselves; the console and the API list the same rows ---------
+
+
+def _scope(world: World, who: str) -> Any:
+    from qunyun.auth.scope import Scope
+    from qunyun.models import Role, Staff
+
+    with world.db() as s:
+        staff = s.get(Staff, world.staff[who])
+        assert staff is not None
+        return Scope(staff_id=staff.id, org_id=staff.org_id, role=Role(staff.role))
+
+
+def test_member_services_narrow_by_the_owners_scope(client: TestClient, world: World) -> None:
+    from qunyun.crm import service
+    from qunyun.errors import InvalidInput, NotFound
+
+    owner, m, g = _scope(world, "owner"), world.members, world.groups
+    with world.db() as s:
+        items, total = service.list_members(s, owner)
+        assert [x.id for x in items] == [m["m1"], m["m2"]] and total == 2  # m3 and m4: never in their groups
+        assert service.count_members(s, owner) == 2
+        assert [x.id for x in service.member_rows(s, owner, sort="name", descending=True)] == [m["m2"], m["m1"]]
+        assert service.has_members(s, owner)
+        # A group or tag out of sight: NotFound for the API's strict filter, nobody for the console's.
+        for strict_filter in (service.MemberFilter(group_id=g["g3"]), service.MemberFilter(tag_id=world.tags["vip_b"])):
+            with pytest.raises(NotFound):
+                service.list_members(s, owner, strict_filter)
+        assert service.list_members(s, owner, service.MemberFilter(group_id=g["g3"], strict=False)) == ([], 0)
+        for read in (service.get_member, lambda s, scope, i: service.member_orders(s, scope, i, 10)):
+            with pytest.raises(NotFound):
+                read(s, owner, m["m3"])
+        assert service.groups_now(s, owner, [m["m1"], m["m3"]]) == {m["m1"]: 1}  # m3's g3 is out of sight
+        options = service.member_filter_options(s, owner)
+        assert [gid for gid, _ in options["groups"]] == [g["g1"], g["g2"]]
+        with pytest.raises(InvalidInput) as bad_sort:
+            service.list_members(s, owner, sort="password_hash")
+        assert bad_sort.value.field == "sort"
+
+
+def _console_member_ids(client: TestClient, query: str) -> set[int]:
+    import re
+
+    response = client.get(f"/members{query}")
+    assert response.status_code == 200, response.text
+    return {int(i) for i in re.findall(r'<tr data-member-id="(\d+)">', response.text)}
+
+
+@pytest.mark.parametrize("who", ["lead", "owner", "operator", "analyst"])
+def test_console_and_api_list_the_same_members(client: TestClient, world: World, who: str) -> None:
+    from tests.api.conftest import console_login
+
+    console_login(client, who)
+    g = world.groups
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("", {}),
+        (f"?group={g['g1']}", {"group": g["g1"], "current": True}),
+        (f"?tag={world.tags['vip']}", {"tag": world.tags["vip"]}),
+        ("?q=member", {"q": "member"}),
+        ("?q=ext-m2", {"q": "ext-m2"}),
+    ]
+    for query, params in cases:
+        assert _console_member_ids(client, query) == set(_ids(client, world, who, **params)), (who, query)
