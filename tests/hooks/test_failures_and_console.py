@@ -250,3 +250,15 @@ def test_the_secret_is_never_shown(client: TestClient, world: World, connection:
     console_login(client, "lead")
     for path in ("/inbox", f"/inbox/{deliveries(world.db)[0].id}"):
         assert SECRET not in client.get(path).text
+
+
+def test_hostile_inbox_urls_are_never_a_500(client: TestClient, world: World, connection: int) -> None:
+    deliver(client, connection, {"kind": "bogus"})
+    run_jobs(world.db)
+    console_login(client, "lead")
+    for value in ("0", "-1", "abc", str(2**31), str(2**63), "9" * 40):
+        assert client.get(f"/inbox/{value}").status_code == 404
+        for name in ("page", "status", "connection"):
+            assert client.get(f"/inbox?{name}={value}").status_code == 200
+    page = client.get("/inbox?page=2")
+    assert page.status_code == 200
