@@ -4,7 +4,8 @@ machine, on a real database with the simulator as the platform."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,22 +13,31 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import qunyun.connectors.tasks  # noqa: F401  (registers the job handlers)
-from qunyun.connectors import get_profile, use_connector
+from qunyun.connections.service import default_connection
+from qunyun.connectors import ActionBase, ActionKind, Capability, action_capabilities, action_from_payload, get_profile
+from qunyun.connectors.actions import GROUP, unregister_action
 from qunyun.connectors.dispatch import (
     EXPIRE_JOB,
     MAX_ATTEMPTS,
     PERFORM_JOB,
     TASK_CONFIRM_SEND,
     TASK_PLATFORM_ACTION,
+    TASK_UNCERTAIN_SEND,
+    call,
     confirm,
     expire_overdue,
     history,
+    not_sent,
+    prepare,
+    record,
     request_action,
 )
+from qunyun.connectors.registry import bind
 from qunyun.connectors.simulator import SimulatorConnector, ingest_sink
 from qunyun.db.session import unit_of_work
 from qunyun.errors import Conflict, InvalidInput
 from qunyun.models import (
+    Connection,
     Event,
     EventKind,
     Group,
@@ -46,6 +56,7 @@ from qunyun.worker.queue import handler_for
 
 
 def run_perform_job(session: Session, action_id: int) -> None:
+    """All three phases of the perform job in ``session`` (the worker commits between them)."""
     handler = handler_for(PERFORM_JOB)
     assert handler is not None
     handler(session, {"action_id": action_id})
@@ -63,6 +74,10 @@ def perform_jobs(session: Session, action_id: int) -> list[Job]:
     ]
 
 
+def tasks_of(session: Session, action_id: int) -> list[StaffTask]:
+    return list(session.scalars(select(StaffTask).where(StaffTask.outbound_action_id == action_id)))
+
+
 @pytest.fixture
 def org(session: Session) -> Organisation:
     return create_organisation(session, name="读书会", slug="reading")
@@ -73,17 +88,24 @@ def owner(session: Session, org: Organisation) -> Staff:
     return create_staff(session, org.id, username="owner1", password="password-123", role="owner")
 
 
-@pytest.fixture
-def sim() -> Iterator[SimulatorConnector]:
-    with use_connector(SimulatorConnector(seed=1)) as connector:
+def bound(
+    session: Session, org: Organisation, platform: str, connector: SimulatorConnector
+) -> Iterator[SimulatorConnector]:
+    connection = default_connection(session, org.id, platform)
+    with bind(connection.id, connector):
         yield connector
 
 
 @pytest.fixture
-def wecom() -> Iterator[SimulatorConnector]:
-    """The simulator emulating WeCom's declared profile (no WeCom client exists yet)."""
-    with use_connector(SimulatorConnector(seed=1, profile=get_profile("wecom"))) as connector:
-        yield connector
+def sim(session: Session, org: Organisation) -> Iterator[SimulatorConnector]:
+    """The organisation's simulator connection, bound to a simulator of this test."""
+    yield from bound(session, org, "simulator", SimulatorConnector(seed=1))
+
+
+@pytest.fixture
+def wecom(session: Session, org: Organisation) -> Iterator[SimulatorConnector]:
+    """The organisation's WeCom connection, bound to the simulator emulating WeCom's profile."""
+    yield from bound(session, org, "wecom", SimulatorConnector(seed=1, profile=get_profile("wecom")))
 
 
 def add_group(session: Session, org: Organisation, platform: str, external_id: str, owner: Staff | None) -> Group:
@@ -118,6 +140,12 @@ def setup(session: Session, org: Organisation, owner: Staff, sim: SimulatorConne
     return add_group(session, org, "simulator", "g1", owner), add_member(session, org, "simulator", "m1")
 
 
+def send(session: Session, org: Organisation, group: Group, text: str = "hi", key: str = "k") -> OutboundAction:
+    return request_action(
+        session, org.id, "send_group_message", group_id=group.id, payload={"text": text}, idempotency_key=key
+    )
+
+
 def test_request_queues_a_job_and_the_job_sends_once(
     session: Session, org: Organisation, setup: tuple[Group, Member], sim: SimulatorConnector
 ) -> None:
@@ -125,13 +153,14 @@ def test_request_queues_a_job_and_the_job_sends_once(
     action = request_action(
         session,
         org.id,
-        "simulator",
         "send_group_message",
         group_id=group.id,
         payload={"text": "早安！今天的话题：读书打卡"},
         idempotency_key="sop:7:2026-03-02:08:00",
     )
     assert action.state == "queued"
+    connection = session.get_one(Connection, action.connection_id)
+    assert connection.platform == action.platform == "simulator" and connection.org_id == org.id
     assert states(session, action.id) == [(None, "planned"), ("planned", "queued")]
     [job] = perform_jobs(session, action.id)
     assert job.org_id == org.id and job.key == f"{PERFORM_JOB}:{action.id}"
@@ -140,13 +169,19 @@ def test_request_queues_a_job_and_the_job_sends_once(
     assert action.state == "sent" and action.attempts == 1
     assert action.external_ref is not None
     assert [m.text for m in sim.sim.messages_in("g1")] == ["早安！今天的话题：读书打卡"]
+    assert states(session, action.id) == [
+        (None, "planned"),
+        ("planned", "queued"),
+        ("queued", "sending"),
+        ("sending", "sent"),
+    ]
+    assert [t.attempt for t in history(session, action.id)] == [None, None, 1, 1]
 
     # The job runs again (duplicate delivery, a retry after a lost lease): nothing happens.
     run_perform_job(session, action.id)
     assert action.attempts == 1
     assert len(sim.sim.messages_in("g1")) == 1
-    assert states(session, action.id)[-1] == ("queued", "sent")
-    assert len(history(session, action.id)) == 3
+    assert len(history(session, action.id)) == 4
 
 
 def test_same_key_same_action(session: Session, org: Organisation, setup: tuple[Group, Member]) -> None:
@@ -156,7 +191,6 @@ def test_same_key_same_action(session: Session, org: Organisation, setup: tuple[
         return request_action(
             session,
             org.id,
-            "simulator",
             "send_group_message",
             group_id=group.id,
             payload={"text": "hi"},
@@ -172,7 +206,6 @@ def test_same_key_same_action(session: Session, org: Organisation, setup: tuple[
         request_action(
             session,
             org.id,
-            "simulator",
             "kick",
             group_id=group.id,
             member_id=member.id,
@@ -182,33 +215,123 @@ def test_same_key_same_action(session: Session, org: Organisation, setup: tuple[
     assert exc.value.field == "idempotency_key"
 
 
-def test_a_crash_after_the_platform_call_does_not_send_twice(
+def test_a_crash_after_the_platform_call_never_sends_twice(
     db: sessionmaker[Session], org: Organisation, setup: tuple[Group, Member], sim: SimulatorConnector, session: Session
 ) -> None:
     group, _ = setup
-    action = request_action(
-        session,
-        org.id,
-        "simulator",
-        "send_group_message",
-        group_id=group.id,
-        payload={"text": "hi"},
-        idempotency_key="k",
-    )
+    action = send(session, org, group)
     session.commit()
 
-    # First run: the platform call happens, then the transaction is lost (crash before commit).
-    with db() as crashed:
-        run_perform_job(crashed, action.id)
-        crashed.rollback()
+    # First attempt: "sending" commits, the platform receives the message, then the worker dies
+    # before recording it.
+    with unit_of_work(db) as first:
+        prepared = prepare(first, action.id)
+    assert prepared is not None and prepared.attempt == 1
+    call(prepared)
     assert len(sim.sim.messages_in("g1")) == 1
 
+    # The job runs again: the simulator cannot tell what became of the first call, so the action
+    # goes to a person instead of being sent again.
     with unit_of_work(db) as retry:
         run_perform_job(retry, action.id)
     with db() as check:
-        row = check.get(OutboundAction, action.id)
-        assert row is not None and row.state == "sent"
+        row = check.get_one(OutboundAction, action.id)
+        assert row.state == "uncertain" and row.attempts == 1
+        [task] = tasks_of(check, action.id)
+        assert task.kind == TASK_UNCERTAIN_SEND == "uncertain_send" and task.status == "open"
+        assert task.title.startswith("May have been sent on Simulator: check and confirm")
+        assert task.title_key == "task.prefix.uncertain_send"
+        assert task.detail["idempotency_key"] == "k"
+        assert states(check, action.id)[-2:] == [("queued", "sending"), ("sending", "uncertain")]
     assert len(sim.sim.messages_in("g1")) == 1
+
+    # The person finds the message in the group and confirms it.
+    with unit_of_work(db) as person:
+        confirm(person, action.id, detail="seen in the group")
+    with db() as check:
+        assert check.get_one(OutboundAction, action.id).state == "confirmed"
+        assert tasks_of(check, action.id)[0].status == "done"
+
+
+def test_a_crash_before_the_call_is_checked_by_a_person_too(
+    db: sessionmaker[Session], org: Organisation, setup: tuple[Group, Member], sim: SimulatorConnector, session: Session
+) -> None:
+    group, _ = setup
+    action = send(session, org, group)
+    session.commit()
+    with unit_of_work(db) as first:
+        assert prepare(first, action.id) is not None  # the worker dies before calling
+    with unit_of_work(db) as retry:
+        run_perform_job(retry, action.id)
+        row = retry.get_one(OutboundAction, action.id)
+        assert row.state == "uncertain"
+        # The person looks and finds nothing: it was never sent.
+        not_sent(retry, action.id, detail="not in the group")
+        not_sent(retry, action.id)  # twice changes nothing
+        assert row.state == "failed" and tasks_of(retry, action.id)[0].status == "cancelled"
+        with pytest.raises(Conflict):
+            confirm(retry, action.id)
+    assert sim.sim.messages_in("g1") == []
+
+
+@pytest.mark.parametrize("crash_after_call", [True, False])
+def test_a_reconciling_platform_settles_a_crashed_attempt_itself(
+    db: sessionmaker[Session], org: Organisation, owner: Staff, session: Session, crash_after_call: bool
+) -> None:
+    """Like Matrix's transaction ids: the platform remembers each key, so the next attempt asks
+    it what became of the first one and, if it never arrived, sends it safely."""
+    connection = default_connection(session, org.id, "simulator")
+    group = add_group(session, org, "simulator", "g1", owner)
+    matrix_like = SimulatorConnector(seed=1, reconcile=True)
+    assert matrix_like.reconciles and matrix_like.key_idempotent
+    matrix_like.sim.create_group("g1", group_id="g1")
+    action = send(session, org, group)
+    session.commit()
+    with bind(connection.id, matrix_like):
+        with unit_of_work(db) as first:
+            prepared = prepare(first, action.id)
+        assert prepared is not None
+        if crash_after_call:
+            first_answer = call(prepared)
+            assert first_answer is not None
+        with unit_of_work(db) as retry:
+            run_perform_job(retry, action.id)
+    with db() as check:
+        row = check.get_one(OutboundAction, action.id)
+        assert row.state == "sent" and row.attempts == 2
+        if crash_after_call:
+            assert row.external_ref == first_answer.external_ref
+        assert tasks_of(check, action.id) == []
+        assert states(check, action.id)[-3:] == [("queued", "sending"), ("sending", "sending"), ("sending", "sent")]
+        assert "reconciled" in history(check, action.id)[-1].detail
+    assert len(matrix_like.sim.messages_in("g1")) == 1
+
+
+def test_a_call_that_breaks_off_is_uncertain(
+    session: Session, org: Organisation, setup: tuple[Group, Member], sim: SimulatorConnector
+) -> None:
+    group, _ = setup
+    action = send(session, org, group)
+    prepared = prepare(session, action.id)
+    assert prepared is not None
+    record(session, prepared, ConnectionResetError("connection reset by peer"))
+    assert action.state == "uncertain" and "ConnectionResetError" in (action.last_error or "")
+    assert [t.kind for t in tasks_of(session, action.id)] == [TASK_UNCERTAIN_SEND]
+
+
+def test_a_late_record_changes_nothing(
+    session: Session, org: Organisation, setup: tuple[Group, Member], sim: SimulatorConnector
+) -> None:
+    """An attempt whose action moved on meanwhile (another attempt took over) writes nothing."""
+    group, _ = setup
+    action = send(session, org, group)
+    prepared = prepare(session, action.id)
+    assert prepared is not None
+    assert prepare(session, action.id) is None  # the takeover: uncertain, with a task
+    answer = call(prepared)
+    assert answer is not None
+    record(session, prepared, answer)
+    assert action.state == "uncertain" and action.external_ref is None
 
 
 def test_the_worker_runs_the_job(
@@ -218,7 +341,7 @@ def test_the_worker_runs_the_job(
 
     group, member = setup
     action = request_action(
-        session, org.id, "simulator", "kick", group_id=group.id, member_id=member.id, payload={}, idempotency_key="k"
+        session, org.id, "kick", group_id=group.id, member_id=member.id, payload={}, idempotency_key="k"
     )
     session.commit()
     worker = Worker("test", factory=db)
@@ -239,7 +362,6 @@ def test_kick_on_wecom_becomes_a_task_for_the_group_owner(
     action = request_action(
         session,
         org.id,
-        "wecom",
         "kick",
         group_id=group.id,
         member_id=member.id,
@@ -252,7 +374,8 @@ def test_kick_on_wecom_becomes_a_task_for_the_group_owner(
     task = session.scalars(select(StaffTask).where(StaffTask.outbound_action_id == action.id)).one()
     assert task.assignee_id == owner.id and task.group_id == group.id
     assert task.kind == TASK_PLATFORM_ACTION and task.status == "open"
-    assert "Remove wm-1 from 群 wr-1" in task.title and "WeCom" in task.title
+    assert task.title == "Remove wm-1 from 群 wr-1 (by hand on WeCom)"
+    assert task.title_key == "task.prefix.platform_action"
     assert task.detail["missing_capabilities"] == ["kick"]
     assert task.detail["payload"] == {"reason": "发广告 3 次"}
     assert "No API removes a member" in task.detail["reason"]
@@ -271,7 +394,6 @@ def test_an_explicit_assignee_gets_the_task(
     action = request_action(
         session,
         org.id,
-        "wecom",
         "mute",
         group_id=group.id,
         member_id=member.id,
@@ -291,7 +413,6 @@ def test_wecom_group_send_awaits_the_owner_then_is_confirmed(
     action = request_action(
         session,
         org.id,
-        "wecom",
         "send_group_message",
         group_id=group.id,
         payload={"text": "今晚 8 点直播，不见不散"},
@@ -316,7 +437,8 @@ def test_wecom_group_send_awaits_the_owner_then_is_confirmed(
     assert states(session, action.id) == [
         (None, "planned"),
         ("planned", "queued"),
-        ("queued", "awaiting_confirmation"),
+        ("queued", "sending"),
+        ("sending", "awaiting_confirmation"),
         ("awaiting_confirmation", "confirmed"),
     ]
 
@@ -328,7 +450,6 @@ def test_declared_platform_without_a_connector_delegates_at_run_time(
     action = request_action(
         session,
         org.id,
-        "telegram",
         "send_group_message",
         group_id=group.id,
         payload={"text": "hi"},
@@ -338,26 +459,19 @@ def test_declared_platform_without_a_connector_delegates_at_run_time(
     run_perform_job(session, action.id)
     assert action.state == "delegated"
     task = session.scalars(select(StaffTask).where(StaffTask.outbound_action_id == action.id)).one()
-    assert "no connector is configured for Telegram" in task.detail["reason"]
+    assert "No connector for Telegram" in task.detail["reason"]
 
 
 def test_transient_errors_retry_with_backoff_then_fail(
     session: Session, org: Organisation, setup: tuple[Group, Member], sim: SimulatorConnector
 ) -> None:
     group, _ = setup
-    action = request_action(
-        session,
-        org.id,
-        "simulator",
-        "send_group_message",
-        group_id=group.id,
-        payload={"text": "a"},
-        idempotency_key="k",
-    )
+    action = send(session, org, group, "a")
     sim.sim.fail_next_api_calls(1)
     before = utcnow()
     run_perform_job(session, action.id)
     assert action.state == "queued" and action.attempts == 1
+    assert states(session, action.id)[-2:] == [("queued", "sending"), ("sending", "queued")]
     assert action.last_error == "simulated outage (injected)"
     _first, retry = perform_jobs(session, action.id)
     assert retry.run_at >= before + timedelta(seconds=30)
@@ -365,21 +479,13 @@ def test_transient_errors_retry_with_backoff_then_fail(
     assert action.state == "sent" and action.last_error is None and action.attempts == 2
     assert len(sim.sim.messages_in("g1")) == 1
 
-    doomed = request_action(
-        session,
-        org.id,
-        "simulator",
-        "send_group_message",
-        group_id=group.id,
-        payload={"text": "b"},
-        idempotency_key="k2",
-    )
+    doomed = send(session, org, group, "b", key="k2")
     sim.sim.fail_next_api_calls(MAX_ATTEMPTS)
     for _ in range(MAX_ATTEMPTS):
         run_perform_job(session, doomed.id)
     assert doomed.state == "failed" and doomed.attempts == MAX_ATTEMPTS
     assert len(perform_jobs(session, doomed.id)) == MAX_ATTEMPTS  # the first and 4 retries
-    assert states(session, doomed.id)[-1] == ("queued", "failed")
+    assert states(session, doomed.id)[-1] == ("sending", "failed")
 
 
 def test_platform_refusal_fails_the_action(
@@ -388,7 +494,7 @@ def test_platform_refusal_fails_the_action(
     group, member = setup
     sim.sim.leave("m1", "g1")
     action = request_action(
-        session, org.id, "simulator", "kick", group_id=group.id, member_id=member.id, payload={}, idempotency_key="k"
+        session, org.id, "kick", group_id=group.id, member_id=member.id, payload={}, idempotency_key="k"
     )
     run_perform_job(session, action.id)
     assert action.state == "failed" and "not_a_member" in (action.last_error or "")
@@ -402,7 +508,6 @@ def test_deadlines_expire_actions(
     late = request_action(
         session,
         org.id,
-        "simulator",
         "send_group_message",
         group_id=group.id,
         payload={"text": "早安", "deadline": (now - timedelta(minutes=1)).isoformat()},
@@ -413,7 +518,6 @@ def test_deadlines_expire_actions(
     action = request_action(
         session,
         org.id,
-        "simulator",
         "send_group_message",
         group_id=group.id,
         payload={"text": "早安", "deadline": (now + timedelta(hours=1)).isoformat()},
@@ -433,7 +537,6 @@ def test_unconfirmed_sends_expire(session: Session, org: Organisation, owner: St
     action = request_action(
         session,
         org.id,
-        "wecom",
         "send_group_message",
         group_id=group.id,
         payload={"text": "限时秒杀", "deadline": deadline.isoformat()},
@@ -458,7 +561,6 @@ def test_bad_requests_name_the_field_and_write_nothing(
     cases: list[tuple[dict[str, Any], str]] = [
         (dict(action="send_group_message", group_id=group.id, payload={}), "payload.text"),
         (dict(action="send_group_message", group_id=group.id, payload={"text": "x", "colour": 1}), "payload.colour"),
-        (dict(action="send_group_message", group_id=other.id, payload={"text": "x"}), "group_id"),
         (dict(action="send_group_message", group_id=99999, payload={"text": "x"}), "group_id"),
         (dict(action="kick", group_id=group.id, payload={}), "member_id"),
         (dict(action="teleport", payload={}), "action"),
@@ -470,11 +572,47 @@ def test_bad_requests_name_the_field_and_write_nothing(
     ]
     for kwargs, field in cases:
         with pytest.raises(InvalidInput) as exc:
-            request_action(session, org.id, "simulator", idempotency_key="k", **kwargs)
+            request_action(session, org.id, idempotency_key="k", **kwargs)
         assert exc.value.field == field, kwargs
-    with pytest.raises(InvalidInput) as exc:
-        request_action(session, org.id, "myspace", "kick", payload={}, idempotency_key="k")
-    assert exc.value.field == "platform"
+    simulator = default_connection(session, org.id, "simulator")
+    telegram = default_connection(session, org.id, "telegram")
+    assert other.platform == "telegram"
+    second = Connection(
+        org_id=org.id,
+        platform="simulator",
+        name="二号模拟器",
+        settings={},
+        secrets="",
+        status="active",
+        created_at=utcnow(),
+        updated_at=utcnow(),
+    )
+    session.add(second)
+    session.flush()
+    elsewhere = add_group(session, org, "simulator", "g9", owner)
+    elsewhere.connection_id = second.id
+    connection_cases: list[tuple[dict[str, Any], str]] = [
+        (dict(action="create_group", payload={"name": "新群"}), "connection_id"),  # no target, no connection
+        (dict(action="create_group", payload={"name": "新群"}, connection_id=424242), "connection_id"),
+        (
+            dict(action="send_group_message", group_id=group.id, payload={"text": "x"}, connection_id=telegram.id),
+            "group_id",
+        ),
+        (dict(action="set_tags", member_id=member.id, payload={"add": ["a"]}, connection_id=telegram.id), "member_id"),
+        (
+            dict(action="send_group_message", group_id=elsewhere.id, payload={"text": "x"}, connection_id=simulator.id),
+            "group_id",
+        ),
+        (
+            dict(action="send_group_message", group_id=other.id, payload={"text": "x"}, connection_id=simulator.id),
+            "group_id",
+        ),
+    ]
+    for kwargs, field in connection_cases:
+        with pytest.raises(InvalidInput) as exc:
+            request_action(session, org.id, idempotency_key="k", **kwargs)
+        assert exc.value.field == field, kwargs
+    assert simulator.id != telegram.id
     assert session.scalar(select(func.count()).select_from(OutboundAction)) == 0
     assert session.scalar(select(func.count()).select_from(OutboundActionTransition)) == 0
 
@@ -483,22 +621,16 @@ def test_confirm_refuses_actions_not_waiting_on_a_person(
     session: Session, org: Organisation, setup: tuple[Group, Member]
 ) -> None:
     group, _ = setup
-    action = request_action(
-        session,
-        org.id,
-        "simulator",
-        "send_group_message",
-        group_id=group.id,
-        payload={"text": "a"},
-        idempotency_key="k",
-    )
+    action = send(session, org, group, "a")
     with pytest.raises(Conflict):
         confirm(session, action.id)
+    with pytest.raises(Conflict):
+        not_sent(session, action.id)
 
 
 def test_simulator_operations_arrive_as_stored_events(session: Session, org: Organisation, owner: Staff) -> None:
     sim = SimulatorConnector(seed=5, sink=ingest_sink(session, org.id))
-    with use_connector(sim):
+    with bind(default_connection(session, org.id, "simulator").id, sim):
         p = sim.sim
         g = p.create_group("读书会 1 群", owner="owner1", capacity=200)
         p.join("alice", g.id, scene="qr")
@@ -514,7 +646,6 @@ def test_simulator_operations_arrive_as_stored_events(session: Session, org: Org
         link = request_action(
             session,
             org.id,
-            "simulator",
             "create_invite_link",
             group_id=group.id,
             payload={"member_limit": 1, "channel": "sms", "expire_at": (p.now() + timedelta(days=7)).isoformat()},
@@ -524,7 +655,7 @@ def test_simulator_operations_arrive_as_stored_events(session: Session, org: Org
         assert link.state == "sent" and link.external_ref
         p.join("carol", via_link=link.external_ref)
         kick = request_action(
-            session, org.id, "simulator", "kick", group_id=group.id, member_id=bob.id, payload={}, idempotency_key="k1"
+            session, org.id, "kick", group_id=group.id, member_id=bob.id, payload={}, idempotency_key="k1"
         )
         run_perform_job(session, kick.id)
         assert kick.state == "sent"
@@ -546,3 +677,66 @@ def test_simulator_operations_arrive_as_stored_events(session: Session, org: Org
         assert group.member_count == 2  # alice and carol
         bob_span = session.scalars(select(MembershipSpan).where(MembershipSpan.member_id == bob.id)).one()
         assert bob_span.left_at is not None
+
+
+def test_a_new_action_kind_is_declared_by_its_class_alone(
+    session: Session, org: Organisation, setup: tuple[Group, Member], owner: Staff, sim: SimulatorConnector
+) -> None:
+    """A kind defined here, and nowhere else: its class states the kind, the capability, the
+    targets, the payload (its fields) and the task title; dispatch requests and routes it."""
+
+    @dataclass(frozen=True)
+    class PinMessage(
+        ActionBase,
+        kind="pin_message",
+        capability=Capability.DELETE_MESSAGE,  # the simulator has it, WeCom has not
+        targets=GROUP,
+        title_key="task.title.delete_message",
+    ):
+        group: str
+        message: str
+        until: datetime | None = None
+
+    try:
+        assert ActionKind("pin_message").action_class is PinMessage
+        assert "pin_message" in set(ActionKind)
+        assert action_capabilities()[ActionKind("pin_message")] is Capability.DELETE_MESSAGE
+        with pytest.raises(InvalidInput) as exc:
+            action_from_payload("pin_message", {}, group="g1")
+        assert exc.value.field == "payload.message"
+        with pytest.raises(InvalidInput) as exc:
+            action_from_payload("pin_message", {"message": "m", "until": "tomorrow"}, group="g1")
+        assert exc.value.field == "payload.until"
+        with pytest.raises(InvalidInput) as exc:
+            action_from_payload("pin_message", {"message": "m"})
+        assert exc.value.field == "group_id"
+
+        group, _ = setup
+        until = "2026-03-09T08:00:00+08:00"
+        pin = request_action(
+            session,
+            org.id,
+            "pin_message",
+            group_id=group.id,
+            payload={"message": "sim-msg1", "until": until},
+            idempotency_key="pin:1",
+        )
+        assert pin.state == "queued" and pin.payload == {"message": "sim-msg1", "until": until}
+        # The simulator has the capability but does not know the action: a person does it.
+        run_perform_job(session, pin.id)
+        assert pin.state == "delegated"
+        [task] = tasks_of(session, pin.id)
+        assert task.kind == TASK_PLATFORM_ACTION and task.assignee_id == owner.id
+        assert task.title == "Delete a message in 群 g1 (by hand on Simulator)"
+
+        # On WeCom, which lacks the capability, it is delegated when requested.
+        wecom_group = add_group(session, org, "wecom", "wr-1", owner)
+        on_wecom = request_action(
+            session, org.id, "pin_message", group_id=wecom_group.id, payload={"message": "x"}, idempotency_key="pin:2"
+        )
+        assert on_wecom.state == "delegated"
+        assert tasks_of(session, on_wecom.id)[0].detail["missing_capabilities"] == ["delete_message"]
+    finally:
+        unregister_action("pin_message")
+    with pytest.raises(ValueError):
+        ActionKind("pin_message")

@@ -1,9 +1,11 @@
-"""The simulated platform: state, virtual clock, events, idempotent perform, emulated profiles."""
+"""The simulated platform: state, virtual clock, events, perform (plain, reconciling, recorded),
+emulated profiles."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +30,7 @@ from qunyun.connectors import (
 )
 from qunyun.connectors.simulator import SimulatedPlatform, SimulatorConnector, SimulatorError, VirtualClock
 from qunyun.connectors.simulator.clock import DEFAULT_START
+from qunyun.connectors.simulator.recording import read_calls
 from qunyun.errors import InvalidInput
 
 
@@ -184,26 +187,62 @@ def test_invite_link_expiry_boundary_and_revocation(sim: SimulatorConnector) -> 
     assert exc.value.code == "link_revoked"
 
 
-def test_perform_is_idempotent_per_key(sim: SimulatorConnector) -> None:
+def test_perform_sends_again_with_the_same_key(sim: SimulatorConnector) -> None:
+    """Like a real platform, the plain simulator does not deduplicate by key: the dispatcher's
+    two-phase sends, not the platform, keep a retry from sending twice."""
     p = sim.sim
     group = p.create_group("g")
     first = sim.perform(SendGroupMessage(group=group.id, text="早安"), "sop:1:day1:08")
     again = sim.perform(SendGroupMessage(group=group.id, text="早安"), "sop:1:day1:08")
-    assert first == again and first.status is ResultStatus.DONE
-    assert [m.text for m in p.messages_in(group.id)] == ["早安"]
-    sim.perform(SendGroupMessage(group=group.id, text="早安"), "sop:1:day2:08")
-    assert len(p.messages_in(group.id)) == 2
+    assert first.status is again.status is ResultStatus.DONE and first.external_ref != again.external_ref
+    assert [m.text for m in p.messages_in(group.id)] == ["早安", "早安"]
+    assert not sim.reconciles and not sim.key_idempotent
+    with pytest.raises(UnsupportedAction):
+        sim.reconcile(SendGroupMessage(group=group.id, text="早安"), "sop:1:day1:08")
     # Bot sends are not member activity: nothing is reported for them.
     assert kinds(p.drain_events()) == ["group.created"]
 
 
-def test_failed_results_are_remembered_too(sim: SimulatorConnector) -> None:
-    group = sim.sim.create_group("g")
-    result = sim.perform(Kick(group=group.id, member="nobody"), "kick-1")
-    assert result.status is ResultStatus.FAILED and "not_a_member" in result.detail
-    sim.sim.join("nobody", group.id)
-    assert sim.perform(Kick(group=group.id, member="nobody"), "kick-1") == result
-    assert sim.sim.is_member("nobody", group.id)
+def test_a_reconciling_simulator_remembers_keys_like_transaction_ids() -> None:
+    sim = SimulatorConnector(seed=7, reconcile=True)
+    p = sim.sim
+    group = p.create_group("g")
+    send = SendGroupMessage(group=group.id, text="早安")
+    assert sim.reconcile(send, "k1") is None  # never received
+    first = sim.perform(send, "k1")
+    assert sim.perform(send, "k1") == first  # the platform dedupes by key
+    assert sim.reconcile(send, "k1") == first
+    assert len(p.messages_in(group.id)) == 1
+    sim.perform(send, "k2")
+    assert len(p.messages_in(group.id)) == 2
+    # Refusals are answers too: the same key gets the same one.
+    refused = sim.perform(Kick(group=group.id, member="nobody"), "kick-1")
+    assert refused.status is ResultStatus.FAILED and "not_a_member" in refused.detail
+    p.join("nobody", group.id)
+    assert sim.perform(Kick(group=group.id, member="nobody"), "kick-1") == refused
+    assert p.is_member("nobody", group.id)
+
+
+def test_the_recording_keeps_every_call_across_connectors(tmp_path: Path) -> None:
+    """Two simulators (two worker processes) sharing one recording file see one platform."""
+    path = tmp_path / "received.jsonl"
+    settings = {"reconcile": True, "record_to": str(path), "groups": ["g1"]}
+    one = SimulatorConnector.from_settings(settings, namespace="sim1")
+    two = SimulatorConnector.from_settings(settings, namespace="sim1")
+    send = SendGroupMessage(group="g1", text="早安")
+    first = one.perform(send, "k1")
+    assert two.reconcile(send, "k1") == first
+    assert two.perform(send, "k1") == first  # deduplicated through the shared record
+    two.perform(SendGroupMessage(group="g1", text="午安"), "k2")
+    assert [(c.key, c.kind, c.group, c.text) for c in one.received()] == [
+        ("k1", "send_group_message", "g1", "早安"),
+        ("k2", "send_group_message", "g1", "午安"),
+    ]
+    assert read_calls(path)[0].result == first
+
+    plain = SimulatorConnector.from_settings({"record_to": str(path), "groups": ["g1"]})
+    plain.perform(send, "k1")
+    assert [c.key for c in plain.received()] == ["k1", "k2", "k1"]  # received twice: recorded twice
 
 
 def test_kick_emits_member_left_removed(sim: SimulatorConnector) -> None:

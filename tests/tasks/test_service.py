@@ -104,7 +104,7 @@ def test_titles_are_messages_rendered_in_the_readers_language(world: World) -> N
     ],
 )
 def test_every_action_kind_has_a_title_in_both_languages(action: str) -> None:
-    from qunyun.connectors.base import ActionKind
+    from qunyun.connectors import ActionKind
     from qunyun.locale import catalogue
 
     assert action in {k.value for k in ActionKind}

@@ -1,12 +1,15 @@
 """Platform connectors: one interface with declared capabilities (``base``), typed outbound
-actions (``actions``), the dispatcher that records, routes and performs them (``dispatch``), and
-one package per platform (``simulator``, ``wecom``, ``telegram``, ``matrix``).
+actions that declare their own kinds (``actions``), connectors built per connection
+(``registry``), the dispatcher that records, routes and performs actions in two phases
+(``dispatch``), and one package per platform (``simulator``, ``wecom``, ``telegram``, ``matrix``).
 
 Platform code lives only under this package.
 """
 
 from qunyun.connectors.actions import (
     Action,
+    ActionBase,
+    ActionKind,
     CreateGroup,
     CreateInviteLink,
     DeleteMessage,
@@ -18,12 +21,14 @@ from qunyun.connectors.actions import (
     SetTags,
     SetWelcomeMessage,
     SyncInterceptRules,
+    Target,
     Unmute,
+    action_capabilities,
+    action_class,
     action_from_payload,
+    action_kinds,
 )
 from qunyun.connectors.base import (
-    ACTION_CAPABILITY,
-    ActionKind,
     ActionResult,
     Capability,
     Connector,
@@ -34,21 +39,15 @@ from qunyun.connectors.base import (
     TransientError,
     UnsupportedAction,
     all_profiles,
-    capabilities_of,
-    get_connector,
     get_profile,
     missing_capabilities,
     needs_confirmation,
-    register_connector,
     register_profile,
-    registered_connector,
-    unregister_connector,
-    use_connector,
 )
 
 __all__ = [
-    "ACTION_CAPABILITY",
     "Action",
+    "ActionBase",
     "ActionKind",
     "ActionResult",
     "Capability",
@@ -68,19 +67,17 @@ __all__ = [
     "SetTags",
     "SetWelcomeMessage",
     "SyncInterceptRules",
+    "Target",
     "TransientError",
     "Unmute",
     "UnsupportedAction",
+    "action_capabilities",
+    "action_class",
     "action_from_payload",
+    "action_kinds",
     "all_profiles",
-    "capabilities_of",
-    "get_connector",
     "get_profile",
     "missing_capabilities",
     "needs_confirmation",
-    "register_connector",
     "register_profile",
-    "registered_connector",
-    "unregister_connector",
-    "use_connector",
 ]

@@ -6,9 +6,9 @@ of qunyun never talks to a platform directly: it ingests what ``Connector.normal
 ``qunyun.connectors.dispatch.request_action``, which consults the declared capabilities and turns
 whatever a platform cannot do into a staff task.
 
-The typed actions live in :mod:`qunyun.connectors.actions`; this module holds the vocabulary
-(capabilities, action kinds), results and errors, the abstract connector, platform profiles and
-the registry.
+The typed actions and their kinds live in :mod:`qunyun.connectors.actions`; this module holds
+the capabilities, results and errors, the abstract connector and platform profiles. Connectors
+are built per connection by :mod:`qunyun.connectors.registry`.
 """
 
 from __future__ import annotations
@@ -61,48 +61,6 @@ class Capability(enum.StrEnum):
 # A capability that stands in for another one, at the price of a human confirmation.
 CONFIRMATION_SUBSTITUTES: Mapping[Capability, Capability] = MappingProxyType(
     {Capability.SEND_GROUP_MESSAGE: Capability.SEND_REQUIRES_CONFIRMATION}
-)
-
-
-class ActionKind(enum.StrEnum):
-    """An outbound action qunyun can ask of a platform (stored in ``OutboundAction.action``)."""
-
-    SEND_GROUP_MESSAGE = "send_group_message"
-    SEND_WELCOME = "send_welcome"
-    SET_WELCOME_MESSAGE = "set_welcome_message"
-    DELETE_MESSAGE = "delete_message"
-    MUTE = "mute"
-    UNMUTE = "unmute"
-    KICK = "kick"
-    CREATE_GROUP = "create_group"
-    CREATE_INVITE_LINK = "create_invite_link"
-    REVOKE_INVITE_LINK = "revoke_invite_link"
-    SET_TAGS = "set_tags"
-    SYNC_INTERCEPT_RULES = "sync_intercept_rules"
-
-    @property
-    def capability(self) -> Capability:
-        """The capability a platform must declare to perform this kind of action."""
-        return ACTION_CAPABILITY[self]
-
-
-ACTION_CAPABILITY: Mapping[ActionKind, Capability] = MappingProxyType(
-    {
-        ActionKind.SEND_GROUP_MESSAGE: Capability.SEND_GROUP_MESSAGE,
-        # A personal greeting (@new member) is an ordinary group message; platforms that greet
-        # by themselves are configured with SET_WELCOME_MESSAGE instead.
-        ActionKind.SEND_WELCOME: Capability.SEND_GROUP_MESSAGE,
-        ActionKind.SET_WELCOME_MESSAGE: Capability.WELCOME_ON_JOIN,
-        ActionKind.DELETE_MESSAGE: Capability.DELETE_MESSAGE,
-        ActionKind.MUTE: Capability.MUTE,
-        ActionKind.UNMUTE: Capability.MUTE,
-        ActionKind.KICK: Capability.KICK,
-        ActionKind.CREATE_GROUP: Capability.CREATE_GROUP,
-        ActionKind.CREATE_INVITE_LINK: Capability.CREATE_INVITE_LINK,
-        ActionKind.REVOKE_INVITE_LINK: Capability.CREATE_INVITE_LINK,
-        ActionKind.SET_TAGS: Capability.TAGS,
-        ActionKind.SYNC_INTERCEPT_RULES: Capability.INTERCEPT_RULES,
-    }
 )
 
 
@@ -206,14 +164,27 @@ class PlatformProfile:
 
 
 class Connector(ABC):
-    """One platform behind one interface.
+    """One platform account behind one interface.
 
     Subclasses set ``profile`` (class or instance attribute) and implement ``normalize`` and
-    ``perform``. ``perform`` must be idempotent per key: called again with a key it has seen it
-    returns the first result and changes nothing, so a job retried after a crash is not a second
-    send. It raises :class:`TransientError` for failures worth retrying and
-    :class:`UnsupportedAction` for actions outside its capabilities.
+    ``perform``. ``perform`` is called outside any transaction, once per attempt, with the
+    action's idempotency key; it raises :class:`TransientError` for failures worth retrying that
+    changed nothing, and :class:`UnsupportedAction` for actions outside its capabilities. Any
+    other exception means "the outcome is unknown": the dispatcher then reconciles or asks a person.
+
+    A connector declares what its platform can tell after a crash (docs/connectors.md):
+
+    - ``key_idempotent``: the platform itself performs a call once per key and answers a repeated
+      call with the first result (Matrix's transaction id), so calling again is safe;
+    - ``reconciles``: :meth:`reconcile` can ask the platform what became of a key (Matrix:
+      the event sent with that transaction id; WeCom: the mass-send task behind a msgid).
+
+    A connector with neither: an attempt that may have reached the platform is handed to a
+    person ("may have been sent: check and confirm"), never repeated blindly.
     """
+
+    key_idempotent: bool = False
+    reconciles: bool = False
 
     profile: PlatformProfile
 
@@ -238,7 +209,13 @@ class Connector(ABC):
 
     @abstractmethod
     def perform(self, action: Action, idempotency_key: str) -> ActionResult:
-        """Carry out ``action`` on the platform, exactly once per ``idempotency_key``."""
+        """Carry out ``action`` on the platform (once per call, unless ``key_idempotent``)."""
+
+    def reconcile(self, action: Action, idempotency_key: str) -> ActionResult | None:
+        """What the platform did with the call made with ``idempotency_key``: its result, or None
+        when the platform never received one. Only for connectors that declare ``reconciles``;
+        raises :class:`TransientError` when the platform cannot answer now."""
+        raise UnsupportedAction(f"{self.profile.title} cannot tell what became of an earlier call")
 
     def fetch_member_profiles(self, external_ids: Sequence[str]) -> dict[str, MemberProfile]:
         """Persona fields of the given members (``member_profiles``); unknown ids are left out.
@@ -247,7 +224,11 @@ class Connector(ABC):
         raise UnsupportedAction(f"{self.profile.title} cannot fetch member profiles")
 
 
-# --- Registry ---------------------------------------------------------------------------------
+# --- Profiles and the process-wide registry ------------------------------------------------------
+#
+# Connectors are built per connection (qunyun.connectors.registry). The process-wide registry
+# below (get_connector, register_connector, use_connector, capabilities_of) predates connections;
+# the dispatcher no longer uses it, and it goes away with its last callers.
 
 # Platforms whose profile ships with qunyun: qunyun.connectors.<name>.capabilities.PROFILE.
 BUILTIN_PLATFORMS = ("simulator", "wecom", "telegram", "matrix")

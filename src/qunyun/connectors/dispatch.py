@@ -1,24 +1,36 @@
-"""Outbound actions: recorded once per idempotency key, routed by declared capabilities, performed
-exactly once by a job, and handed to a person when the platform cannot do them.
+"""Outbound actions: recorded once per idempotency key, routed by the connection's declared
+capabilities, sent in two phases so that a crash never sends twice, and handed to a person when
+the platform cannot do them — or when nobody can tell whether it did.
 
 State machine (``OutboundState``; every change is an ``OutboundActionTransition`` row)::
 
-    (new) → planned ─┬→ queued ─┬→ sent ──────────────────→ confirmed
-                     │          ├→ awaiting_confirmation ─→ confirmed | expired | failed
-                     │          ├→ failed   (permanent error, or retries exhausted)
-                     │          ├→ expired  (its deadline passed before it ran)
-                     │          └→ delegated (connector missing or refused it at run time)
+    (new) → planned ─┬→ queued ─┬→ sending ─┬→ sent ───────────────────→ confirmed
+                     │          │           ├→ awaiting_confirmation ──→ confirmed | expired | failed
+                     │          │           ├→ failed    permanent refusal, or MAX_ATTEMPTS transient errors
+                     │          │           ├→ queued    transient error: retried later (backoff)
+                     │          │           ├→ delegated the connector refused it at run time
+                     │          │           └→ uncertain may have been sent ─→ confirmed | failed | expired
+                     │          ├→ expired   (its deadline passed before it ran)
+                     │          ├→ failed    (its payload no longer builds)
+                     │          └→ delegated (no connector, or it lacks a capability at run time)
                      ├→ delegated ─→ confirmed (staff did it) | expired | failed
                      └→ expired
 
 ``request_action`` records and routes in the caller's transaction (a ``connectors.perform`` job is
-enqueued with the row, so neither exists without the other); the job handler
-(``qunyun.connectors.tasks``) calls ``perform_queued``, which talks to the platform.
+enqueued with the row, so neither exists without the other). The job is two-phase
+(``qunyun.connectors.tasks.PerformAction``): :func:`prepare` commits ``sending`` with the attempt
+before :func:`call` talks to the platform outside any transaction, and :func:`record` writes the
+outcome with the job's completion. An attempt that finds the action already ``sending`` (an
+earlier one crashed or lost its lease after committing it) never calls blindly: it reconciles
+through the connector where the platform can tell, and otherwise moves it to ``uncertain`` with a
+task for a person. docs/connectors.md tells the whole story.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,38 +38,62 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from qunyun.connectors.actions import RESERVED_PAYLOAD_KEYS, Action, action_from_payload, parse_instant
-from qunyun.connectors.base import (
+from qunyun.connections.service import default_connection
+from qunyun.connectors import registry
+from qunyun.connectors.actions import (
+    RESERVED_PAYLOAD_KEYS,
+    Action,
     ActionKind,
+    action_class,
+    action_from_payload,
+    parse_instant,
+)
+from qunyun.connectors.base import (
     ActionResult,
     Capability,
+    Connector,
     ConnectorUnavailable,
     PlatformProfile,
     ResultStatus,
     TransientError,
     UnsupportedAction,
-    capabilities_of,
-    get_connector,
-    get_profile,
     missing_capabilities,
-    registered_connector,
 )
-from qunyun.errors import Conflict, InvalidInput, NotFound
+from qunyun.errors import Conflict, InvalidInput, NotFound, QunyunError
 from qunyun.locale import Msg
-from qunyun.models import Group, Member, OutboundAction, OutboundActionTransition, OutboundState, Staff, StaffTask
+from qunyun.models import (
+    Connection,
+    Group,
+    Member,
+    OutboundAction,
+    OutboundActionTransition,
+    OutboundState,
+    Staff,
+    StaffTask,
+    TaskKind,
+    TaskStatus,
+)
+from qunyun.tasks.service import close_for_action, open_task
+from qunyun.tasks.titles import platform_label
 from qunyun.timeutil import utcnow
 from qunyun.worker.queue import enqueue
 
 PERFORM_JOB = "connectors.perform"
 EXPIRE_JOB = "connectors.expire_overdue"
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 5  # sends of one action (transient errors are retried until then)
+MAX_CHECKS = 5  # reconciliations on top of them, when the platform cannot answer
+# A perform job's own attempts: each crash or lost lease of a worker holding it counts one, and a
+# dead job would strand its action; the action's MAX_ATTEMPTS bounds the platform calls anyway.
+JOB_MAX_ATTEMPTS = 25
 RETRY_BASE_SECONDS = 30
 RETRY_MAX_SECONDS = 3600
 
 S = OutboundState
 ALLOWED_TRANSITIONS: Mapping[OutboundState, frozenset[OutboundState]] = {
     S.PLANNED: frozenset({S.QUEUED, S.DELEGATED, S.EXPIRED}),
-    S.QUEUED: frozenset({S.SENT, S.AWAITING_CONFIRMATION, S.FAILED, S.EXPIRED, S.DELEGATED}),
+    S.QUEUED: frozenset({S.SENDING, S.FAILED, S.EXPIRED, S.DELEGATED}),
+    S.SENDING: frozenset({S.SENT, S.AWAITING_CONFIRMATION, S.FAILED, S.QUEUED, S.DELEGATED, S.UNCERTAIN}),
+    S.UNCERTAIN: frozenset({S.CONFIRMED, S.FAILED, S.EXPIRED}),
     S.AWAITING_CONFIRMATION: frozenset({S.CONFIRMED, S.EXPIRED, S.FAILED}),
     S.SENT: frozenset({S.CONFIRMED}),
     S.DELEGATED: frozenset({S.CONFIRMED, S.EXPIRED, S.FAILED}),
@@ -65,28 +101,23 @@ ALLOWED_TRANSITIONS: Mapping[OutboundState, frozenset[OutboundState]] = {
     S.FAILED: frozenset(),
     S.EXPIRED: frozenset(),
 }
-CONFIRMABLE = frozenset({S.AWAITING_CONFIRMATION, S.DELEGATED, S.SENT})
-# Staff task kinds this module creates.
-TASK_PLATFORM_ACTION = "platform_action"  # do by hand what the platform cannot do by API
-TASK_CONFIRM_SEND = "confirm_send"  # press send on a send the platform holds
-
-_TASK_TITLES: Mapping[ActionKind, str] = {
-    ActionKind.SEND_GROUP_MESSAGE: "Post in {group}",
-    ActionKind.SEND_WELCOME: "Welcome {member} in {group}",
-    ActionKind.SET_WELCOME_MESSAGE: "Set the welcome message of {group}",
-    ActionKind.DELETE_MESSAGE: "Delete a message in {group}",
-    ActionKind.MUTE: "Mute {member} in {group}",
-    ActionKind.UNMUTE: "Unmute {member} in {group}",
-    ActionKind.KICK: "Remove {member} from {group}",
-    ActionKind.CREATE_GROUP: "Create the group {name}",
-    ActionKind.CREATE_INVITE_LINK: "Create an invite link for {group}",
-    ActionKind.REVOKE_INVITE_LINK: "Revoke an invite link of {group}",
-    ActionKind.SET_TAGS: "Tag {member}",
-    ActionKind.SYNC_INTERCEPT_RULES: "Update the intercept rule {name}",
-}
+# States in which a person holds the action (a task is open for it).
+WAITING_ON_PERSON = frozenset({S.AWAITING_CONFIRMATION, S.DELEGATED, S.UNCERTAIN})
+CONFIRMABLE = WAITING_ON_PERSON | {S.SENT}
+# Task kinds this module opens (kept importable under their old names).
+TASK_PLATFORM_ACTION = TaskKind.PLATFORM_ACTION.value  # do by hand what the platform cannot do by API
+TASK_CONFIRM_SEND = TaskKind.CONFIRM_SEND.value  # press send on a send the platform holds
+TASK_UNCERTAIN_SEND = TaskKind.UNCERTAIN_SEND.value  # may have been sent: check and confirm
 
 
-def transition(session: Session, action: OutboundAction, to_state: OutboundState, detail: str = "") -> None:
+def transition(
+    session: Session,
+    action: OutboundAction,
+    to_state: OutboundState,
+    detail: str = "",
+    *,
+    attempt: int | None = None,
+) -> None:
     """Move ``action`` to ``to_state`` and append the history row; ``Conflict`` if not allowed."""
     current = OutboundState(action.state)
     if to_state not in ALLOWED_TRANSITIONS[current]:
@@ -94,7 +125,7 @@ def transition(session: Session, action: OutboundAction, to_state: OutboundState
             Msg("err.outbound.bad_transition", id=action.id, current=current.value, to=to_state.value), field="state"
         )
     action.state = to_state.value
-    _record(session, action, current, to_state, detail)
+    _record(session, action, current, to_state, detail, attempt)
 
 
 def _record(
@@ -103,6 +134,7 @@ def _record(
     from_state: OutboundState | None,
     to_state: OutboundState,
     detail: str,
+    attempt: int | None = None,
 ) -> None:
     now = utcnow()
     action.updated_at = now
@@ -111,6 +143,7 @@ def _record(
             action_id=action.id,
             from_state=from_state.value if from_state is not None else None,
             to_state=to_state.value,
+            attempt=attempt,
             at=now,
             detail=detail[:2000],
         )
@@ -118,12 +151,15 @@ def _record(
     session.flush()
 
 
+# --- requesting ---------------------------------------------------------------------------------
+
+
 def request_action(
     session: Session,
     org_id: int,
-    platform: str,
     action: ActionKind | str,
     *,
+    connection_id: int | None = None,
     group_id: int | None = None,
     member_id: int | None = None,
     payload: Mapping[str, Any],
@@ -133,25 +169,25 @@ def request_action(
 ) -> OutboundAction:
     """Record an outbound action once per ``idempotency_key`` and route it: queued with a
     ``connectors.perform`` job, or delegated to a staff task (``assignee_id``, else the group's
-    owner) when the platform lacks a capability it needs. The same key returns the same row.
+    owner) when the connection's platform lacks a capability it needs. The same key returns the
+    same row.
 
+    The connection is ``connection_id``, else the group's, else the organisation's default
+    connection of the group's (or member's) platform; the group and member must be on it.
     ``payload`` is the action's fields (see ``qunyun.connectors.actions``) plus an optional
     ``deadline`` (ISO 8601): not performed after it, the action expires. ``run_at`` delays it.
     """
     if not idempotency_key or len(idempotency_key) > 200:
         raise InvalidInput(Msg("err.outbound.key_length", limit=200), field="idempotency_key")
-    try:
-        kind = ActionKind(action)
-    except ValueError as exc:
-        raise InvalidInput(Msg("err.outbound.unknown_action", action=repr(action)), field="action") from exc
+    kind = action_class(action).kind  # InvalidInput naming "action" for an unknown kind
     existing = _by_key(session, org_id, idempotency_key)
     if existing is not None:
-        return _same_request(existing, org_id, platform, kind, group_id, member_id)
+        return _same_request(existing, org_id, kind, connection_id, group_id, member_id)
     if "assignee_id" in payload:
         raise InvalidInput(Msg("err.outbound.assignee_in_payload"), field="payload.assignee_id")
-    capabilities = capabilities_of(platform)  # InvalidInput for an unknown platform
-    group = _load_group(session, org_id, platform, group_id)
-    member = _load_member(session, org_id, platform, member_id)
+    group = _load_group(session, org_id, group_id)
+    member = _load_member(session, org_id, member_id)
+    connection = _resolve_connection(session, org_id, connection_id, group, member)
     if (
         assignee_id is not None
         and session.scalar(select(Staff.id).where(Staff.id == assignee_id, Staff.org_id == org_id)) is None
@@ -173,7 +209,8 @@ def request_action(
     now = utcnow()
     row = OutboundAction(
         org_id=org_id,
-        platform=platform,
+        platform=connection.platform,
+        connection_id=connection.id,
         action=kind.value,
         group_id=group_id,
         member_id=member_id,
@@ -193,15 +230,16 @@ def request_action(
         existing = _by_key(session, org_id, idempotency_key)
         if existing is None:
             raise
-        return _same_request(existing, org_id, platform, kind, group_id, member_id)
+        return _same_request(existing, org_id, kind, connection_id, group_id, member_id)
     _record(session, row, None, S.PLANNED, "requested")
 
-    if deadline is not None and deadline <= _platform_now(platform):
+    if deadline is not None and deadline <= _platform_now(connection):
         transition(session, row, S.EXPIRED, f"deadline {deadline.isoformat()} passed before it was queued")
         return row
-    missing = missing_capabilities(typed, capabilities)
+    profile = registry.profile_of(connection)
+    missing = missing_capabilities(typed, profile.capabilities)
     if missing:
-        _delegate(session, row, typed, _missing_reason(platform, missing), missing=missing)
+        _delegate(session, row, typed, _missing_reason(profile, missing), missing=missing)
         return row
     transition(session, row, S.QUEUED)
     enqueue(
@@ -211,76 +249,193 @@ def request_action(
         org_id=org_id,
         run_at=run_at,
         key=f"{PERFORM_JOB}:{row.id}",
+        max_attempts=JOB_MAX_ATTEMPTS,
     )
     return row
 
 
-def perform_queued(session: Session, action_id: int) -> OutboundAction | None:
-    """Perform a queued action through its connector and record the outcome (the job's body).
+# --- performing: the two phases of the perform job -----------------------------------------------
 
-    Anything not ``queued`` is left alone, so running the job twice performs the action once;
-    the row is locked while it runs, and the connector gets the idempotency key in case an
-    earlier run performed it but did not commit.
+
+class CallMode(enum.StrEnum):
+    SEND = "send"  # the action is queued: perform it
+    RECONCILE = "reconcile"  # an earlier attempt may have performed it: ask the platform
+
+
+@dataclass(frozen=True)
+class PreparedCall:
+    """What :func:`prepare` committed to: one platform call for one action's attempt."""
+
+    action_id: int
+    attempt: int
+    mode: CallMode
+    action: Action
+    idempotency_key: str
+    connector: Connector
+
+
+def prepare(session: Session, action_id: int) -> PreparedCall | None:
+    """Phase 1 (its transaction commits before the call): lock the action and decide.
+
+    ``queued``: re-check the deadline and the capabilities (expired, delegated, failed without a
+    call), else commit ``sending`` with the next attempt and return the send. ``sending``: an
+    earlier attempt may have reached the platform; return a reconciliation if the connector can
+    tell, else move it to ``uncertain`` with a task for a person. Anything else: nothing to do
+    (None), so the job can run any number of times.
     """
     row = session.scalar(select(OutboundAction).where(OutboundAction.id == action_id).with_for_update())
-    if row is None or row.state != S.QUEUED:
-        return row
+    if row is None or row.state not in (S.QUEUED, S.SENDING):
+        return None
+    if row.state == S.SENDING:
+        return _prepare_check(session, row)
     try:
-        connector = get_connector(row.platform)
+        connector = _connector(session, row)
     except ConnectorUnavailable as exc:
-        _delegate(session, row, None, exc.message)
-        return row
+        _delegate(session, row, None, str(exc.message))
+        return None
     deadline = _deadline(row)
     if deadline is not None and deadline <= connector.now():
         transition(session, row, S.EXPIRED, f"deadline {deadline.isoformat()} passed before it was performed")
-        return row
+        return None
     try:
         typed = _typed_action(session, row)
     except InvalidInput as exc:
-        row.last_error = exc.message
-        transition(session, row, S.FAILED, exc.message)
-        return row
+        row.last_error = str(exc.message)
+        transition(session, row, S.FAILED, str(exc.message))
+        return None
     missing = missing_capabilities(typed, connector.capabilities)
     if missing:
-        _delegate(session, row, typed, _missing_reason(row.platform, missing), missing=missing)
-        return row
-
+        _delegate(session, row, typed, _missing_reason(connector.profile, missing), missing=missing)
+        return None
     row.attempts += 1
+    transition(session, row, S.SENDING, f"attempt {row.attempts}", attempt=row.attempts)
+    return PreparedCall(row.id, row.attempts, CallMode.SEND, typed, row.idempotency_key, connector)
+
+
+def call(prepared: PreparedCall) -> ActionResult | None:
+    """Phase 2 (no session, no transaction): talk to the platform.
+
+    A send returns the platform's answer. A reconciliation returns what the platform did with
+    the key (its answer then), or, when it never received it: the answer to sending it now if
+    the platform dedupes by key (safe), else None.
+    """
+    connector = prepared.connector
+    if prepared.mode == CallMode.SEND:
+        return connector.perform(prepared.action, prepared.idempotency_key)
+    found = connector.reconcile(prepared.action, prepared.idempotency_key)
+    if found is not None:
+        return found
+    if connector.key_idempotent:
+        return connector.perform(prepared.action, prepared.idempotency_key)
+    return None
+
+
+def record(session: Session, prepared: PreparedCall, outcome: ActionResult | BaseException | None) -> None:
+    """Phase 3 (commits with the job's completion): write what the call came to.
+
+    An answer: sent, awaiting_confirmation (+ a task to confirm) or failed. ``UnsupportedAction``:
+    delegated. ``TransientError`` (nothing changed): queued again with a retry job and backoff,
+    failed after MAX_ATTEMPTS. Anything else means the outcome is unknown: the action stays
+    ``sending`` for a reconciliation if the connector can do one, else it becomes ``uncertain``.
+    If the action moved on meanwhile (another attempt took over), nothing is written.
+    """
+    row = session.scalar(select(OutboundAction).where(OutboundAction.id == prepared.action_id).with_for_update())
+    if row is None or row.state != S.SENDING or row.attempts != prepared.attempt:
+        return
+    typed = prepared.action
+    checking = prepared.mode == CallMode.RECONCILE
+    if isinstance(outcome, ActionResult):
+        _apply_result(session, row, typed, outcome, reconciled=checking)
+    elif outcome is None:
+        _uncertain(
+            session,
+            row,
+            typed,
+            f"{prepared.connector.profile.title} has no record of the earlier attempt, "
+            "but does not deduplicate by key: sending again could send it twice",
+        )
+    elif isinstance(outcome, TransientError):
+        error = str(outcome) or type(outcome).__name__
+        if checking:
+            _check_later(session, row, typed, error)
+        else:
+            _retry_or_fail(session, row, error)
+    elif isinstance(outcome, UnsupportedAction) and not checking:
+        row.last_error = str(outcome)
+        _delegate(session, row, typed, str(outcome))
+    else:
+        # The call broke off: it may or may not have reached the platform.
+        error = _describe(outcome)
+        if prepared.connector.reconciles:
+            _check_later(session, row, typed, error)
+        else:
+            _uncertain(session, row, typed, f"attempt {row.attempts} ended without an answer: {error}")
+
+
+def _prepare_check(session: Session, row: OutboundAction) -> PreparedCall | None:
+    sent_by = row.attempts
     try:
-        result = connector.perform(typed, row.idempotency_key)
-    except UnsupportedAction as exc:
-        _delegate(session, row, typed, str(exc))
-        return row
-    except TransientError as exc:
-        _retry_or_fail(session, row, str(exc) or type(exc).__name__)
-        return row
-    _apply_result(session, row, typed, result)
-    return row
+        connector = _connector(session, row)
+        typed = _typed_action(session, row)
+    except (ConnectorUnavailable, InvalidInput) as exc:
+        _uncertain(session, row, None, f"attempt {sent_by} may have reached the platform: {exc.message}")
+        return None
+    if not connector.reconciles:
+        _uncertain(
+            session,
+            row,
+            typed,
+            f"attempt {sent_by} may have reached {connector.profile.title}, which cannot tell: check and confirm",
+        )
+        return None
+    if row.attempts >= MAX_ATTEMPTS + MAX_CHECKS:
+        _uncertain(session, row, typed, f"{connector.profile.title} could not say what became of it")
+        return None
+    row.attempts += 1
+    _record(session, row, S.SENDING, S.SENDING, f"attempt {row.attempts}: reconcile", row.attempts)
+    return PreparedCall(row.id, row.attempts, CallMode.RECONCILE, typed, row.idempotency_key, connector)
+
+
+# --- people ---------------------------------------------------------------------------------------
 
 
 def confirm(session: Session, action_id: int, *, detail: str = "") -> OutboundAction:
-    """Record that a person completed the action (pressed send on the platform, or did the
-    delegated task): → confirmed, and its open staff tasks are done. Idempotent."""
+    """Record that a person completed the action (pressed send on the platform, did the
+    delegated task, or checked that an uncertain send went out): → confirmed, and its open staff
+    tasks are done. Idempotent."""
     row = session.scalar(select(OutboundAction).where(OutboundAction.id == action_id).with_for_update())
     if row is None:
         raise NotFound(Msg("err.outbound.not_found", id=action_id), field="action_id")
     if row.state == S.CONFIRMED:
         return row
     if row.state not in CONFIRMABLE:
-        raise Conflict(
-            Msg("err.outbound.not_confirmable", id=action_id, state=row.state),
-            field="state",
-        )
+        raise Conflict(Msg("err.sends.not_confirmable", id=action_id, state=row.state), field="state")
     transition(session, row, S.CONFIRMED, detail or "confirmed")
-    _close_tasks(session, row, "done")
+    close_for_action(session, row.id, TaskStatus.DONE)
+    return row
+
+
+def not_sent(session: Session, action_id: int, *, detail: str = "") -> OutboundAction:
+    """Record that a person checked an ``uncertain`` action and it never reached the platform:
+    → failed (request it again under a new key to send it), its tasks cancelled. Idempotent."""
+    row = session.scalar(select(OutboundAction).where(OutboundAction.id == action_id).with_for_update())
+    if row is None:
+        raise NotFound(Msg("err.outbound.not_found", id=action_id), field="action_id")
+    if row.state == S.FAILED:
+        return row
+    if row.state != S.UNCERTAIN:
+        raise Conflict(Msg("err.sends.not_uncertain", id=action_id, state=row.state), field="state")
+    row.last_error = detail or "not sent (checked by a person)"
+    transition(session, row, S.FAILED, row.last_error)
+    close_for_action(session, row.id, TaskStatus.CANCELLED)
     return row
 
 
 def expire_overdue(session: Session, *, now: datetime | None = None, org_id: int | None = None) -> list[int]:
-    """Expire actions waiting on a person (awaiting_confirmation, delegated) whose deadline has
-    passed, cancelling their open staff tasks. Returns the expired action ids."""
+    """Expire actions waiting on a person (awaiting_confirmation, delegated, uncertain) whose
+    deadline has passed, cancelling their open staff tasks. Returns the expired action ids."""
     now = now or utcnow()
-    query = select(OutboundAction).where(OutboundAction.state.in_([S.AWAITING_CONFIRMATION, S.DELEGATED]))
+    query = select(OutboundAction).where(OutboundAction.state.in_([s.value for s in WAITING_ON_PERSON]))
     if org_id is not None:
         query = query.where(OutboundAction.org_id == org_id)
     expired = []
@@ -288,7 +443,7 @@ def expire_overdue(session: Session, *, now: datetime | None = None, org_id: int
         deadline = _deadline(row)
         if deadline is not None and deadline <= now:
             transition(session, row, S.EXPIRED, f"deadline {deadline.isoformat()} passed while waiting")
-            _close_tasks(session, row, "cancelled")
+            close_for_action(session, row.id, TaskStatus.CANCELLED)
             expired.append(row.id)
     return expired
 
@@ -316,13 +471,14 @@ def _by_key(session: Session, org_id: int, key: str) -> OutboundAction | None:
 def _same_request(
     existing: OutboundAction,
     org_id: int,
-    platform: str,
     kind: ActionKind,
+    connection_id: int | None,
     group_id: int | None,
     member_id: int | None,
 ) -> OutboundAction:
-    asked = (org_id, platform, kind.value, group_id, member_id)
-    if (existing.org_id, existing.platform, existing.action, existing.group_id, existing.member_id) != asked:
+    asked = (org_id, kind.value, group_id, member_id)
+    same = (existing.org_id, existing.action, existing.group_id, existing.member_id) == asked
+    if not same or (connection_id is not None and existing.connection_id != connection_id):
         raise Conflict(
             Msg("err.outbound.key_reused", idempotency_key=existing.idempotency_key),
             field="idempotency_key",
@@ -330,36 +486,70 @@ def _same_request(
     return existing
 
 
-def _load_group(session: Session, org_id: int, platform: str, group_id: int | None) -> Group | None:
+def _load_group(session: Session, org_id: int, group_id: int | None) -> Group | None:
     if group_id is None:
         return None
     group = session.get(Group, group_id)
     if group is None or group.org_id != org_id:
         raise InvalidInput(Msg("err.outbound.no_group", id=group_id), field="group_id")
-    if group.platform != platform:
-        raise InvalidInput(
-            Msg("err.outbound.group_platform", id=group_id, actual=group.platform, platform=platform), field="group_id"
-        )
     return group
 
 
-def _load_member(session: Session, org_id: int, platform: str, member_id: int | None) -> Member | None:
+def _load_member(session: Session, org_id: int, member_id: int | None) -> Member | None:
     if member_id is None:
         return None
     member = session.get(Member, member_id)
     if member is None or member.org_id != org_id:
         raise InvalidInput(Msg("err.outbound.no_member", id=member_id), field="member_id")
-    if member.platform != platform:
-        raise InvalidInput(
-            Msg("err.outbound.member_platform", id=member_id, actual=member.platform, platform=platform),
-            field="member_id",
-        )
     return member
 
 
+def _resolve_connection(
+    session: Session, org_id: int, connection_id: int | None, group: Group | None, member: Member | None
+) -> Connection:
+    """The connection the action goes through (see :func:`request_action`), its targets checked."""
+    if connection_id is not None:
+        connection = session.get(Connection, connection_id)
+        if connection is None or connection.org_id != org_id:
+            raise InvalidInput(Msg("err.sends.no_connection", id=connection_id), field="connection_id")
+    elif group is not None and group.connection_id is not None:
+        connection = session.get_one(Connection, group.connection_id)
+    elif group is not None or member is not None:
+        platform = group.platform if group is not None else member.platform  # type: ignore[union-attr]
+        connection = default_connection(session, org_id, platform)
+    else:
+        raise InvalidInput(Msg("err.sends.needs_connection"), field="connection_id")
+    if group is not None:
+        if group.connection_id is not None and group.connection_id != connection.id:
+            raise InvalidInput(
+                Msg("err.sends.group_connection", id=group.id, connection=connection.name), field="group_id"
+            )
+        if group.platform != connection.platform:
+            raise InvalidInput(
+                Msg("err.outbound.group_platform", id=group.id, actual=group.platform, platform=connection.platform),
+                field="group_id",
+            )
+    if member is not None and member.platform != connection.platform:
+        raise InvalidInput(
+            Msg("err.outbound.member_platform", id=member.id, actual=member.platform, platform=connection.platform),
+            field="member_id",
+        )
+    return connection
+
+
+def _connector(session: Session, row: OutboundAction) -> Connector:
+    """The action's connector (``ConnectorUnavailable``: none configured, or disabled)."""
+    if row.connection_id is None:  # an action from before connections that the migration missed
+        raise ConnectorUnavailable(Msg("err.sends.no_connection", id="—"), field="connection_id")
+    try:
+        return registry.connector_for(session, row.connection_id)
+    except NotFound as exc:
+        raise ConnectorUnavailable(exc.message, field="connection_id") from exc
+
+
 def _typed_action(session: Session, row: OutboundAction) -> Action:
-    group = _load_group(session, row.org_id, row.platform, row.group_id)
-    member = _load_member(session, row.org_id, row.platform, row.member_id)
+    group = _load_group(session, row.org_id, row.group_id)
+    member = _load_member(session, row.org_id, row.member_id)
     return action_from_payload(
         row.action,
         {k: v for k, v in row.payload.items() if k not in RESERVED_PAYLOAD_KEYS},
@@ -373,53 +563,86 @@ def _deadline(row: OutboundAction) -> datetime | None:
     return parse_instant(value, "payload.deadline") if value else None
 
 
-def _platform_now(platform: str) -> datetime:
-    """The platform's time: the simulator runs on a virtual clock."""
-    connector = registered_connector(platform)
+def _platform_now(connection: Connection) -> datetime:
+    """The platform's time: a connector bound in this process may run on a virtual clock."""
+    connector = registry.bound_connector(connection.id)
     return connector.now() if connector is not None else utcnow()
 
 
-def _profile_for(platform: str) -> PlatformProfile:
-    connector = registered_connector(platform)
-    return connector.profile if connector is not None else get_profile(platform)
-
-
-def _missing_reason(platform: str, missing: frozenset[Capability]) -> str:
-    profile = _profile_for(platform)
+def _missing_reason(profile: PlatformProfile, missing: frozenset[Capability]) -> str:
     notes = [profile.note(c) for c in sorted(missing) if profile.note(c)]
     reason = f"{profile.title} cannot do this by API (missing: {', '.join(sorted(missing))})"
     return reason + (". " + " ".join(notes) if notes else "")
 
 
+def _describe(exc: BaseException) -> str:
+    message = exc.message if isinstance(exc, QunyunError) else str(exc)
+    return f"{type(exc).__name__}: {message}"[:500] if str(message) else type(exc).__name__
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0), RETRY_MAX_SECONDS))
+
+
 def _retry_or_fail(session: Session, row: OutboundAction, error: str) -> None:
+    """A send that changed nothing: queued again with a retry job, or failed after MAX_ATTEMPTS."""
     row.last_error = error
-    row.updated_at = utcnow()
     if row.attempts >= MAX_ATTEMPTS:
-        transition(session, row, S.FAILED, f"gave up after {row.attempts} attempts: {error}")
+        transition(session, row, S.FAILED, f"gave up after {row.attempts} attempts: {error}", attempt=row.attempts)
         return
-    delay = min(RETRY_BASE_SECONDS * 2 ** (row.attempts - 1), RETRY_MAX_SECONDS)
+    transition(session, row, S.QUEUED, f"attempt {row.attempts}: {error}", attempt=row.attempts)
     enqueue(
         session,
         PERFORM_JOB,
         {"action_id": row.id},
         org_id=row.org_id,
-        run_at=utcnow() + timedelta(seconds=delay),
+        run_at=utcnow() + _backoff(row.attempts),
         key=f"{PERFORM_JOB}:{row.id}:retry{row.attempts}",
+        max_attempts=JOB_MAX_ATTEMPTS,
     )
 
 
-def _apply_result(session: Session, row: OutboundAction, typed: Action, result: ActionResult) -> None:
+def _check_later(session: Session, row: OutboundAction, typed: Action, error: str) -> None:
+    """The platform could not say (yet) what became of a send: stay ``sending`` and reconcile
+    again later, or hand it to a person once the checks are used up."""
+    row.last_error = error
+    row.updated_at = utcnow()
+    if row.attempts >= MAX_ATTEMPTS + MAX_CHECKS:
+        _uncertain(session, row, typed, f"could not find out what became of it: {error}")
+        return
+    enqueue(
+        session,
+        PERFORM_JOB,
+        {"action_id": row.id},
+        org_id=row.org_id,
+        run_at=utcnow() + _backoff(1),
+        key=f"{PERFORM_JOB}:{row.id}:check{row.attempts}",
+        max_attempts=JOB_MAX_ATTEMPTS,
+    )
+
+
+def _apply_result(
+    session: Session, row: OutboundAction, typed: Action, result: ActionResult, *, reconciled: bool = False
+) -> None:
     row.external_ref = result.external_ref
+    how = f"attempt {row.attempts}" + (" (reconciled)" if reconciled else "")
+    detail = f"{how}: {result.detail}" if result.detail else how
     if result.status == ResultStatus.DONE:
         row.last_error = None
-        transition(session, row, S.SENT, result.detail)
+        transition(session, row, S.SENT, detail, attempt=row.attempts)
     elif result.status == ResultStatus.AWAITING_CONFIRMATION:
         row.last_error = None
-        transition(session, row, S.AWAITING_CONFIRMATION, result.detail)
-        _create_task(session, row, typed, TASK_CONFIRM_SEND, result.detail or "the platform holds it for you")
+        transition(session, row, S.AWAITING_CONFIRMATION, detail, attempt=row.attempts)
+        _open_task(session, row, typed, TaskKind.CONFIRM_SEND, result.detail or "the platform holds it for you")
     else:
         row.last_error = result.detail
-        transition(session, row, S.FAILED, result.detail)
+        transition(session, row, S.FAILED, detail, attempt=row.attempts)
+
+
+def _uncertain(session: Session, row: OutboundAction, typed: Action | None, reason: str) -> None:
+    row.last_error = reason
+    transition(session, row, S.UNCERTAIN, reason, attempt=row.attempts)
+    _open_task(session, row, typed, TaskKind.UNCERTAIN_SEND, reason)
 
 
 def _delegate(
@@ -430,37 +653,36 @@ def _delegate(
     *,
     missing: frozenset[Capability] = frozenset(),
 ) -> None:
-    _create_task(session, row, typed, TASK_PLATFORM_ACTION, reason, missing=missing)
+    _open_task(session, row, typed, TaskKind.PLATFORM_ACTION, reason, missing=missing)
     transition(session, row, S.DELEGATED, reason)
 
 
-def _create_task(
+def _open_task(
     session: Session,
     row: OutboundAction,
     typed: Action | None,
-    kind: str,
+    kind: TaskKind,
     reason: str,
     *,
     missing: frozenset[Capability] = frozenset(),
 ) -> StaffTask:
     group = session.get(Group, row.group_id) if row.group_id is not None else None
     member = session.get(Member, row.member_id) if row.member_id is not None else None
-    assignee = row.payload.get("assignee_id") or (group.owner_id if group else None)
-    names = {
-        "group": group.name if group else "",
-        "member": (member.display_name or member.external_id) if member else "",
-        "name": row.payload.get("name", ""),
-    }
-    title = _TASK_TITLES[ActionKind(row.action)].format(**names)
-    if kind == TASK_CONFIRM_SEND:
-        title = f"Confirm the send on {_profile_for(row.platform).title}: {title}"
-    else:
-        title = f"{title} (by hand on {_profile_for(row.platform).title})"
+    inner = Msg(
+        action_class(row.action).title_key,
+        group=group.name if group else "",
+        member=(member.display_name or member.external_id) if member else "",
+        name=row.payload.get("name", ""),
+    )
+    title = Msg(f"task.prefix.{kind.value}", title=inner, platform=platform_label(row.platform))
     detail: dict[str, Any] = {
         "action": row.action,
         "platform": row.platform,
+        "connection_id": row.connection_id,
         "reason": reason,
         "payload": {k: v for k, v in row.payload.items() if k not in RESERVED_PAYLOAD_KEYS},
+        "idempotency_key": row.idempotency_key,
+        "attempts": row.attempts,
     }
     if typed is not None:
         detail["group_external_id"] = getattr(typed, "group", None)
@@ -469,28 +691,14 @@ def _create_task(
         detail["missing_capabilities"] = sorted(missing)
     if row.external_ref:
         detail["external_ref"] = row.external_ref
-    task = StaffTask(
+    return open_task(
+        session,
         org_id=row.org_id,
-        group_id=row.group_id,
-        assignee_id=assignee,
         kind=kind,
-        title=title[:300],
+        title=title,
         detail=detail,
-        status="open",
+        group_id=row.group_id,
+        assignee_id=row.payload.get("assignee_id"),
         outbound_action_id=row.id,
         due_at=_deadline(row),
-        created_at=utcnow(),
     )
-    session.add(task)
-    session.flush()
-    return task
-
-
-def _close_tasks(session: Session, row: OutboundAction, status: str) -> None:
-    now = utcnow()
-    for task in session.scalars(
-        select(StaffTask).where(StaffTask.outbound_action_id == row.id, StaffTask.status == "open")
-    ):
-        task.status = status
-        task.done_at = now
-    session.flush()

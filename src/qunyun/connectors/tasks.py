@@ -8,8 +8,10 @@ from datetime import timedelta
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
-from qunyun.connectors.dispatch import EXPIRE_JOB, PERFORM_JOB, expire_overdue, perform_queued
-from qunyun.worker.queue import job_handler
+from qunyun.connectors import dispatch
+from qunyun.connectors.base import ActionResult
+from qunyun.connectors.dispatch import EXPIRE_JOB, PERFORM_JOB, PreparedCall, expire_overdue
+from qunyun.worker.queue import TwoPhaseJob, two_phase_handler
 from qunyun.worker.scheduler import PeriodicPayload, periodic
 
 
@@ -25,10 +27,25 @@ class ExpirePayload(PeriodicPayload):
     org_id: int | None = None
 
 
-@job_handler(PERFORM_JOB, payload=PerformPayload)
-def perform_action(session: Session, payload: PerformPayload) -> None:
-    """Perform one queued outbound action."""
-    perform_queued(session, payload.action_id)
+@two_phase_handler(PERFORM_JOB, payload=PerformPayload)
+class PerformAction(TwoPhaseJob[PerformPayload, PreparedCall, ActionResult | None]):
+    """Perform one queued outbound action: commit ``sending``, call the platform outside any
+    transaction, record the outcome (``qunyun.connectors.dispatch``: prepare, call, record)."""
+
+    def prepare(self, session: Session, payload: PerformPayload) -> PreparedCall | None:
+        return dispatch.prepare(session, payload.action_id)
+
+    def call(self, prepared: PreparedCall) -> ActionResult | None:
+        return dispatch.call(prepared)
+
+    def record(
+        self,
+        session: Session,
+        payload: PerformPayload,
+        prepared: PreparedCall,
+        outcome: ActionResult | BaseException | None,
+    ) -> None:
+        dispatch.record(session, prepared, outcome)
 
 
 @periodic(EXPIRE_JOB, every=timedelta(minutes=5), payload=ExpirePayload)

@@ -14,11 +14,17 @@ from qunyun.models.task import StaffTask as StaffTask
 
 
 class OutboundState(enum.StrEnum):
-    """planned → queued → sent → confirmed; or awaiting_confirmation (a human must press send on
-    the platform), delegated (became a staff task), failed, expired."""
+    """planned → queued → sending → sent → confirmed; or awaiting_confirmation (a human must press
+    send on the platform), delegated (became a staff task), uncertain (an attempt may have reached
+    the platform and nobody can tell: a person checks), failed, expired.
+
+    ``sending`` is committed before the platform is called, so an attempt that finds it knows an
+    earlier one may have sent (docs/connectors.md)."""
 
     PLANNED = "planned"
     QUEUED = "queued"
+    SENDING = "sending"
+    UNCERTAIN = "uncertain"
     AWAITING_CONFIRMATION = "awaiting_confirmation"
     SENT = "sent"
     CONFIRMED = "confirmed"
@@ -35,7 +41,10 @@ class OutboundAction(Base):
     """
 
     __tablename__ = "outbound_actions"
-    __table_args__ = (Index("ix_outbound_actions_key", "org_id", "idempotency_key", unique=True),)
+    __table_args__ = (
+        Index("ix_outbound_actions_key", "org_id", "idempotency_key", unique=True),
+        Index("ix_outbound_actions_state", "state"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
@@ -50,6 +59,7 @@ class OutboundAction(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     idempotency_key: Mapped[str] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(24), default=OutboundState.PLANNED)
+    # Platform calls made for it (sends and reconciliations), counted when ``sending`` is committed.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     external_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # What the platform returned that later steps need (an invite URL, a message id…).
@@ -68,5 +78,7 @@ class OutboundActionTransition(Base):
     action_id: Mapped[int] = mapped_column(ForeignKey("outbound_actions.id", ondelete="CASCADE"), index=True)
     from_state: Mapped[str | None] = mapped_column(String(24), nullable=True)
     to_state: Mapped[str] = mapped_column(String(24))
+    # The attempt (OutboundAction.attempts) the change belongs to, where there is one.
+    attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
     at: Mapped[datetime] = mapped_column(Timestamp)
     detail: Mapped[str] = mapped_column(Text, default="")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from qunyun.connectors.base import ActionKind, get_profile
+from qunyun.connectors.actions import SendWelcome
+from qunyun.connectors.base import get_profile
 from qunyun.connectors.dispatch import request_action
 from qunyun.errors import InvalidInput
 from qunyun.ingestion.followups import LiveEvent, follow_up
@@ -50,8 +51,7 @@ def welcome_new_members(session: Session, org_id: int, events: list[LiveEvent]) 
         request_action(
             session,
             org_id,
-            platform,
-            ActionKind.SEND_WELCOME,
+            SendWelcome.kind,
             group_id=e.group_id,
             member_id=e.member_id,
             payload={"text": text},

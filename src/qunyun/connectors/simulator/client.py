@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +36,7 @@ from qunyun.connectors.simulator import events as ev
 from qunyun.connectors.simulator.capabilities import PROFILE as SIMULATOR_PROFILE
 from qunyun.connectors.simulator.clock import VirtualClock
 from qunyun.connectors.simulator.platform import EventSink, SimulatedPlatform, SimulatorError
+from qunyun.connectors.simulator.recording import CallRecording, RecordedCall
 from qunyun.errors import InvalidInput
 from qunyun.locale import Msg
 
@@ -42,9 +44,15 @@ from qunyun.locale import Msg
 class SimulatorConnector(Connector):
     """A connector over a :class:`SimulatedPlatform` (created here unless one is given).
 
-    With another platform's ``profile`` it emulates that platform: it is registered under that
-    platform's name, refuses what the profile lacks, and holds sends for confirmation when the
-    profile only has ``send_requires_confirmation``.
+    With another platform's ``profile`` it emulates that platform: it refuses what the profile
+    lacks, and holds sends for confirmation when the profile only has ``send_requires_confirmation``.
+
+    Like most real platforms it does **not** deduplicate by idempotency key: the same call twice
+    is two sends. With ``reconcile=True`` it behaves like Matrix's transaction ids: it remembers
+    each key and what it answered, a repeated call returns the first answer (``key_idempotent``),
+    and :meth:`reconcile` tells what became of a key. ``record_to`` names a file that keeps every
+    call it receives for good (see :mod:`~qunyun.connectors.simulator.recording`); a reconciling
+    simulator then remembers keys in that file, across processes.
     """
 
     def __init__(
@@ -56,11 +64,35 @@ class SimulatorConnector(Connector):
         sink: EventSink | None = None,
         profile: PlatformProfile = SIMULATOR_PROFILE,
         namespace: str = "sim",
+        reconcile: bool = False,
+        record_to: str | None = None,
     ) -> None:
         self.sim = platform or SimulatedPlatform(
             seed=seed, clock=clock, sink=sink, profile=profile, namespace=namespace
         )
         self.profile = self.sim.profile
+        self.reconciles = self.key_idempotent = reconcile
+        self.recording = CallRecording(record_to) if record_to else None
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], *, namespace: str = "sim") -> SimulatorConnector:
+        """A simulator built from a connection's settings: ``seed`` (int), ``reconcile`` (bool),
+        ``record_to`` (a file path), ``groups`` (external ids of groups the platform starts
+        with, for a worker process whose simulated world is otherwise empty)."""
+        seed = settings.get("seed", 0)
+        record_to = settings.get("record_to")
+        connector = cls(
+            seed=seed if isinstance(seed, int) else 0,
+            namespace=namespace,
+            reconcile=settings.get("reconcile") is True,
+            record_to=record_to if isinstance(record_to, str) and record_to else None,
+        )
+        groups = settings.get("groups")
+        for group in groups if isinstance(groups, list) else []:
+            if isinstance(group, str) and group:
+                connector.sim.create_group(group, group_id=group)
+        connector.sim.drain_events()
+        return connector
 
     @property
     def clock(self) -> VirtualClock:
@@ -79,24 +111,58 @@ class SimulatorConnector(Connector):
         return [ev.validate(raw)]
 
     def perform(self, action: Action, idempotency_key: str) -> ActionResult:
-        """Perform ``action`` once per key; a key seen before returns its first result."""
-        with self.sim.lock:
-            state = self.sim.state
-            first = state.performed.get(idempotency_key)
-            if first is not None:
-                return first
-            missing = missing_capabilities(action, self.capabilities)
-            if missing:
-                raise UnsupportedAction(
-                    f"{self.profile.title} cannot {action.kind}: needs {', '.join(sorted(missing))}"
-                )
+        """Perform ``action``: every call is a new one, unless reconciling and the key was seen
+        (then its first answer). Recorded before it returns when ``record_to`` is set."""
+        missing = missing_capabilities(action, self.capabilities)
+        if missing:
+            raise UnsupportedAction(f"{self.profile.title} cannot {action.kind}: needs {', '.join(sorted(missing))}")
+        with self.sim.lock, self._exclusive():
+            if self.reconciles:
+                first = self._known(idempotency_key)
+                if first is not None:
+                    return first
             self.sim.api_gate()  # may raise TransientError; nothing changed and nothing is recorded
             try:
                 result = self._perform(action)
             except SimulatorError as exc:
                 result = ActionResult.failed(f"{exc.code}: {exc}")
-            state.performed[idempotency_key] = result
+            self._remember(idempotency_key, action, result)
             return result
+
+    def reconcile(self, action: Action, idempotency_key: str) -> ActionResult | None:
+        """The answer given to the call made with ``idempotency_key``, or None if none was made
+        (only with ``reconcile=True``)."""
+        if not self.reconciles:
+            return super().reconcile(action, idempotency_key)
+        with self.sim.lock:
+            self.sim.api_gate()
+            return self._known(idempotency_key)
+
+    def received(self) -> list[RecordedCall]:
+        """Every call recorded so far (with ``record_to``), by any process, in order."""
+        return self.recording.calls() if self.recording is not None else []
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        if self.recording is None:
+            yield
+            return
+        with self.recording.exclusive():
+            yield
+
+    def _known(self, key: str) -> ActionResult | None:
+        if self.recording is not None:
+            call = self.recording.find(key)
+            return call.result if call is not None else None
+        return self.sim.state.performed.get(key)
+
+    def _remember(self, key: str, action: Action, result: ActionResult) -> None:
+        if self.reconciles:
+            self.sim.state.performed.setdefault(key, result)
+        if self.recording is not None:
+            group = getattr(action, "group", None)
+            text = getattr(action, "text", None)
+            self.recording.append(RecordedCall(key, action.kind.value, group, text, result))
 
     def fetch_member_profiles(self, external_ids: Sequence[str]) -> dict[str, MemberProfile]:
         """The persona of each known member (unknown ids are left out). Emulating a platform

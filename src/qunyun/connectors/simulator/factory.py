@@ -8,5 +8,4 @@ from qunyun.connectors.simulator.client import SimulatorConnector
 
 
 def build(config: ConnectionConfig) -> SimulatorConnector:
-    seed = config.settings.get("seed", 0)
-    return SimulatorConnector(seed=seed if isinstance(seed, int) else 0, namespace=f"sim{config.id}")
+    return SimulatorConnector.from_settings(config.settings, namespace=f"sim{config.id}")

@@ -127,7 +127,8 @@ class SimulatorState:
     intercept_rules: dict[str, InterceptRule] = field(default_factory=dict)
     interceptions: list[Interception] = field(default_factory=list)
     default_welcome: str | None = None
-    # idempotency key → the first result of the API call made with it
+    # idempotency key → the first result of the API call made with it (a reconciling simulator's
+    # transaction ids; a plain one remembers nothing and sends again)
     performed: dict[str, ActionResult] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     # (group, sent at, mentions a member) of every bot message delivered, for observers that
