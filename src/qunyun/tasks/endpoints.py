@@ -48,7 +48,7 @@ async def read_completion(request: Request) -> Completion:
     """The evidence of ``POST /tasks/{id}/complete``; read before the unit of work starts so that
     an upload never holds a transaction open (the body is capped by the edge guard)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return await _from_form(request)
     if content_type in ("application/json", ""):
         raw = await request.body()

@@ -83,7 +83,7 @@ def _inbox(
             "task": item.task,
             "title": render_title(item.task, lang),
             "overdue": item.task.status == "open" and item.task.due_at is not None and item.task.due_at < now,
-            "copy": _payload_text(item),
+            "copy_text": _payload_text(item),
         }
         for item in items
     ]
