@@ -262,3 +262,52 @@ def test_hostile_inbox_urls_are_never_a_500(client: TestClient, world: World, co
             assert client.get(f"/inbox?{name}={value}").status_code == 200
     page = client.get("/inbox?page=2")
     assert page.status_code == 200
+
+
+class Crashing(SimulatorConnector):
+    """A connector whose normalize fails with an unexpected error (a bug, not bad content)."""
+
+    def normalize(self, raw: Mapping[str, Any]) -> list[dict[str, Any]]:
+        raise RuntimeError("boom")
+
+
+def test_an_unexpected_error_is_retried_and_fails_the_delivery_on_the_last_attempt(
+    client: TestClient, world: World, connection: int
+) -> None:
+    with bind(connection, Crashing(namespace="crashing")):
+        deliver(client, connection, events())
+        run_jobs(world.db)
+        [job] = hook_jobs(world.db)
+        assert (job.status, job.attempts) == ("queued", 1)  # retried later, with backoff
+        [delivery] = deliveries(world.db)
+        assert (delivery.status, delivery.attempts) == ("received", 0)
+
+        with world.db() as s:
+            stored = s.get(Job, job.id)
+            assert stored is not None
+            stored.run_at = datetime.now(UTC)
+            stored.max_attempts = 2
+            s.commit()
+        run_jobs(world.db)
+
+    [job] = hook_jobs(world.db)
+    assert job.status == "done"
+    [delivery] = deliveries(world.db)
+    assert (delivery.status, delivery.error) == ("failed", "retries_exhausted RuntimeError")
+
+
+def test_a_replay_is_audited(client: TestClient, world: World, connection: int) -> None:
+    from qunyun.models import AuditLog
+
+    deliver(client, connection, {"kind": "bogus"})
+    run_jobs(world.db)
+    [delivery] = deliveries(world.db)
+    console_login(client, "lead")
+    assert _replay(client, delivery.id).status_code == 303
+    with world.db() as s:
+        entry = s.scalars(select(AuditLog).where(AuditLog.action == "webhook.replay")).one()
+        assert (entry.staff_id, entry.target_type, entry.target_id) == (
+            world.staff["lead"],
+            "webhook_delivery",
+            str(delivery.id),
+        )

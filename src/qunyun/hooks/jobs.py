@@ -12,6 +12,7 @@ from qunyun.hooks.schemas import PROCESS_KIND, PURGE_KIND, ProcessDelivery
 from qunyun.hooks.service import process_delivery, purge_payloads
 from qunyun.timeutil import utcnow
 from qunyun.worker.queue import job_handler
+from qunyun.worker.runner import current_job
 from qunyun.worker.scheduler import PeriodicPayload, periodic
 
 log = logging.getLogger(__name__)
@@ -20,8 +21,17 @@ log = logging.getLogger(__name__)
 @job_handler(PROCESS_KIND, payload=ProcessDelivery)
 def process_delivery_job(session: Session, payload: ProcessDelivery) -> None:
     """Normalize a stored webhook delivery with its connection's connector and ingest the events."""
+    try:
+        job = current_job()
+        last_attempt = job.attempt >= job.max_attempts
+    except RuntimeError:  # run by hand (a test, a tool), not by a worker
+        last_attempt = False
     process_delivery(
-        session, payload.delivery_id, now=utcnow(), retention_days=get_settings().webhook_payload_retention_days
+        session,
+        payload.delivery_id,
+        now=utcnow(),
+        retention_days=get_settings().webhook_payload_retention_days,
+        last_attempt=last_attempt,
     )
 
 

@@ -18,7 +18,9 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, and_, func, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
+from starlette.requests import HTTPConnection
 
+from qunyun.audit.service import record_by
 from qunyun.auth.scope import Scope, require_lead
 from qunyun.connectors.registry import connector_of
 from qunyun.connectors.webhooks import Verified
@@ -160,12 +162,13 @@ def failure_reason(error: BaseException) -> str:
 
 
 def process_delivery(
-    session: Session, delivery_id: int, *, now: datetime, retention_days: int
+    session: Session, delivery_id: int, *, now: datetime, retention_days: int, last_attempt: bool = False
 ) -> WebhookDelivery | None:
     """Normalize and ingest delivery ``delivery_id`` (the ``hooks.process`` job), in the caller's
     transaction. Processed already: nothing happens. Bad content: the delivery is ``failed`` with
     the reason, nothing of it is ingested, and no error is raised (a retry would fail the same
-    way); other errors propagate, so that the job is retried."""
+    way); other errors propagate, so that the job is retried, except on its ``last_attempt``,
+    when the delivery fails with the error's type."""
     delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
     if delivery is None or delivery.status == DeliveryStatus.PROCESSED:
         return delivery
@@ -192,6 +195,12 @@ def process_delivery(
     except (QunyunError, DataError, OverflowError) as exc:
         # DataError/OverflowError: a value no column holds (rolled back with the savepoint).
         _fail(delivery, failure_reason(exc), now)
+        return delivery
+    except Exception as exc:
+        if not last_attempt:
+            raise  # e.g. a lock timeout: the job is retried
+        # The job's last attempt: the delivery must not stay "received" behind a dead job.
+        _fail(delivery, f"retries_exhausted {failure_reason(exc)}", now)
         return delivery
     delivery.status = DeliveryStatus.PROCESSED.value
     delivery.processed_at = now
@@ -319,13 +328,24 @@ def rejection_counts(session: Session, scope: Scope, *, now: datetime, days: int
     ]
 
 
-def replay_delivery(session: Session, scope: Scope, delivery_id: int) -> WebhookDelivery:
-    """Process a failed delivery again (a new job); Conflict unless it is failed."""
+def replay_delivery(
+    session: Session, scope: Scope, delivery_id: int, *, request: HTTPConnection | None = None
+) -> WebhookDelivery:
+    """Process a failed delivery again (a new job), audited; Conflict unless it is failed."""
     delivery = get_delivery(session, scope, delivery_id)
     if delivery.status != DeliveryStatus.FAILED:
         raise Conflict(Msg("hooks.replay_not_failed"), field="delivery_id")
     if delivery.payload is None:
         raise Conflict(Msg("hooks.replay_purged"), field="delivery_id")
+    record_by(
+        session,
+        scope,
+        action="webhook.replay",
+        target_type="webhook_delivery",
+        target_id=delivery.id,
+        detail={"connection_id": delivery.connection_id, "attempts": delivery.attempts, "error": delivery.error},
+        request=request,
+    )
     delivery.status = DeliveryStatus.RECEIVED.value
     delivery.error = None
     session.flush()

@@ -95,5 +95,5 @@ def delivery_replay(page: ConsolePage, delivery_id: str, form: Form) -> Response
     token = form.get("csrf_token")
     check_csrf(session_csrf_token(page.principal.token.id), token if isinstance(token, str) else None)
     number = path_id(delivery_id, Msg("hooks.no_delivery", id=delivery_id))
-    replay_delivery(page.db, page.scope, number)
+    replay_delivery(page.db, page.scope, number, request=page.request)
     return RedirectResponse(f"/inbox/{number}?done=replayed", status_code=303)
