@@ -3,7 +3,8 @@
 The rollups are per day, so the same-hour comparison (``analytics/intraday.py``) reads one day
 of the event log twice (today so far, yesterday up to the same time) plus spans and orders. This
 times it, in process on SQLite, against the overview's other work measured in the same run: the
-30-day daily series of every group from the rollups (``daily_stats`` + ``daily_orders``).
+30-day daily series of every group from the rollups (``analytics.overview.trend``: ``stats.daily``
++ ``stats.orders_by_day``).
 
     python -m bench.bench_overview_today [--events N --groups G --members M --days D]
 """
