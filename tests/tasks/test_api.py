@@ -38,7 +38,6 @@ def delegated_kick(world: World) -> tuple[int, int]:
         action = request_action(
             s,
             world.org_a,
-            "wecom",
             "kick",
             group_id=group.id,
             member_id=member.id,
