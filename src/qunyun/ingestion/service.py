@@ -22,7 +22,7 @@ statement per event.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -160,7 +160,10 @@ class Ingestor:
         scope: tuple[Any, ...],
         time_column: str | None = None,
         first: dict[int, int] | None = None,
+        finish: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None,
     ) -> None:
+        """Fill ``cache`` with the ids of ``wanted``'s keys, inserting the rows of those not
+        stored yet (each passed through ``finish`` first, when given)."""
         missing = [k for k in wanted if k not in cache]
         if not missing:
             return
@@ -173,7 +176,8 @@ class Ingestor:
                 first[row_id] = ts
         new = [k for k in missing if k not in cache]
         if new:
-            self.db.many(insert_sql, [wanted[k] for k in new])
+            rows = [wanted[k] for k in new]
+            self.db.many(insert_sql, rows if finish is None else [finish(row) for row in rows])
             self._note_growth(table, len(new))
             for key, row_id, ts in self.db.select_in(lookup, scope, new):
                 cache[key] = row_id
@@ -283,10 +287,6 @@ class Ingestor:
                 members[inviter] = (org, platform, inviter, "", "", "", "", "[]", earliest_member[inviter])
             if channel is not None and channel not in known_channels and channel not in channels:
                 channels[channel] = (org, channel, channel, "other", 0, 0, 0, 0, 0, now_micros())
-        if groups:
-            # New groups belong to the connection their events came through.
-            connection_id = self.connection_id
-            groups = {g: (*row[:-1], connection_id) for g, row in groups.items()}
         self._resolve(
             self.group_ids,
             "groups",
@@ -298,6 +298,9 @@ class Ingestor:
             (org, platform),
             "created_at",
             self.group_first,
+            # New groups belong to the connection their events came through (looked up only
+            # when a group is new: a live message into a known group costs no query for it).
+            lambda row: (*row[:-1], self.connection_id),
         )
         self._resolve(
             self.member_ids,
@@ -531,10 +534,10 @@ class Ingestor:
             self._apply_group_created(e, group_id)
         wanted = self._wanted
         if wanted:
-            connection_id = self.connection_id
-            self._pending.extend(
-                _live_event(r, e, connection_id) for r, e in zip(rows, events, strict=True) if r[3] in wanted
-            )
+            live = [(r, e) for r, e in zip(rows, events, strict=True) if r[3] in wanted]
+            if live:
+                connection_id = self.connection_id
+                self._pending.extend(_live_event(r, e, connection_id) for r, e in live)
 
     def _deleted_before(self, posted: list[tuple[int, int, str]]) -> set[int]:
         """The event ids among ``posted`` whose message the log records as deleted."""
