@@ -147,6 +147,8 @@ REFUSALS: dict[str, tuple[Callable[[TestClient, int], object], int, str]] = {
     "not json": (lambda c, conn: deliver(c, conn, b'{"events": [}'), 400, "malformed"),
     "not an object": (lambda c, conn: deliver(c, conn, b"[1, 2]"), 400, "malformed"),
     "NaN": (lambda c, conn: deliver(c, conn, b'{"x": NaN}'), 400, "malformed"),
+    "infinite number": (lambda c, conn: deliver(c, conn, b'{"x": 1e999}'), 400, "malformed"),
+    "deep nesting": (lambda c, conn: deliver(c, conn, b"[" * 100_000 + b"]" * 100_000), 400, "malformed"),
     "not utf-8": (lambda c, conn: deliver(c, conn, b'{"x": "\xff"}'), 400, "malformed"),
     "delivery id too long": (lambda c, conn: deliver(c, conn, events(), delivery_id="d" * 201), 400, "malformed"),
 }
@@ -265,3 +267,17 @@ def test_a_delivery_of_another_organisation_connection_belongs_to_it(client: Tes
     assert len(_events_of(world, world.org_b)) == 3
     with world.db() as s:
         assert s.scalar(select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.org_id == world.org_b))
+
+
+def test_hostile_but_valid_json_is_stored_and_fails_or_passes_without_an_error(
+    client: TestClient, world: World, connection: int
+) -> None:
+    nul = events("nul", text="a\u0000b")
+    huge = {"events": [{"id": "big", "ts": "2026-03-02T09:00:00+08:00", "kind": "order.paid", "order": "o",
+                        "member": "m", "amount": "9" * 400}]}  # fmt: skip
+    big_int = b'{"deep": [[[[[[[[[[{"x": 1000000000000000000000000000000}]]]]]]]]]]}'
+    for payload in (nul, huge, big_int):
+        assert deliver(client, connection, payload).status_code == 200
+    run_jobs(world.db)
+    assert {d.status for d in deliveries(world.db)} <= {"processed", "failed"}
+    assert [j.status for j in hook_jobs(world.db)] == ["done"] * 3

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import importlib
 import json
+import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -166,10 +167,17 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # NaN and Infinity: no database stores them as JSON
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")  # 1e999: infinite, stored nowhere
+    return value
+
+
 def json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object; ``malformed`` when it is not UTF-8 JSON or not an object."""
     try:
-        data = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
+        data = json.loads(body.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
     except (UnicodeDecodeError, ValueError, RecursionError):
         # RecursionError: nesting deeper than the parser goes is no platform's payload either.
         raise WebhookRejected(RejectReason.MALFORMED) from None
