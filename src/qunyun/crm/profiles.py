@@ -14,7 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from qunyun.connectors.base import Capability, Connector, MemberProfile, get_connector
+from qunyun.connections.service import default_connection, get_connection
+from qunyun.connectors import registry
+from qunyun.connectors.base import Capability, Connector, MemberProfile
+from qunyun.errors import InvalidInput
+from qunyun.locale import Msg
 from qunyun.models import Member
 from qunyun.worker.queue import enqueue, job_handler
 
@@ -76,15 +80,16 @@ def sync_member_profiles(session: Session, org_id: int, connector: Connector, me
     return updated
 
 
-def request_profile_sync(session: Session, org_id: int, platform: str, member_ids: Sequence[int]) -> None:
-    """Enqueue a profile sync of ``member_ids`` in the caller's transaction (run by the worker)."""
+def request_profile_sync(
+    session: Session, org_id: int, platform: str, member_ids: Sequence[int], *, connection_id: int | None = None
+) -> None:
+    """Enqueue a profile sync of ``member_ids`` in the caller's transaction (run by the worker),
+    through connection ``connection_id`` (None: the organisation's default one for ``platform``)."""
     if member_ids:
-        enqueue(
-            session,
-            SYNC_JOB,
-            {"org_id": org_id, "platform": platform, "member_ids": sorted(set(member_ids))},
-            org_id=org_id,
-        )
+        payload: dict[str, Any] = {"org_id": org_id, "platform": platform, "member_ids": sorted(set(member_ids))}
+        if connection_id is not None:
+            payload["connection_id"] = connection_id
+        enqueue(session, SYNC_JOB, payload, org_id=org_id)
 
 
 class SyncProfilesPayload(BaseModel):
@@ -95,10 +100,19 @@ class SyncProfilesPayload(BaseModel):
     org_id: int
     platform: str = Field(min_length=1)
     member_ids: list[int]
+    # The connection whose connector fetches the profiles; absent in jobs queued before
+    # connections existed (then: the organisation's default connection of ``platform``).
+    connection_id: int | None = None
 
 
 @job_handler(SYNC_JOB, payload=SyncProfilesPayload)
 def sync_member_profiles_job(session: Session, payload: SyncProfilesPayload) -> None:
-    """Job: fetch the platform's profiles of ``member_ids``; the platform's connector must be
-    configured (else the job fails and is retried)."""
-    sync_member_profiles(session, payload.org_id, get_connector(payload.platform), payload.member_ids)
+    """Job: fetch the profiles of ``member_ids`` through the connection's connector (the job
+    fails and is retried while the connection has none or is disabled)."""
+    connection_id = payload.connection_id
+    if connection_id is None:
+        connection_id = default_connection(session, payload.org_id, payload.platform).id
+    elif get_connection(session, payload.org_id, connection_id).platform != payload.platform:
+        raise InvalidInput(Msg("err.connection.not_found", id=connection_id), field="connection_id")
+    connector = registry.connector_for(session, connection_id)
+    sync_member_profiles(session, payload.org_id, connector, payload.member_ids)

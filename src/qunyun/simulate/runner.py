@@ -1,7 +1,12 @@
 """Run a scenario: the world acts on the simulated platform, the platform's events go through
 ``qunyun.ingestion.service.ingest`` (the one entry point) in small committed batches, and the
 jobs those batches queue (welcomes, the bot's daily pushes) run in-process against the same
-simulated platform, through the registered simulator connector.
+simulated platform.
+
+The run uses its organisation's simulator connection (the default one, created on first use):
+its groups belong to it, and its connector is this run's simulated platform, bound to the
+connection for the run (``qunyun.connectors.registry.bind``). Runs of different organisations
+can therefore go on side by side in one process, each against its own platform.
 
 One batch per simulated hour when running as fast as possible; with ``speed`` the virtual clock
 follows real time ×speed and batches are as short as a simulated minute, so a console watching
@@ -23,7 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from qunyun.acquisition.schemas import ChannelCreate
 from qunyun.acquisition.service import create_channel
 from qunyun.auth.scope import Scope
-from qunyun.connectors.base import ActionKind, use_connector
+from qunyun.connections.service import default_connection
+from qunyun.connectors import registry
+from qunyun.connectors.actions import SendGroupMessage
 from qunyun.connectors.dispatch import request_action
 from qunyun.connectors.simulator import SimulatedPlatform, SimulatorConnector, VirtualClock
 from qunyun.crm.profiles import sync_member_profiles
@@ -164,13 +171,16 @@ class Simulation:
         self.jobs_run = 0
         self._ledger: dict[str, tuple[int, int]] = {}
         self._worker = Worker(f"simulate:{org_id}", factory=self.factory)
+        self.connection_id = 0  # the organisation's simulator connection, known once the run starts
 
     # --- the run --------------------------------------------------------------------------
 
     def run(self) -> SimulationResult:
         load_handler_modules()
         started = time.perf_counter()
-        with use_connector(self.connector):
+        with unit_of_work(self.factory) as session:
+            self.connection_id = default_connection(session, self.org_id, PLATFORM).id
+        with registry.bind(self.connection_id, self.connector):
             self._setup()
             self._loop(started)
             self._finish()
@@ -181,7 +191,9 @@ class Simulation:
         with unit_of_work(self.factory) as session:
             self._ingest(session, self.platform.drain_events())
             rows = session.execute(
-                select(Group.external_id, Group.id).where(Group.org_id == self.org_id, Group.platform == PLATFORM)
+                select(Group.external_id, Group.id).where(
+                    Group.org_id == self.org_id, Group.connection_id == self.connection_id
+                )
             )
             self.group_ids = {external_id: group_id for external_id, group_id in rows}
             if self.on_groups is not None:
@@ -234,7 +246,15 @@ class Simulation:
 
     def _ingest(self, session: Session, events: list[dict[str, Any]]) -> None:
         if events:
-            result = ingest(session, self.org_id, events, platform=PLATFORM, source=SOURCE, live=True)
+            result = ingest(
+                session,
+                self.org_id,
+                events,
+                platform=PLATFORM,
+                source=SOURCE,
+                live=True,
+                connection_id=self.connection_id,
+            )
             self.events += result.stored
 
     def _sync_profiles(self, session: Session, external_ids: list[str]) -> None:
@@ -277,8 +297,8 @@ class Simulation:
                 request_action(
                     session,
                     self.org_id,
-                    PLATFORM,
-                    ActionKind.SEND_GROUP_MESSAGE,
+                    SendGroupMessage.kind,
+                    connection_id=self.connection_id,
                     group_id=self.group_ids[g.key],
                     payload={"text": text},
                     idempotency_key=f"sim:push:{g.key}:{stamp}",
