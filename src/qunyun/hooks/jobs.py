@@ -12,7 +12,6 @@ from qunyun.hooks.schemas import PROCESS_KIND, PURGE_KIND, ProcessDelivery
 from qunyun.hooks.service import process_delivery, purge_payloads
 from qunyun.timeutil import utcnow
 from qunyun.worker.queue import job_handler
-from qunyun.worker.runner import current_job
 from qunyun.worker.scheduler import PeriodicPayload, periodic
 
 log = logging.getLogger(__name__)
@@ -21,6 +20,9 @@ log = logging.getLogger(__name__)
 @job_handler(PROCESS_KIND, payload=ProcessDelivery)
 def process_delivery_job(session: Session, payload: ProcessDelivery) -> None:
     """Normalize a stored webhook delivery with its connection's connector and ingest the events."""
+    # Imported here: the web app imports this module (to enqueue typed jobs), not the runner.
+    from qunyun.worker.runner import current_job
+
     try:
         job = current_job()
         last_attempt = job.attempt >= job.max_attempts
