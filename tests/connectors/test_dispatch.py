@@ -740,3 +740,24 @@ def test_a_new_action_kind_is_declared_by_its_class_alone(
         unregister_action("pin_message")
     with pytest.raises(ValueError):
         ActionKind("pin_message")
+
+
+def test_a_platform_that_cannot_answer_yet_is_asked_again_later(
+    session: Session, org: Organisation, owner: Staff
+) -> None:
+    connection = default_connection(session, org.id, "simulator")
+    group = add_group(session, org, "simulator", "g1", owner)
+    matrix_like = SimulatorConnector(seed=1, reconcile=True)
+    matrix_like.sim.create_group("g1", group_id="g1")
+    action = send(session, org, group)
+    with bind(connection.id, matrix_like):
+        assert prepare(session, action.id) is not None  # the worker dies here
+        matrix_like.sim.fail_next_api_calls(1)
+        run_perform_job(session, action.id)  # the reconciliation meets an outage
+        assert action.state == "sending" and action.attempts == 2
+        assert action.last_error == "simulated outage (injected)"
+        check = perform_jobs(session, action.id)[-1]
+        assert check.key == f"{PERFORM_JOB}:{action.id}:check2" and check.run_at > utcnow()
+        run_perform_job(session, action.id)
+    assert action.state == "sent" and action.attempts == 3 and action.last_error is None
+    assert len(matrix_like.sim.messages_in("g1")) == 1

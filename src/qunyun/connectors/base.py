@@ -17,12 +17,11 @@ import enum
 import importlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from qunyun.errors import InvalidInput, QunyunError
 from qunyun.locale import Msg
@@ -224,17 +223,15 @@ class Connector(ABC):
         raise UnsupportedAction(f"{self.profile.title} cannot fetch member profiles")
 
 
-# --- Profiles and the process-wide registry ------------------------------------------------------
+# --- Profiles -----------------------------------------------------------------------------------
 #
-# Connectors are built per connection (qunyun.connectors.registry). The process-wide registry
-# below (get_connector, register_connector, use_connector, capabilities_of) predates connections;
-# the dispatcher no longer uses it, and it goes away with its last callers.
+# What a platform can do is declared once per platform; connectors are built per connection
+# (qunyun.connectors.registry), never one per platform for the whole process.
 
 # Platforms whose profile ships with qunyun: qunyun.connectors.<name>.capabilities.PROFILE.
 BUILTIN_PLATFORMS = ("simulator", "wecom", "telegram", "matrix")
 
 _lock = threading.Lock()
-_connectors: dict[str, Connector] = {}
 _profiles: dict[str, PlatformProfile] = {}
 
 
@@ -260,60 +257,3 @@ def all_profiles() -> list[PlatformProfile]:
     """Every built-in and registered profile, built-ins first."""
     builtin = [get_profile(name) for name in BUILTIN_PLATFORMS]
     return builtin + [p for name, p in sorted(_profiles.items()) if name not in BUILTIN_PLATFORMS]
-
-
-def register_connector(connector: Connector) -> Connector | None:
-    """Make ``connector`` the one for its platform; returns the one it replaces."""
-    with _lock:
-        previous = _connectors.get(connector.platform)
-        _connectors[connector.platform] = connector
-        return previous
-
-
-def unregister_connector(platform: str) -> Connector | None:
-    with _lock:
-        return _connectors.pop(platform, None)
-
-
-def registered_connector(platform: str) -> Connector | None:
-    """The connector registered for ``platform``, without creating a default one."""
-    return _connectors.get(platform)
-
-
-def get_connector(platform: str) -> Connector:
-    """The connector for ``platform``. The simulator is created on first use (in-process
-    platform); other platforms must have been configured and registered."""
-    connector = _connectors.get(platform)
-    if connector is not None:
-        return connector
-    if platform == "simulator":
-        from qunyun.connectors.simulator.client import SimulatorConnector
-
-        with _lock:
-            if platform not in _connectors:
-                _connectors[platform] = SimulatorConnector()
-            return _connectors[platform]
-    profile = get_profile(platform)  # InvalidInput for an unknown platform
-    raise ConnectorUnavailable(Msg("err.connector.unavailable", platform=profile.title), field="platform")
-
-
-def capabilities_of(platform: str) -> frozenset[Capability]:
-    """What ``platform`` can do: its registered connector's capabilities, else its profile's."""
-    connector = _connectors.get(platform)
-    return connector.capabilities if connector is not None else get_profile(platform).capabilities
-
-
-ConnectorT = TypeVar("ConnectorT", bound=Connector)
-
-
-@contextmanager
-def use_connector(connector: ConnectorT) -> Iterator[ConnectorT]:
-    """Register ``connector`` for the block and restore the previous one after (tests, demos)."""
-    previous = register_connector(connector)
-    try:
-        yield connector
-    finally:
-        if previous is None:
-            unregister_connector(connector.platform)
-        else:
-            register_connector(previous)
