@@ -553,6 +553,7 @@ API_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, Any]]] = {
     ("POST", "/api/v1/integrations"): [("/api/v1/integrations", {"name": "mine"})],
     ("DELETE", "/api/v1/integrations/{integration_id}"): [("/api/v1/integrations/999999", None)],
     ("POST", "/api/v1/connections"): [("/api/v1/connections", {"platform": "simulator", "name": "mine"})],
+    ("PATCH", "/api/v1/connections/{connection_id}"): [("/api/v1/connections/1", {"name": "mine"})],
     ("POST", "/api/v1/connections/{connection_id}/test"): [("/api/v1/connections/1/test", None)],
     ("POST", "/api/v1/connections/{connection_id}/disable"): [("/api/v1/connections/1/disable", None)],
     ("POST", "/api/v1/connections/{connection_id}/enable"): [("/api/v1/connections/1/enable", None)],

@@ -229,3 +229,27 @@ def test_the_check_decides_the_status_and_never_leaks_the_secret(
     listed = client.get("/api/v1/connections", headers=world.headers("lead")).json()
     assert listed[0]["status"] == "active" and listed[0]["has_secrets"] == {"webhook_secret": True}
     assert secret not in caplog.text
+
+
+def test_a_lead_changes_a_connection(client: TestClient, world: World) -> None:
+    from qunyun.connections.secrets import decrypt
+    from qunyun.models import Connection
+
+    added = _add(client, world, WECOM).json()
+    _add(client, world, {"platform": "simulator", "name": "other"})
+    url = f"/api/v1/connections/{added['id']}"
+    headers = world.headers("lead")
+    changed = client.patch(url, json={"name": "新主体", "secrets": {"token": "n3wToken"}}, headers=headers)
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert body["name"] == "新主体" and body["has_secrets"] == {"secret": True, "token": True, "aes_key": True}
+    assert "n3wToken" not in changed.text
+    with world.db() as s:
+        row = s.get(Connection, added["id"])
+        assert row is not None
+        assert decrypt(row.secrets) == {**WECOM["secrets"], "token": "n3wToken"}
+    assert client.patch(url, json={"name": "other"}, headers=headers).status_code == 409
+    bad = client.patch(url, json={"settings": {"corp_id": "ww0123456789abcdef"}}, headers=headers)
+    assert bad.status_code == 422 and bad.json()["field"] == "settings.agent_id"
+    assert client.patch(url, json={"name": "x"}, headers=world.headers("owner")).status_code == 403
+    assert client.patch(url, json={"name": "x"}, headers=world.headers("lead_b")).status_code == 404

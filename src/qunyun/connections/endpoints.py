@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request, status
 from qunyun.api.pagination import Id
 from qunyun.auth.deps import DbSession, LeadScope
 from qunyun.connections import service
-from qunyun.connections.schemas import ConnectionCreate, ConnectionOut
+from qunyun.connections.schemas import ConnectionCreate, ConnectionOut, ConnectionUpdate
 
 router = APIRouter(prefix="/connections", tags=["connections"])
 
@@ -29,6 +29,20 @@ def list_connections(db: DbSession, scope: LeadScope) -> list[ConnectionOut]:
 )
 def add_connection(body: ConnectionCreate, db: DbSession, scope: LeadScope, request: Request) -> ConnectionOut:
     row = service.add_connection(db, scope, body.platform, body.name, body.settings, body.secrets, request=request)
+    return ConnectionOut.of(row)
+
+
+@router.patch(
+    "/{connection_id}",
+    response_model=ConnectionOut,
+    summary="Change a connection's name, settings or secrets (lead only); it is tested again",
+)
+def update_connection(
+    connection_id: ConnectionId, body: ConnectionUpdate, db: DbSession, scope: LeadScope, request: Request
+) -> ConnectionOut:
+    row = service.update_connection(
+        db, scope, connection_id, name=body.name, settings=body.settings, secrets=body.secrets, request=request
+    )
     return ConnectionOut.of(row)
 
 

@@ -29,6 +29,17 @@ class ConnectionCreate(BaseModel):
     )
 
 
+class ConnectionUpdate(BaseModel):
+    """A change: ``settings`` replace the stored ones as a whole; each secret given replaces the
+    stored one, the others are kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    settings: dict[str, Any] | None = None
+    secrets: dict[str, Any] | None = None
+
+
 class ConnectionOut(BaseModel):
     id: int
     platform: str
