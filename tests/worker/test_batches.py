@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, ConfigDict
@@ -17,7 +18,7 @@ from qunyun.timeutil import utcnow
 from qunyun.worker.queue import TwoPhaseJob, enqueue_many, handler_for, two_phase_handler
 from qunyun.worker.runner import Worker
 from tests.worker.conftest import MakeWorker
-from tests.worker.handlers import CALLS, COMMITS, RECORD, TWO_PHASE, TYPED, Crash
+from tests.worker.handlers import CALLS, COMMITS, EXECUTION_LOG_ENV, RECORD, TWO_PHASE, TYPED, Crash
 from tests.worker.support import LEASE, Factory, FakeClock, add_job, effects, get_job, runs, steal
 
 
@@ -79,14 +80,20 @@ def test_concurrent_claimers_never_take_the_same_job(db: Factory, org_id: int, c
 
 
 def test_one_failing_job_does_not_undo_the_others_of_its_batch(
-    db: Factory, org_id: int, make_worker: MakeWorker
+    db: Factory, org_id: int, make_worker: MakeWorker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     ok1 = add_job(db, RECORD, {"org_id": org_id})
     bad = add_job(db, RECORD, {"org_id": org_id, "fail_times": 1})
     ok2 = add_job(db, RECORD, {"org_id": org_id})
     worker = make_worker()
+    monkeypatch.setenv(EXECUTION_LOG_ENV, str(tmp_path))
 
     assert worker.execute_batch(worker.claim_batch()) == ["done", "retry", "done"]
+
+    # The batch ran without savepoints until the failure, then again with one per job; the
+    # failed handler is not run a second time for the same attempt.
+    ran = Counter(int(line) for path in tmp_path.iterdir() for line in path.read_text().split())
+    assert ran == {ok1: 2, bad: 1, ok2: 1}
 
     assert statuses(db, [ok1, bad, ok2]) == ["done", "queued", "done"]
     assert len(effects(db, ok1)) == len(effects(db, ok2)) == 1

@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, insert, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, insert, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from qunyun.db.base import now_micros, to_micros
 from qunyun.db.session import unit_of_work
@@ -62,16 +63,22 @@ def held_by_any(jobs: Sequence[ClaimedJob]) -> ColumnElement[bool]:
     )
 
 
+# Statements of the hot path are built once (SQLAlchemy then reuses their compiled form).
+_RUNNING = select(JOBS.c.id, JOBS.c.locked_by, JOBS.c.attempts).where(
+    JOBS.c.id.in_(bindparam("ids", expanding=True)), JOBS.c.status == JobStatus.RUNNING.value
+)
+_RUNNING_LOCKED = _RUNNING.with_for_update()
+
+
 def still_held(session: Session, jobs: Sequence[ClaimedJob], *, lock: bool = True) -> set[int]:
     """The ids of ``jobs`` whose leases this worker still holds, locked for the rest of the
     transaction (PostgreSQL: nobody can take them over before it ends; SQLite: the write
     transaction is the only writer anyway)."""
     if not jobs:
         return set()
-    stmt = select(JOBS.c.id).where(held_by_any(jobs))
-    if lock:
-        stmt = stmt.with_for_update()
-    return set(session.scalars(stmt))
+    leases = {(job.id, job.worker, job.attempt) for job in jobs}
+    rows = session.execute(_RUNNING_LOCKED if lock else _RUNNING, {"ids": [job.id for job in jobs]})
+    return {job_id for job_id, worker, attempts in rows if (job_id, worker, attempts) in leases}
 
 
 def recover_expired(session: Session, *, now: int, lease_seconds: int) -> int:
@@ -114,27 +121,22 @@ def recover_expired(session: Session, *, now: int, lease_seconds: int) -> int:
     return len(rows)
 
 
-def claim_jobs(
-    session: Session, worker: str, *, now: int, lease_seconds: int, limit: int = 1, org_id: int | None = None
-) -> list[ClaimedJob]:
-    """Lease up to ``limit`` due jobs to ``worker``, most urgent first (of organisation ``org_id``
-    only, when given: a simulation runs its own jobs against its own simulated world).
-
-    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets concurrent claimers pass each other without
-    waiting or taking the same row. SQLite ignores it; the caller's write transaction
-    (BEGIN IMMEDIATE) makes the claim the only writer.
-    """
-    due = select(JOBS.c.id).where(JOBS.c.status == JobStatus.QUEUED.value, JOBS.c.run_at <= now)
-    if org_id is not None:
-        due = due.where(JOBS.c.org_id == org_id)
-    due = due.order_by(JOBS.c.priority.desc(), JOBS.c.run_at, JOBS.c.id).limit(limit).with_for_update(skip_locked=True)
-    rows = session.execute(
+def _claim_statement(*, of_one_org: bool) -> ReturningUpdate[Any]:
+    due = select(JOBS.c.id).where(JOBS.c.status == JobStatus.QUEUED.value, JOBS.c.run_at <= bindparam("now"))
+    if of_one_org:
+        due = due.where(JOBS.c.org_id == bindparam("of_org"))
+    due = (
+        due.order_by(JOBS.c.priority.desc(), JOBS.c.run_at, JOBS.c.id)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+    )
+    return (
         update(JOBS)
         .where(JOBS.c.id.in_(due))
         .values(
             status=JobStatus.RUNNING.value,
-            locked_by=worker,
-            locked_until=now + lease_seconds * MICROS,
+            locked_by=bindparam("worker"),
+            locked_until=bindparam("expiry"),
             attempts=JOBS.c.attempts + 1,
         )
         .returning(
@@ -146,7 +148,27 @@ def claim_jobs(
             JOBS.c.priority,
             JOBS.c.run_at,
         )
-    ).all()
+    )
+
+
+_CLAIM = _claim_statement(of_one_org=False)
+_CLAIM_OF_ORG = _claim_statement(of_one_org=True)
+
+
+def claim_jobs(
+    session: Session, worker: str, *, now: int, lease_seconds: int, limit: int = 1, org_id: int | None = None
+) -> list[ClaimedJob]:
+    """Lease up to ``limit`` due jobs to ``worker``, most urgent first (of organisation ``org_id``
+    only, when given: a simulation runs its own jobs against its own simulated world).
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets concurrent claimers pass each other without
+    waiting or taking the same row. SQLite ignores it; the caller's write transaction
+    (BEGIN IMMEDIATE) makes the claim the only writer.
+    """
+    params: dict[str, Any] = {"now": now, "limit": limit, "worker": worker, "expiry": now + lease_seconds * MICROS}
+    if org_id is not None:
+        params["of_org"] = org_id
+    rows = session.execute(_CLAIM if org_id is None else _CLAIM_OF_ORG, params).all()
     return [
         ClaimedJob(r.id, r.kind, dict(r.payload or {}), r.attempts, r.max_attempts, worker, now)
         for r in sorted(rows, key=lambda r: (-r.priority, r.run_at, r.id))

@@ -25,13 +25,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import CursorResult, Engine, event, insert, update
+from sqlalchemy import BigInteger, CursorResult, Engine, bindparam, event, insert, literal, select, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
@@ -182,7 +183,49 @@ class _CommitGuard:
             raise HandlerCommitted("the handler committed its own transaction")
 
 
-Work = Callable[[Session, _Item], bool]  # runs a job's handler part; True when the job is finished
+class _HandlerFailed(Exception):
+    """A handler failed in a transaction without savepoints: roll it back, run the batch again."""
+
+    def __init__(self, item: _Item, reason: str, final: bool) -> None:
+        super().__init__(reason)
+        self.item = item
+        self.reason = reason
+        self.final = final
+
+
+Work = Callable[[Session, _Item], bool]
+
+# Completions: rows the transaction found running under this worker's leases and locked.
+_MARK_DONE = (
+    update(JOBS)
+    .where(JOBS.c.id.in_(bindparam("ids", expanding=True)), JOBS.c.status == JobStatus.RUNNING.value)
+    .values(status=DONE, locked_by=None, locked_until=None, finished_at=bindparam("now"))
+)
+_INSERT_RUN = insert(JOB_RUNS)
+_COPY_RUNS = insert(JOB_RUNS).from_select(
+    ["job_id", "attempt", "worker", "started_at", "finished_at", "outcome"],
+    select(
+        JOBS.c.id,
+        JOBS.c.attempts,
+        JOBS.c.locked_by,
+        bindparam("started", type_=BigInteger),
+        bindparam("now", type_=BigInteger),
+        literal(DONE),
+    ).where(JOBS.c.id.in_(bindparam("ids", expanding=True))),
+)
+
+
+def _run_row(job: ClaimedJob, now: int, outcome: str, error: str | None) -> dict[str, Any]:
+    """A ``job_runs`` row for an attempt that ends now."""
+    return {
+        "job_id": job.id,
+        "attempt": job.attempt,
+        "worker": job.worker,
+        "started_at": job.claimed_at,
+        "finished_at": now,
+        "outcome": outcome,
+        "error": error,
+    }  # runs a job's handler part; True when the job is finished
 
 
 class Worker:
@@ -333,7 +376,7 @@ class Worker:
         """Run ``work`` for ``items`` in one transaction; when that transaction fails as a whole
         (not one handler: the database, or a handler that ended the transaction), once per job."""
         try:
-            results = self._transaction(items, work, yielding=yielding)
+            results = self._attempt(items, work, yielding=yielding)
         except Exception as exc:
             if len(items) > 1:
                 log.warning(
@@ -352,10 +395,21 @@ class Worker:
         for item, result in results:
             item.result = result
 
-    def _transaction(self, items: list[_Item], work: Work, *, yielding: bool) -> list[tuple[_Item, str]]:
-        """One transaction: each held job's ``work`` under a savepoint, its failure recorded or
-        its completion, all committed together. Returns the outcome of every job finished here
-        (a prepared two-phase job is not: it waits for its call)."""
+    def _attempt(self, items: list[_Item], work: Work, *, yielding: bool) -> list[tuple[_Item, str]]:
+        """Optimistically without savepoints (each costs a round trip per job); when a handler
+        fails, that transaction rolls back and the batch runs again with one savepoint per job,
+        the failed job recorded as failed without running again."""
+        try:
+            return self._transaction(items, work, yielding=yielding, careful=False)
+        except _HandlerFailed as failed:
+            failed.item.failure = (failed.reason, failed.final)
+        return self._transaction(items, work, yielding=yielding, careful=True)
+
+    def _transaction(self, items: list[_Item], work: Work, *, yielding: bool, careful: bool) -> list[tuple[_Item, str]]:
+        """One transaction: each held job's ``work`` (under a savepoint when ``careful``), its
+        failure recorded or its completion, all committed together. Returns the outcome of every
+        job finished here (a prepared two-phase job is not: it waits for its call). Not careful,
+        a failing handler aborts the transaction (``_HandlerFailed``)."""
         results: list[tuple[_Item, str]] = []
         completed: list[ClaimedJob] = []
         prepared: list[ClaimedJob] = []
@@ -382,21 +436,24 @@ class Worker:
                     continue
                 token = _current_job.set(job)
                 try:
-                    with session.begin_nested():
+                    with session.begin_nested() if careful else nullcontext():
                         guard.armed = True
                         try:
                             finished = work(session, item)
+                            session.flush()  # a write that fails, fails here, as this job's
                         finally:
                             guard.armed = False
                         if guard.tripped:  # the handler swallowed the refusal: still its failure
                             raise HandlerCommitted("the handler committed its own transaction")
                 except Exception as exc:
-                    _check_intact(session, root)
                     final = isinstance(exc, HandlerCommitted)
                     if final:
                         log.error("job %s (%s) attempt %s: %s", *_ident(job), exc)
                     else:
                         log.exception("job %s (%s) attempt %s failed", *_ident(job))
+                    if not careful:
+                        raise _HandlerFailed(item, describe_error(exc), final) from exc
+                    _check_intact(session, root)
                     results.append((item, self._record_failure(session, job, describe_error(exc), final=final)))
                 else:
                     _check_intact(session, root)
@@ -421,32 +478,15 @@ class Worker:
         if not jobs:
             return
         now = self.clock()
-        done = cast(
-            CursorResult[Any],
-            session.execute(
-                update(JOBS)
-                .where(held_by_any(jobs))
-                .values(status=DONE, locked_by=None, locked_until=None, finished_at=now)
-                .execution_options(synchronize_session=False)
-            ),
-        )
-        if done.rowcount != len(jobs):  # cannot happen: the rows are locked under our leases
+        ids = [job.id for job in jobs]
+        started = {job.claimed_at for job in jobs}
+        if len(started) == 1:  # claimed together: one statement copies the runs from the rows
+            session.execute(_COPY_RUNS, {"ids": ids, "started": started.pop(), "now": now})
+        else:
+            session.execute(_INSERT_RUN, [_run_row(job, now, DONE, None) for job in jobs])
+        done = cast(CursorResult[Any], session.execute(_MARK_DONE, {"ids": ids, "now": now}))
+        if done.rowcount != len(jobs):  # cannot happen: the caller locked the rows under our leases
             raise LeaseLost(f"{len(jobs) - done.rowcount} of {len(jobs)} leases were lost")
-        session.execute(
-            insert(JOB_RUNS),
-            [
-                {
-                    "job_id": job.id,
-                    "attempt": job.attempt,
-                    "worker": job.worker,
-                    "started_at": job.claimed_at,
-                    "finished_at": now,
-                    "outcome": DONE,
-                    "error": None,
-                }
-                for job in jobs
-            ],
-        )
 
     def _extend(self, session: Session, jobs: list[ClaimedJob]) -> None:
         """A fresh lease for jobs about to be called: the transaction may have outlasted theirs."""
@@ -472,17 +512,7 @@ class Worker:
         if held.first() is None:
             return LOST  # whoever took the lease over records this attempt (recover_expired)
         outcome = JobStatus.DEAD.value if dead else "retry"
-        session.execute(
-            insert(JOB_RUNS).values(
-                job_id=job.id,
-                attempt=job.attempt,
-                worker=job.worker,
-                started_at=job.claimed_at,
-                finished_at=now,
-                outcome=outcome,
-                error=reason,
-            )
-        )
+        session.execute(_INSERT_RUN, _run_row(job, now, outcome, reason))
         return outcome
 
     def _fail(self, job: ClaimedJob, reason: str, *, final: bool = False) -> str:

@@ -1,0 +1,181 @@
+"""Job throughput on PostgreSQL: `qunyun worker --burst` processes against a bare SKIP LOCKED loop.
+
+10,000 trivial jobs (`--jobs`; each writes one small row, bench/jobs_handlers.py) are drained by
+1 and by 4 `qunyun worker --burst` processes. The baseline, measured in the same run on the same `jobs`
+table, is a bare loop in as many processes: claim up to `--batch` due jobs with
+`FOR UPDATE SKIP LOCKED LIMIT n`, issue the same INSERT per job, mark them done, commit — one
+transaction per batch, no leases kept, no run history, no savepoints, no typed payloads. Then the
+same jobs as two-phase jobs (prepare, a call that does nothing, record writes the row).
+
+Throughput counts jobs over the span between the first and the last job finished (jobs.finished_at),
+so process start-up is left out of both sides alike. Reproduce: `.venv/bin/python -m bench.bench_jobs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import psycopg
+
+from bench.common import QUNYUN, ROOT, fresh_pg, run_cli
+from bench.jobs_handlers import TOUCH, TOUCH_TWO_PHASE
+
+DATABASE = "qunyun_bench_jobs"
+MICROS = 1_000_000
+
+
+@dataclass
+class Figure:
+    label: str
+    processes: int
+    jobs: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.seconds if self.seconds > 0 else 0.0
+
+
+def prepare(url: str, kind: str, jobs: int) -> int:
+    """Empty the queue and the rows of earlier runs, then enqueue ``jobs`` jobs of ``kind``."""
+    with psycopg.connect(url) as conn:
+        conn.execute("TRUNCATE job_runs, jobs, audit_log RESTART IDENTITY")
+        org_id = conn.execute("SELECT id FROM organisations WHERE slug = 'bench-jobs'").fetchone()
+        if org_id is None:
+            org_id = (create_organisation(url),)
+        now = time.time_ns() // 1000
+        columns = "org_id, kind, payload, status, priority, run_at, attempts, max_attempts, created_at"
+        with conn.cursor() as cur, cur.copy(f"COPY jobs ({columns}) FROM STDIN") as copy:
+            for n in range(jobs):
+                payload = json.dumps({"org_id": org_id[0], "n": n})
+                copy.write_row((org_id[0], kind, payload, "queued", 0, now, 0, 5, now))
+        conn.execute("ANALYZE jobs")
+        return int(org_id[0])
+
+
+def create_organisation(url: str) -> int:
+    from sqlalchemy.orm import sessionmaker
+
+    from qunyun.db.session import make_engine, unit_of_work
+    from qunyun.team.service import create_organisation
+
+    engine = make_engine(url)
+    try:
+        with unit_of_work(sessionmaker(bind=engine)) as session:
+            return create_organisation(session, name="Bench jobs", slug="bench-jobs").id
+    finally:
+        engine.dispose()
+
+
+def drained(url: str, kind: str, jobs: int) -> float:
+    """Seconds between the first and the last job finished; checks every job is done, once."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*), min(finished_at), max(finished_at) FROM jobs WHERE kind = %s AND status = 'done'",
+            (kind,),
+        ).fetchone()
+        rows = conn.execute("SELECT count(*), count(DISTINCT target_id) FROM audit_log").fetchone()
+    assert row is not None and rows is not None
+    done, first, last = row
+    if done != jobs or rows != (jobs, jobs):
+        raise RuntimeError(f"{done} of {jobs} jobs done, {rows[0]} rows written for {rows[1]} jobs")
+    return float(last - first) / MICROS
+
+
+def run_processes(commands: list[list[str]], env: dict[str, str]) -> None:
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE) for cmd in commands]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(proc.args)} failed: {err.decode()[-2000:]}")
+
+
+def workers(url: str, kind: str, jobs: int, processes: int, batch: int) -> Figure:
+    prepare(url, kind, jobs)
+    env = {**os.environ, "QUNYUN_DATABASE_URL": url, "QUNYUN_WORKER_IMPORTS": "bench.jobs_handlers"}
+    env["QUNYUN_ENV"] = "development"
+    run_processes(
+        [[*QUNYUN, "worker", "--burst", "--batch", str(batch), "--name", f"bench{i}"] for i in range(processes)], env
+    )
+    label = "qunyun worker, two-phase" if kind == TOUCH_TWO_PHASE else "qunyun worker"
+    return Figure(label, processes, jobs, drained(url, kind, jobs))
+
+
+def bare(url: str, jobs: int, processes: int, batch: int) -> Figure:
+    prepare(url, TOUCH, jobs)
+    run_processes(
+        [[sys.executable, "-m", "bench.bench_jobs", "--bare-loop", url, "--batch", str(batch)]] * processes,
+        dict(os.environ),
+    )
+    return Figure("bare SKIP LOCKED loop", processes, jobs, drained(url, TOUCH, jobs))
+
+
+def bare_loop(url: str, batch: int) -> None:
+    """The baseline: claim, write, mark done, one transaction per batch, until nothing is due."""
+    me = f"bare:{os.getpid()}"
+    with psycopg.connect(url) as conn:
+        while True:
+            with conn.transaction():
+                now = time.time_ns() // 1000
+                claimed = conn.execute(
+                    "UPDATE jobs SET status = 'running', locked_by = %s, attempts = attempts + 1"
+                    " WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= %s"
+                    " ORDER BY priority DESC, run_at, id LIMIT %s FOR UPDATE SKIP LOCKED)"
+                    " RETURNING id, payload",
+                    (me, now, batch),
+                ).fetchall()
+                for _, payload in claimed:
+                    conn.execute(
+                        "INSERT INTO audit_log (org_id, action, target_type, target_id, detail, at)"
+                        " VALUES (%s, 'bench.touch', 'job', %s, %s, %s)",
+                        (payload["org_id"], str(payload["n"]), json.dumps({"n": payload["n"]}), time.time_ns() // 1000),
+                    )
+                conn.execute(
+                    "UPDATE jobs SET status = 'done', locked_by = NULL, finished_at = %s WHERE id = ANY(%s)",
+                    (time.time_ns() // 1000, [job_id for job_id, _ in claimed]),
+                )
+            if not claimed:
+                return
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--bare-loop", metavar="URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_loop:
+        bare_loop(args.bare_loop, args.batch)
+        return
+    url = fresh_pg(DATABASE)
+    if url is None:
+        print("PostgreSQL is not reachable (QUNYUN_BENCH_PG_ADMIN): nothing measured")
+        return
+    run_cli(["db", "upgrade"], url)
+    figures: list[tuple[Figure, Figure]] = []
+    for processes in (1, 4):
+        figures.append(
+            (workers(url, TOUCH, args.jobs, processes, args.batch), bare(url, args.jobs, processes, args.batch))
+        )
+    two_phase = workers(url, TOUCH_TWO_PHASE, args.jobs, 4, args.batch)
+
+    print(f"\n{args.jobs:,} trivial jobs (one row each), batches of {args.batch}, PostgreSQL")
+    print(f"{'':32} {'processes':>9} {'jobs/s':>9} {'ratio':>7}")
+    for ours, baseline in figures:
+        print(f"{baseline.label:32} {baseline.processes:>9} {baseline.rate:>9,.0f}")
+        print(f"{ours.label:32} {ours.processes:>9} {ours.rate:>9,.0f} {ours.rate / baseline.rate:>7.2f}")
+    baseline4 = figures[-1][1]
+    print(
+        f"{two_phase.label:32} {two_phase.processes:>9} {two_phase.rate:>9,.0f} {two_phase.rate / baseline4.rate:>7.2f}"
+    )
+    print("ratio: against the bare loop with as many processes (goal: at least 0.5)")
+
+
+if __name__ == "__main__":
+    main()
