@@ -109,10 +109,11 @@ def test_live_rollups_equal_a_rebuild_from_scratch(data: st.DataObject, events: 
     bounds = [0, *cuts, len(stream)]
     ways = st.sampled_from(["one by one", "one by one", "batch", "import"])
     batches = [(data.draw(ways, label="via"), stream[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
-    # the paths of large flushes (probing which days have facts, COPY on PostgreSQL) on small ones
-    probe_above, copy_above = data.draw(st.sampled_from([(1000, 2000), (0, 0), (2, 3)]), label="thresholds")
+    # the paths of large flushes (probing which days have facts, COPY on PostgreSQL, a statement per
+    # table) on small ones
+    probe, copy, one = data.draw(st.sampled_from([(1000, 2000, 20000), (0, 0, 0), (2, 3, 10)]), label="thresholds")
     slug, org_id = new_org()
-    with mock.patch.multiple(rollups_module, PROBE_DAYS_ABOVE=probe_above, COPY_ABOVE=copy_above):
+    with mock.patch.multiple(rollups_module, PROBE_DAYS_ABOVE=probe, COPY_ABOVE=copy, ONE_STATEMENT_PARAMETERS=one):
         deliver(org_id, batches)
 
     live = rollups(org_id)

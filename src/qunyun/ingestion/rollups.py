@@ -68,8 +68,12 @@ def update_rollups(db: SqlDialect, org: int, facts: Facts) -> None:
         keys = [k for k in facts if k[0] in known]
     else:
         keys = list(keys)
-    old_member_days = _stored_member_days(db, org, keys)
-    old_members = _stored_org_day_members(db, org, sorted({(d, m) for d, _, m in keys}))
+    pairs = sorted({(d, m) for d, _, m in keys})
+    if db.pg and 0 < len(keys) <= PROBE_DAYS_ABOVE:
+        old_member_days, old_members = _stored_pg(db, org, keys, pairs)
+    else:
+        old_member_days = _stored_member_days(db, org, keys)
+        old_members = _stored_org_day_members(db, org, pairs)
 
     member_days: list[list[int]] = []
     group_rows: dict[tuple[int, int], list[int]] = {}
@@ -117,53 +121,92 @@ def update_rollups(db: SqlDialect, org: int, facts: Facts) -> None:
                 row = org_rows[d] = [org, d, 0, 0, 0, 0]
             row[5] = messages
 
-    _upsert(
-        db,
-        "member_days",
-        _MEMBER_DAY_COLUMNS,
-        "org_id int, day int, group_id int, member_id int, joined smallint, departed smallint, messages int",
-        member_days,
-        "ON CONFLICT (org_id, day, group_id, member_id) DO UPDATE SET"
-        f" joined = {db.greatest}(member_days.joined, excluded.joined),"
-        f" departed = {db.greatest}(member_days.departed, excluded.departed),"
-        " messages = member_days.messages + excluded.messages",
-    )
-    _upsert(
-        db,
-        "org_day_members",
-        _ORG_DAY_MEMBER_COLUMNS,
-        "org_id int, day int, member_id int, joined smallint, departed smallint, active smallint",
-        member_rows,
-        # the rows hold the new flags already (old OR new)
-        "ON CONFLICT (org_id, day, member_id) DO UPDATE SET joined = excluded.joined,"
-        " departed = excluded.departed, active = excluded.active",
-    )
     add_counts = (
-        " ON CONFLICT ({key}) DO UPDATE SET joins = {table}.joins + excluded.joins,"
+        "ON CONFLICT ({key}) DO UPDATE SET joins = {table}.joins + excluded.joins,"
         " lefts = {table}.lefts + excluded.lefts, actives = {table}.actives + excluded.actives,"
         " messages = {table}.messages + excluded.messages"
     )
-    db.many(
-        "INSERT INTO group_daily (group_id, day, org_id, joins, lefts, actives, messages, members_delta)"
-        " VALUES (?,?,?,?,?,?,?,0)" + add_counts.format(key="group_id, day", table="group_daily"),
-        [row for row in group_rows.values() if row[3] or row[4] or row[5] or row[6]],
-    )
-    db.many(
-        "INSERT INTO org_daily (org_id, day, joins, lefts, actives, messages, members_delta)"
-        " VALUES (?,?,?,?,?,?,0)" + add_counts.format(key="org_id, day", table="org_daily"),
-        list(org_rows.values()),
+    _write(
+        db,
+        [
+            Upsert(
+                "member_days",
+                _MEMBER_DAY_COLUMNS,
+                "org_id int, day int, group_id int, member_id int, joined smallint, departed smallint, messages int",
+                member_days,
+                "ON CONFLICT (org_id, day, group_id, member_id) DO UPDATE SET"
+                f" joined = {db.greatest}(member_days.joined, excluded.joined),"
+                f" departed = {db.greatest}(member_days.departed, excluded.departed),"
+                " messages = member_days.messages + excluded.messages",
+            ),
+            Upsert(
+                "org_day_members",
+                _ORG_DAY_MEMBER_COLUMNS,
+                "org_id int, day int, member_id int, joined smallint, departed smallint, active smallint",
+                member_rows,
+                # the rows hold the new flags already (old OR new)
+                "ON CONFLICT (org_id, day, member_id) DO UPDATE SET joined = excluded.joined,"
+                " departed = excluded.departed, active = excluded.active",
+            ),
+            Upsert(
+                "group_daily",
+                "group_id, day, org_id, joins, lefts, actives, messages, members_delta",
+                "group_id int, day int, org_id int, joins int, lefts int, actives int, messages int, members_delta int",
+                [[*row, 0] for row in group_rows.values() if row[3] or row[4] or row[5] or row[6]],
+                add_counts.format(key="group_id, day", table="group_daily"),
+            ),
+            Upsert(
+                "org_daily",
+                "org_id, day, joins, lefts, actives, messages, members_delta",
+                "org_id int, day int, joins int, lefts int, actives int, messages int, members_delta int",
+                [[*row, 0] for row in org_rows.values()],
+                add_counts.format(key="org_id, day", table="org_daily"),
+            ),
+        ],
     )
 
 
-def _upsert(db: SqlDialect, table: str, columns: str, create: str, rows: Sequence[Sequence[Any]], upsert: str) -> None:
-    if not rows:
+@dataclass(slots=True)
+class Upsert:
+    table: str
+    columns: str
+    create: str  # the columns' types, for a staging table
+    rows: Sequence[Sequence[Any]]
+    conflict: str
+
+
+# PostgreSQL takes at most 65,535 parameters in one statement
+ONE_STATEMENT_PARAMETERS = 20_000
+
+
+def _write(db: SqlDialect, upserts: list[Upsert]) -> None:
+    """Run ``upserts``; on PostgreSQL, small ones in one statement (one round trip for the
+    live path instead of one per table: the round trips are most of its cost)."""
+    upserts = [u for u in upserts if u.rows]
+    if not upserts:
         return
-    if db.pg and len(rows) > COPY_ABOVE:
-        staging = f"ingest_{table}"
-        db.copy_in(staging, columns, create, rows)
-        db.run(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} " + upsert)
-    else:
-        db.many(f"INSERT INTO {table} ({columns}) VALUES ({','.join('?' * len(rows[0]))}) " + upsert, rows)
+    parameters = sum(len(u.rows) * len(u.rows[0]) for u in upserts)
+    if db.pg and parameters <= ONE_STATEMENT_PARAMETERS:
+        # Data-modifying CTEs all run, once each; they touch different tables, and no row twice.
+        parts: list[str] = []
+        params: list[Any] = []
+        for k, u in enumerate(upserts):
+            row = "(" + ",".join("?" * len(u.rows[0])) + ")"
+            parts.append(
+                f"w{k} AS (INSERT INTO {u.table} ({u.columns}) VALUES {','.join([row] * len(u.rows))} {u.conflict})"
+            )
+            params.extend(v for r in u.rows for v in r)
+        db.run("WITH " + ", ".join(parts) + " SELECT 1", tuple(params))
+        return
+    for u in upserts:
+        if db.pg and len(u.rows) > COPY_ABOVE:
+            staging = f"ingest_{u.table}"
+            db.copy_in(staging, u.columns, u.create, u.rows)
+            db.run(f"INSERT INTO {u.table} ({u.columns}) SELECT {u.columns} FROM {staging} {u.conflict}")
+        else:
+            db.many(
+                f"INSERT INTO {u.table} ({u.columns}) VALUES ({','.join('?' * len(u.rows[0]))}) {u.conflict}", u.rows
+            )
 
 
 def _days_with_facts(db: SqlDialect, org: int, days: list[int]) -> set[int]:
@@ -176,6 +219,32 @@ def _days_with_facts(db: SqlDialect, org: int, days: list[int]) -> set[int]:
         param = orjson.dumps(days).decode()
     sql += " (SELECT 1 FROM org_day_members WHERE org_id = ? AND day = {d})".format(d="k.d" if db.pg else "k.value")
     return {row[0] for row in db.run(sql, (param, org)).fetchall()}
+
+
+def _stored_pg(
+    db: SqlDialect, org: int, keys: Sequence[tuple[int, int, int]], pairs: Sequence[tuple[int, int]]
+) -> tuple[dict[tuple[int, int, int], tuple[int, int, int]], dict[tuple[int, int], tuple[int, int, int]]]:
+    """Both lookups in one round trip (the live path)."""
+    rows = db.rows(
+        "SELECT 0, t.day, t.group_id, t.member_id, t.joined, t.departed, t.messages"
+        " FROM unnest(?::int[], ?::int[], ?::int[]) AS k(d, g, m) JOIN member_days AS t"
+        " ON t.org_id = ? AND t.day = k.d AND t.group_id = k.g AND t.member_id = k.m"
+        " UNION ALL SELECT 1, t.day, 0, t.member_id, t.joined, t.departed, t.active"
+        " FROM unnest(?::int[], ?::int[]) AS k(d, m) JOIN org_day_members AS t"
+        " ON t.org_id = ? AND t.day = k.d AND t.member_id = k.m",
+        (
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+            org,
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+            org,
+        ),
+    )
+    member_days = {(r[1], r[2], r[3]): (r[4], r[5], r[6]) for r in rows if r[0] == 0}
+    members = {(r[1], r[3]): (r[4], r[5], r[6]) for r in rows if r[0] == 1}
+    return member_days, members
 
 
 def _stored_member_days(
