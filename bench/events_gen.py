@@ -15,7 +15,9 @@ import orjson
 START = datetime(2026, 1, 5, tzinfo=UTC) - timedelta(hours=8)  # Monday 00:00 Asia/Shanghai
 
 
-def generate(total: int, *, groups: int, members: int, days: int, seed: int = 7) -> Iterator[dict[str, object]]:
+def generate(
+    total: int, *, groups: int, members: int, days: int, seed: int = 7, start: datetime = START
+) -> Iterator[dict[str, object]]:
     """About ``total`` events: group creations, then joins, leaves, messages, orders, refunds.
 
     Mix (after creations): 5 % joins, 1 % leaves, 91.5 % messages, 2 % orders, 0.5 % refunds —
@@ -29,7 +31,7 @@ def generate(total: int, *, groups: int, members: int, days: int, seed: int = 7)
     for g in range(groups):
         yield {
             "id": f"g{g}",
-            "ts": (START + timedelta(seconds=g)).isoformat(),
+            "ts": (start + timedelta(seconds=g)).isoformat(),
             "kind": "group.created",
             "group": f"G{g}",
             "name": f"骑行{g}群",
@@ -45,7 +47,7 @@ def generate(total: int, *, groups: int, members: int, days: int, seed: int = 7)
     weights = [rng.paretovariate(1.1) for _ in range(members)]
     speakers = rng.choices(range(members), weights=weights, k=rest)
     for i in range(rest):
-        t = START + timedelta(seconds=span * i / rest + rng.uniform(-120, 120))
+        t = start + timedelta(seconds=span * i / rest + rng.uniform(-120, 120))
         ts = t.isoformat()
         r = rng.random()
         m = rng.randrange(members) if r < 0.05 else speakers[i]
@@ -88,10 +90,12 @@ def generate(total: int, *, groups: int, members: int, days: int, seed: int = 7)
             yield {"id": f"e{i}", "ts": ts, "kind": "order.refunded", "order": rng.choice(orders), "amount": "10.00"}
 
 
-def write(path: Path, total: int, *, groups: int, members: int, days: int, seed: int = 7) -> int:
+def write(
+    path: Path, total: int, *, groups: int, members: int, days: int, seed: int = 7, start: datetime = START
+) -> int:
     count = 0
     with path.open("wb") as out:
-        for event in generate(total, groups=groups, members=members, days=days, seed=seed):
+        for event in generate(total, groups=groups, members=members, days=days, seed=seed, start=start):
             out.write(orjson.dumps(event))
             out.write(b"\n")
             count += 1

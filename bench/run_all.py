@@ -7,10 +7,12 @@ import sys
 
 BENCHES = [
     "bench.bench_ingest",
+    "bench.bench_live_ingest",
     "bench.bench_stats",
     "bench.bench_simulate",
     "bench.bench_console",
     "bench.bench_login",
+    "bench.bench_jobs",
 ]
 
 for name in BENCHES:

@@ -1,0 +1,276 @@
+"""Live ingest figure: one message per ``POST /api/v1/events``, on PostgreSQL, at 1 k and 1 M events.
+
+A real ``qunyun serve`` (``--workers`` server processes, no job threads) and an integration
+token (``qunyun org add-integration``). Two organisations in one database: one holding about
+1,000 events, one holding about 1,000,000 (filled by ``qunyun events import``, the fast import
+path: COPY into the log, rollups once per import). Both streams end now, so the posts land on a
+day that has facts already: the case that used to recount the day.
+
+Per organisation, each post is one ``message.posted`` of a member in a group they belong to
+(sampled from the stored memberships), with text, timestamped now:
+
+- latency: one client posting one after another (p50 / p99 of the whole request, client side);
+- throughput: ``--clients`` clients posting for ``--seconds`` seconds, each on its own
+  keep-alive connection: stored messages per second for the organisation.
+
+Baseline, in the same run on the same data: the same posts against the same server code with
+the rollup update of revision ``--baseline-rev`` (the recount of the day's distinct members
+on every ingest, before incremental live counts), i.e. this checkout's ``src`` with only
+``src/qunyun/ingestion/rollups.py`` taken from that revision. It runs last: the old code does
+not keep ``org_day_members``.
+
+    .venv/bin/python -m bench.bench_live_ingest            # ~4 minutes, most of it the 1 M fill
+    .venv/bin/python -m bench.bench_live_ingest --profile  # also py-spy of the server (needs py-spy)
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import psycopg
+
+from bench.common import QUNYUN, ROOT, free_port, fresh_pg, run_cli
+from bench.events_gen import write
+
+WORK = ROOT / "var" / "bench"
+# The commit whose rollups.py is the rollup update before incremental live counts (moved there
+# verbatim from Ingestor._update_rollups).
+BASELINE_REV = "8dcf812"
+
+
+def stream_file(events: int, groups: int, members: int, days: int) -> Path:
+    """Generated events ending about now (to the hour, so a rerun within the hour reuses it)."""
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=days)
+    path = WORK / f"live-{events}-{groups}-{members}-{days}-{start:%Y%m%d%H}.jsonl"
+    if not path.exists():
+        for old in WORK.glob(f"live-{events}-{groups}-{members}-{days}-*.jsonl"):
+            old.unlink()
+        write(path, events, groups=groups, members=members, days=days, start=start)
+    return path
+
+
+def qunyun(args: list[str], url: str) -> str:
+    env = {**os.environ, "QUNYUN_DATABASE_URL": url, "QUNYUN_ENV": "development"}
+    done = subprocess.run([*QUNYUN, *args], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def fill(url: str, slug: str, path: Path) -> tuple[str, list[tuple[str, str]]]:
+    """Organisation ``slug`` holding the events of ``path``; its integration token and a sample
+    of (group, member) external ids of current memberships."""
+    qunyun(["org", "create", slug], url)
+    seconds = run_cli(["events", "import", str(path), "--org", slug, "--quiet"], url)
+    with psycopg.connect(url) as conn:
+        count = conn.execute(
+            "SELECT count(*) FROM events e JOIN organisations o ON o.id = e.org_id WHERE o.slug = %s", (slug,)
+        ).fetchone()
+        pairs = conn.execute(
+            "SELECT g.external_id, m.external_id FROM membership_spans s JOIN groups g ON g.id = s.group_id"
+            " JOIN members m ON m.id = s.member_id JOIN organisations o ON o.id = s.org_id"
+            " WHERE o.slug = %s AND s.left_at IS NULL ORDER BY s.member_id LIMIT 5000",
+            (slug,),
+        ).fetchall()
+    stored = count[0] if count else 0
+    print(f"{slug}: {stored:,} events imported in {seconds:.1f}s ({stored / seconds:,.0f} events/s)", flush=True)
+    token = qunyun(["org", "add-integration", slug, "bench-live"], url).splitlines()[-1]
+    return token, [(g, m) for g, m in pairs]
+
+
+def baseline_source(rev: str, source: Path | None) -> Path:
+    """This checkout's src (or ``source``'s) with the rollup update of ``rev``."""
+    target = WORK / "live-baseline"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(
+        (source or ROOT) / "src", target / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
+    old = subprocess.run(
+        ["git", "show", f"{rev}:src/qunyun/ingestion/rollups.py"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    (target / "src" / "qunyun" / "ingestion" / "rollups.py").write_bytes(old)
+    return target
+
+
+class Server:
+    def __init__(self, url: str, workers: int, source: Path | None) -> None:
+        self.port = free_port()
+        env = {**os.environ, "QUNYUN_DATABASE_URL": url, "QUNYUN_ENV": "development"}
+        if source is not None:
+            env["PYTHONPATH"] = str(source / "src")
+        self.proc = subprocess.Popen(
+            [*QUNYUN, "serve", "--port", str(self.port), "--workers", str(workers), "--job-threads", "0"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 300  # a loaded 2-core machine starts it slowly
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+class Poster:
+    """One client: a keep-alive connection posting single messages of one organisation."""
+
+    def __init__(self, port: int, token: str, pairs: list[tuple[str, str]], prefix: str, seed: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.pairs = pairs
+        self.prefix = prefix
+        self.rng = random.Random(seed)
+        self.sent = 0
+        self.failed = 0
+
+    def post(self) -> float:
+        group, member = self.rng.choice(self.pairs)
+        self.sent += 1
+        event = {
+            "id": f"{self.prefix}-{self.sent}",
+            "ts": datetime.now(UTC).isoformat(),
+            "kind": "message.posted",
+            "group": group,
+            "member": member,
+            "msg_type": "text",
+            "text": "今天骑了 42 公里，明早七点集合",
+        }
+        started = time.perf_counter()
+        self.conn.request("POST", "/api/v1/events?platform=import", orjson.dumps([event]), self.headers)
+        response = self.conn.getresponse()
+        body = response.read()
+        elapsed = time.perf_counter() - started
+        if response.status != 200 or orjson.loads(body).get("stored") != 1:
+            self.failed += 1
+        return elapsed
+
+
+def latency(port: int, token: str, pairs: list[tuple[str, str]], prefix: str, posts: int) -> list[float]:
+    poster = Poster(port, token, pairs, prefix, 1)
+    for _ in range(30):  # warm-up: connections, caches, the first plans
+        poster.post()
+    times = sorted(poster.post() for _ in range(posts))
+    if poster.failed:
+        raise RuntimeError(f"{poster.failed} posts failed")
+    return times
+
+
+def throughput(port: int, token: str, pairs: list[tuple[str, str]], prefix: str, clients: int, seconds: float) -> float:
+    posters = [Poster(port, token, pairs, f"{prefix}-{c}", 100 + c) for c in range(clients)]
+    stop = time.perf_counter() + seconds
+    done = [0] * clients
+
+    def run(c: int) -> None:
+        while time.perf_counter() < stop:
+            posters[c].post()
+            done[c] += 1
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    failed = sum(p.failed for p in posters)
+    if failed:
+        raise RuntimeError(f"{failed} posts failed")
+    return sum(done) / elapsed
+
+
+def pct(times: list[float], q: float) -> float:
+    return times[min(len(times) - 1, int(q * len(times)))] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--big", type=int, default=1_000_000, help="events of the large organisation")
+    parser.add_argument("--small", type=int, default=1_000, help="events of the small organisation")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--posts", type=int, default=300, help="sequential posts for the latency figures")
+    parser.add_argument("--workers", type=int, default=2, help="server processes")
+    parser.add_argument("--baseline-rev", default=BASELINE_REV, help="'none' to skip the baseline")
+    parser.add_argument("--profile", action="store_true", help="py-spy the server during the 1 M throughput run")
+    parser.add_argument("--source", type=Path, help="run qunyun from DIR/src (another checkout) instead")
+    args = parser.parse_args()
+    if args.source:
+        args.source = args.source.resolve()
+        os.environ["PYTHONPATH"] = str(args.source / "src")
+    WORK.mkdir(parents=True, exist_ok=True)
+    url = fresh_pg("qunyun_bench_live")
+    if url is None:
+        print("PostgreSQL not reachable: skipped")
+        return
+    run_cli(["db", "upgrade"], url)
+    orgs = {
+        "1k": fill(url, "small", stream_file(args.small, 5, 200, 28)),
+        "1M": fill(url, "big", stream_file(args.big, 500, 60_000, 28)),
+    }
+    runs: list[tuple[str, Path | None]] = [("incremental (this code)", args.source)]
+    if args.baseline_rev != "none":
+        runs.append((f"recount ({args.baseline_rev})", baseline_source(args.baseline_rev, args.source)))
+    rows = []
+    for label, source in runs:
+        server = Server(url, args.workers, source)
+        try:
+            for size, (token, pairs) in orgs.items():
+                prefix = f"{'new' if source is args.source else 'old'}-{size}"
+                times = latency(server.port, token, pairs, prefix + "-seq", args.posts)
+                profiler = None
+                if args.profile and source is args.source and size == "1M":
+                    profiler = py_spy(server.proc.pid, args.seconds)
+                rate = throughput(server.port, token, pairs, prefix + "-par", args.clients, args.seconds)
+                if profiler is not None:
+                    profiler.wait()
+                rows.append((label, size, pct(times, 0.5), pct(times, 0.99), statistics.mean(times) * 1000, rate))
+                print(
+                    f"{label:<26}{size:>4}  p50 {rows[-1][2]:.1f} ms  p99 {rows[-1][3]:.1f} ms  {rate:,.0f}/s",
+                    flush=True,
+                )
+        finally:
+            server.stop()
+
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nOne message per POST /api/v1/events, PostgreSQL, {args.workers} server processes (load average {load})")
+    print(f"latency: 1 client, {args.posts} posts; throughput: {args.clients} clients for {args.seconds:.0f}s")
+    print(f"{'rollup update':<26}{'events':>8}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'posts/s':>10}")
+    for label, size, p50, p99, mean, rate in rows:
+        print(f"{label:<26}{size:>8}{p50:>9.1f}{p99:>9.1f}{mean:>9.1f}{rate:>10,.0f}")
+
+
+def py_spy(pid: int, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy of the server and its worker processes for ``seconds``, as a flat profile."""
+    out = WORK / "live-profile.txt"
+    spy = shutil.which("py-spy") or str(Path(QUNYUN[0]).parent / "py-spy")
+    print(f"profile: {out}")
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--subprocesses", "--duration", str(int(seconds)), "--format", "raw",
+         "--output", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
