@@ -1,6 +1,6 @@
 """Job throughput on PostgreSQL: `qunyun worker --burst` processes against a bare SKIP LOCKED loop.
 
-10,000 trivial jobs (`--jobs`; each writes one small row, bench/jobs_handlers.py) are drained by
+6,000 trivial jobs (`--jobs`; each writes one small row, bench/jobs_handlers.py) are drained by
 1 and by 4 `qunyun worker --burst` processes. The baseline, measured in the same run on the same `jobs`
 table, is a bare loop in as many processes: claim up to `--batch` due jobs with
 `FOR UPDATE SKIP LOCKED LIMIT n`, issue the same INSERT per job, mark them done, commit — one
@@ -146,7 +146,7 @@ def bare_loop(url: str, batch: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--jobs", type=int, default=6_000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--bare-loop", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()

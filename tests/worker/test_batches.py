@@ -270,7 +270,10 @@ def test_a_batch_mixes_ordinary_and_two_phase_jobs(db: Factory, org_id: int, mak
     ]
     worker = make_worker(call_threads=3)
 
-    assert worker.execute_batch(worker.claim_batch()) == ["done", "done", "done", "retry", "retry", "done"]
+    try:
+        assert worker.execute_batch(worker.claim_batch()) == ["done", "done", "done", "retry", "retry", "done"]
+    finally:
+        worker.close()
 
     assert sorted(CALLS.seen) == [(i, 1) for i in (ids[1], ids[2], ids[4], ids[5])]
     assert outcome_of(db, ids[1]) == [f"receipt-{ids[1]}-1"]

@@ -263,6 +263,7 @@ class Worker:
         self.batch_seconds = batch_seconds
         self.call_threads = call_threads
         self._stop: threading.Event | None = None
+        self._calls: ThreadPoolExecutor | None = None
         self._next_schedule = 0.0
         self._next_recovery = 0
 
@@ -369,8 +370,15 @@ class Worker:
             for item in items:
                 call(item)
             return
-        with ThreadPoolExecutor(min(self.call_threads, len(items)), thread_name_prefix="qunyun-call") as pool:
-            list(pool.map(call, items))
+        if self._calls is None:
+            self._calls = ThreadPoolExecutor(self.call_threads, thread_name_prefix=f"qunyun-call-{self.name}")
+        list(self._calls.map(call, items))
+
+    def close(self) -> None:
+        """Stop the threads that ran two-phase calls, if any (``loop`` does it when it ends)."""
+        calls, self._calls = self._calls, None
+        if calls is not None:
+            calls.shutdown(wait=True)
 
     def _phase(self, items: list[_Item], work: Work, *, yielding: bool) -> None:
         """Run ``work`` for ``items`` in one transaction; when that transaction fails as a whole
@@ -533,6 +541,12 @@ class Worker:
     def loop(self, stop: threading.Event, *, burst: bool = False) -> None:
         """Run jobs until ``stop`` is set (or, in burst mode, until none is due)."""
         self._stop = stop
+        try:
+            self._loop(stop, burst=burst)
+        finally:
+            self.close()
+
+    def _loop(self, stop: threading.Event, *, burst: bool) -> None:
         errors = 0
         while not stop.is_set():
             try:
