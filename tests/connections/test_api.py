@@ -253,3 +253,33 @@ def test_a_lead_changes_a_connection(client: TestClient, world: World) -> None:
     assert bad.status_code == 422 and bad.json()["field"] == "settings.agent_id"
     assert client.patch(url, json={"name": "x"}, headers=world.headers("owner")).status_code == 403
     assert client.patch(url, json={"name": "x"}, headers=world.headers("lead_b")).status_code == 404
+
+
+def test_a_connector_built_for_a_deleted_connection_is_not_its_successors(client: TestClient, world: World) -> None:
+    from qunyun.connectors.base import Capability
+    from qunyun.models import Connection
+
+    added = _add(client, world, {"platform": "simulator", "name": "gone"}).json()
+    with world.db() as s:
+        row = s.get(Connection, added["id"])
+        assert row is not None
+        assert registry.profile_of(row).has(Capability.KICK)
+        assert isinstance(registry.connector_for(s, row.id), SimulatorConnector)  # built and kept
+        s.delete(row)
+        s.flush()
+        # The id comes round again (SQLite reuses it after a delete; a restored backup may too).
+        again = Connection(
+            id=added["id"],
+            org_id=world.org_a,
+            platform="wecom",
+            name="企业微信",
+            settings={},
+            secrets="",
+            status="active",
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+        s.add(again)
+        s.flush()
+        assert not registry.profile_of(again).has(Capability.KICK)  # WeCom cannot kick by API
+        s.rollback()

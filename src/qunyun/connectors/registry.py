@@ -143,9 +143,9 @@ def connector_of(row: Connection, *, even_disabled: bool = False) -> Connector:
         return bound
     if row.status == ConnectionStatus.DISABLED and not even_disabled:
         raise ConnectorUnavailable(Msg("err.connection.disabled", name=row.name), field="connection_id")
-    cached = _built.get(row.id)
-    if cached is not None and cached[0] == row.updated_at:
-        return cached[1]
+    cached = _cached(row)
+    if cached is not None:
+        return cached
     factory = factory_for(row.platform)
     if factory is None:
         title = _title(row.platform)
@@ -166,11 +166,17 @@ def _title(platform: str) -> str:
 def profile_of(row: Connection) -> PlatformProfile:
     """What the connection's platform can do: its live connector's profile where there is one,
     else the platform's declared profile."""
-    connector = _bound.get(row.id)
-    if connector is None:
-        cached = _built.get(row.id)
-        connector = cached[1] if cached is not None else None
+    connector = _bound.get(row.id) or _cached(row)
     return connector.profile if connector is not None else get_profile(row.platform)
+
+
+def _cached(row: Connection) -> Connector | None:
+    """The connector built for ``row`` while it was as it is now (same platform, unchanged since);
+    an entry left by a changed connection, or by a deleted one whose id came round again, is not."""
+    cached = _built.get(row.id)
+    if cached is None or cached[0] != row.updated_at or cached[1].platform != row.platform:
+        return None
+    return cached[1]
 
 
 def capabilities_of_connection(row: Connection) -> frozenset[Capability]:
