@@ -72,6 +72,7 @@ def test_a_platform_without_a_connector_is_stored_with_the_reason(client: TestCl
         ({"platform": "myspace"}, "platform"),
         ({"name": "   "}, "name"),
         ({"name": "telegram"}, "name"),  # another platform's default connection's name
+        ({"name": "import"}, "name"),  # imported history's default connection's name
         ({"settings": {"agent_id": "1000002"}}, "settings.corp_id"),
         ({"settings": {**WECOM["settings"], "agent_id": "one"}}, "settings.agent_id"),
         ({"settings": {**WECOM["settings"], "colour": "red"}}, "settings.colour"),

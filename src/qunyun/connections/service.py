@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 MAX_NAME = 100
 MAX_ERROR = 1000
 NO_CONNECTOR = "no connector for this platform yet"
+# Names of default connections: the built-in platforms', and those of events imported from a file
+# (``qunyun events import``) or posted to the API without a connection.
+RESERVED_NAMES = frozenset({*BUILTIN_PLATFORMS, "import", "api"})
 
 
 def get_connection(session: Session, org_id: int, connection_id: int) -> Connection:
@@ -99,7 +102,7 @@ def _clean_name(name: str, platform: str) -> str:
     if len(text) > MAX_NAME:
         raise InvalidInput(Msg("err.connection.too_long", field="name", limit=MAX_NAME), field="name")
     # A platform's name is its default connection's: another platform's connection may not take it.
-    if text in BUILTIN_PLATFORMS and text != platform:
+    if text in RESERVED_NAMES and text != platform:
         raise InvalidInput(Msg("err.connection.name_reserved", name=text), field="name")
     return text
 
