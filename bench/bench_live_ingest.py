@@ -34,8 +34,10 @@ import statistics
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psycopg
@@ -198,6 +200,109 @@ def throughput(port: int, token: str, pairs: list[tuple[str, str]], prefix: str,
     return sum(done) / elapsed
 
 
+PROBED_TABLES = ("member_days", "org_day_members", "group_daily", "org_daily")
+
+
+def probe(url: str, slug: str, posts: int) -> None:
+    """In this process: ``posts`` single-message ``ingest()`` calls for ``slug``, counting the
+    statements sent (all, and those of the rollup update) and the rows read from the rollup
+    tables per post (pg_stat_user_tables): figures that do not depend on how loaded the machine
+    is. Prints one JSON line."""
+    os.environ.update(QUNYUN_DATABASE_URL=url, QUNYUN_ENV="development")
+    from sqlalchemy import text
+
+    from qunyun.db.session import unit_of_work
+    from qunyun.ingestion.service import Ingestor, ingest
+
+    counts = {"all": 0, "rollups": 0}
+    in_rollups = [False]
+
+    def counting(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*a: Any, **k: Any) -> Any:
+            counts["all"] += 1
+            counts["rollups"] += in_rollups[0]
+            return fn(*a, **k)
+
+        return wrapper
+
+    for name in ("execute", "executemany", "copy"):
+        setattr(psycopg.Cursor, name, counting(getattr(psycopg.Cursor, name)))
+    update = Ingestor._update_rollups
+
+    def flagged(self: Ingestor, facts: Any) -> None:
+        in_rollups[0] = True
+        try:
+            return update(self, facts)
+        finally:
+            in_rollups[0] = False
+
+    setattr(Ingestor, "_update_rollups", flagged)  # noqa: B010 (a method replaced for counting)
+
+    def rows_read() -> dict[str, int]:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            found = conn.execute(
+                "SELECT relname, coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_user_tables"
+                " WHERE relname = ANY(%s)",
+                (list(PROBED_TABLES),),
+            ).fetchall()
+            return {name: int(n) for name, n in found}
+
+    with unit_of_work() as session:
+        org_id = session.execute(text("SELECT id FROM organisations WHERE slug = :s"), {"s": slug}).scalar_one()
+        pairs = session.execute(
+            text(
+                "SELECT g.external_id, m.external_id FROM membership_spans s JOIN groups g ON g.id = s.group_id"
+                " JOIN members m ON m.id = s.member_id WHERE s.org_id = :o AND s.left_at IS NULL LIMIT 2000"
+            ),
+            {"o": org_id},
+        ).all()
+    rng = random.Random(3)
+
+    def post(i: int) -> None:
+        group, member = rng.choice(pairs)
+        event = {
+            "id": f"probe-{time.time_ns()}-{i}",
+            "ts": datetime.now(UTC).isoformat(),
+            "kind": "message.posted",
+            "group": group,
+            "member": member,
+            "msg_type": "text",
+            "text": "hi",
+        }
+        with unit_of_work() as session:
+            ingest(session, org_id, [event], platform="import", source="api", live=True)
+
+    for i in range(10):
+        post(i)
+    counts.update(all=0, rollups=0)
+    time.sleep(1.5)  # statistics reach pg_stat at the latest a second after a transaction
+    before = rows_read()
+    for i in range(posts):
+        post(i)
+    time.sleep(1.5)
+    after = rows_read()
+    read = {t: (after.get(t, 0) - before.get(t, 0)) / posts for t in PROBED_TABLES}
+    print(
+        orjson.dumps({"statements": counts["all"] / posts, "rollups": counts["rollups"] / posts, "read": read}).decode()
+    )
+
+
+def probed(url: str, slug: str, source: Path | None, posts: int) -> dict[str, object]:
+    env = {**os.environ}
+    if source is not None:
+        env["PYTHONPATH"] = str(source / "src")
+    done = subprocess.run(
+        [*QUNYUN[:1], "-m", "bench.bench_live_ingest", "--probe", url, slug, str(posts)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
+    result: dict[str, object] = orjson.loads(done.stdout.splitlines()[-1])
+    return result
+
+
 def pct(times: list[float], q: float) -> float:
     return times[min(len(times) - 1, int(q * len(times)))] * 1000
 
@@ -213,7 +318,11 @@ def main() -> None:
     parser.add_argument("--baseline-rev", default=BASELINE_REV, help="'none' to skip the baseline")
     parser.add_argument("--profile", action="store_true", help="py-spy the server during the 1 M throughput run")
     parser.add_argument("--source", type=Path, help="run qunyun from DIR/src (another checkout) instead")
+    parser.add_argument("--probe", nargs=3, metavar=("URL", "SLUG", "POSTS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe:
+        probe(args.probe[0], args.probe[1], int(args.probe[2]))
+        return
     if args.source:
         args.source = args.source.resolve()
         os.environ["PYTHONPATH"] = str(args.source / "src")
@@ -231,6 +340,7 @@ def main() -> None:
     if args.baseline_rev != "none":
         runs.append((f"recount ({args.baseline_rev})", baseline_source(args.baseline_rev, args.source)))
     rows = []
+    probes: list[tuple[str, str, object, object, dict[str, float]]] = []
     for label, source in runs:
         server = Server(url, args.workers, source)
         try:
@@ -250,6 +360,11 @@ def main() -> None:
                 )
         finally:
             server.stop()
+        for size in orgs:
+            found = probed(url, "small" if size == "1k" else "big", source, 50)
+            read = found["read"]
+            assert isinstance(read, dict)
+            probes.append((label, size, found["statements"], found["rollups"], read))
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nOne message per POST /api/v1/events, PostgreSQL, {args.workers} server processes (load average {load})")
@@ -257,6 +372,11 @@ def main() -> None:
     print(f"{'rollup update':<26}{'events':>8}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'posts/s':>10}")
     for label, size, p50, p99, mean, rate in rows:
         print(f"{label:<26}{size:>8}{p50:>9.1f}{p99:>9.1f}{mean:>9.1f}{rate:>10,.0f}")
+    print("\nPer post, in-process ingest() of one message (50 posts): statements sent, and rows read per table")
+    print(f"{'rollup update':<26}{'events':>8}{'all':>6}{'rollups':>9}  " + "  ".join(PROBED_TABLES))
+    for label, size, statements, rollups, read in probes:
+        figures = "  ".join(f"{read[t]:>{len(t)},.1f}" for t in PROBED_TABLES)
+        print(f"{label:<26}{size:>8}{statements:>6.1f}{rollups:>9.1f}  {figures}")
 
 
 def py_spy(pid: int, seconds: float) -> subprocess.Popen[bytes]:
