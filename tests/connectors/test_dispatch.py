@@ -761,3 +761,25 @@ def test_a_platform_that_cannot_answer_yet_is_asked_again_later(
         run_perform_job(session, action.id)
     assert action.state == "sent" and action.attempts == 3 and action.last_error is None
     assert len(matrix_like.sim.messages_in("g1")) == 1
+
+
+def test_uncertain_sends_expire_with_their_task(
+    session: Session, org: Organisation, setup: tuple[Group, Member], sim: SimulatorConnector
+) -> None:
+    group, _ = setup
+    deadline = sim.now() + timedelta(hours=1)
+    action = request_action(
+        session,
+        org.id,
+        "send_group_message",
+        group_id=group.id,
+        payload={"text": "早安", "deadline": deadline.isoformat()},
+        idempotency_key="k",
+    )
+    assert prepare(session, action.id) is not None  # the worker dies here
+    run_perform_job(session, action.id)
+    assert action.state == "uncertain"
+    [task] = tasks_of(session, action.id)
+    assert task.due_at == deadline
+    assert expire_overdue(session, now=deadline) == [action.id]
+    assert action.state == "expired" and task.status == "cancelled"
