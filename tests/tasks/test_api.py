@@ -9,7 +9,11 @@ from datetime import UTC, datetime, timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from qunyun.connections.service import default_connection
+from qunyun.connectors import get_profile
 from qunyun.connectors.dispatch import request_action
+from qunyun.connectors.registry import bind
+from qunyun.connectors.simulator import SimulatorConnector
 from qunyun.models import Group, Member, OutboundAction, StaffTask
 from tests.api.conftest import World
 from tests.tasks.conftest import PNG, load, open_in
@@ -22,12 +26,14 @@ def delegated_kick(world: World) -> tuple[int, int]:
     of the group. Returns (action id, task id)."""
     now = datetime.now(UTC)
     with world.db() as s:
+        connection = default_connection(s, world.org_a, "wecom")
         group = Group(
             org_id=world.org_a,
             platform="wecom",
             external_id="wr-1",
             name="企微 1 群",
             owner_id=world.staff["owner"],
+            connection_id=connection.id,
             created_at=now,
         )
         member = Member(
@@ -35,15 +41,18 @@ def delegated_kick(world: World) -> tuple[int, int]:
         )
         s.add_all([group, member])
         s.flush()
-        action = request_action(
-            s,
-            world.org_a,
-            "kick",
-            group_id=group.id,
-            member_id=member.id,
-            payload={"reason": "发广告 3 次"},
-            idempotency_key="moderation:kick:1",
-        )
+        # The connection's connector has WeCom's declared capabilities, whatever another test left
+        # in this process's connector cache.
+        with bind(connection.id, SimulatorConnector(seed=1, profile=get_profile("wecom"))):
+            action = request_action(
+                s,
+                world.org_a,
+                "kick",
+                group_id=group.id,
+                member_id=member.id,
+                payload={"reason": "发广告 3 次"},
+                idempotency_key="moderation:kick:1",
+            )
         assert action.state == "delegated"
         task = s.scalars(select(StaffTask).where(StaffTask.outbound_action_id == action.id)).one()
         assert task.assignee_id == world.staff["owner"]
