@@ -103,7 +103,7 @@ class SimulatedPlatform:
         kind = event["kind"]
         if kind in ("member.joined", "member.left"):
             return self.profile.has(Capability.MEMBERSHIP_EVENTS)
-        if kind == "message.posted":
+        if kind in ("message.posted", "message.deleted"):
             return self.profile.has(Capability.READ_MESSAGES)
         return True
 
@@ -320,6 +320,7 @@ class SimulatedPlatform:
                 scene=scene,
                 channel=link.channel if link is not None else None,
                 inviter=inviter,
+                member_name=self._name_of(member),
             )
         )
         self._welcome(target, member)
@@ -349,7 +350,16 @@ class SimulatedPlatform:
             raise SimulatorError("not_a_member", f"{member} is not in {group_id}")
         del group.members[member]
         group.mutes.pop(member, None)
-        self._report(ev.event("member.left", self.now(), group=group_id, member=member, reason=reason))
+        self._report(
+            ev.event(
+                "member.left",
+                self.now(),
+                group=group_id,
+                member=member,
+                reason=reason,
+                member_name=self._name_of(member),
+            )
+        )
 
     @_locked
     def post(self, member: str, group: str, text: str = "", msg_type: str = "text") -> SimMessage:
@@ -374,9 +384,17 @@ class SimulatedPlatform:
                 msg_type=msg_type,
                 text=text or None,
                 message=message.id,
+                member_name=self._name_of(member),
             )
         )
         return message
+
+    def _name_of(self, member: str) -> str | None:
+        """The member's display name as the platform reports it (none when it has only an id)."""
+        person = self.state.members.get(member)
+        if person is None or not person.display_name or person.display_name == member:
+            return None
+        return person.display_name
 
     def _intercepting_rule(self, group: str, text: str) -> str | None:
         if not text or not self.profile.has(Capability.INTERCEPT_RULES):
@@ -533,6 +551,7 @@ class SimulatedPlatform:
         if message.deleted_at is not None:
             raise SimulatorError("already_deleted", f"message {message_id!r} is already deleted")
         message.deleted_at = self.now()
+        self._report(ev.event("message.deleted", self.now(), group=group, message=message_id))
         return message
 
     @_locked
