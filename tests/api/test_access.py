@@ -558,6 +558,8 @@ API_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, Any]]] = {
     ("POST", "/api/v1/connections/{connection_id}/disable"): [("/api/v1/connections/1/disable", None)],
     ("POST", "/api/v1/connections/{connection_id}/enable"): [("/api/v1/connections/1/enable", None)],
     ("POST", "/api/v1/tasks/{task_id}/complete"): [("/api/v1/tasks/1/complete", {"evidence_text": "done"})],
+    # A webhook's credential is its signature: a staff token opens nothing there.
+    ("POST", "/hooks/{platform}/{connection_id}"): [("/hooks/simulator/1", {"events": []})],
     # Last: revokes the token used so far.
     ("DELETE", "/api/v1/auth/tokens/current"): [("/api/v1/auth/tokens/current", None)],
 }
@@ -569,6 +571,7 @@ CONSOLE_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, dict[str, str]]]] = 
     ("POST", "/connections"): [("/connections", {"platform": "simulator", "name": "mine"})],
     ("POST", "/connections/{connection_id}/{action}"): [("/connections/1/disable", {})],
     ("POST", "/tasks/{task_id}/complete"): [("/tasks/1/complete", {"evidence_text": "done"})],
+    ("POST", "/inbox/{delivery_id}/replay"): [("/inbox/1/replay", {})],
     ("POST", "/logout"): [("/logout", {})],
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
