@@ -57,7 +57,9 @@ def upgrade() -> None:
     bind = op.get_bind()
     now = int(time.time() * 1_000_000)
     pairs = bind.execute(
-        sa.text("SELECT DISTINCT org_id, platform FROM groups UNION SELECT DISTINCT org_id, platform FROM outbound_actions")
+        sa.text(
+            "SELECT DISTINCT org_id, platform FROM groups UNION SELECT DISTINCT org_id, platform FROM outbound_actions"
+        )
     ).all()
     for org_id, platform in sorted(pairs):
         bind.execute(
