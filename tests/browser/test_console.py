@@ -143,7 +143,7 @@ def test_overview_fits_a_phone(browser: Any, server: str, demo: Any) -> None:
 
 
 def test_sorted_table_and_error_page_in_chinese(context: Any, demo: Any) -> None:
-    from qunyun.console.collation import pinyin_key
+    from qunyun.db.collation import pinyin_key
 
     page = context.new_page()
     login(page, demo.lead_username, demo.lead_password)

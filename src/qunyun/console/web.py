@@ -24,11 +24,11 @@ from sqlalchemy.orm import Session
 from qunyun.api.pagination import INT32_MAX, INT64_MAX
 from qunyun.auth.csrf import session_csrf_token
 from qunyun.auth.deps import SESSION_COOKIE, ConsolePrincipal, DbSession, Principal
-from qunyun.auth.scope import Scope, visible_group_ids
+from qunyun.auth.scope import Scope
 from qunyun.auth.tokens import TokenKind, verify_token
 from qunyun.config import get_settings
-from qunyun.console.collation import by_pinyin
 from qunyun.console.labels import platform_name
+from qunyun.db.collation import by_pinyin
 from qunyun.db.session import unit_of_work
 from qunyun.errors import NotFound, QunyunError
 from qunyun.locale import SUPPORTED, Msg, Translator, pick_language
@@ -189,12 +189,6 @@ class Page:
 
     def today(self) -> date:
         return datetime.now(self.zone).date()
-
-    def group_ids(self) -> list[int] | None:
-        """The visible group ids for scoped staff; None for leads and analysts (everything)."""
-        if self.scope.whole_org:
-            return None
-        return [int(i) for i in self.db.scalars(visible_group_ids(self.scope))]
 
     def local(self, when: datetime | None) -> str:
         if when is None:

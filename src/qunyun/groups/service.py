@@ -13,7 +13,7 @@ from starlette.requests import HTTPConnection
 
 from qunyun.audit.service import apply_changes, record_by
 from qunyun.auth.scope import Scope, group_id_visible, group_visible, require_group, require_lead, require_write
-from qunyun.console.collation import by_pinyin
+from qunyun.db.collation import by_pinyin
 from qunyun.errors import Conflict, Forbidden, InvalidInput
 from qunyun.groups.schemas import AssignmentIn, AssignmentOut, GroupCreate, GroupMemberOut, MembershipOut
 from qunyun.locale import Msg

@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from qunyun.console.collation import pinyin_key
 from qunyun.console.web import ConsolePage
+from qunyun.db.collation import pinyin_key
 from qunyun.team.service import GROUPS_PER_OPERATOR, WorkloadRow, workload
 
 router = APIRouter()
