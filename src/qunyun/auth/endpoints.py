@@ -6,17 +6,14 @@ from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from qunyun.auth import service
 from qunyun.auth.deps import CurrentPrincipal, DbSession
-from qunyun.auth.scope import visible_group_ids
 from qunyun.auth.throttle import LoginThrottle
 from qunyun.auth.tokens import TokenKind
 from qunyun.config import get_settings
 from qunyun.errors import InvalidInput
 from qunyun.locale import Msg
-from qunyun.models import Organisation
 from qunyun.timeutil import utcnow
 
 router = APIRouter(tags=["auth"])
@@ -105,11 +102,7 @@ def revoke_current(principal: CurrentPrincipal, db: DbSession, request: Request)
 @router.get("/me", response_model=MeOut, summary="Who you are and what you may see")
 def me(principal: CurrentPrincipal, db: DbSession) -> MeOut:
     staff, scope = principal.staff, principal.scope
-    org = db.scalar(select(Organisation).where(Organisation.id == staff.org_id))
-    assert org is not None  # staff.org_id is a foreign key
-    group_ids: list[int] | None = None
-    if not scope.whole_org:
-        group_ids = sorted(db.scalars(visible_group_ids(scope)))
+    org, group_ids = service.whoami(db, scope)
     return MeOut(
         id=staff.id,
         username=staff.username,

@@ -17,12 +17,13 @@ from starlette.requests import HTTPConnection
 from qunyun.audit.service import record
 from qunyun.auth.address import client_address, throttle_source
 from qunyun.auth.passwords import hash_password, verify_password
+from qunyun.auth.scope import Scope, visible_group_ids
 from qunyun.auth.throttle import LoginsBusy, LoginThrottle
 from qunyun.auth.tokens import IssuedToken, TokenKind, issue_token, revoke_token
 from qunyun.db.session import get_sessionmaker, unit_of_work
 from qunyun.errors import Unauthenticated
 from qunyun.locale import Msg
-from qunyun.models import AuthToken, Staff
+from qunyun.models import AuthToken, Organisation, Staff
 
 log = logging.getLogger(__name__)
 
@@ -142,3 +143,12 @@ def logout(session: Session, *, staff: Staff, token: AuthToken, now: datetime, r
         detail={"kind": token.kind},
         request=request,
     )
+
+
+def whoami(session: Session, scope: Scope) -> tuple[Organisation, list[int] | None]:
+    """The caller's organisation, and the ids of the groups they see (None: the whole organisation)."""
+    org = session.get(Organisation, scope.org_id)
+    assert org is not None  # a scope's organisation exists (staff.org_id is a foreign key)
+    if scope.whole_org:
+        return org, None
+    return org, sorted(session.scalars(visible_group_ids(scope)))

@@ -16,19 +16,19 @@ import anyio
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, select
 
 from qunyun.api.limits import PayloadTooLarge
 from qunyun.api.pagination import MAX_LIMIT, BigId, Cursor, CursorPage, Id
 from qunyun.audit.service import record_by
 from qunyun.auth.deps import CurrentScope, DbSession
-from qunyun.auth.scope import Scope, group_id_visible, require_group, require_member
+from qunyun.auth.scope import Scope
 from qunyun.config import get_settings
-from qunyun.errors import Forbidden, InvalidInput, NotFound, QunyunError
+from qunyun.errors import Forbidden, InvalidInput, QunyunError
+from qunyun.ingestion import log
 from qunyun.ingestion.service import at_line, ingest
 from qunyun.locale import Msg
-from qunyun.models import Event, Group, Member, MsgType, Role
-from qunyun.models.event import KIND_BY_NAME, KIND_NAMES, EventKind
+from qunyun.models import Event, MsgType, Role
+from qunyun.models.event import KIND_NAMES, EventKind
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -224,24 +224,6 @@ def _event_out(event: Event, group_ext: str | None, member_ext: str | None) -> E
     )
 
 
-def _events_query(scope: Scope) -> Select[Event, str, str]:
-    query = (
-        select(Event, Group.external_id, Member.external_id)
-        .outerjoin(Group, Group.id == Event.group_id)
-        .outerjoin(Member, Member.id == Event.member_id)
-        .where(Event.org_id == scope.org_id)
-    )
-    if not scope.whole_org:
-        query = query.where(group_id_visible(Event.group_id, scope))
-    return query
-
-
-def _aware(value: datetime | None, field: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise InvalidInput(Msg("api.needs_time_zone", field=field), field=field)
-    return value
-
-
 @router.get("", response_model=CursorPage[EventOut], summary="Read the event log of your scope, oldest first")
 def list_events(
     db: DbSession,
@@ -254,30 +236,22 @@ def list_events(
     cursor: Annotated[Cursor | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
 ) -> CursorPage[EventOut]:
-    query = _events_query(scope)
-    if group is not None:
-        query = query.where(Event.group_id == require_group(db, scope, group).id)
-    if member is not None:
-        query = query.where(Event.member_id == require_member(db, scope, member).id)
-    if kind is not None:
-        if kind not in KIND_BY_NAME:
-            raise InvalidInput(Msg("edge.kind_one_of", kinds=", ".join(sorted(KIND_BY_NAME))), field="kind")
-        query = query.where(Event.kind == int(KIND_BY_NAME[kind]))
-    if (start := _aware(since, "since")) is not None:
-        query = query.where(Event.ts >= start)
-    if (end := _aware(until, "until")) is not None:
-        query = query.where(Event.ts < end)
-    if cursor is not None:
-        query = query.where(Event.id > cursor)
-    rows = db.execute(query.order_by(Event.id).limit(limit)).all()
-    items = [_event_out(event, g, m) for event, g, m in rows]
+    logged = log.list_events(
+        db,
+        scope,
+        group_id=group,
+        member_id=member,
+        kind=kind,
+        since=since,
+        until=until,
+        after_id=cursor,
+        limit=limit,
+    )
+    items = [_event_out(e.event, e.group_external_id, e.member_external_id) for e in logged]
     return CursorPage[EventOut](items=items, next_cursor=items[-1].id if len(items) == limit else None)
 
 
 @router.get("/{event_id}", response_model=EventOut, summary="One event")
 def get_event(event_id: Annotated[BigId, Path(description="Event id")], db: DbSession, scope: CurrentScope) -> EventOut:
-    row = db.execute(_events_query(scope).where(Event.id == event_id)).one_or_none()
-    if row is None:
-        raise NotFound(Msg("edge.no_event", id=event_id), field="event_id")
-    event, group_ext, member_ext = row
-    return _event_out(event, group_ext, member_ext)
+    logged = log.get_event(db, scope, event_id)
+    return _event_out(logged.event, logged.group_external_id, logged.member_external_id)
