@@ -228,6 +228,9 @@ def test_the_body_cap_applies(
     set_env("QUNYUN_MAX_BODY_BYTES", "2048")
     response = deliver(client, connection, events(text="长" * 2000))
     assert response.status_code == 413
+    # A platform reads the refusal as JSON, not as the console's page.
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["code"]
     assert count(world.db, WebhookDelivery) == 0
 
 

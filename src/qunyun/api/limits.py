@@ -87,6 +87,11 @@ def _is_api(path: str) -> bool:
     return path.startswith("/api/")
 
 
+def _answers_json(path: str) -> bool:
+    """Paths read by programs (the API, platforms posting webhooks): refusals in JSON."""
+    return path.startswith(("/api/", "/hooks/"))
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key.lower() == name:
@@ -116,7 +121,7 @@ def error_response(error: QunyunError, scope: Scope) -> Response:
         # The body was not read: the connection cannot be reused for another request.
         headers["Connection"] = "close"
     request = Request(scope)
-    if not _is_api(request.url.path):
+    if not _answers_json(request.url.path):
         if isinstance(error, ServiceUnavailable):
             # Busy: the answer must cost next to nothing (no template, no database), or a burst of
             # refusals would keep the event loop from serving the requests it admitted.
