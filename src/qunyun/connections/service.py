@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
@@ -22,6 +21,7 @@ from qunyun.connections import secrets as secret_box
 from qunyun.connections.platforms import platform_setup, validate_setup
 from qunyun.connectors import registry
 from qunyun.connectors.base import BUILTIN_PLATFORMS, get_profile
+from qunyun.db.unique import insert_or_get, try_insert
 from qunyun.errors import Conflict, InvalidInput, NotFound, QunyunError
 from qunyun.locale import Msg
 from qunyun.models import Connection, ConnectionStatus
@@ -76,16 +76,7 @@ def default_connection(session: Session, org_id: int, platform: str) -> Connecti
         created_at=now,
         updated_at=now,
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        existing = session.scalar(query)
-        if existing is None:
-            raise
-        return existing
-    return row
+    return insert_or_get(session, row, lambda: session.scalar(query))[0]
 
 
 def list_connections(session: Session, scope: Scope) -> list[Connection]:
@@ -159,11 +150,7 @@ def add_connection(
         created_at=now,
         updated_at=now,
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:  # the same name added concurrently
+    if not try_insert(session, row):  # the same name added concurrently
         raise Conflict(Msg("err.connection.name_taken", name=clean_name), field="name") from None
     _audit(
         session,

@@ -35,7 +35,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from qunyun.connections.service import default_connection
@@ -59,6 +58,7 @@ from qunyun.connectors.base import (
     UnsupportedAction,
     missing_capabilities,
 )
+from qunyun.db.unique import insert_or_get
 from qunyun.errors import Conflict, InvalidInput, NotFound, QunyunError
 from qunyun.locale import Msg
 from qunyun.models import (
@@ -221,16 +221,9 @@ def request_action(
         created_at=now,
         updated_at=now,
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        # A concurrent request with the same key committed first: that one is the action.
-        existing = _by_key(session, org_id, idempotency_key)
-        if existing is None:
-            raise
-        return _same_request(existing, org_id, kind, connection_id, group_id, member_id)
+    row, created = insert_or_get(session, row, lambda: _by_key(session, org_id, idempotency_key))
+    if not created:  # a concurrent request with the same key committed first: that one is the action
+        return _same_request(row, org_id, kind, connection_id, group_id, member_id)
     _record(session, row, None, S.PLANNED, "requested")
 
     if deadline is not None and deadline <= _platform_now(connection):

@@ -24,6 +24,7 @@ from qunyun.audit.service import record_by
 from qunyun.auth.scope import Scope, require_lead
 from qunyun.connectors.registry import connector_of
 from qunyun.connectors.webhooks import Verified
+from qunyun.db.unique import try_insert
 from qunyun.errors import Conflict, NotFound, QunyunError
 from qunyun.hooks.schemas import PROCESS_KIND, ProcessDelivery, Receipt, RejectionCount
 from qunyun.ingestion.service import ingest
@@ -83,11 +84,7 @@ def record_rejection(session: Session, connection: Connection | None, reason: st
         count=1,
         last_at=now,
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
+    if not try_insert(session, row):  # a concurrent first rejection of the day took the bucket
         session.execute(bump)
 
 

@@ -15,9 +15,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from qunyun.db.unique import insert_or_get
 from qunyun.models import Job, JobStatus
 from qunyun.timeutil import utcnow
 
@@ -184,16 +184,8 @@ def enqueue(
         session.add(job)
         session.flush()
         return job
-    try:
-        with session.begin_nested():  # a concurrent enqueue of the same key may win the race
-            session.add(job)
-            session.flush()
-    except IntegrityError:
-        existing = session.scalar(select(Job).where(Job.key == key))
-        if existing is None:
-            raise
-        return existing
-    return job
+    # A concurrent enqueue of the same key may win the race: its job is the one.
+    return insert_or_get(session, job, lambda: session.scalar(select(Job).where(Job.key == key)))[0]
 
 
 def enqueue_many(session: Session, rows: list[tuple[str, dict[str, Any], int | None]]) -> None:
