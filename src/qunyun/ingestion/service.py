@@ -356,6 +356,8 @@ class Ingestor:
                 self.flush()
         return result
 
+    # Batches up to this size are inserted with one multi-row VALUES statement (PostgreSQL).
+    VALUES_ROWS = 100
     EVENT_COLUMNS = (
         "org_id, external_id, kind, ts, day, group_id, member_id, msg_type, length, scene, channel_id,"
         " inviter_id, reason, message_ref, source"
@@ -386,20 +388,27 @@ class Ingestor:
     def _insert_events_pg(
         self, rows: list[tuple[Any, ...]], events: list[ParsedEvent]
     ) -> tuple[list[int], list[ParsedEvent]]:
-        self.db.copy_in(
-            "ingest_events",
-            self.EVENT_COLUMNS,
-            "org_id int, external_id varchar(128), kind smallint, ts bigint, day int, group_id int,"
-            " member_id int, msg_type smallint, length int, scene varchar(16), channel_id int, inviter_id int,"
-            " reason varchar(16), message_ref varchar(200), source varchar(32)",
-            (row[1:] for row in rows),
-        )
-        assigned = dict(
-            self.db.run(
-                f"INSERT INTO events ({self.EVENT_COLUMNS}) SELECT {self.EVENT_COLUMNS} FROM ingest_events"
-                " ON CONFLICT (org_id, external_id) DO NOTHING RETURNING external_id, id"
-            ).fetchall()
-        )
+        conflict = " ON CONFLICT (org_id, external_id) DO NOTHING RETURNING external_id, id"
+        if len(rows) <= self.VALUES_ROWS:
+            # A live post carries one event or a few: one statement, where COPY would cost a
+            # temporary table's creation, emptying and loading in every transaction.
+            width = self.EVENT_COLUMNS.count(",") + 1
+            values = ",".join(["(" + ",".join("?" * width) + ")"] * len(rows))
+            params = tuple(value for row in rows for value in row[1:])
+            inserted = self.db.run(f"INSERT INTO events ({self.EVENT_COLUMNS}) VALUES {values}" + conflict, params)
+        else:
+            self.db.copy_in(
+                "ingest_events",
+                self.EVENT_COLUMNS,
+                "org_id int, external_id varchar(128), kind smallint, ts bigint, day int, group_id int,"
+                " member_id int, msg_type smallint, length int, scene varchar(16), channel_id int, inviter_id int,"
+                " reason varchar(16), message_ref varchar(200), source varchar(32)",
+                (row[1:] for row in rows),
+            )
+            inserted = self.db.run(
+                f"INSERT INTO events ({self.EVENT_COLUMNS}) SELECT {self.EVENT_COLUMNS} FROM ingest_events" + conflict
+            )
+        assigned = dict(inserted.fetchall())
         kept_ids, kept_events = [], []
         for e in events:
             event_id = assigned.get(e.external_id)
