@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -160,37 +162,7 @@ def import_file(
     try:
         with unit_of_work() as session:
             org_id = org_for_import(session, org_slug)
-            if progress and size:
-                with Progress(
-                    TextColumn("importing"),
-                    BarColumn(),
-                    TransferSpeedColumn(),
-                    TextColumn("{task.fields[events]} events, {task.fields[rate]} events/s"),
-                    TimeElapsedColumn(),
-                    transient=True,
-                ) as bar:
-                    task = bar.add_task("import", total=size, events=0, rate=0)
-
-                    def tick(report: ImportReport) -> None:
-                        elapsed = time.perf_counter() - started
-                        bar.update(
-                            task,
-                            completed=stream.tell(),
-                            events=f"{report.lines:,}",
-                            rate=f"{report.lines / elapsed:,.0f}" if elapsed else 0,
-                        )
-
-                    report = import_stream(
-                        session,
-                        org_id,
-                        stream,
-                        skip_invalid=skip_invalid,
-                        platform=platform,
-                        batch_size=batch_size,
-                        on_progress=tick,
-                        connection_id=connection_id,
-                    )
-            else:
+            with _progress_bar(stream, size, started, shown=progress and size > 0) as tick:
                 report = import_stream(
                     session,
                     org_id,
@@ -198,6 +170,7 @@ def import_file(
                     skip_invalid=skip_invalid,
                     platform=platform,
                     batch_size=batch_size,
+                    on_progress=tick,
                     connection_id=connection_id,
                 )
     finally:
@@ -205,3 +178,34 @@ def import_file(
             stream.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+@contextmanager
+def _progress_bar(
+    stream: BinaryIO, size: int, started: float, *, shown: bool
+) -> Iterator[Callable[[ImportReport], None] | None]:
+    """While the import runs, a bar of the bytes of ``stream`` read out of ``size`` (when
+    ``shown``); yields what the import calls with its report as it goes."""
+    if not shown:
+        yield None
+        return
+    with Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        TransferSpeedColumn(),
+        TextColumn("{task.fields[events]} events, {task.fields[rate]} events/s"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("import", total=size, events=0, rate=0)
+
+        def tick(report: ImportReport) -> None:
+            elapsed = time.perf_counter() - started
+            bar.update(
+                task,
+                completed=stream.tell(),
+                events=f"{report.lines:,}",
+                rate=f"{report.lines / elapsed:,.0f}" if elapsed else 0,
+            )
+
+        yield tick

@@ -234,10 +234,16 @@ def _message_deleted(obj: dict[str, Any], external_id: str, kind: EventKind, ts:
     )
 
 
+def _choice(obj: Mapping[str, Any], field: str, choices: frozenset[str]) -> str | None:
+    """The optional ``field``, which must be one of ``choices`` when given."""
+    value = obj.get(field)
+    if value is not None and (not isinstance(value, str) or value not in choices):
+        raise EventError(field, Msg("err.event.one_of", choices=", ".join(sorted(choices))))
+    return value
+
+
 def _member_joined(obj: dict[str, Any], external_id: str, kind: EventKind, ts: int) -> ParsedEvent:
-    scene = obj.get("scene")
-    if scene is not None and scene not in SCENES:
-        raise EventError("scene", Msg("err.event.one_of", choices=", ".join(sorted(SCENES))))
+    scene = _choice(obj, "scene", SCENES)
     return ParsedEvent(
         external_id,
         kind,
@@ -254,9 +260,7 @@ def _member_joined(obj: dict[str, Any], external_id: str, kind: EventKind, ts: i
 
 
 def _member_left(obj: dict[str, Any], external_id: str, kind: EventKind, ts: int) -> ParsedEvent:
-    reason = obj.get("reason")
-    if reason is not None and reason not in REASONS:
-        raise EventError("reason", Msg("err.event.one_of", choices=", ".join(sorted(REASONS))))
+    reason = _choice(obj, "reason", REASONS)
     return ParsedEvent(
         external_id,
         kind,
