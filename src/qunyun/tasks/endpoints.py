@@ -11,11 +11,13 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 
 from qunyun.api.errors import api_language
 from qunyun.api.pagination import BigId, Id, Page, Paging
 from qunyun.auth.deps import CurrentScope, DbSession
+from qunyun.auth.scope import Scope
 from qunyun.errors import InvalidInput
 from qunyun.locale import Msg
 from qunyun.tasks import service
@@ -38,6 +40,20 @@ class Completion:
     evidence_image: bytes | None = None
     confirm_action: bool = True
     note: str | None = None
+
+    def complete(self, session: Session, scope: Scope, task_id: int) -> None:
+        """Complete task ``task_id`` with this evidence (``service.complete``: the API's and the
+        console's completion alike)."""
+        service.complete(
+            session,
+            scope,
+            task_id,
+            evidence_text=self.evidence_text,
+            evidence_link=self.evidence_link,
+            evidence_image=self.evidence_image,
+            confirm_action=self.confirm_action,
+            note=self.note,
+        )
 
 
 def _too_large() -> EvidenceTooLarge:
@@ -176,14 +192,5 @@ def complete_task(
     scope: CurrentScope,
     request: Request,
 ) -> TaskOut:
-    service.complete(
-        db,
-        scope,
-        task_id,
-        evidence_text=body.evidence_text,
-        evidence_link=body.evidence_link,
-        evidence_image=body.evidence_image,
-        confirm_action=body.confirm_action,
-        note=body.note,
-    )
+    body.complete(db, scope, task_id)
     return TaskOut.of(service.get_item(db, scope, task_id), api_language(request), utcnow())

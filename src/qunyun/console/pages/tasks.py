@@ -118,18 +118,8 @@ def task_complete(
     view = _view(form.fields.get("view"))
     error = form.error
     if error is None and form.completion is not None:
-        body = form.completion
         try:
-            service.complete(
-                page.db,
-                page.scope,
-                task_id,
-                evidence_text=body.evidence_text,
-                evidence_link=body.evidence_link,
-                evidence_image=body.evidence_image,
-                confirm_action=body.confirm_action,
-                note=body.note,
-            )
+            form.completion.complete(page.db, page.scope, task_id)
         except QunyunError as exc:
             if exc.status_code in (403, 404):
                 raise  # the error page: the task is not the caller's to complete
