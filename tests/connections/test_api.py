@@ -15,6 +15,7 @@ from qunyun.connectors import registry
 from qunyun.connectors.registry import ConnectionConfig
 from qunyun.connectors.simulator import SimulatorConnector
 from tests.api.conftest import World
+from tests.connections.helpers import connection_row
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters
 WECOM = {
@@ -269,14 +270,11 @@ def test_a_connector_built_for_a_deleted_connection_is_not_its_successors(client
         s.delete(row)
         s.flush()
         # The id comes round again (SQLite reuses it after a delete; a restored backup may too).
-        again = Connection(
-            id=added["id"],
-            org_id=world.org_a,
+        again = connection_row(
+            world.org_a,
+            "企业微信",
             platform="wecom",
-            name="企业微信",
-            settings={},
-            secrets="",
-            status="active",
+            id=added["id"],
             created_at=row.created_at,
             updated_at=row.updated_at,
         )

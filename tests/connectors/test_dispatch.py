@@ -53,6 +53,7 @@ from qunyun.models import (
 from qunyun.team.service import create_organisation, create_staff
 from qunyun.timeutil import utcnow
 from qunyun.worker.queue import handler_for
+from tests.connections.helpers import connection_row
 
 
 def run_perform_job(session: Session, action_id: int) -> None:
@@ -577,16 +578,7 @@ def test_bad_requests_name_the_field_and_write_nothing(
     simulator = default_connection(session, org.id, "simulator")
     telegram = default_connection(session, org.id, "telegram")
     assert other.platform == "telegram"
-    second = Connection(
-        org_id=org.id,
-        platform="simulator",
-        name="二号模拟器",
-        settings={},
-        secrets="",
-        status="active",
-        created_at=utcnow(),
-        updated_at=utcnow(),
-    )
+    second = connection_row(org.id, "二号模拟器")
     session.add(second)
     session.flush()
     elsewhere = add_group(session, org, "simulator", "g9", owner)

@@ -32,6 +32,7 @@ from qunyun.connectors.simulator.recording import read_calls
 from qunyun.models import Connection, Group, Job, Organisation, OutboundAction, StaffTask
 from qunyun.team.service import create_organisation, create_staff
 from qunyun.timeutil import utcnow
+from tests.connections.helpers import connection_row
 
 # On SQLite one process writes at a time, which makes the same run several times longer: it sends
 # fewer there, with more frequent kills (CI runs the 1,000 on PostgreSQL).
@@ -51,17 +52,11 @@ DEADLINE_SECONDS = 600
 def add_connection(session: Session, org: Organisation, name: str, record_to: Path, *, reconcile: bool) -> Connection:
     prefix = "r" if reconcile else "p"
     now = utcnow()
-    connection = Connection(
-        org_id=org.id,
-        platform="simulator",
-        name=name,
-        settings={
-            "reconcile": reconcile,
-            "record_to": str(record_to),
-            "groups": [f"{prefix}{n}" for n in range(1, GROUPS + 1)],
-        },
-        secrets="",
-        status="active",
+    groups = [f"{prefix}{n}" for n in range(1, GROUPS + 1)]
+    connection = connection_row(
+        org.id,
+        name,
+        settings={"reconcile": reconcile, "record_to": str(record_to), "groups": groups},
         created_at=now,
         updated_at=now,
     )

@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from qunyun.config import get_settings
 from qunyun.connections.secrets import encrypt
 from qunyun.connectors.simulator.verification import signed_headers
-from qunyun.models import Connection, Job, WebhookDelivery, WebhookRejection
+from qunyun.models import Job, WebhookDelivery, WebhookRejection
 from qunyun.worker.runner import Worker
 from tests.api.conftest import World, anon, api_app, client, password_hash, world
+from tests.connections.helpers import connection_row
 
 __all__ = ["anon", "api_app", "client", "password_hash", "world"]
 
@@ -38,17 +39,13 @@ def add_connection(
     secret: str | None = SECRET,
     status: str = "active",
 ) -> int:
-    now = datetime.now(UTC)
     with world.db() as s:
-        row = Connection(
-            org_id=org_id or world.org_a,
+        row = connection_row(
+            org_id or world.org_a,
+            name,
             platform=platform,
-            name=name,
-            settings={},
             secrets=encrypt({"webhook_secret": secret} if secret else {}),
             status=status,
-            created_at=now,
-            updated_at=now,
         )
         s.add(row)
         s.commit()

@@ -24,9 +24,9 @@ from qunyun.ingestion.service import ingest
 from qunyun.models import Connection, EventKind, Group, Job, Member, MessageText, MsgType
 from qunyun.modules import DOMAIN_MODULES, load_domain_modules
 from qunyun.team.service import create_organisation
-from qunyun.timeutil import utcnow
 from qunyun.worker.queue import handler_for
 from tests.analytics.helpers import join, leave, message, paid
+from tests.connections.helpers import connection_row
 
 JOB = "test.followup_job"
 
@@ -218,11 +218,7 @@ def test_every_event_kind_has_a_name() -> None:
 
 
 def _connection(session: Session, org_id: int, name: str) -> int:
-    now = utcnow()
-    row = Connection(
-        org_id=org_id, platform="simulator", name=name, settings={}, secrets="", status="active",
-        created_at=now, updated_at=now,
-    )  # fmt: skip
+    row = connection_row(org_id, name)
     session.add(row)
     session.flush()
     return row.id
