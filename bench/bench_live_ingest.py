@@ -103,6 +103,19 @@ def baseline_source(rev: str, source: Path | None) -> Path:
     return target
 
 
+def posted(event_id: str, group: str, member: str, text: str) -> dict[str, str]:
+    """A text message posted now, as one event of the interchange format."""
+    return {
+        "id": event_id,
+        "ts": datetime.now(UTC).isoformat(),
+        "kind": "message.posted",
+        "group": group,
+        "member": member,
+        "msg_type": "text",
+        "text": text,
+    }
+
+
 class Server:
     def __init__(self, url: str, workers: int, source: Path | None) -> None:
         self.port = free_port()
@@ -148,15 +161,7 @@ class Poster:
     def post(self) -> float:
         group, member = self.rng.choice(self.pairs)
         self.sent += 1
-        event = {
-            "id": f"{self.prefix}-{self.sent}",
-            "ts": datetime.now(UTC).isoformat(),
-            "kind": "message.posted",
-            "group": group,
-            "member": member,
-            "msg_type": "text",
-            "text": "今天骑了 42 公里，明早七点集合",
-        }
+        event = posted(f"{self.prefix}-{self.sent}", group, member, "今天骑了 42 公里，明早七点集合")
         started = time.perf_counter()
         self.conn.request("POST", "/api/v1/events?platform=import", orjson.dumps([event]), self.headers)
         response = self.conn.getresponse()
@@ -261,15 +266,7 @@ def probe(url: str, slug: str, posts: int) -> None:
 
     def post(i: int) -> None:
         group, member = rng.choice(pairs)
-        event = {
-            "id": f"probe-{time.time_ns()}-{i}",
-            "ts": datetime.now(UTC).isoformat(),
-            "kind": "message.posted",
-            "group": group,
-            "member": member,
-            "msg_type": "text",
-            "text": "hi",
-        }
+        event = posted(f"probe-{time.time_ns()}-{i}", group, member, "hi")
         with unit_of_work() as session:
             ingest(session, org_id, [event], platform="import", source="api", live=True)
 
