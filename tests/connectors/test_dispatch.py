@@ -141,9 +141,17 @@ def setup(session: Session, org: Organisation, owner: Staff, sim: SimulatorConne
     return add_group(session, org, "simulator", "g1", owner), add_member(session, org, "simulator", "m1")
 
 
-def send(session: Session, org: Organisation, group: Group, text: str = "hi", key: str = "k") -> OutboundAction:
+def send(
+    session: Session,
+    org: Organisation,
+    group: Group,
+    text: str = "hi",
+    key: str = "k",
+    deadline: datetime | None = None,
+) -> OutboundAction:
+    payload = {"text": text} if deadline is None else {"text": text, "deadline": deadline.isoformat()}
     return request_action(
-        session, org.id, "send_group_message", group_id=group.id, payload={"text": text}, idempotency_key=key
+        session, org.id, "send_group_message", group_id=group.id, payload=payload, idempotency_key=key
     )
 
 
@@ -506,24 +514,10 @@ def test_deadlines_expire_actions(
 ) -> None:
     group, _ = setup
     now = sim.now()
-    late = request_action(
-        session,
-        org.id,
-        "send_group_message",
-        group_id=group.id,
-        payload={"text": "早安", "deadline": (now - timedelta(minutes=1)).isoformat()},
-        idempotency_key="late",
-    )
+    late = send(session, org, group, "早安", key="late", deadline=now - timedelta(minutes=1))
     assert late.state == "expired" and perform_jobs(session, late.id) == []
 
-    action = request_action(
-        session,
-        org.id,
-        "send_group_message",
-        group_id=group.id,
-        payload={"text": "早安", "deadline": (now + timedelta(hours=1)).isoformat()},
-        idempotency_key="k",
-    )
+    action = send(session, org, group, "早安", deadline=now + timedelta(hours=1))
     assert action.state == "queued"
     sim.clock.advance(hours=2)  # the worker was down past the slot
     run_perform_job(session, action.id)
@@ -535,14 +529,7 @@ def test_unconfirmed_sends_expire(session: Session, org: Organisation, owner: St
     wecom.sim.create_group("客户群", group_id="wr-1")
     group = add_group(session, org, "wecom", "wr-1", owner)
     deadline = wecom.now() + timedelta(hours=4)
-    action = request_action(
-        session,
-        org.id,
-        "send_group_message",
-        group_id=group.id,
-        payload={"text": "限时秒杀", "deadline": deadline.isoformat()},
-        idempotency_key="k",
-    )
+    action = send(session, org, group, "限时秒杀", deadline=deadline)
     run_perform_job(session, action.id)
     assert action.state == "awaiting_confirmation"
     assert expire_overdue(session, now=deadline - timedelta(seconds=1)) == []
@@ -760,14 +747,7 @@ def test_uncertain_sends_expire_with_their_task(
 ) -> None:
     group, _ = setup
     deadline = sim.now() + timedelta(hours=1)
-    action = request_action(
-        session,
-        org.id,
-        "send_group_message",
-        group_id=group.id,
-        payload={"text": "早安", "deadline": deadline.isoformat()},
-        idempotency_key="k",
-    )
+    action = send(session, org, group, "早安", deadline=deadline)
     assert prepare(session, action.id) is not None  # the worker dies here
     run_perform_job(session, action.id)
     assert action.state == "uncertain"
