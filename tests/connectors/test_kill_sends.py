@@ -41,10 +41,12 @@ GROUPS = 4  # per connection
 WORKERS = 3
 LEASE_SECONDS = 2
 KILLS = 25  # at most
-MIN_KILLS = 10
+# At least this many kills must have happened for the run to prove anything (a fast machine
+# settles SQLite's smaller run between polls, so it is killed less often).
+MIN_KILLS = {"postgresql": 10, "sqlite": 5}
 # A kill comes once this many more actions have settled since the last one (whatever the speed of
 # the machine, workers get to work between kills, and are killed in the middle of it).
-KILL_AFTER = {"postgresql": (10, 60), "sqlite": (4, 20)}
+KILL_AFTER = {"postgresql": (10, 60), "sqlite": (3, 12)}
 # About a minute in CI; a generous bound for a loaded machine (worker start-up alone can take seconds).
 DEADLINE_SECONDS = 600
 
@@ -304,4 +306,4 @@ def test_killed_workers_never_send_twice_nor_lose_a_send(
     assert not any(name == "reconciling" and state != "sent" for name, state, _ in counts)
     assert assignees <= {lead_id}
 
-    assert workers.killed >= MIN_KILLS
+    assert workers.killed >= MIN_KILLS[dialect]
