@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session
 from qunyun.connections.secrets import decrypt
 from qunyun.connectors.base import (
     BUILTIN_PLATFORMS,
-    Capability,
     Connector,
     ConnectorUnavailable,
     PlatformProfile,
@@ -177,10 +176,6 @@ def _cached(row: Connection) -> Connector | None:
     if cached is None or cached[0] != row.updated_at or cached[1].platform != row.platform:
         return None
     return cached[1]
-
-
-def capabilities_of_connection(row: Connection) -> frozenset[Capability]:
-    return profile_of(row).capabilities
 
 
 def forget(connection_id: int) -> None:
