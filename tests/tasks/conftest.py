@@ -3,7 +3,7 @@ and open tasks through the service, as the domains do."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -14,6 +14,17 @@ from tests.api.conftest import World, anon, api_app, client, password_hash, worl
 __all__ = ["anon", "api_app", "client", "open_in", "password_hash", "world"]
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def later_today(world: World, org: str = "a") -> datetime:
+    """A due time between now and the end of the organisation's day, whatever the hour the test
+    runs at (two hours from now is tomorrow after 22:00 in the organisation's zone)."""
+    from qunyun.tasks.service import _end_of_day
+
+    now = datetime.now(UTC)
+    with world.db() as s:
+        end = _end_of_day(s, world.org_a if org == "a" else world.org_b, now)
+    return now + min(timedelta(hours=2), (end - now) / 2)
 
 
 def open_in(

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from qunyun.locale import Msg
 from tests.api.conftest import World, console_login, csrf_from
-from tests.tasks.conftest import PNG, load, open_in
+from tests.tasks.conftest import PNG, later_today, load, open_in
 
 PHONE = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148", "Viewport-Width": "390"}
 
@@ -24,7 +24,7 @@ def card(html: str, task_id: int) -> str:
 def test_the_inbox_renders_for_a_phone(client: TestClient, world: World) -> None:
     title = Msg("task.prefix.platform_action", title=Msg("task.title.kick", group="Alpha", member="张三", name=""),
                 platform=Msg("display.platform.wecom"))  # fmt: skip
-    task_id = open_in(world, "g1", title=title, kind="platform_action", due_at=datetime.now(UTC) + timedelta(hours=2))
+    task_id = open_in(world, "g1", title=title, kind="platform_action", due_at=later_today(world))
     console_login(client, "owner")
     response = client.get("/tasks", headers=PHONE)
     assert response.status_code == 200
