@@ -23,18 +23,20 @@ before :func:`call` talks to the platform outside any transaction, and :func:`re
 outcome with the job's completion. An attempt that finds the action already ``sending`` (an
 earlier one crashed or lost its lease after committing it) never calls blindly: it reconciles
 through the connector where the platform can tell, and otherwise moves it to ``uncertain`` with a
-task for a person. docs/connectors.md tells the whole story.
+task for a person. An action that no job will move any more (its job dead or purged, its worker
+gone) is set going again by :func:`sweep_stuck`, through the same path. docs/connectors.md tells
+the whole story.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from qunyun.connections.service import default_connection
@@ -64,6 +66,8 @@ from qunyun.locale import Msg
 from qunyun.models import (
     Connection,
     Group,
+    Job,
+    JobStatus,
     Member,
     OutboundAction,
     OutboundActionTransition,
@@ -80,6 +84,7 @@ from qunyun.worker.queue import enqueue
 
 PERFORM_JOB = "connectors.perform"
 EXPIRE_JOB = "connectors.expire_overdue"
+SWEEP_JOB = "connectors.sweep_stuck"
 MAX_ATTEMPTS = 5  # sends of one action (transient errors are retried until then)
 MAX_CHECKS = 5  # reconciliations on top of them, when the platform cannot answer
 # A perform job's own attempts: each crash or lost lease of a worker holding it counts one, and a
@@ -87,6 +92,14 @@ MAX_CHECKS = 5  # reconciliations on top of them, when the platform cannot answe
 JOB_MAX_ATTEMPTS = 25
 RETRY_BASE_SECONDS = 30
 RETRY_MAX_SECONDS = 3600
+# The sweep of stuck actions (:func:`sweep_stuck`): a ``sending`` action with no live job is left
+# this long to the runner's own recovery of lost leases (a job lease is 5 minutes by default)
+# before the sweep takes it; an action swept this many times without settling goes to a person.
+STUCK_AFTER = timedelta(minutes=30)
+MAX_SWEEPS = 3
+SWEEP_BATCH = 500  # actions looked at per pass; the rest wait for the next one
+SWEPT = "swept: no live job"  # the detail of the history row a sweep appends (queued/sending → itself)
+LIVE_JOB_STATES = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 S = OutboundState
 ALLOWED_TRANSITIONS: Mapping[OutboundState, frozenset[OutboundState]] = {
@@ -439,6 +452,114 @@ def expire_overdue(session: Session, *, now: datetime | None = None, org_id: int
             close_for_action(session, row.id, TaskStatus.CANCELLED)
             expired.append(row.id)
     return expired
+
+
+@dataclass
+class StuckSweep:
+    """What one :func:`sweep_stuck` pass did, by action id."""
+
+    requeued: list[int] = field(default_factory=list)  # queued, given a new perform job
+    rechecked: list[int] = field(default_factory=list)  # sending, given a job that reconciles it
+    handed_over: list[int] = field(default_factory=list)  # swept MAX_SWEEPS times: now a person's
+
+
+def sweep_stuck(
+    session: Session,
+    *,
+    now: datetime | None = None,
+    org_id: int | None = None,
+    stuck_after: timedelta = STUCK_AFTER,
+    limit: int = SWEEP_BATCH,
+) -> StuckSweep:
+    """Find outbound actions that no job will move any more and set them going again.
+
+    A ``queued`` action whose perform job is gone (dead after its attempts, purged) gets a new
+    job. A ``sending`` action unchanged for ``stuck_after`` whose job will not run again (its
+    worker died and the job is dead) gets a job too, whose prepare finds it ``sending`` and takes
+    the reconcile path: the platform is asked where it can tell, otherwise the action becomes
+    ``uncertain`` with a task for a person — never a blind resend. An action with a live job
+    (queued, or running under a lease, however long its call takes) is left alone. Each sweep of
+    an action is in its history; after ``MAX_SWEEPS`` a queued one is delegated to a person and a
+    sending one becomes uncertain, so a job that keeps dying cannot loop for ever."""
+    now = now or utcnow()
+    in_org = (OutboundAction.org_id == org_id,) if org_id is not None else ()
+    candidates = session.scalars(
+        select(OutboundAction.id)
+        .where(
+            *in_org,
+            (OutboundAction.state == S.QUEUED.value)
+            | ((OutboundAction.state == S.SENDING.value) & (OutboundAction.updated_at < now - stuck_after)),
+        )
+        .order_by(OutboundAction.id)
+    ).all()
+    if not candidates:
+        return StuckSweep()
+    # One pass over the live perform jobs rather than a lookup per action: the queue may hold
+    # thousands of sends waiting for their time, all of them healthy.
+    live = _with_live_job(session, org_id)
+    stuck = [action_id for action_id in candidates if action_id not in live][:limit]
+    sweep = StuckSweep()
+    for action_id in stuck:
+        # Locked, then checked again: every job of an action is enqueued under this lock (the
+        # request, a retry, a check, a sweep), so a job that appeared meanwhile is seen now.
+        row = session.scalar(
+            select(OutboundAction).where(OutboundAction.id == action_id).with_for_update(skip_locked=True)
+        )
+        if row is None or row.state not in (S.QUEUED, S.SENDING) or _with_live_job(session, org_id, action_id):
+            continue
+        state = OutboundState(row.state)
+        if state == S.SENDING and row.updated_at >= now - stuck_after:
+            continue
+        if _sweeps(session, row.id, state) >= MAX_SWEEPS:
+            if state == S.QUEUED:
+                _delegate(session, row, None, f"no worker could send it after {MAX_SWEEPS} sweeps: do it by hand")
+            else:
+                _uncertain(
+                    session,
+                    row,
+                    None,
+                    f"attempt {row.attempts} may have reached the platform, and no worker could check it",
+                )
+            sweep.handed_over.append(row.id)
+            continue
+        _record(session, row, state, state, SWEPT, row.attempts if state == S.SENDING else None)
+        enqueue(
+            session,
+            PERFORM_JOB,
+            {"action_id": row.id},
+            org_id=row.org_id,
+            key=f"{PERFORM_JOB}:{row.id}:sweep{_sweeps(session, row.id, state)}",
+            max_attempts=JOB_MAX_ATTEMPTS,
+        )
+        (sweep.requeued if state == S.QUEUED else sweep.rechecked).append(row.id)
+    return sweep
+
+
+def _with_live_job(session: Session, org_id: int | None, action_id: int | None = None) -> set[int]:
+    """Ids of actions with a perform job that will still run (queued, or running under a lease
+    that the runner recovers if its worker died); one action's, or every one's."""
+    target = Job.payload["action_id"].as_integer()
+    query = select(target).where(Job.kind == PERFORM_JOB, Job.status.in_(LIVE_JOB_STATES))
+    if org_id is not None:
+        query = query.where(Job.org_id == org_id)
+    if action_id is not None:
+        query = query.where(target == action_id)
+    return {int(v) for v in session.scalars(query) if v is not None}
+
+
+def _sweeps(session: Session, action_id: int, state: OutboundState) -> int:
+    """How many sweeps found ``action_id`` stuck in ``state``."""
+    return (
+        session.scalar(
+            select(func.count()).where(
+                OutboundActionTransition.action_id == action_id,
+                OutboundActionTransition.from_state == state.value,
+                OutboundActionTransition.to_state == state.value,
+                OutboundActionTransition.detail == SWEPT,
+            )
+        )
+        or 0
+    )
 
 
 def history(session: Session, action_id: int) -> list[OutboundActionTransition]:

@@ -3,6 +3,7 @@ handlers are registered in the worker."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from qunyun.connectors import dispatch
 from qunyun.connectors.base import ActionResult
-from qunyun.connectors.dispatch import EXPIRE_JOB, PERFORM_JOB, PreparedCall, expire_overdue
+from qunyun.connectors.dispatch import EXPIRE_JOB, PERFORM_JOB, SWEEP_JOB, PreparedCall, expire_overdue, sweep_stuck
 from qunyun.worker.queue import TwoPhaseJob, two_phase_handler
 from qunyun.worker.scheduler import PeriodicPayload, periodic
 
@@ -21,7 +22,16 @@ class PerformPayload(BaseModel):
     action_id: int
 
 
+log = logging.getLogger(__name__)
+
+
 class ExpirePayload(PeriodicPayload):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    org_id: int | None = None
+
+
+class SweepPayload(PeriodicPayload):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     org_id: int | None = None
@@ -53,3 +63,18 @@ def expire_overdue_actions(session: Session, payload: ExpirePayload) -> None:
     """Expire actions whose deadline passed while they waited on a person (for one organisation,
     or all); scheduled every few minutes."""
     expire_overdue(session, org_id=payload.org_id)
+
+
+@periodic(SWEEP_JOB, every=timedelta(minutes=5), payload=SweepPayload)
+def sweep_stuck_actions(session: Session, payload: SweepPayload) -> None:
+    """Set going again the actions no job will move any more (queued with their job gone,
+    sending with their worker dead): a new job, which reconciles a sending one; scheduled every
+    few minutes."""
+    sweep = sweep_stuck(session, org_id=payload.org_id)
+    if sweep.requeued or sweep.rechecked or sweep.handed_over:
+        log.warning(
+            "stuck actions: %d queued again, %d sending to check, %d handed to a person",
+            len(sweep.requeued),
+            len(sweep.rechecked),
+            len(sweep.handed_over),
+        )
