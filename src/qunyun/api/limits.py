@@ -4,7 +4,9 @@
 
 1. A write to the API without any credential is 401 before a byte of its body is read; with a
    credential, the credential is verified (one indexed SELECT) before the body is read, so an
-   anonymous or forged caller cannot make the server read and parse megabytes.
+   anonymous or forged caller cannot make the server read and parse megabytes. A credential this
+   process verified in the last two seconds is not looked up again here (the request's own
+   authentication still checks it).
 2. Every body is capped: ``QUNYUN_MAX_BODY_BYTES`` (1 MiB) by default, ``QUNYUN_MAX_EVENTS_BODY_BYTES``
    (16 MiB) for ``POST /api/v1/events``. A larger Content-Length is 413 at once; a chunked body
    is cut off (413) as soon as the streamed bytes pass the cap.
@@ -20,9 +22,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import logging
 import re
+import time
 from dataclasses import dataclass
 
 import anyio
@@ -235,7 +239,7 @@ class EdgeGuard:
             await self._reject(ServiceUnavailable(Msg("edge.busy")), scope, send)
             return
         try:
-            if needs_credential:
+            if needs_credential and not _recently_verified.holds(authorization, cookie):
                 try:
                     ok = await anyio.to_thread.run_sync(_credential_valid, authorization, cookie)
                 except Exception as exc:
@@ -333,4 +337,36 @@ def _credential_valid(authorization: str | None, cookie: str | None) -> bool:
             verify_token(session, secret, kinds=kinds, now=utcnow())
         except Unauthenticated:
             return False
+    _recently_verified.add(authorization, cookie)
     return True
+
+
+class _RecentlyVerified:
+    """Credentials this process found live in the last ``TTL`` seconds (by digest, never the
+    secret itself), so a client posting many small requests is not verified twice per request.
+
+    This only decides whether the edge reads the body: the request itself still verifies the
+    credential in its own transaction, so a token revoked a second ago is refused all the same,
+    at worst after its (capped) body was read."""
+
+    TTL = 2.0
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._until: dict[bytes, float] = {}
+
+    @staticmethod
+    def _key(authorization: str | None, cookie: str | None) -> bytes:
+        return hashlib.sha256(f"{authorization or ''}\n{cookie or ''}".encode()).digest()
+
+    def holds(self, authorization: str | None, cookie: str | None) -> bool:
+        until = self._until.get(self._key(authorization, cookie))
+        return until is not None and until > time.monotonic()
+
+    def add(self, authorization: str | None, cookie: str | None) -> None:
+        if len(self._until) >= self.MAX_ENTRIES:
+            self._until.clear()
+        self._until[self._key(authorization, cookie)] = time.monotonic() + self.TTL
+
+
+_recently_verified = _RecentlyVerified()

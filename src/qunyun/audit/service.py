@@ -32,9 +32,11 @@ def record(
     target_id: str | int = "",
     detail: dict[str, Any] | None = None,
     request: HTTPConnection | None = None,
+    flush: bool = True,
 ) -> AuditLog:
     """Add one audit entry. ``detail`` must not hold secrets or message content: record field
-    names and counts, not passwords, tokens or personal values."""
+    names and counts, not passwords, tokens or personal values. ``flush=False`` leaves the
+    insert to the session's next flush (several entries then go in one statement)."""
     user_agent = request.headers.get("user-agent") if request is not None else None
     entry = AuditLog(
         org_id=org_id,
@@ -48,7 +50,8 @@ def record(
         at=utcnow(),
     )
     session.add(entry)
-    session.flush()
+    if flush:
+        session.flush()
     return entry
 
 
@@ -61,6 +64,7 @@ def record_by(
     target_id: str | int = "",
     detail: dict[str, Any] | None = None,
     request: HTTPConnection | None = None,
+    flush: bool = True,
 ) -> AuditLog:
     """:func:`record` for what the staff member behind ``scope`` (org_id, staff_id) did."""
     return record(
@@ -72,6 +76,7 @@ def record_by(
         target_id=target_id,
         detail=detail,
         request=request,
+        flush=flush,
     )
 
 

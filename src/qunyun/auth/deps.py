@@ -81,7 +81,7 @@ def _touch_after_response(token_id: int, now: datetime) -> None:
         log.debug("could not record token use", exc_info=True)
 
 
-def _record_use(request: Request, db: Session, background: BackgroundTasks, auth: Authenticated) -> None:
+def _record_use(request: Request, db: Session, background: BackgroundTasks | None, auth: Authenticated) -> None:
     now = utcnow()
     if not needs_touch(auth.token, now):
         return
@@ -89,7 +89,8 @@ def _record_use(request: Request, db: Session, background: BackgroundTasks, auth
         # A read request must not become a writer (on SQLite a read transaction that later writes
         # can fail on a stale snapshot, and waiting for the write lock would delay the answer),
         # so the bookkeeping runs after the response, in its own short transaction.
-        background.add_task(_touch_after_response, auth.token.id, now)
+        if background is not None:
+            background.add_task(_touch_after_response, auth.token.id, now)
     else:
         touch_token(db, auth.token.id, now)
 
@@ -116,11 +117,20 @@ def current_principal(
     A present but invalid Authorization header is 401 even when a cookie is present too: the
     caller chose a credential and it is wrong. Cookie-authenticated writes need the CSRF header.
     """
+    return authenticate(request, db, background, bearer.credentials if bearer is not None else None, cookie)
+
+
+def authenticate(
+    request: Request, db: Session, background: BackgroundTasks | None, bearer: str | None, cookie: str | None
+) -> Principal:
+    """:func:`current_principal` for a route that runs its own unit of work (``db``) instead of
+    the dependencies: ``bearer`` is the token of a well-formed ``Authorization: Bearer`` header
+    (None otherwise), ``cookie`` the session cookie. ``background`` may be None for unsafe methods."""
     now = utcnow()
     if request.headers.get("authorization"):
         if bearer is None:
             raise Unauthenticated(Msg("edge.use_bearer"))
-        auth = verify_token(db, bearer.credentials, kinds={TokenKind.API}, now=now)
+        auth = verify_token(db, bearer, kinds={TokenKind.API}, now=now)
         via: Literal["bearer", "cookie"] = "bearer"
     elif cookie:
         auth = verify_token(db, cookie, kinds={TokenKind.SESSION}, now=now)
@@ -136,6 +146,12 @@ def current_principal(
             raise Forbidden(Msg("edge.integration_only_events"))
     _record_use(request, db, background, auth)
     return _principal(auth, via)
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of the request's ``Authorization: Bearer …`` header, as ``bearer_scheme`` reads it."""
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

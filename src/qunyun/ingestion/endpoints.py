@@ -16,16 +16,26 @@ import anyio
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from qunyun.api.limits import PayloadTooLarge
 from qunyun.api.pagination import MAX_LIMIT, BigId, Cursor, CursorPage, Id
 from qunyun.audit.service import record_by
-from qunyun.auth.deps import CurrentScope, DbSession
+from qunyun.auth.deps import (
+    SESSION_COOKIE,
+    CurrentScope,
+    DbSession,
+    authenticate,
+    bearer_scheme,
+    bearer_token,
+    cookie_scheme,
+)
 from qunyun.auth.scope import Scope
 from qunyun.config import get_settings
+from qunyun.db.session import unit_of_work
 from qunyun.errors import Forbidden, InvalidInput, QunyunError
-from qunyun.ingestion import log
-from qunyun.ingestion.service import at_line, ingest
+from qunyun.ingestion import coalesce, log
+from qunyun.ingestion.service import at_line, parse_events
 from qunyun.locale import Msg
 from qunyun.models import Event, MsgType, Role
 from qunyun.models.event import KIND_NAMES, EventKind
@@ -50,6 +60,13 @@ class EventBatch:
     events: list[dict[str, Any]]
     # For JSON Lines, the line number of each event (blank lines are skipped); else None.
     lines: list[int] | None
+
+    def at_line(self, error: InvalidInput) -> InvalidInput:
+        """``error`` of one event (by its index) told at its line, for JSON Lines."""
+        index = error.detail.get("index")
+        if self.lines is None or not isinstance(index, int) or not 0 <= index < len(self.lines):
+            return error
+        return at_line(error, self.lines[index])
 
     def where(self, index: int, reason: Msg) -> Msg:
         """``reason`` told at the event's line (JSON Lines) or index (an array)."""
@@ -142,37 +159,50 @@ _INGEST_BODY = {
     response_model=IngestOut,
     summary="Ingest events (lead or integration token)",
     openapi_extra=_INGEST_BODY,
+    dependencies=[Depends(bearer_scheme), Depends(cookie_scheme)],  # the credentials it takes
 )
-def post_events(
-    # First, so the body is in memory before the unit of work starts: on SQLite a write
-    # transaction holds the database lock, which must not wait on a slow upload. The credential
-    # was verified before the body was read (EdgeGuard); CurrentScope decides what it may do.
-    batch: Annotated[EventBatch, Depends(read_event_batch)],
-    db: DbSession,
-    scope: CurrentScope,
+async def post_events(
     request: Request,
     platform: Annotated[
         str, Query(min_length=1, max_length=16, pattern=r"^[a-z0-9_-]+$", description="Platform of the ids")
     ] = "api",
 ) -> IngestOut:
-    check_ingest_scope(scope)
+    # A route on the hot path of every integration: the body is read here, on the event loop,
+    # before any transaction starts (on SQLite a write transaction holds the database lock, which
+    # must not wait on a slow upload; the credential was verified before, by EdgeGuard); then one
+    # worker thread authenticates, parses and ingests (the dependencies' way would hop threads
+    # once per dependency).
+    batch = await read_event_batch(request)
+    return await anyio.to_thread.run_sync(_post_events, request, batch, platform)
+
+
+def _post_events(request: Request, batch: EventBatch, platform: str) -> IngestOut:
+    with unit_of_work() as db:
+        scope = authenticate(request, db, None, bearer_token(request), request.cookies.get(SESSION_COOKIE)).scope
+        check_ingest_scope(scope)
+        try:
+            parsed = parse_events(batch.events)
+        except InvalidInput as exc:
+            raise batch.at_line(exc) from None
+    # The credential's bookkeeping has committed: the events go in a transaction of their own,
+    # shared with the organisation's other posts arriving meanwhile (ingestion/coalesce.py).
+
+    def audit(session: Session, stored: int, duplicates: int) -> None:
+        record_by(
+            session,
+            scope,
+            action="events.ingest",
+            target_type="events",
+            target_id=platform,
+            detail={"platform": platform, "stored": stored, "duplicates": duplicates},
+            request=request,
+            flush=False,
+        )
+
     try:
-        result = ingest(db, scope.org_id, batch.events, platform=platform, source="api", live=True)
+        result = coalesce.post_events(scope.org_id, platform, parsed, audit)
     except InvalidInput as exc:
-        index = exc.detail.get("index")
-        if batch.lines is None or not isinstance(index, int) or not 0 <= index < len(batch.lines):
-            raise
-        line = batch.lines[index]
-        raise at_line(exc, line) from None
-    record_by(
-        db,
-        scope,
-        action="events.ingest",
-        target_type="events",
-        target_id=platform,
-        detail={"platform": platform, "stored": result.stored, "duplicates": result.duplicates},
-        request=request,
-    )
+        raise batch.at_line(exc) from None
     return IngestOut(stored=result.stored, duplicates=result.duplicates)
 
 
