@@ -3,12 +3,19 @@ lead (the API, the console and the CLI call these), the default connection of a 
 the re-encryption of every secret after a key change.
 
 Secrets are validated, encrypted and stored; nothing here returns, logs or audits their values.
+
+Checking a connection calls its platform, which may be slow or hang. It never happens inside a
+transaction: the operations that check (add, update, test, enable) validate and read first, end
+the caller's transaction (which must not hold writes of its own yet), probe the platform with
+no transaction open, then lock the row and write everything in a new transaction — so a slow
+platform holds no lock, and a check that never returns leaves nothing half-written.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import select
@@ -21,6 +28,7 @@ from qunyun.connections import secrets as secret_box
 from qunyun.connections.platforms import platform_setup, validate_setup
 from qunyun.connectors import registry
 from qunyun.connectors.base import BUILTIN_PLATFORMS, get_profile
+from qunyun.connectors.registry import ConnectionConfig
 from qunyun.db.unique import insert_or_get, try_insert
 from qunyun.errors import Conflict, InvalidInput, NotFound, QunyunError
 from qunyun.locale import Msg
@@ -139,6 +147,10 @@ def add_connection(
     taken = select(Connection.id).where(Connection.org_id == scope.org_id, Connection.name == clean_name)
     if session.scalar(taken) is not None:
         raise Conflict(Msg("err.connection.name_taken", name=clean_name), field="name")
+    # Probed before anything is written (the connection has no id yet: 0).
+    config = ConnectionConfig(0, scope.org_id, platform, clean_name, clean_settings, clean_secrets)
+    with outside_transaction(session):
+        error = probe(config)
     now = utcnow()
     row = Connection(
         org_id=scope.org_id,
@@ -150,7 +162,7 @@ def add_connection(
         created_at=now,
         updated_at=now,
     )
-    if not try_insert(session, row):  # the same name added concurrently
+    if not try_insert(session, row):  # the same name added meanwhile
         raise Conflict(Msg("err.connection.name_taken", name=clean_name), field="name") from None
     _audit(
         session,
@@ -160,7 +172,9 @@ def add_connection(
         {"settings": sorted(clean_settings), "secrets": sorted(clean_secrets)},
         request,
     )
-    _check(session, row)
+    _record_check(row, config, error)
+    session.flush()
+    _log_check(row, error)
     return row
 
 
@@ -178,39 +192,67 @@ def update_connection(
     replaces the stored one; the others are kept); the connector built for it is dropped and the
     connection tested again."""
     row = require_connection(session, scope, connection_id)
-    changed: list[str] = []
+    version = row.updated_at
+    changes: dict[str, Any] = {}
     if name is not None:
         clean_name = _clean_name(name, row.platform)
         if clean_name != row.name:
-            taken = select(Connection.id).where(
-                Connection.org_id == row.org_id, Connection.name == clean_name, Connection.id != row.id
-            )
-            if session.scalar(taken) is not None:
-                raise Conflict(Msg("err.connection.name_taken", name=clean_name), field="name")
-            row.name = clean_name
-            changed.append("name")
+            _name_free(session, row, clean_name)
+            changes["name"] = clean_name
+    stored = secret_box.decrypt(row.secrets)
+    new_secrets: dict[str, Any] = {}
     if settings is not None or secrets is not None:
-        stored = secret_box.decrypt(row.secrets)
-        clean_settings, clean_secrets = validate_setup(
+        clean_settings, new_secrets = validate_setup(
             row.platform,
             settings if settings is not None else dict(row.settings or {}),
             secrets or {},
             stored_secrets=stored,
         )
         if clean_settings != dict(row.settings or {}):
-            row.settings = clean_settings
-            changed.append("settings")
-        if clean_secrets:
-            row.secrets = secret_box.encrypt({**stored, **clean_secrets})
-            changed.extend(f"secrets.{k}" for k in sorted(clean_secrets))
-    if changed:
-        row.updated_at = utcnow()
+            changes["settings"] = clean_settings
+    if not changes and not new_secrets:
+        return row
+    config = ConnectionConfig(
+        row.id,
+        row.org_id,
+        row.platform,
+        changes.get("name", row.name),
+        changes.get("settings", dict(row.settings or {})),
+        {**stored, **new_secrets},
+    )
+    error: str | None = None
+    checking = row.status != ConnectionStatus.DISABLED
+    if checking:
+        with outside_transaction(session):
+            error = probe(config)
+    row = _locked(session, scope.org_id, connection_id)
+    if row.updated_at != version:  # changed by someone else while the platform was asked
+        raise Conflict(Msg("err.connection.changed_meanwhile", name=row.name), field="connection_id")
+    if "name" in changes:
+        _name_free(session, row, changes["name"])
+        row.name = changes["name"]
+    if "settings" in changes:
+        row.settings = changes["settings"]
+    if new_secrets:
+        row.secrets = secret_box.encrypt({**stored, **new_secrets})
+    changed = [*(k for k in ("name", "settings") if k in changes), *(f"secrets.{k}" for k in sorted(new_secrets))]
+    row.updated_at = utcnow()
+    session.flush()
+    registry.forget(row.id)
+    _audit(session, scope, "connection.update", row, {"fields": changed}, request)
+    if checking:
+        _record_check(row, config, error)
         session.flush()
-        registry.forget(row.id)
-        _audit(session, scope, "connection.update", row, {"fields": changed}, request)
-        if row.status != ConnectionStatus.DISABLED:
-            _check(session, row)
+        _log_check(row, error)
     return row
+
+
+def _name_free(session: Session, row: Connection, name: str) -> None:
+    taken = select(Connection.id).where(
+        Connection.org_id == row.org_id, Connection.name == name, Connection.id != row.id
+    )
+    if session.scalar(taken) is not None:
+        raise Conflict(Msg("err.connection.name_taken", name=name), field="name")
 
 
 def _reason(exc: BaseException, hidden: Mapping[str, Any]) -> str:
@@ -222,30 +264,79 @@ def _reason(exc: BaseException, hidden: Mapping[str, Any]) -> str:
     return text[:MAX_ERROR]
 
 
-def _check(session: Session, row: Connection) -> None:
-    """Build the connection's connector through the registry and run its platform's check;
-    record the outcome (status, ``last_error``, ``tested_at``). A disabled connection stays so."""
-    hidden: Mapping[str, Any] = {}
-    error: str | None = None
+@contextmanager
+def outside_transaction(session: Session) -> Iterator[None]:
+    """Run the block (a platform call) with no transaction open: the caller's transaction, which
+    must hold no writes yet beyond its own bookkeeping (a request's token use), is committed
+    first, and a new one is begun after the block — on SQLite with the write lock taken at
+    once, as a writer's unit of work does, so reading and then writing cannot fail on a stale
+    snapshot. Whoever writes after it locks and reads again what the call depended on."""
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("outside_transaction: the caller has unflushed changes")
+    session.commit()
     try:
-        config = registry.config_of(row)
-        hidden = config.secrets
-        if registry.factory_for(row.platform) is None:
-            error = NO_CONNECTOR
-        else:
-            registry.forget(row.id)
-            registry.connector_of(row, even_disabled=True)
-            check = registry.check_for(row.platform)
-            if check is not None:
-                check(config)
+        yield
+    finally:
+        if session.get_bind().dialect.name == "sqlite":
+            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+
+
+def probe(config: ConnectionConfig) -> str | None:
+    """Build a connector from ``config`` and run its platform's check (calls the platform: run it
+    outside any transaction). Returns why it failed, in English with any secret masked, or None.
+    A connector bound in this process (a simulation's) is not built again."""
+    try:
+        factory = registry.factory_for(config.platform)
+        if factory is None:
+            return NO_CONNECTOR
+        if registry.bound_connector(config.id) is None:
+            factory(config)
+        check = registry.check_for(config.platform)
+        if check is not None:
+            check(config)
     except Exception as exc:  # any failure of the platform or the factory is the status's reason
-        error = _reason(exc, hidden)
-    row.tested_at = utcnow()
-    row.last_error = error
+        return _reason(exc, config.secrets)
+    return None
+
+
+def _locked(session: Session, org_id: int, connection_id: int) -> Connection:
+    """The connection as stored now, locked until the transaction ends."""
+    row = session.scalar(
+        select(Connection)
+        .where(Connection.id == connection_id, Connection.org_id == org_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if row is None:
+        raise NotFound(Msg("err.connection.not_found", id=connection_id), field="connection_id")
+    return row
+
+
+def _record_check(row: Connection, config: ConnectionConfig, error: str | None) -> None:
+    """Record a check's outcome on ``row`` if it was made with what the row holds now (else the
+    change made meanwhile was checked on its own); a connection not disabled takes its status
+    from its last error."""
+    current = (row.platform, dict(row.settings or {}), secret_box.decrypt(row.secrets))
+    if current == (config.platform, dict(config.settings), dict(config.secrets)):
+        row.tested_at = utcnow()
+        row.last_error = error
     if row.status != ConnectionStatus.DISABLED:
-        row.status = (ConnectionStatus.ERROR if error else ConnectionStatus.ACTIVE).value
-    session.flush()
+        row.status = (ConnectionStatus.ERROR if row.last_error else ConnectionStatus.ACTIVE).value
+
+
+def _log_check(row: Connection, error: str | None) -> None:
     log.info("connection %s (%s) checked: %s", row.id, row.platform, "error" if error else "ok")
+
+
+def _check_outside(
+    session: Session, scope: Scope, connection_id: int
+) -> tuple[Connection, ConnectionConfig, str | None]:
+    """Probe the connection as stored with no transaction open, then lock it again."""
+    row = require_connection(session, scope, connection_id)
+    config = registry.config_of(row)
+    with outside_transaction(session):
+        error = probe(config)
+    return _locked(session, scope.org_id, connection_id), config, error
 
 
 def test_connection(
@@ -253,8 +344,10 @@ def test_connection(
 ) -> Connection:
     """Try the connection again (leads only): its status becomes ``active`` or ``error`` with the
     reason in ``last_error`` (a disabled one stays disabled, with the outcome recorded)."""
-    row = require_connection(session, scope, connection_id)
-    _check(session, row)
+    row, config, error = _check_outside(session, scope, connection_id)
+    _record_check(row, config, error)
+    session.flush()
+    _log_check(row, error)
     return row
 
 
@@ -277,13 +370,17 @@ def enable_connection(
 ) -> Connection:
     """Turn a disabled connection back on (leads only) and test it."""
     row = require_connection(session, scope, connection_id)
-    if row.status == ConnectionStatus.DISABLED:
+    if row.status != ConnectionStatus.DISABLED:
+        return row
+    row, config, error = _check_outside(session, scope, connection_id)
+    if row.status == ConnectionStatus.DISABLED:  # not enabled by someone else meanwhile
         row.status = ConnectionStatus.ACTIVE.value
         row.updated_at = utcnow()
-        session.flush()
         registry.forget(row.id)
         _audit(session, scope, "connection.enable", row, request=request)
-        _check(session, row)
+    _record_check(row, config, error)
+    session.flush()
+    _log_check(row, error)
     return row
 
 
