@@ -24,7 +24,9 @@ class TouchPayload(BaseModel):
     n: int
 
 
-INSERT_ROW = insert(AUDIT)
+# inline(): no RETURNING of the new id, which the handler does not need; without it SQLAlchemy
+# fetches the primary key of a single-row INSERT, work the bare loop does not do.
+INSERT_ROW = insert(AUDIT).inline()
 
 
 def write_row(session: Session, payload: TouchPayload) -> None:

@@ -13,7 +13,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, insert, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    insert,
+    select,
+    text,
+    tuple_,
+    type_coerce,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import ReturningUpdate
 
@@ -146,7 +158,7 @@ def _claim_statement(*, of_one_org: bool) -> ReturningUpdate[Any]:
             JOBS.c.attempts,
             JOBS.c.max_attempts,
             JOBS.c.priority,
-            JOBS.c.run_at,
+            type_coerce(JOBS.c.run_at, BigInteger).label("run_at"),  # to sort by, no datetime needed
         )
     )
 
@@ -175,15 +187,96 @@ def claim_jobs(
     ]
 
 
-def release_unstarted(session: Session, jobs: Sequence[ClaimedJob]) -> None:
+def release_unstarted(session: Session, jobs: Sequence[ClaimedJob]) -> set[int]:
     """Give claimed jobs that never started back to the queue, as if never claimed (no attempt
-    counted, no run recorded). The caller holds their rows (:func:`still_held`)."""
-    if jobs:
-        session.execute(
+    counted, no run recorded); returns the ids of those still held, which it released."""
+    if not jobs:
+        return set()
+    return set(
+        session.scalars(
             update(JOBS)
             .where(held_by_any(jobs))
             .values(status=JobStatus.QUEUED.value, locked_by=None, locked_until=None, attempts=JOBS.c.attempts - 1)
+            .returning(JOBS.c.id)
         )
+    )
+
+
+# PostgreSQL: one statement marks a batch done under its leases and copies the run history from
+# the rows it changed. The batch travels as two arrays, so the statement is the same (and prepared
+# once by the driver) whatever the batch's size.
+_COMPLETE_PG = text(
+    """
+    WITH done AS (
+        UPDATE jobs SET status = :done, locked_by = NULL, locked_until = NULL, finished_at = :now
+        FROM unnest(CAST(:ids AS BIGINT[]), CAST(:attempts AS INTEGER[])) AS held(id, attempt)
+        WHERE jobs.id = held.id AND jobs.attempts = held.attempt
+            AND jobs.status = :running AND jobs.locked_by = :worker
+        RETURNING jobs.id, jobs.attempts
+    )
+    INSERT INTO job_runs (job_id, attempt, worker, started_at, finished_at, outcome)
+    SELECT id, attempts, :worker, :started, :now, :done FROM done
+    RETURNING job_id
+    """
+)
+_INSERT_RUN = insert(JOB_RUNS)
+
+
+def run_row(job: ClaimedJob, now: int, outcome: str, error: str | None) -> dict[str, Any]:
+    """A ``job_runs`` row for an attempt that ends now; it started when it was claimed."""
+    return {
+        "job_id": job.id,
+        "attempt": job.attempt,
+        "worker": job.worker,
+        "started_at": job.claimed_at,
+        "finished_at": now,
+        "outcome": outcome,
+        "error": error,
+    }
+
+
+def complete(session: Session, jobs: Sequence[ClaimedJob], *, now: int) -> set[int]:
+    """Mark ``jobs`` done with one ``job_runs`` row each, those still held under their leases
+    only; returns their ids. The rows it changes stay locked until the transaction ends."""
+    if not jobs:
+        return set()
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement per lease holder and claim time: a batch has one of each.
+        claims: dict[tuple[str, int], list[ClaimedJob]] = {}
+        for job in jobs:
+            claims.setdefault((job.worker, job.claimed_at), []).append(job)
+        done: set[int] = set()
+        for (worker, started), claimed in claims.items():
+            params = {
+                "ids": [job.id for job in claimed],
+                "attempts": [job.attempt for job in claimed],
+                "worker": worker,
+                "started": started,
+                "now": now,
+                "done": JobStatus.DONE.value,
+                "running": JobStatus.RUNNING.value,
+            }
+            done.update(session.scalars(_COMPLETE_PG, params))
+        return done
+    done = set(
+        session.scalars(
+            update(JOBS)
+            .where(held_by_any(jobs))
+            .values(status=JobStatus.DONE.value, locked_by=None, locked_until=None, finished_at=now)
+            .returning(JOBS.c.id)
+        )
+    )
+    if done:
+        session.execute(_INSERT_RUN, [run_row(job, now, JobStatus.DONE.value, None) for job in jobs if job.id in done])
+    return done
+
+
+def extend(session: Session, jobs: Sequence[ClaimedJob], *, expiry: int) -> set[int]:
+    """Extend the leases of ``jobs`` still held to ``expiry``; returns their ids. The rows stay
+    locked until the transaction ends."""
+    if not jobs:
+        return set()
+    return set(session.scalars(update(JOBS).where(held_by_any(jobs)).values(locked_until=expiry).returning(JOBS.c.id)))
 
 
 class LeaseKeeper:

@@ -29,10 +29,10 @@ from contextlib import nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, cast
+from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import BigInteger, CursorResult, Engine, bindparam, event, insert, literal, select, update
+from sqlalchemy import Engine, event, insert, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
@@ -49,10 +49,12 @@ from qunyun.worker.leases import (
     Clock,
     LeaseKeeper,
     claim_jobs,
+    complete,
+    extend,
     held_by,
-    held_by_any,
     recover_expired,
     release_unstarted,
+    run_row,
     still_held,
 )
 from qunyun.worker.queue import Registered, handler_for, invalid_payload_reason
@@ -193,39 +195,12 @@ class _HandlerFailed(Exception):
         self.final = final
 
 
-Work = Callable[[Session, _Item], bool]
-
-# Completions: rows the transaction found running under this worker's leases and locked.
-_MARK_DONE = (
-    update(JOBS)
-    .where(JOBS.c.id.in_(bindparam("ids", expanding=True)), JOBS.c.status == JobStatus.RUNNING.value)
-    .values(status=DONE, locked_by=None, locked_until=None, finished_at=bindparam("now"))
-)
-_INSERT_RUN = insert(JOB_RUNS)
-_COPY_RUNS = insert(JOB_RUNS).from_select(
-    ["job_id", "attempt", "worker", "started_at", "finished_at", "outcome"],
-    select(
-        JOBS.c.id,
-        JOBS.c.attempts,
-        JOBS.c.locked_by,
-        bindparam("started", type_=BigInteger),
-        bindparam("now", type_=BigInteger),
-        literal(DONE),
-    ).where(JOBS.c.id.in_(bindparam("ids", expanding=True))),
-)
+class _LeasesChanged(Exception):
+    """A transaction that locked nothing up front found, at its end, a lease no longer this
+    worker's: roll it back, run the batch again with the rows still held locked first."""
 
 
-def _run_row(job: ClaimedJob, now: int, outcome: str, error: str | None) -> dict[str, Any]:
-    """A ``job_runs`` row for an attempt that ends now."""
-    return {
-        "job_id": job.id,
-        "attempt": job.attempt,
-        "worker": job.worker,
-        "started_at": job.claimed_at,
-        "finished_at": now,
-        "outcome": outcome,
-        "error": error,
-    }  # runs a job's handler part; True when the job is finished
+Work = Callable[[Session, _Item], bool]  # runs a job's handler part; True when the job is finished
 
 
 class Worker:
@@ -266,18 +241,22 @@ class Worker:
         self._calls: ThreadPoolExecutor | None = None
         self._next_schedule = 0.0
         self._next_recovery = 0
+        self._ahead: list[ClaimedJob] = []  # claimed by the loop with the last batch's completions
 
     # -- claiming
 
     def claim_batch(self, limit: int | None = None) -> list[ClaimedJob]:
         """Recover expired leases (every few seconds), then lease up to ``limit`` (default:
         ``batch``) of the most urgent due jobs to this worker, in one transaction."""
-        now = self.clock()
         with unit_of_work(self.factory) as session:
-            if now >= self._next_recovery:
-                recover_expired(session, now=now, lease_seconds=self.lease_seconds)
-                self._next_recovery = now + RECOVER_EVERY_SECONDS * MICROS
-            return claim_jobs(session, self.name, now=now, lease_seconds=self.lease_seconds, limit=limit or self.batch)
+            return self._claim(session, limit or self.batch)
+
+    def _claim(self, session: Session, limit: int) -> list[ClaimedJob]:
+        now = self.clock()
+        if now >= self._next_recovery:
+            recover_expired(session, now=now, lease_seconds=self.lease_seconds)
+            self._next_recovery = now + RECOVER_EVERY_SECONDS * MICROS
+        return claim_jobs(session, self.name, now=now, lease_seconds=self.lease_seconds, limit=limit)
 
     def claim(self) -> ClaimedJob | None:
         """Lease the single most urgent due job to this worker."""
@@ -286,10 +265,15 @@ class Worker:
 
     def run_next(self) -> bool:
         """Claim and run one batch of due jobs; False when none is due."""
-        jobs = self.claim_batch()
+        return self._next_batch(claim_ahead=False)
+
+    def _next_batch(self, *, claim_ahead: bool) -> bool:
+        """Run the batch claimed ahead, or claim one. With ``claim_ahead`` (the loop, which runs
+        whatever it claims), the transaction that finishes this batch also claims the next one."""
+        jobs, self._ahead = self._ahead or self.claim_batch(), []
         if not jobs:
             return False
-        self._run(jobs, yielding=True)
+        self._run(jobs, yielding=True, claim_ahead=claim_ahead)
         return True
 
     # -- executing
@@ -301,19 +285,19 @@ class Worker:
     def execute_batch(self, jobs: Sequence[ClaimedJob]) -> list[str]:
         """Run claimed jobs (ordinary and two-phase alike) as one batch; returns each job's
         outcome in order: done, retry, dead or lost (its lease was taken over)."""
-        return self._run(jobs, yielding=False)
+        return self._run(jobs, yielding=False, claim_ahead=False)
 
-    def _run(self, jobs: Sequence[ClaimedJob], *, yielding: bool) -> list[str]:
+    def _run(self, jobs: Sequence[ClaimedJob], *, yielding: bool, claim_ahead: bool) -> list[str]:
         items = [self._resolve(job) for job in jobs]
         if self.leases is not None:
             for job in jobs:
                 self.leases.hold(job)
         try:
-            self._phase(items, self._first_phase, yielding=yielding)
+            self._phase(items, self._first_phase, yielding=yielding, claim_ahead=claim_ahead)
             calling = [item for item in items if item.result is None]
             if calling:
                 self._call(calling)
-                self._phase(calling, self._record_phase, yielding=False)
+                self._phase(calling, self._record_phase, yielding=False, claim_ahead=claim_ahead)
         finally:
             if self.leases is not None:
                 for job in jobs:
@@ -380,11 +364,11 @@ class Worker:
         if calls is not None:
             calls.shutdown(wait=True)
 
-    def _phase(self, items: list[_Item], work: Work, *, yielding: bool) -> None:
+    def _phase(self, items: list[_Item], work: Work, *, yielding: bool, claim_ahead: bool = False) -> None:
         """Run ``work`` for ``items`` in one transaction; when that transaction fails as a whole
         (not one handler: the database, or a handler that ended the transaction), once per job."""
         try:
-            results = self._attempt(items, work, yielding=yielding)
+            results = self._attempt(items, work, yielding=yielding, claim_ahead=claim_ahead)
         except Exception as exc:
             if len(items) > 1:
                 log.warning(
@@ -403,40 +387,53 @@ class Worker:
         for item, result in results:
             item.result = result
 
-    def _attempt(self, items: list[_Item], work: Work, *, yielding: bool) -> list[tuple[_Item, str]]:
-        """Optimistically without savepoints (each costs a round trip per job); when a handler
-        fails, that transaction rolls back and the batch runs again with one savepoint per job,
-        the failed job recorded as failed without running again."""
+    def _attempt(self, items: list[_Item], work: Work, *, yielding: bool, claim_ahead: bool) -> list[tuple[_Item, str]]:
+        """Optimistically first: no row locked up front, no savepoints (each costs a round trip
+        per job). When a handler fails, or a lease turns out lost at the end, that transaction
+        rolls back and the batch runs again carefully: the rows still held locked first, one
+        savepoint per job, the failed job recorded as failed without running again."""
         try:
-            return self._transaction(items, work, yielding=yielding, careful=False)
+            return self._transaction(items, work, yielding=yielding, careful=False, claim_ahead=claim_ahead)
         except _HandlerFailed as failed:
             failed.item.failure = (failed.reason, failed.final)
-        return self._transaction(items, work, yielding=yielding, careful=True)
+        except _LeasesChanged:
+            log.warning("worker %s: a lease of the batch was taken over; running it again without that job", self.name)
+        return self._transaction(items, work, yielding=yielding, careful=True, claim_ahead=claim_ahead)
 
-    def _transaction(self, items: list[_Item], work: Work, *, yielding: bool, careful: bool) -> list[tuple[_Item, str]]:
+    def _transaction(
+        self, items: list[_Item], work: Work, *, yielding: bool, careful: bool, claim_ahead: bool
+    ) -> list[tuple[_Item, str]]:
         """One transaction: each held job's ``work`` (under a savepoint when ``careful``), its
-        failure recorded or its completion, all committed together. Returns the outcome of every
-        job finished here (a prepared two-phase job is not: it waits for its call). Not careful,
-        a failing handler aborts the transaction (``_HandlerFailed``)."""
+        failure recorded or its completion, all committed together (with the next batch's claim
+        when ``claim_ahead`` and nothing waits for a call). Returns the outcome of every job
+        finished here (a prepared two-phase job is not: it waits for its call).
+
+        Careful, the rows still held are locked first and a job found lost is skipped. Not
+        careful, nothing is locked up front: the completions at the end, which lock the rows and
+        change only those still held, find out; a lease lost (``_LeasesChanged``) or a handler
+        failing (``_HandlerFailed``) aborts the transaction."""
         results: list[tuple[_Item, str]] = []
         completed: list[ClaimedJob] = []
         prepared: list[ClaimedJob] = []
+        ahead: list[ClaimedJob] = []
         started = time.monotonic()
         with unit_of_work(self.factory) as session:
-            held = still_held(session, [item.job for item in items])
+            held = still_held(session, [item.job for item in items]) if careful else None
+            session.connection()  # begins the transaction that the handlers must leave intact
             guard = _CommitGuard(session)
             root = session.get_transaction()
             assert root is not None
             for n, item in enumerate(items):
                 job = item.job
-                if job.id not in held:
+                if held is not None and job.id not in held:
                     log.warning("job %s (%s) attempt %s: lease lost, nothing of it is committed", *_ident(job))
                     results.append((item, LOST))
                     continue
                 if yielding and n > 0 and self._should_yield(started):
-                    rest = [i for i in items[n:] if i.job.id in held]
-                    release_unstarted(session, [i.job for i in rest])
-                    results.extend((i, RELEASED if i.job.id in held else LOST) for i in items[n:])
+                    rest = items[n:]
+                    released = release_unstarted(session, [i.job for i in rest if held is None or i.job.id in held])
+                    results.extend((i, RELEASED if i.job.id in released else LOST) for i in rest)
+                    claim_ahead = False  # the released jobs are for idle workers
                     break
                 if item.failure is not None:
                     reason, final = item.failure
@@ -473,38 +470,27 @@ class Worker:
                 finally:
                     guard.tripped = False
                     _current_job.reset(token)
-            self._complete(session, completed)
-            self._extend(session, prepared)
+            now = self.clock()
+            done = complete(session, completed, now=now)
+            extended = extend(session, prepared, expiry=now + self.lease_seconds * MICROS)
+            if len(done) < len(completed) or len(extended) < len(prepared):
+                if not careful:
+                    raise _LeasesChanged
+                # Cannot happen: the rows were locked under our leases up front.
+                raise LeaseLost(f"{len(completed) + len(prepared) - len(done) - len(extended)} leases were lost")
+            if self.leases is not None:
+                for job in prepared:
+                    self.leases.extended(job, now + self.lease_seconds * MICROS)
+            if claim_ahead and not prepared and not self._stopping():
+                ahead = self._claim(session, self.batch)
+        self._ahead = ahead
         return results
 
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
     def _should_yield(self, started: float) -> bool:
-        stopping = self._stop is not None and self._stop.is_set()
-        return stopping or time.monotonic() - started >= self.batch_seconds
-
-    def _complete(self, session: Session, jobs: list[ClaimedJob]) -> None:
-        """Mark ``jobs`` done and record their runs, in the transaction of their effects."""
-        if not jobs:
-            return
-        now = self.clock()
-        ids = [job.id for job in jobs]
-        started = {job.claimed_at for job in jobs}
-        if len(started) == 1:  # claimed together: one statement copies the runs from the rows
-            session.execute(_COPY_RUNS, {"ids": ids, "started": started.pop(), "now": now})
-        else:
-            session.execute(_INSERT_RUN, [_run_row(job, now, DONE, None) for job in jobs])
-        done = cast(CursorResult[Any], session.execute(_MARK_DONE, {"ids": ids, "now": now}))
-        if done.rowcount != len(jobs):  # cannot happen: the caller locked the rows under our leases
-            raise LeaseLost(f"{len(jobs) - done.rowcount} of {len(jobs)} leases were lost")
-
-    def _extend(self, session: Session, jobs: list[ClaimedJob]) -> None:
-        """A fresh lease for jobs about to be called: the transaction may have outlasted theirs."""
-        if not jobs:
-            return
-        expiry = self.clock() + self.lease_seconds * MICROS
-        session.execute(update(JOBS).where(held_by_any(jobs)).values(locked_until=expiry))
-        if self.leases is not None:
-            for job in jobs:
-                self.leases.extended(job, expiry)
+        return self._stopping() or time.monotonic() - started >= self.batch_seconds
 
     def _record_failure(self, session: Session, job: ClaimedJob, reason: str, *, final: bool = False) -> str:
         """Record a failed attempt in ``session``: retry later with backoff, or bury it."""
@@ -520,7 +506,7 @@ class Worker:
         if held.first() is None:
             return LOST  # whoever took the lease over records this attempt (recover_expired)
         outcome = JobStatus.DEAD.value if dead else "retry"
-        session.execute(_INSERT_RUN, _run_row(job, now, outcome, reason))
+        session.execute(insert(JOB_RUNS), run_row(job, now, outcome, reason))
         return outcome
 
     def _fail(self, job: ClaimedJob, reason: str, *, final: bool = False) -> str:
@@ -544,14 +530,17 @@ class Worker:
         try:
             self._loop(stop, burst=burst)
         finally:
-            self.close()
+            try:
+                self._give_back()
+            finally:
+                self.close()
 
     def _loop(self, stop: threading.Event, *, burst: bool) -> None:
         errors = 0
         while not stop.is_set():
             try:
                 self.schedule_periodic()
-                ran = self.run_next()
+                ran = self._next_batch(claim_ahead=True)
                 errors = 0
             except Exception:
                 errors += 1
@@ -564,6 +553,13 @@ class Worker:
                 if burst:
                     return
                 stop.wait(random.uniform(*IDLE_SLEEP_SECONDS))
+
+    def _give_back(self) -> None:
+        """The batch claimed ahead goes back to the queue unstarted (the worker stops)."""
+        jobs, self._ahead = self._ahead, []
+        if jobs:
+            with unit_of_work(self.factory) as session:
+                release_unstarted(session, jobs)
 
 
 def _ident(job: ClaimedJob) -> tuple[int, str, int]:
