@@ -62,7 +62,7 @@ from qunyun.connectors.base import (
 )
 from qunyun.db.unique import insert_or_get
 from qunyun.errors import Conflict, InvalidInput, NotFound, QunyunError
-from qunyun.locale import Msg
+from qunyun.locale import Msg, catalogue
 from qunyun.models import (
     Connection,
     Group,
@@ -78,7 +78,7 @@ from qunyun.models import (
     TaskStatus,
 )
 from qunyun.tasks.service import close_for_action, open_task
-from qunyun.tasks.titles import platform_label
+from qunyun.tasks.titles import message_values, platform_label, to_json
 from qunyun.timeutil import utcnow
 from qunyun.worker.queue import enqueue
 
@@ -98,7 +98,7 @@ RETRY_MAX_SECONDS = 3600
 STUCK_AFTER = timedelta(minutes=30)
 MAX_SWEEPS = 3
 SWEEP_BATCH = 500  # actions looked at per pass; the rest wait for the next one
-SWEPT = "swept: no live job"  # the detail of the history row a sweep appends (queued/sending → itself)
+SWEPT = "sends.history.swept"  # the detail of the history row a sweep appends (queued/sending → itself)
 LIVE_JOB_STATES = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 S = OutboundState
@@ -127,11 +127,12 @@ def transition(
     session: Session,
     action: OutboundAction,
     to_state: OutboundState,
-    detail: str = "",
+    detail: Msg | str = "",
     *,
     attempt: int | None = None,
 ) -> None:
-    """Move ``action`` to ``to_state`` and append the history row; ``Conflict`` if not allowed."""
+    """Move ``action`` to ``to_state`` and append the history row; ``Conflict`` if not allowed.
+    ``detail`` is a catalogue message (shown in the reader's language), or a caller's text."""
     current = OutboundState(action.state)
     if to_state not in ALLOWED_TRANSITIONS[current]:
         raise Conflict(
@@ -146,7 +147,7 @@ def _record(
     action: OutboundAction,
     from_state: OutboundState | None,
     to_state: OutboundState,
-    detail: str,
+    detail: Msg | str,
     attempt: int | None = None,
 ) -> None:
     now = utcnow()
@@ -158,7 +159,9 @@ def _record(
             to_state=to_state.value,
             attempt=attempt,
             at=now,
-            detail=detail[:2000],
+            detail=str(detail)[:2000],
+            detail_key=detail.key if isinstance(detail, Msg) else None,
+            detail_values=message_values(detail) if isinstance(detail, Msg) else None,
         )
     )
     session.flush()
@@ -237,10 +240,10 @@ def request_action(
     row, created = insert_or_get(session, row, lambda: _by_key(session, org_id, idempotency_key))
     if not created:  # a concurrent request with the same key committed first: that one is the action
         return _same_request(row, org_id, kind, connection_id, group_id, member_id)
-    _record(session, row, None, S.PLANNED, "requested")
+    _record(session, row, None, S.PLANNED, Msg("sends.history.requested"))
 
     if deadline is not None and deadline <= _platform_now(connection):
-        transition(session, row, S.EXPIRED, f"deadline {deadline.isoformat()} passed before it was queued")
+        transition(session, row, S.EXPIRED, Msg("sends.reason.expired_before_queued", deadline=deadline.isoformat()))
         return row
     profile = registry.profile_of(connection)
     missing = missing_capabilities(typed, profile.capabilities)
@@ -297,24 +300,24 @@ def prepare(session: Session, action_id: int) -> PreparedCall | None:
     try:
         connector = _connector(session, row)
     except ConnectorUnavailable as exc:
-        _delegate(session, row, None, str(exc.message))
+        _delegate(session, row, None, exc.msg or exc.message)
         return None
     deadline = _deadline(row)
     if deadline is not None and deadline <= connector.now():
-        transition(session, row, S.EXPIRED, f"deadline {deadline.isoformat()} passed before it was performed")
+        transition(session, row, S.EXPIRED, Msg("sends.reason.expired_before_performed", deadline=deadline.isoformat()))
         return None
     try:
         typed = _typed_action(session, row)
     except InvalidInput as exc:
-        row.last_error = str(exc.message)
-        transition(session, row, S.FAILED, str(exc.message))
+        row.last_error = exc.message
+        transition(session, row, S.FAILED, exc.msg or exc.message)
         return None
     missing = missing_capabilities(typed, connector.capabilities)
     if missing:
         _delegate(session, row, typed, _missing_reason(connector.profile, missing), missing=missing)
         return None
     row.attempts += 1
-    transition(session, row, S.SENDING, f"attempt {row.attempts}", attempt=row.attempts)
+    transition(session, row, S.SENDING, Msg("sends.history.attempt", attempt=row.attempts), attempt=row.attempts)
     return PreparedCall(row.id, row.attempts, CallMode.SEND, typed, row.idempotency_key, connector)
 
 
@@ -353,13 +356,7 @@ def record(session: Session, prepared: PreparedCall, outcome: ActionResult | Bas
     if isinstance(outcome, ActionResult):
         _apply_result(session, row, typed, outcome, reconciled=checking)
     elif outcome is None:
-        _uncertain(
-            session,
-            row,
-            typed,
-            f"{prepared.connector.profile.title} has no record of the earlier attempt, "
-            "but does not deduplicate by key: sending again could send it twice",
-        )
+        _uncertain(session, row, typed, Msg("sends.reason.no_record", platform=platform_label(row.platform)))
     elif isinstance(outcome, TransientError):
         error = str(outcome) or type(outcome).__name__
         if checking:
@@ -368,14 +365,14 @@ def record(session: Session, prepared: PreparedCall, outcome: ActionResult | Bas
             _retry_or_fail(session, row, error)
     elif isinstance(outcome, UnsupportedAction) and not checking:
         row.last_error = str(outcome)
-        _delegate(session, row, typed, str(outcome))
+        _delegate(session, row, typed, Msg("sends.reason.refused", detail=str(outcome)))
     else:
         # The call broke off: it may or may not have reached the platform.
         error = _describe(outcome)
         if prepared.connector.reconciles:
             _check_later(session, row, typed, error)
         else:
-            _uncertain(session, row, typed, f"attempt {row.attempts} ended without an answer: {error}")
+            _uncertain(session, row, typed, Msg("sends.reason.no_answer", attempt=row.attempts, error=error))
 
 
 def _prepare_check(session: Session, row: OutboundAction) -> PreparedCall | None:
@@ -384,28 +381,26 @@ def _prepare_check(session: Session, row: OutboundAction) -> PreparedCall | None
         connector = _connector(session, row)
         typed = _typed_action(session, row)
     except (ConnectorUnavailable, InvalidInput) as exc:
-        _uncertain(session, row, None, f"attempt {sent_by} may have reached the platform: {exc.message}")
-        return None
-    if not connector.reconciles:
         _uncertain(
-            session,
-            row,
-            typed,
-            f"attempt {sent_by} may have reached {connector.profile.title}, which cannot tell: check and confirm",
+            session, row, None, Msg("sends.reason.may_have_reached", attempt=sent_by, error=exc.msg or exc.message)
         )
         return None
+    platform = platform_label(row.platform)
+    if not connector.reconciles:
+        _uncertain(session, row, typed, Msg("sends.reason.cannot_tell", attempt=sent_by, platform=platform))
+        return None
     if row.attempts >= MAX_ATTEMPTS + MAX_CHECKS:
-        _uncertain(session, row, typed, f"{connector.profile.title} could not say what became of it")
+        _uncertain(session, row, typed, Msg("sends.reason.could_not_say", platform=platform))
         return None
     row.attempts += 1
-    _record(session, row, S.SENDING, S.SENDING, f"attempt {row.attempts}: reconcile", row.attempts)
+    _record(session, row, S.SENDING, S.SENDING, Msg("sends.history.reconcile", attempt=row.attempts), row.attempts)
     return PreparedCall(row.id, row.attempts, CallMode.RECONCILE, typed, row.idempotency_key, connector)
 
 
 # --- people ---------------------------------------------------------------------------------------
 
 
-def confirm(session: Session, action_id: int, *, detail: str = "") -> OutboundAction:
+def confirm(session: Session, action_id: int, *, detail: Msg | str = "") -> OutboundAction:
     """Record that a person completed the action (pressed send on the platform, did the
     delegated task, or checked that an uncertain send went out): → confirmed, and its open staff
     tasks are done. Idempotent."""
@@ -416,12 +411,12 @@ def confirm(session: Session, action_id: int, *, detail: str = "") -> OutboundAc
         return row
     if row.state not in CONFIRMABLE:
         raise Conflict(Msg("err.sends.not_confirmable", id=action_id, state=row.state), field="state")
-    transition(session, row, S.CONFIRMED, detail or "confirmed")
+    transition(session, row, S.CONFIRMED, detail or Msg("sends.history.confirmed"))
     close_for_action(session, row.id, TaskStatus.DONE)
     return row
 
 
-def not_sent(session: Session, action_id: int, *, detail: str = "") -> OutboundAction:
+def not_sent(session: Session, action_id: int, *, detail: Msg | str = "") -> OutboundAction:
     """Record that a person checked an ``uncertain`` action and it never reached the platform:
     → failed (request it again under a new key to send it), its tasks cancelled. Idempotent."""
     row = session.scalar(select(OutboundAction).where(OutboundAction.id == action_id).with_for_update())
@@ -431,8 +426,9 @@ def not_sent(session: Session, action_id: int, *, detail: str = "") -> OutboundA
         return row
     if row.state != S.UNCERTAIN:
         raise Conflict(Msg("err.sends.not_uncertain", id=action_id, state=row.state), field="state")
-    row.last_error = detail or "not sent (checked by a person)"
-    transition(session, row, S.FAILED, row.last_error)
+    reason = detail or Msg("sends.history.not_sent")
+    row.last_error = str(reason)
+    transition(session, row, S.FAILED, reason)
     close_for_action(session, row.id, TaskStatus.CANCELLED)
     return row
 
@@ -448,7 +444,7 @@ def expire_overdue(session: Session, *, now: datetime | None = None, org_id: int
     for row in session.scalars(query.order_by(OutboundAction.id).with_for_update()):
         deadline = _deadline(row)
         if deadline is not None and deadline <= now:
-            transition(session, row, S.EXPIRED, f"deadline {deadline.isoformat()} passed while waiting")
+            transition(session, row, S.EXPIRED, Msg("sends.reason.expired_waiting", deadline=deadline.isoformat()))
             close_for_action(session, row.id, TaskStatus.CANCELLED)
             expired.append(row.id)
     return expired
@@ -512,17 +508,12 @@ def sweep_stuck(
             continue
         if _sweeps(session, row.id, state) >= MAX_SWEEPS:
             if state == S.QUEUED:
-                _delegate(session, row, None, f"no worker could send it after {MAX_SWEEPS} sweeps: do it by hand")
+                _delegate(session, row, None, Msg("sends.reason.sweep_queued", sweeps=MAX_SWEEPS))
             else:
-                _uncertain(
-                    session,
-                    row,
-                    None,
-                    f"attempt {row.attempts} may have reached the platform, and no worker could check it",
-                )
+                _uncertain(session, row, None, Msg("sends.reason.sweep_sending", attempt=row.attempts))
             sweep.handed_over.append(row.id)
             continue
-        _record(session, row, state, state, SWEPT, row.attempts if state == S.SENDING else None)
+        _record(session, row, state, state, Msg(SWEPT), row.attempts if state == S.SENDING else None)
         enqueue(
             session,
             PERFORM_JOB,
@@ -555,7 +546,7 @@ def _sweeps(session: Session, action_id: int, state: OutboundState) -> int:
                 OutboundActionTransition.action_id == action_id,
                 OutboundActionTransition.from_state == state.value,
                 OutboundActionTransition.to_state == state.value,
-                OutboundActionTransition.detail == SWEPT,
+                OutboundActionTransition.detail_key == SWEPT,
             )
         )
         or 0
@@ -658,7 +649,7 @@ def _connector(session: Session, row: OutboundAction) -> Connector:
     try:
         return registry.connector_for(session, row.connection_id)
     except NotFound as exc:
-        raise ConnectorUnavailable(exc.message, field="connection_id") from exc
+        raise ConnectorUnavailable(exc.msg or exc.message, field="connection_id") from exc
 
 
 def _typed_action(session: Session, row: OutboundAction) -> Action:
@@ -683,13 +674,20 @@ def _platform_now(connection: Connection) -> datetime:
     return connector.now() if connector is not None else utcnow()
 
 
-def _missing_reason(profile: PlatformProfile, missing: frozenset[Capability]) -> str:
-    notes = [profile.note(c) for c in sorted(missing) if profile.note(c)]
-    reason = f"{profile.title} cannot do this by API (missing: {', '.join(sorted(missing))})"
-    return reason + (". " + " ".join(notes) if notes else "")
+def _missing_reason(profile: PlatformProfile, missing: frozenset[Capability]) -> Msg:
+    """Why a platform cannot do an action, with its notes on how it is done instead (in the
+    catalogue as ``sends.note.<platform>.<capability>``; a note it lacks, in English)."""
+    reason = Msg("sends.reason.missing", platform=platform_label(profile.platform), missing=", ".join(sorted(missing)))
+    for capability in sorted(missing):
+        text = profile.note(capability)
+        if text:
+            key = f"sends.note.{profile.platform}.{capability}"
+            reason = Msg("sends.reason.with_note", reason=reason, note=Msg(key) if key in catalogue("en") else text)
+    return reason
 
 
 def _describe(exc: BaseException) -> str:
+    """An exception as diagnostic text (its type and message, in English)."""
     message = exc.message if isinstance(exc, QunyunError) else str(exc)
     return f"{type(exc).__name__}: {message}"[:500] if str(message) else type(exc).__name__
 
@@ -702,9 +700,16 @@ def _retry_or_fail(session: Session, row: OutboundAction, error: str) -> None:
     """A send that changed nothing: queued again with a retry job, or failed after MAX_ATTEMPTS."""
     row.last_error = error
     if row.attempts >= MAX_ATTEMPTS:
-        transition(session, row, S.FAILED, f"gave up after {row.attempts} attempts: {error}", attempt=row.attempts)
+        reason = Msg("sends.reason.gave_up", attempts=row.attempts, error=error)
+        transition(session, row, S.FAILED, reason, attempt=row.attempts)
         return
-    transition(session, row, S.QUEUED, f"attempt {row.attempts}: {error}", attempt=row.attempts)
+    transition(
+        session,
+        row,
+        S.QUEUED,
+        Msg("sends.history.attempt_error", attempt=row.attempts, error=error),
+        attempt=row.attempts,
+    )
     enqueue(
         session,
         PERFORM_JOB,
@@ -722,7 +727,7 @@ def _check_later(session: Session, row: OutboundAction, typed: Action, error: st
     row.last_error = error
     row.updated_at = utcnow()
     if row.attempts >= MAX_ATTEMPTS + MAX_CHECKS:
-        _uncertain(session, row, typed, f"could not find out what became of it: {error}")
+        _uncertain(session, row, typed, Msg("sends.reason.check_failed", error=error))
         return
     enqueue(
         session,
@@ -739,22 +744,22 @@ def _apply_result(
     session: Session, row: OutboundAction, typed: Action, result: ActionResult, *, reconciled: bool = False
 ) -> None:
     row.external_ref = result.external_ref
-    how = f"attempt {row.attempts}" + (" (reconciled)" if reconciled else "")
-    detail = f"{how}: {result.detail}" if result.detail else how
+    how = "sends.history.reconciled" if reconciled else "sends.history.attempt"
+    detail = Msg(f"{how}_detail" if result.detail else how, attempt=row.attempts, detail=result.detail)
     if result.status == ResultStatus.DONE:
         row.last_error = None
         transition(session, row, S.SENT, detail, attempt=row.attempts)
     elif result.status == ResultStatus.AWAITING_CONFIRMATION:
         row.last_error = None
         transition(session, row, S.AWAITING_CONFIRMATION, detail, attempt=row.attempts)
-        _open_task(session, row, typed, TaskKind.CONFIRM_SEND, result.detail or "the platform holds it for you")
+        _open_task(session, row, typed, TaskKind.CONFIRM_SEND, result.detail or Msg("sends.reason.held"))
     else:
         row.last_error = result.detail
         transition(session, row, S.FAILED, detail, attempt=row.attempts)
 
 
-def _uncertain(session: Session, row: OutboundAction, typed: Action | None, reason: str) -> None:
-    row.last_error = reason
+def _uncertain(session: Session, row: OutboundAction, typed: Action | None, reason: Msg | str) -> None:
+    row.last_error = str(reason)
     transition(session, row, S.UNCERTAIN, reason, attempt=row.attempts)
     _open_task(session, row, typed, TaskKind.UNCERTAIN_SEND, reason)
 
@@ -763,7 +768,7 @@ def _delegate(
     session: Session,
     row: OutboundAction,
     typed: Action | None,
-    reason: str,
+    reason: Msg | str,
     *,
     missing: frozenset[Capability] = frozenset(),
 ) -> None:
@@ -776,7 +781,7 @@ def _open_task(
     row: OutboundAction,
     typed: Action | None,
     kind: TaskKind,
-    reason: str,
+    reason: Msg | str,
     *,
     missing: frozenset[Capability] = frozenset(),
 ) -> StaffTask:
@@ -793,7 +798,10 @@ def _open_task(
         "action": row.action,
         "platform": row.platform,
         "connection_id": row.connection_id,
-        "reason": reason,
+        # English text for readers of the raw detail and rows from before; the message is what
+        # the console and the API show, in the reader's language (tasks.titles.task_reason).
+        "reason": str(reason),
+        "reason_msg": to_json(reason) if isinstance(reason, Msg) else None,
         "payload": {k: v for k, v in row.payload.items() if k not in RESERVED_PAYLOAD_KEYS},
         "idempotency_key": row.idempotency_key,
         "attempts": row.attempts,

@@ -81,4 +81,8 @@ class OutboundActionTransition(Base):
     # The attempt (OutboundAction.attempts) the change belongs to, where there is one.
     attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
     at: Mapped[datetime] = mapped_column(Timestamp)
+    # The detail as a catalogue message (rendered in the reader's language); ``detail`` keeps its
+    # English text and is all that rows from before messages have.
     detail: Mapped[str] = mapped_column(Text, default="")
+    detail_key: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    detail_values: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

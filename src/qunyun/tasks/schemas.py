@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from qunyun.tasks.service import EVIDENCE_LINK_LIMIT, EVIDENCE_TEXT_LIMIT, TaskItem
-from qunyun.tasks.titles import render_title
+from qunyun.tasks.titles import render_title, task_reason
 
 
 class TaskOut(BaseModel):
@@ -21,6 +21,9 @@ class TaskOut(BaseModel):
     assignee_id: int | None
     assignee_name: str | None
     outbound_action_id: int | None
+    reason: str | None = Field(
+        description="Why it was opened (a task about an outbound action), in the language of Accept-Language"
+    )
     detail: dict[str, Any] = Field(description="What the task is about: the action, its payload, the reason")
     due_at: datetime | None
     overdue: bool
@@ -49,6 +52,7 @@ class TaskOut(BaseModel):
             assignee_id=task.assignee_id,
             assignee_name=item.assignee_name,
             outbound_action_id=task.outbound_action_id,
+            reason=task_reason(task, lang) or None,
             detail=task.detail,
             due_at=task.due_at,
             overdue=task.status == "open" and task.due_at is not None and task.due_at < now,

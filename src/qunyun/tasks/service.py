@@ -9,7 +9,7 @@ one: whoever sees it and may write (an analyst gets 403, everyone else who canno
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, Literal
@@ -27,6 +27,7 @@ from qunyun.models import (
     Group,
     Organisation,
     OutboundAction,
+    OutboundActionTransition,
     Role,
     Staff,
     StaffGroupAssignment,
@@ -329,6 +330,27 @@ def counts(session: Session, scope: Scope, staff_ids: list[int], now: datetime) 
     return {int(assignee): (int(n), int(late or 0)) for assignee, n, late in rows if assignee is not None}
 
 
+def action_history(
+    session: Session, scope: Scope, action_ids: Collection[int]
+) -> dict[int, list[OutboundActionTransition]]:
+    """The state changes of the outbound actions behind tasks ``scope`` sees, oldest first, by
+    action id (what a person checking a send wants to know: when it was tried, what came back)."""
+    if not action_ids:
+        return {}
+    visible = select(StaffTask.outbound_action_id).where(
+        task_visible(scope), StaffTask.outbound_action_id.in_(sorted(set(action_ids)))
+    )
+    rows = session.scalars(
+        select(OutboundActionTransition)
+        .where(OutboundActionTransition.action_id.in_(visible))
+        .order_by(OutboundActionTransition.action_id, OutboundActionTransition.id)
+    )
+    history: dict[int, list[OutboundActionTransition]] = {}
+    for row in rows:
+        history.setdefault(row.action_id, []).append(row)
+    return history
+
+
 def assignees(session: Session, scope: Scope) -> list[Staff]:
     """Staff who may be given tasks, for an assignee filter: the organisation's people for a lead
     or analyst, the caller alone otherwise."""
@@ -404,7 +426,10 @@ def complete(
             # Imported here: dispatch opens tasks through this module.
             from qunyun.connectors.dispatch import confirm
 
-            confirm(session, task.outbound_action_id, detail=f"task {task.id} completed by staff {scope.staff_id}")
+            by = session.scalar(select(Staff.display_name).where(Staff.id == scope.staff_id)) or scope.staff_id
+            confirm(
+                session, task.outbound_action_id, detail=Msg("sends.history.task_completed", task=task.id, staff=by)
+            )
     return task
 
 

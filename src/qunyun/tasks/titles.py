@@ -3,6 +3,7 @@ language. A value may itself be a message (the platform's name, the inner title 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from qunyun.locale import FALLBACK, Msg, catalogue
@@ -38,14 +39,39 @@ def title_msg(task: StaffTask) -> Msg | None:
 
 def render_title(task: StaffTask, lang: str) -> str:
     """The title in ``lang``; a plain title (rows from before titles were messages) as it is."""
-    msg = title_msg(task)
-    if msg is None:
-        return task.title
+    return render_stored(task.title_key, task.title_values, task.title, lang)
+
+
+def message_values(msg: Msg) -> dict[str, Any]:
+    """A message's values as JSON, to store next to its key."""
+    return {k: to_json(v) for k, v in msg.values.items()}
+
+
+def render_stored(key: str | None, values: Mapping[str, Any] | None, text: str, lang: str) -> str:
+    """A message stored as its key and JSON values, in ``lang``; without a key (rows from before
+    it was stored as a message) the stored ``text`` as it is."""
+    if not key:
+        return text
     try:
-        return msg.render(lang)
+        return Msg(key, **{k: from_json(v) for k, v in (values or {}).items()}).render(lang)
     except (KeyError, IndexError, ValueError):
         # A value the message no longer names (a catalogue edit): the stored English text.
-        return task.title
+        return text
+
+
+def task_reason(task: StaffTask, lang: str) -> str:
+    """Why a task about an outbound action was opened (``detail.reason``), in ``lang``: stored as a
+    message (``detail.reason_msg``), or as English text by rows from before."""
+    detail = task.detail or {}
+    reason = detail.get("reason")
+    text = reason if isinstance(reason, str) else ""
+    stored = from_json(detail.get("reason_msg"))
+    if not isinstance(stored, Msg):
+        return text
+    try:
+        return stored.render(lang)
+    except (KeyError, IndexError, ValueError):
+        return text
 
 
 def platform_label(platform: str) -> Msg | str:

@@ -16,7 +16,7 @@ from qunyun.errors import QunyunError
 from qunyun.tasks import service
 from qunyun.tasks.endpoints import FORM_FIELDS, Completion, completion_from_form
 from qunyun.tasks.service import VIEWS, TaskItem, View
-from qunyun.tasks.titles import render_title
+from qunyun.tasks.titles import render_stored, render_title, task_reason
 from qunyun.timeutil import utcnow
 
 router = APIRouter()
@@ -77,13 +77,26 @@ def _inbox(
         page.db, scope, view=view, now=now, assignee_id=assignee, limit=paging.size, offset=paging.offset
     )
     lang = page.t.lang
+    history = service.action_history(
+        page.db, scope, [i.task.outbound_action_id for i in items if i.task.outbound_action_id is not None]
+    )
     tasks: list[dict[str, Any]] = [
         {
             "item": item,
             "task": item.task,
             "title": render_title(item.task, lang),
+            "reason": task_reason(item.task, lang),
             "overdue": item.task.status == "open" and item.task.due_at is not None and item.task.due_at < now,
             "copy_text": _payload_text(item),
+            "history": [
+                {
+                    "at": page.local(change.at),
+                    "from": change.from_state,
+                    "to": change.to_state,
+                    "detail": render_stored(change.detail_key, change.detail_values, change.detail, lang),
+                }
+                for change in history.get(item.task.outbound_action_id or 0, [])
+            ],
         }
         for item in items
     ]
