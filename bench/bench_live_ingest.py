@@ -117,13 +117,17 @@ def posted(event_id: str, group: str, member: str, text: str) -> dict[str, str]:
 
 
 class Server:
-    def __init__(self, url: str, workers: int, source: Path | None) -> None:
+    def __init__(self, url: str, workers: int, source: Path | None, *, bare: bool = False) -> None:
         self.port = free_port()
         env = {**os.environ, "QUNYUN_DATABASE_URL": url, "QUNYUN_ENV": "development"}
         if source is not None:
             env["PYTHONPATH"] = str(source / "src")
+        command = [*QUNYUN, "serve", "--port", str(self.port), "--workers", str(workers), "--job-threads", "0"]
+        if bare:
+            command = [*QUNYUN[:1], "-m", "uvicorn", "bench.bare_events:app", "--port", str(self.port),
+                       "--workers", str(workers), "--no-access-log", "--log-level", "warning"]  # fmt: skip
         self.proc = subprocess.Popen(
-            [*QUNYUN, "serve", "--port", str(self.port), "--workers", str(workers), "--job-threads", "0"],
+            command,
             env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -363,12 +367,23 @@ def main() -> None:
             assert isinstance(read, dict)
             probes.append((label, size, found["statements"], found["rollups"], read))
 
+    bare = Server(url, args.workers, None, bare=True)
+    try:
+        token, pairs = orgs["1k"]
+        bare_rate = throughput(bare.port, token, pairs, "bare", args.clients, args.seconds)
+    finally:
+        bare.stop()
+
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nOne message per POST /api/v1/events, PostgreSQL, {args.workers} server processes (load average {load})")
-    print(f"latency: 1 client, {args.posts} posts; throughput: {args.clients} clients for {args.seconds:.0f}s")
+    print(
+        f"latency: 1 client, {args.posts} posts; throughput: {args.clients} clients for {args.seconds:.0f}s"
+        " (baseline: bench/bare_events.py, a Starlette app that parses the body and stores nothing)"
+    )
     print(f"{'rollup update':<26}{'events':>8}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'posts/s':>10}")
     for label, size, p50, p99, mean, rate in rows:
-        print(f"{label:<26}{size:>8}{p50:>9.1f}{p99:>9.1f}{mean:>9.1f}{rate:>10,.0f}")
+        print(f"{label:<26}{size:>8}{p50:>9.1f}{p99:>9.1f}{mean:>9.1f}{rate:>10,.0f}  ({rate / bare_rate:.2f} of bare)")
+    print(f"{'bare Starlette (no work)':<26}{'-':>8}{'':>27}{bare_rate:>10,.0f}  (same clients, same run)")
     print("\nPer post, in-process ingest() of one message (50 posts): statements sent, and rows read per table")
     print(f"{'rollup update':<26}{'events':>8}{'all':>6}{'rollups':>9}  " + "  ".join(PROBED_TABLES))
     for label, size, statements, rollups, read in probes:

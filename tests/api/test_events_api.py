@@ -267,3 +267,35 @@ def test_cli_add_integration_prints_a_token_that_posts_events(client: TestClient
     response = client.post("/api/v1/events", json=[_joined("cli1", "ext-g3", "ext-m4")], headers=headers)
     assert response.status_code == 200, response.text
     assert client.get("/api/v1/members", headers=headers).status_code == 403
+
+
+@pytest.mark.parametrize("change", ["revoked", "expired", "disabled", "demoted"])
+def test_a_token_seen_before_is_checked_again_by_each_post(client: TestClient, world: World, change: str) -> None:
+    # A token this server has verified goes straight to its organisation's lane; the post's own
+    # transaction verifies it again, so a change since refuses the next post, with nothing stored.
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from qunyun.auth.tokens import hash_secret
+    from qunyun.models import AuthToken, Staff
+
+    headers = world.headers("lead")
+    assert (
+        client.post("/api/v1/events", json=[_posted("before", "ext-g1", "ext-m1")], headers=headers).status_code == 200
+    )
+    now = datetime.now(UTC)
+    with world.db() as s:
+        token = AuthToken.token_hash == hash_secret(world.token("lead"))
+        if change == "revoked":
+            s.execute(update(AuthToken).where(token).values(revoked_at=now))
+        elif change == "expired":
+            s.execute(update(AuthToken).where(token).values(expires_at=now - timedelta(seconds=1)))
+        else:
+            values = {"is_active": False} if change == "disabled" else {"role": "operator"}
+            s.execute(update(Staff).where(Staff.id == world.staff["lead"]).values(**values))
+        s.commit()
+    count = _event_count(world)
+    after = client.post("/api/v1/events", json=[_posted("after", "ext-g1", "ext-m1")], headers=headers)
+    assert after.status_code == (403 if change == "demoted" else 401), after.text
+    assert _event_count(world) == count

@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from qunyun.auth.scope import Scope
 from qunyun.errors import InvalidInput
 from qunyun.ingestion.coalesce import Coalescer, Counts
 from qunyun.ingestion.service import parse_events
 from qunyun.locale import Msg
-from qunyun.models import AuditLog, Event
+from qunyun.models import AuditLog, Event, Role
 from qunyun.team.service import create_organisation
 
 
@@ -39,8 +40,12 @@ def org_id(db: sessionmaker[Session]) -> int:
         return org.id
 
 
+def lead(org: int) -> Scope:
+    return Scope(staff_id=0, org_id=org, role=Role.LEAD)
+
+
 def audit_as(org: int, note: str) -> Callable[[Session, int, int], None]:
-    def after(session: Session, stored: int, duplicates: int) -> None:
+    def after(session: Session, scope: Scope, stored: int, duplicates: int) -> None:
         session.add(AuditLog(org_id=org, action="events.ingest", target_type="events", target_id=note,
                              detail={"stored": stored, "duplicates": duplicates}, at=datetime.now(UTC)))  # fmt: skip
 
@@ -55,19 +60,19 @@ def post_behind_a_slow_one(
     release = threading.Event()
     first_after = audit_as(org, "first")
 
-    def slow(session: Session, stored: int, duplicates: int) -> None:
+    def slow(session: Session, scope: Scope, stored: int, duplicates: int) -> None:
         release.wait(30)
-        first_after(session, stored, duplicates)
+        first_after(session, scope, stored, duplicates)
 
     results: list[Counts | BaseException | None] = [None] * len(posts)
 
     def run(i: int | None) -> None:
         if i is None:
-            coalescer.ingest(org, "api", parse_events([joined("e-first", "m0")]), slow)
+            coalescer.ingest(org, "api", parse_events([joined("e-first", "m0")]), slow, scope=lead(org))
             return
         _note, events, after = posts[i]
         try:
-            results[i] = coalescer.ingest(org, "api", parse_events(events), after)
+            results[i] = coalescer.ingest(org, "api", parse_events(events), after, scope=lead(org))
         except BaseException as exc:  # the test looks at what each post got
             results[i] = exc
 
@@ -106,7 +111,7 @@ def test_posts_waiting_behind_a_transaction_share_the_next_one(db: sessionmaker[
 def test_one_posts_failure_is_its_own(db: sessionmaker[Session], org_id: int) -> None:
     coalescer = Coalescer()
 
-    def refuse(session: Session, stored: int, duplicates: int) -> None:
+    def refuse(session: Session, scope: Scope, stored: int, duplicates: int) -> None:
         raise InvalidInput(Msg("err.event.platform_length", limit=16), field="platform")
 
     posts = [(f"p{i}", [joined(f"e{i}", f"m{i}")], audit_as(org_id, f"p{i}")) for i in range(1, 5)]
@@ -127,6 +132,6 @@ def test_a_lone_post_is_a_transaction_of_its_own(db: sessionmaker[Session], org_
     coalescer = Coalescer()
     for i in range(3):
         assert coalescer.ingest(
-            org_id, "api", parse_events([joined(f"e{i}", "m")]), audit_as(org_id, str(i))
+            org_id, "api", parse_events([joined(f"e{i}", "m")]), audit_as(org_id, str(i)), scope=lead(org_id)
         ) == Counts(1, 0)
     assert (coalescer.posts, coalescer.transactions) == (3, 3)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -110,7 +111,60 @@ def verify_token(session: Session, secret: str, *, kinds: set[TokenKind], now: d
         or not staff.is_active
     ):
         raise invalid
+    _remember_owner(token.token_hash, staff.org_id)
     return Authenticated(token=token, staff=staff)
+
+
+@dataclass(frozen=True)
+class LiveToken:
+    """A live API token found by :func:`live_api_tokens`, and its holder."""
+
+    token_id: int
+    staff_id: int
+    org_id: int
+    role: str
+    needs_touch: bool
+
+
+def live_api_tokens(session: Session, hashes: Iterable[str], *, now: datetime) -> dict[str, LiveToken]:
+    """The live API tokens among ``hashes`` (SHA-256 of the secrets), by hash, in one query:
+    the check :func:`verify_token` makes, for many requests at once."""
+    wanted = sorted(set(hashes))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(AuthToken.token_hash, AuthToken.id, AuthToken.last_used_at, Staff.id, Staff.org_id, Staff.role)
+        .join(Staff, Staff.id == AuthToken.staff_id)
+        .where(
+            AuthToken.token_hash.in_(wanted),
+            AuthToken.kind == TokenKind.API.value,
+            AuthToken.revoked_at.is_(None),
+            AuthToken.expires_at > now,
+            Staff.is_active.is_(True),
+        )
+    ).all()
+    return {
+        token_hash: LiveToken(token_id, staff_id, org_id, role, last_used is None or now - last_used >= TOUCH_INTERVAL)
+        for token_hash, token_id, last_used, staff_id, org_id, role in rows
+    }
+
+
+# Which organisation a token (by hash) belongs to, as verified earlier in this process. A token
+# never changes organisation, so this may route a request before the token is verified again;
+# it says nothing of whether the token is still live.
+_OWNERS_MAX = 10_000
+_owners: dict[str, int] = {}
+
+
+def _remember_owner(token_hash: str, org_id: int) -> None:
+    if len(_owners) >= _OWNERS_MAX:
+        _owners.clear()
+    _owners[token_hash] = org_id
+
+
+def known_owner(token_hash: str) -> int | None:
+    """The organisation of the token with ``token_hash``, if this process has verified it before."""
+    return _owners.get(token_hash)
 
 
 def needs_touch(token: AuthToken, now: datetime) -> bool:

@@ -13,6 +13,10 @@ behind it (up to :data:`MAX_EVENTS` events), ingests their events as one batch, 
 entry per post, commits once, and tells each post what became of its own events. A lone post is a
 batch of one, so a quiet organisation sees no delay.
 
+A post authenticated by an API token this process has verified before is routed to its
+organisation's lane at once, and its transaction verifies the token (every token of the batch in
+one query): revoked, expired or disabled since, the post is refused and the others go on.
+
 The batch is all or nothing, a post's events too: if the shared transaction fails for any reason
 (a follow-up's error, a constraint, the database), each of its posts is retried alone in a
 transaction of its own, so one post's failure is that post's answer only and never another's.
@@ -27,16 +31,34 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from qunyun.auth.scope import Scope
+from qunyun.auth.tokens import live_api_tokens, touch_token
 from qunyun.db.session import unit_of_work
+from qunyun.errors import Forbidden, Unauthenticated
 from qunyun.ingestion.event import ParsedEvent
 from qunyun.ingestion.service import Ingestor
+from qunyun.locale import Msg
+from qunyun.models import Role
+from qunyun.timeutil import utcnow
 
 # A transaction takes posts up to this many events in all (at least one post, however large).
 MAX_EVENTS = 2_000
 
-# What a post records in its own transaction once its events are in (the audit entry):
-# called with the session and the post's (stored, duplicates).
-AfterIngest = Callable[[Session, int, int], None]
+# Ingesting platform events creates members, groups and memberships: it is an integration's job
+# (or a lead's), never a scoped role's, which could otherwise pull anyone into its own scope.
+INGEST_ROLES = frozenset({Role.LEAD, Role.INTEGRATION})
+
+# What a post records in its own transaction once its events are in (the audit entry): called
+# with the session, the poster's scope and the post's (stored, duplicates).
+AfterIngest = Callable[[Session, Scope, int, int], None]
+
+
+def check_ingest_scope(scope: Scope) -> None:
+    """Leads and integration tokens post events for their organisation; every other role is
+    Forbidden. A scoped role (owner, admin, operator) must not ingest: a ``member.joined`` of any
+    member's external id into one of its groups would put that member in its scope."""
+    if scope.role not in INGEST_ROLES:
+        raise Forbidden(Msg("edge.ingest_forbidden"))
 
 
 @dataclass
@@ -51,8 +73,11 @@ class _Post:
     platform: str
     events: list[ParsedEvent]
     after: AfterIngest
+    # Who posts: a scope already authenticated, or the hash of an API token that the post's
+    # transaction verifies (with every other token of the batch, in one query).
+    scope: Scope | None
+    token_hash: str | None
     wake: threading.Event = field(default_factory=threading.Event)
-    lead: bool = False
     counts: Counts | None = None
     error: BaseException | None = None
 
@@ -74,12 +99,26 @@ class Coalescer:
         self.transactions = 0
         self.posts = 0
 
-    def ingest(self, org_id: int, platform: str, events: list[ParsedEvent], after: AfterIngest) -> Counts:
+    def ingest(
+        self,
+        org_id: int,
+        platform: str,
+        events: list[ParsedEvent],
+        after: AfterIngest,
+        *,
+        scope: Scope | None = None,
+        token_hash: str | None = None,
+    ) -> Counts:
         """Ingest ``events`` (already parsed) for ``org_id`` live, from the API; then ``after``.
 
-        Blocks until the transaction that carried them has committed; returns what became of
-        them, or raises what their own transaction raised."""
-        post = _Post(org_id, platform, events, after)
+        The poster is ``scope`` (authenticated already, and allowed to ingest) or the holder of
+        the API token with ``token_hash``, which must still be live and belong to a lead or an
+        integration of ``org_id`` when the transaction runs (else Unauthenticated or Forbidden).
+        Blocks until the transaction that carried the events has committed; returns what became
+        of them, or raises what their own transaction raised."""
+        if (scope is None) == (token_hash is None):
+            raise ValueError("a post needs either a scope or a token hash")
+        post = _Post(org_id, platform, events, after, scope, token_hash)
         key = (org_id, platform)
         with self._lock:
             lane = self._lanes.setdefault(key, _Lane())
@@ -119,18 +158,17 @@ class Coalescer:
     def _run(self, batch: list[_Post]) -> None:
         if len(batch) > 1:
             try:
-                counts = _ingest_together(batch)
+                _ingest_together(batch)
             except Exception:
-                pass
+                for post in batch:  # each post then gets its own answer, below
+                    post.counts = post.error = None
             else:
-                for post, c in zip(batch, counts, strict=True):
-                    post.counts = c
                 self._count(len(batch), 1)
                 return
         for post in batch:
             try:
-                post.counts = _ingest_together([post])[0]
-            except BaseException as exc:
+                _ingest_together([post])
+            except BaseException as exc:  # re-raised in the post's own thread
                 post.error = exc
         self._count(len(batch), len(batch))
 
@@ -140,25 +178,55 @@ class Coalescer:
             self.transactions += transactions
 
 
-def _ingest_together(batch: list[_Post]) -> list[Counts]:
-    """One transaction: the events of every post in ``batch`` (one organisation and platform)."""
+def _admit(session: Session, batch: list[_Post]) -> list[tuple[_Post, Scope]]:
+    """The posts of ``batch`` whose poster may ingest now, with their scopes; the others get
+    their refusal (Unauthenticated, Forbidden) as their answer."""
+    now = utcnow()
+    live = live_api_tokens(session, [p.token_hash for p in batch if p.token_hash is not None], now=now)
+    admitted: list[tuple[_Post, Scope]] = []
+    touched: set[int] = set()
+    for post in batch:
+        scope = post.scope
+        if post.token_hash is not None:
+            token = live.get(post.token_hash)
+            if token is None or token.org_id != post.org_id:
+                post.error = Unauthenticated("invalid or expired credentials")
+                continue
+            scope = Scope(staff_id=token.staff_id, org_id=token.org_id, role=Role(token.role))
+            try:
+                check_ingest_scope(scope)
+            except Forbidden as exc:
+                post.error = exc
+                continue
+            if token.needs_touch and token.token_id not in touched:
+                touched.add(token.token_id)
+                touch_token(session, token.token_id, now)
+        assert scope is not None
+        admitted.append((post, scope))
+    return admitted
+
+
+def _ingest_together(batch: list[_Post]) -> None:
+    """One transaction: the events of every admitted post in ``batch`` (one organisation and
+    platform); sets each post's counts or refusal."""
     first = batch[0]
     with unit_of_work() as session:
+        admitted = _admit(session, batch)
+        if not admitted:
+            return
         ingestor = Ingestor(session, first.org_id, platform=first.platform, source="api", live=True)
-        result = ingestor.ingest_batch([e for post in batch for e in post.events])
+        result = ingestor.ingest_batch([e for post, _ in admitted for e in post.events])
         ingestor.flush()
         stored = Counter(result.stored_ids)
-        counts: list[Counts] = []
-        for post in batch:
+        for post, scope in admitted:
             mine = 0
             for e in post.events:
                 if stored[e.external_id] > 0:
                     stored[e.external_id] -= 1
                     mine += 1
-            counts.append(Counts(stored=mine, duplicates=len(post.events) - mine))
-            post.after(session, mine, len(post.events) - mine)
+            post.counts = Counts(stored=mine, duplicates=len(post.events) - mine)
+            post.after(session, scope, mine, len(post.events) - mine)
         session.flush()
-    return counts
 
 
 _coalescer = Coalescer()
@@ -169,6 +237,14 @@ def coalescer() -> Coalescer:
     return _coalescer
 
 
-def post_events(org_id: int, platform: str, events: list[ParsedEvent], after: AfterIngest) -> Counts:
+def post_events(
+    org_id: int,
+    platform: str,
+    events: list[ParsedEvent],
+    after: AfterIngest,
+    *,
+    scope: Scope | None = None,
+    token_hash: str | None = None,
+) -> Counts:
     """:meth:`Coalescer.ingest` of this process's coalescer."""
-    return _coalescer.ingest(org_id, platform, events, after)
+    return _coalescer.ingest(org_id, platform, events, after, scope=scope, token_hash=token_hash)

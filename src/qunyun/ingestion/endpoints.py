@@ -31,21 +31,20 @@ from qunyun.auth.deps import (
     cookie_scheme,
 )
 from qunyun.auth.scope import Scope
+from qunyun.auth.tokens import hash_secret, known_owner
 from qunyun.config import get_settings
 from qunyun.db.session import unit_of_work
-from qunyun.errors import Forbidden, InvalidInput, QunyunError
+from qunyun.errors import InvalidInput, QunyunError
 from qunyun.ingestion import coalesce, log
+from qunyun.ingestion.coalesce import check_ingest_scope
 from qunyun.ingestion.service import at_line, parse_events
 from qunyun.locale import Msg
-from qunyun.models import Event, MsgType, Role
+from qunyun.models import Event, MsgType
 from qunyun.models.event import KIND_NAMES, EventKind
 
 router = APIRouter(prefix="/events", tags=["events"])
 
 JSON_LINES_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/json-lines", "text/plain"})
-# Ingesting platform events creates members, groups and memberships: it is an integration's job
-# (or a lead's), never a scoped role's, which could otherwise pull anyone into its own scope.
-INGEST_ROLES = frozenset({Role.LEAD, Role.INTEGRATION})
 # Bodies larger than this are parsed in a worker thread, so the event loop keeps serving.
 PARSE_IN_THREAD_BYTES = 256 * 1024
 
@@ -129,14 +128,6 @@ def parse_event_batch(body: bytes, content_type: str) -> EventBatch:
     return batch
 
 
-def check_ingest_scope(scope: Scope) -> None:
-    """Leads and integration tokens post events for their organisation; every other role is
-    Forbidden. A scoped role (owner, admin, operator) must not ingest: a ``member.joined`` of any
-    member's external id into one of its groups would put that member in its scope."""
-    if scope.role not in INGEST_ROLES:
-        raise Forbidden(Msg("edge.ingest_forbidden"))
-
-
 class IngestOut(BaseModel):
     stored: int
     duplicates: int
@@ -177,20 +168,27 @@ async def post_events(
 
 
 def _post_events(request: Request, batch: EventBatch, platform: str) -> IngestOut:
-    with unit_of_work() as db:
-        scope = authenticate(request, db, None, bearer_token(request), request.cookies.get(SESSION_COOKIE)).scope
-        check_ingest_scope(scope)
-        try:
-            parsed = parse_events(batch.events)
-        except InvalidInput as exc:
-            raise batch.at_line(exc) from None
-    # The credential's bookkeeping has committed: the events go in a transaction of their own,
-    # shared with the organisation's other posts arriving meanwhile (ingestion/coalesce.py).
+    try:
+        parsed = parse_events(batch.events)
+    except InvalidInput as exc:
+        raise batch.at_line(exc) from None
+    bearer = bearer_token(request)
+    token_hash = hash_secret(bearer) if bearer is not None else None
+    org_id = known_owner(token_hash) if token_hash is not None else None
+    scope = None
+    if org_id is None:
+        # A credential this process has not seen yet (or a console session): authenticated
+        # here, in a transaction of its own. A token seen before goes straight to its
+        # organisation's lane, and the ingesting transaction verifies it.
+        with unit_of_work() as db:
+            scope = authenticate(request, db, None, bearer, request.cookies.get(SESSION_COOKIE)).scope
+            check_ingest_scope(scope)
+        org_id, token_hash = scope.org_id, None
 
-    def audit(session: Session, stored: int, duplicates: int) -> None:
+    def audit(session: Session, poster: Scope, stored: int, duplicates: int) -> None:
         record_by(
             session,
-            scope,
+            poster,
             action="events.ingest",
             target_type="events",
             target_id=platform,
@@ -200,7 +198,7 @@ def _post_events(request: Request, batch: EventBatch, platform: str) -> IngestOu
         )
 
     try:
-        result = coalesce.post_events(scope.org_id, platform, parsed, audit)
+        result = coalesce.post_events(org_id, platform, parsed, audit, scope=scope, token_hash=token_hash)
     except InvalidInput as exc:
         raise batch.at_line(exc) from None
     return IngestOut(stored=result.stored, duplicates=result.duplicates)

@@ -102,8 +102,18 @@ class Ingestor:
         live: bool,
         connection_id: int | None = None,
     ) -> None:
-        org = session.get(Organisation, org_id)
-        if org is None:
+        self.db = SqlDialect(session.connection())
+        if self.db.pg:
+            # One ingesting transaction per organisation at a time: the duplicate check, the
+            # span replay and the rollup recomputation then see a stable log. (The lock and the
+            # organisation's time zone in one round trip.)
+            zone = self.db.run(
+                "SELECT pg_advisory_xact_lock(?), (SELECT time_zone FROM organisations WHERE id = ?)",
+                (7_000_000 + org_id, org_id),
+            ).fetchone()[1]
+        else:
+            zone = session.scalar(select(Organisation.time_zone).where(Organisation.id == org_id))
+        if zone is None:
             raise NotFound(Msg("err.event.no_organisation", id=org_id), field="org_id")
         self.session = session
         self.org_id = org_id
@@ -122,8 +132,7 @@ class Ingestor:
 
             load_domain_modules()
             self._wanted = wanted_kinds()
-        self.db = SqlDialect(session.connection())
-        self.days = DayCalculator(ZoneInfo(org.time_zone))
+        self.days = DayCalculator(ZoneInfo(zone))
         # Derived state is brought up to date by flush(): once per API call, once per import
         # (or whenever this much has piled up), so an import touches each rollup key once.
         # (day, group_id, member_id) → [org, day, group, member, joined, departed, messages]
@@ -142,10 +151,6 @@ class Ingestor:
             raise InvalidInput(Msg("err.event.platform_length", limit=16), field="platform")
         retention = get_settings().message_text_retention_days
         self.text_cutoff = None if retention == 0 else now_micros() - retention * 86_400_000_000
-        if self.db.pg:
-            # One ingesting transaction per organisation at a time: the duplicate check, the
-            # span replay and the rollup recomputation then see a stable log.
-            self.db.run("SELECT pg_advisory_xact_lock(?)", (7_000_000 + org_id,))
 
     # -- resolution of external ids -------------------------------------------------------
 
