@@ -31,6 +31,7 @@ class ParsedEvent:
         return self.extra.get(name) if self.extra is not None else None
 
     channel = property(lambda self: self._get("channel"))
+    link = property(lambda self: self._get("link"))
     inviter = property(lambda self: self._get("inviter"))
     scene = property(lambda self: self._get("scene"))
     reason = property(lambda self: self._get("reason"))

@@ -55,6 +55,8 @@ class LiveEvent:
     message: str | None = None  # the platform's message id
     channel: str | None = None  # the channel's code
     channel_id: int | None = None
+    # The invite link a member joined through, as the platform reports it (member.joined).
+    link: str | None = None
     inviter: str | None = None
     inviter_id: int | None = None
     scene: str | None = None

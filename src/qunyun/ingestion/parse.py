@@ -20,7 +20,7 @@ from qunyun.db.base import to_micros
 from qunyun.ingestion.event import ParsedEvent
 from qunyun.ingestion.wire import DECODER, from_struct
 from qunyun.locale import Msg
-from qunyun.models.event import KIND_BY_NAME, MAX_MESSAGE_REF, MSG_TYPE_BY_NAME, EventKind
+from qunyun.models.event import KIND_BY_NAME, MAX_LINK, MAX_MESSAGE_REF, MSG_TYPE_BY_NAME, EventKind
 
 MAX_ID = 128
 _AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,12})(?:\.([0-9]{1,2}))?$")
@@ -154,14 +154,17 @@ def _fast(obj: dict[str, Any]) -> ParsedEvent:
             raise _NotFast
         return ParsedEvent(external_id, MESSAGE, ts, group, member, msg_type, len(text), text, message, name)
     if kind == "member.joined":
-        scene, channel, inviter = obj.get("scene"), obj.get("channel"), obj.get("inviter")
+        scene, channel, inviter, link = obj.get("scene"), obj.get("channel"), obj.get("inviter"), obj.get("link")
         if (
             (scene is not None and scene not in SCENES)
             or (channel is not None and _fast_ident(channel, MAX_CHANNEL) is None)
             or (inviter is not None and _fast_ident(inviter) is None)
+            or (link is not None and _fast_ident(link, MAX_LINK) is None)
         ):
             raise _NotFast
         extra = {"channel": channel, "inviter": inviter, "scene": scene}
+        if link is not None:
+            extra["link"] = link
         return ParsedEvent(external_id, JOINED, ts, group, member, member_name=name, extra=extra)
     if kind == "member.left":
         reason = obj.get("reason")
@@ -244,18 +247,16 @@ def _choice(obj: Mapping[str, Any], field: str, choices: frozenset[str]) -> str 
 
 def _member_joined(obj: dict[str, Any], external_id: str, kind: EventKind, ts: int) -> ParsedEvent:
     scene = _choice(obj, "scene", SCENES)
+    extra = {
+        "channel": _ident(obj, "channel", required=False, limit=MAX_CHANNEL),
+        "inviter": _ident(obj, "inviter", required=False),
+        "scene": scene,
+    }
+    link = _ident(obj, "link", required=False, limit=MAX_LINK)
+    if link is not None:
+        extra["link"] = link
     return ParsedEvent(
-        external_id,
-        kind,
-        ts,
-        _ident(obj, "group"),
-        _ident(obj, "member"),
-        member_name=_member_name(obj),
-        extra={
-            "channel": _ident(obj, "channel", required=False, limit=MAX_CHANNEL),
-            "inviter": _ident(obj, "inviter", required=False),
-            "scene": scene,
-        },
+        external_id, kind, ts, _ident(obj, "group"), _ident(obj, "member"), member_name=_member_name(obj), extra=extra
     )
 
 

@@ -706,6 +706,7 @@ def _live_event(row: tuple[Any, ...], e: ParsedEvent, connection_id: int) -> Liv
         message=e.message,
         channel=e.channel,
         channel_id=row[11],
+        link=e.link,
         inviter=e.inviter,
         inviter_id=row[12],
         scene=row[10],

@@ -14,12 +14,13 @@ import msgspec
 
 from qunyun.db.base import to_micros
 from qunyun.ingestion.event import ParsedEvent
-from qunyun.models.event import MAX_MESSAGE_REF, MSG_TYPE_BY_NAME, EventKind
+from qunyun.models.event import MAX_LINK, MAX_MESSAGE_REF, MSG_TYPE_BY_NAME, EventKind
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 MessageRef = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_MESSAGE_REF)]
 MemberName = Annotated[str, msgspec.Meta(max_length=200)]  # members.display_name
 ChannelCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+LinkRef = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LINK)]
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]
 MsgTypeName = Literal["text", "image", "link", "miniprogram", "file", "video", "card", "voice", "other"]
 
@@ -44,6 +45,7 @@ class Joined(msgspec.Struct, tag_field="kind", tag="member.joined"):
     inviter: Id | None = None
     scene: Literal["qr", "invite", "link"] | None = None
     member_name: MemberName | None = None
+    link: LinkRef | None = None
 
 
 class Left(msgspec.Struct, tag_field="kind", tag="member.left"):
@@ -87,9 +89,11 @@ def from_struct(s: Common, min_ts: int, max_ts: int) -> ParsedEvent | None:
             s.id, MESSAGE, ts, s.group, s.member, MSG_TYPE_BY_NAME[s.msg_type], len(text), text, message, name
         )
     if type(s) is Joined:
-        if _odd(s.channel) or _odd(s.inviter):
+        if _odd(s.channel) or _odd(s.inviter) or _odd(s.link):
             return None
         extra = {"channel": s.channel, "inviter": s.inviter, "scene": s.scene}
+        if s.link is not None:
+            extra["link"] = s.link
         return ParsedEvent(s.id, JOINED, ts, s.group, s.member, member_name=name, extra=extra)
     assert type(s) is Left
     return ParsedEvent(s.id, LEFT, ts, s.group, s.member, member_name=name, extra={"reason": s.reason})

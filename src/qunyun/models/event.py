@@ -48,6 +48,8 @@ MEMBERSHIP_KINDS = kind_in(EventKind.MEMBER_JOINED, EventKind.MEMBER_LEFT)
 JOIN_KIND = kind_in(EventKind.MEMBER_JOINED)
 # A platform's message id (interchange field ``message``); limits what ``events.message_ref`` holds.
 MAX_MESSAGE_REF = 200
+# The invite link a member.joined names (interchange field ``link``): a URL or the platform's id.
+MAX_LINK = 200
 
 
 class MsgType(enum.IntEnum):

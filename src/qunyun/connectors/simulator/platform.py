@@ -114,6 +114,7 @@ class SimulatedPlatform:
                 continue
             if event["kind"] == "member.joined" and not self.profile.has(Capability.INVITE_LINK_ATTRIBUTION):
                 event.pop("channel", None)
+                event.pop("link", None)
                 if event.get("scene") == "link":
                     event.pop("scene")
             batch.append({"id": self._next_id("ev"), **event})
@@ -286,7 +287,8 @@ class SimulatedPlatform:
         scene: str | None = None,
     ) -> SimMembership:
         """``member`` joins ``group`` (or the group of ``via_link``); reported as ``member.joined``
-        with scene ``link`` and the link's channel, ``invite`` with an inviter, else ``scene``."""
+        with scene ``link``, the link (its URL) and the link's channel, ``invite`` with an
+        inviter, else ``scene``."""
         link = None
         if via_link is not None:
             link = self.link(via_link)
@@ -319,6 +321,7 @@ class SimulatedPlatform:
                 member=member,
                 scene=scene,
                 channel=link.channel if link is not None else None,
+                link=link.url if link is not None else None,
                 inviter=inviter,
                 member_name=self._name_of(member),
             )
