@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from qunyun.audit.service import entry
 from qunyun.auth.scope import Scope
 from qunyun.errors import InvalidInput
-from qunyun.ingestion.coalesce import Coalescer, Counts
+from qunyun.ingestion.coalesce import AuditEntry, Coalescer, Counts
 from qunyun.ingestion.service import parse_events
 from qunyun.locale import Msg
 from qunyun.models import AuditLog, Event, Role
@@ -44,25 +45,25 @@ def lead(org: int) -> Scope:
     return Scope(staff_id=0, org_id=org, role=Role.LEAD)
 
 
-def audit_as(org: int, note: str) -> Callable[[Session, int, int], None]:
-    def after(session: Session, scope: Scope, stored: int, duplicates: int) -> None:
-        session.add(AuditLog(org_id=org, action="events.ingest", target_type="events", target_id=note,
-                             detail={"stored": stored, "duplicates": duplicates}, at=datetime.now(UTC)))  # fmt: skip
+def audit_as(org: int, note: str) -> AuditEntry:
+    def audit(scope: Scope, stored: int, duplicates: int) -> dict[str, Any]:
+        return entry(org_id=org, staff_id=None, action="events.ingest", target_type="events", target_id=note,
+                     detail={"stored": stored, "duplicates": duplicates})  # fmt: skip
 
-    return after
+    return audit
 
 
 def post_behind_a_slow_one(
-    coalescer: Coalescer, org: int, posts: list[tuple[str, list[dict[str, str]], Callable[..., None]]]
+    coalescer: Coalescer, org: int, posts: list[tuple[str, list[dict[str, str]], AuditEntry]]
 ) -> tuple[list[Counts | BaseException | None], threading.Event]:
     """A first post whose transaction waits until ``posts`` have all queued behind it; returns
     what each of ``posts`` got (in order) once everything has finished."""
     release = threading.Event()
-    first_after = audit_as(org, "first")
+    first_audit = audit_as(org, "first")
 
-    def slow(session: Session, scope: Scope, stored: int, duplicates: int) -> None:
+    def slow(scope: Scope, stored: int, duplicates: int) -> dict[str, Any]:
         release.wait(30)
-        first_after(session, scope, stored, duplicates)
+        return first_audit(scope, stored, duplicates)
 
     results: list[Counts | BaseException | None] = [None] * len(posts)
 
@@ -104,14 +105,16 @@ def test_posts_waiting_behind_a_transaction_share_the_next_one(db: sessionmaker[
     assert (coalescer.posts, coalescer.transactions) == (10, 2)  # the first alone, then nine together
     with db() as s:
         assert s.scalar(select(func.count()).select_from(Event).where(Event.org_id == org_id)) == 10
-        audits = dict(s.execute(select(AuditLog.target_id, AuditLog.detail).where(AuditLog.org_id == org_id)).all())
+        audits: dict[str, Any] = dict(
+            s.execute(select(AuditLog.target_id, AuditLog.detail).where(AuditLog.org_id == org_id)).all()
+        )
     assert len(audits) == 10 and audits["again"] == {"stored": 1, "duplicates": 1}
 
 
 def test_one_posts_failure_is_its_own(db: sessionmaker[Session], org_id: int) -> None:
     coalescer = Coalescer()
 
-    def refuse(session: Session, scope: Scope, stored: int, duplicates: int) -> None:
+    def refuse(scope: Scope, stored: int, duplicates: int) -> dict[str, Any]:
         raise InvalidInput(Msg("err.event.platform_length", limit=16), field="platform")
 
     posts = [(f"p{i}", [joined(f"e{i}", f"m{i}")], audit_as(org_id, f"p{i}")) for i in range(1, 5)]

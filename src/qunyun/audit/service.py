@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
@@ -22,6 +22,37 @@ def client_ip(request: HTTPConnection | None) -> str | None:
     return client_address(request)
 
 
+def entry(
+    *,
+    org_id: int,
+    staff_id: int | None,
+    action: str,
+    target_type: str = "",
+    target_id: str | int = "",
+    detail: dict[str, Any] | None = None,
+    request: HTTPConnection | None = None,
+) -> dict[str, Any]:
+    """The column values of one audit entry (see :func:`record`), for :func:`record_all`."""
+    user_agent = request.headers.get("user-agent") if request is not None else None
+    return {
+        "org_id": org_id,
+        "staff_id": staff_id,
+        "action": action,
+        "target_type": target_type,
+        "target_id": str(target_id),
+        "detail": detail or {},
+        "ip": client_ip(request),
+        "user_agent": user_agent[:300] if user_agent else None,
+        "at": utcnow(),
+    }
+
+
+def record_all(session: Session, entries: Sequence[dict[str, Any]]) -> None:
+    """Insert audit entries made by :func:`entry` in one statement."""
+    if entries:
+        session.execute(insert(AuditLog), list(entries))
+
+
 def record(
     session: Session,
     *,
@@ -32,27 +63,22 @@ def record(
     target_id: str | int = "",
     detail: dict[str, Any] | None = None,
     request: HTTPConnection | None = None,
-    flush: bool = True,
 ) -> AuditLog:
     """Add one audit entry. ``detail`` must not hold secrets or message content: record field
-    names and counts, not passwords, tokens or personal values. ``flush=False`` leaves the
-    insert to the session's next flush (several entries then go in one statement)."""
-    user_agent = request.headers.get("user-agent") if request is not None else None
-    entry = AuditLog(
+    names and counts, not passwords, tokens or personal values."""
+    values = entry(
         org_id=org_id,
         staff_id=staff_id,
         action=action,
         target_type=target_type,
-        target_id=str(target_id),
-        detail=detail or {},
-        ip=client_ip(request),
-        user_agent=user_agent[:300] if user_agent else None,
-        at=utcnow(),
+        target_id=target_id,
+        detail=detail,
+        request=request,
     )
-    session.add(entry)
-    if flush:
-        session.flush()
-    return entry
+    row = AuditLog(**values)
+    session.add(row)
+    session.flush()
+    return row
 
 
 def record_by(
@@ -64,7 +90,6 @@ def record_by(
     target_id: str | int = "",
     detail: dict[str, Any] | None = None,
     request: HTTPConnection | None = None,
-    flush: bool = True,
 ) -> AuditLog:
     """:func:`record` for what the staff member behind ``scope`` (org_id, staff_id) did."""
     return record(
@@ -76,7 +101,6 @@ def record_by(
         target_id=target_id,
         detail=detail,
         request=request,
-        flush=flush,
     )
 
 

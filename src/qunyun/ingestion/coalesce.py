@@ -28,9 +28,11 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session
 
+from qunyun.audit.service import record_all
 from qunyun.auth.scope import Scope
 from qunyun.auth.tokens import live_api_tokens, touch_token
 from qunyun.db.session import unit_of_work
@@ -48,9 +50,9 @@ MAX_EVENTS = 2_000
 # (or a lead's), never a scoped role's, which could otherwise pull anyone into its own scope.
 INGEST_ROLES = frozenset({Role.LEAD, Role.INTEGRATION})
 
-# What a post records in its own transaction once its events are in (the audit entry): called
-# with the session, the poster's scope and the post's (stored, duplicates).
-AfterIngest = Callable[[Session, Scope, int, int], None]
+# The audit entry of a post (``audit.service.entry``'s values), made once its events are in from
+# the poster's scope and the post's (stored, duplicates); the batch's entries go in one INSERT.
+AuditEntry = Callable[[Scope, int, int], dict[str, Any]]
 
 
 def check_ingest_scope(scope: Scope) -> None:
@@ -72,7 +74,7 @@ class _Post:
     org_id: int
     platform: str
     events: list[ParsedEvent]
-    after: AfterIngest
+    audit: AuditEntry
     # Who posts: a scope already authenticated, or the hash of an API token that the post's
     # transaction verifies (with every other token of the batch, in one query).
     scope: Scope | None
@@ -104,12 +106,13 @@ class Coalescer:
         org_id: int,
         platform: str,
         events: list[ParsedEvent],
-        after: AfterIngest,
+        audit: AuditEntry,
         *,
         scope: Scope | None = None,
         token_hash: str | None = None,
     ) -> Counts:
-        """Ingest ``events`` (already parsed) for ``org_id`` live, from the API; then ``after``.
+        """Ingest ``events`` (already parsed) for ``org_id`` live, from the API, with the audit
+        entry ``audit`` makes.
 
         The poster is ``scope`` (authenticated already, and allowed to ingest) or the holder of
         the API token with ``token_hash``, which must still be live and belong to a lead or an
@@ -118,7 +121,7 @@ class Coalescer:
         of them, or raises what their own transaction raised."""
         if (scope is None) == (token_hash is None):
             raise ValueError("a post needs either a scope or a token hash")
-        post = _Post(org_id, platform, events, after, scope, token_hash)
+        post = _Post(org_id, platform, events, audit, scope, token_hash)
         key = (org_id, platform)
         with self._lock:
             lane = self._lanes.setdefault(key, _Lane())
@@ -218,6 +221,7 @@ def _ingest_together(batch: list[_Post]) -> None:
         result = ingestor.ingest_batch([e for post, _ in admitted for e in post.events])
         ingestor.flush()
         stored = Counter(result.stored_ids)
+        entries: list[dict[str, Any]] = []
         for post, scope in admitted:
             mine = 0
             for e in post.events:
@@ -225,8 +229,8 @@ def _ingest_together(batch: list[_Post]) -> None:
                     stored[e.external_id] -= 1
                     mine += 1
             post.counts = Counts(stored=mine, duplicates=len(post.events) - mine)
-            post.after(session, scope, mine, len(post.events) - mine)
-        session.flush()
+            entries.append(post.audit(scope, mine, len(post.events) - mine))
+        record_all(session, entries)
 
 
 _coalescer = Coalescer()
@@ -241,10 +245,10 @@ def post_events(
     org_id: int,
     platform: str,
     events: list[ParsedEvent],
-    after: AfterIngest,
+    audit: AuditEntry,
     *,
     scope: Scope | None = None,
     token_hash: str | None = None,
 ) -> Counts:
     """:meth:`Coalescer.ingest` of this process's coalescer."""
-    return _coalescer.ingest(org_id, platform, events, after, scope=scope, token_hash=token_hash)
+    return _coalescer.ingest(org_id, platform, events, audit, scope=scope, token_hash=token_hash)

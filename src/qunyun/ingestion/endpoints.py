@@ -16,11 +16,10 @@ import anyio
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
 from qunyun.api.limits import PayloadTooLarge
 from qunyun.api.pagination import MAX_LIMIT, BigId, Cursor, CursorPage, Id
-from qunyun.audit.service import record_by
+from qunyun.audit.service import entry
 from qunyun.auth.deps import (
     SESSION_COOKIE,
     CurrentScope,
@@ -185,16 +184,15 @@ def _post_events(request: Request, batch: EventBatch, platform: str) -> IngestOu
             check_ingest_scope(scope)
         org_id, token_hash = scope.org_id, None
 
-    def audit(session: Session, poster: Scope, stored: int, duplicates: int) -> None:
-        record_by(
-            session,
-            poster,
+    def audit(poster: Scope, stored: int, duplicates: int) -> dict[str, Any]:
+        return entry(
+            org_id=poster.org_id,
+            staff_id=poster.staff_id,
             action="events.ingest",
             target_type="events",
             target_id=platform,
             detail={"platform": platform, "stored": stored, "duplicates": duplicates},
             request=request,
-            flush=False,
         )
 
     try:
