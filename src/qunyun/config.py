@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     max_concurrent_requests: int = Field(default=8, ge=1)
     admission_wait_seconds: float = Field(default=5.0, gt=0)
     admission_queue: int = Field(default=32, ge=0)
+    # A font file with Chinese characters for live-code posters (.ttf/.otf/.ttc); empty: the one
+    # fontconfig or Debian's font packages provide (livecodes/posters.py).
+    poster_font: str = ""
 
     @field_validator("trusted_proxies")
     @classmethod
