@@ -1,4 +1,4 @@
-"""REST routes for channels: /api/v1/channels."""
+"""REST routes for channels: /api/v1/channels (with their dated spend and the channel report)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, status
 
 from qunyun.acquisition import service
-from qunyun.acquisition.schemas import ChannelCreate, ChannelOut, ChannelUpdate
+from qunyun.acquisition.schemas import ChannelCreate, ChannelOut, ChannelUpdate, SpendCreate, SpendOut
 from qunyun.api.pagination import Id, Page, Paging
 from qunyun.auth.deps import CurrentScope, DbSession
 
@@ -37,3 +37,21 @@ def update_channel(
     channel_id: ChannelId, body: ChannelUpdate, db: DbSession, scope: CurrentScope, request: Request
 ) -> ChannelOut:
     return service.update_channel(db, scope, channel_id, body.model_dump(exclude_unset=True), request=request)
+
+
+@router.get("/{channel_id}/spend", response_model=Page[SpendOut], summary="A channel's spend by day")
+def list_spend(channel_id: ChannelId, db: DbSession, scope: CurrentScope, paging: Paging) -> Page[SpendOut]:
+    items, total = service.list_spend(db, scope, channel_id, limit=paging.limit, offset=paging.offset)
+    return Page[SpendOut](items=items, total=total, limit=paging.limit, offset=paging.offset)
+
+
+@router.post(
+    "/{channel_id}/spend",
+    response_model=SpendOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Record a day's touches and fixed cost (lead only)",
+)
+def record_spend(
+    channel_id: ChannelId, body: SpendCreate, db: DbSession, scope: CurrentScope, request: Request
+) -> SpendOut:
+    return service.record_spend(db, scope, channel_id, body, request=request)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -67,3 +67,25 @@ class ChannelUpdate(BaseModel):
         "expected_rate_bp",
         mode="before",
     )(reject_null)
+
+
+class SpendCreate(BaseModel):
+    """Spend on a channel on one day (touches and/or a fixed cost)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    day: date = Field(description="The day the money was spent (the organisation's calendar), YYYY-MM-DD")
+    touches: int = Field(default=0, ge=0, le=10**12, description="People reached: SMS sent, cards shipped…")
+    fixed_cost: Yuan = Field(default=Decimal(0), description="A fixed cost of that day (a race, a KOL post…)")
+    note: str = Field(default="", max_length=200)
+
+
+class SpendOut(BaseModel):
+    id: int
+    channel_id: int
+    day: date
+    touches: int
+    fixed_cost: str
+    note: str
+    source: str = Field(description="staff, created / changed (the channel's totals were set), simulator")
+    created_at: datetime

@@ -3,26 +3,33 @@
 CAC = (touches × cost per touch + members × reward per member + fixed cost) / members, where
 members are the distinct members whose join event carried the channel. The expected CAC uses the
 expected join rate instead: e.g. SMS at 0.05 元 with a 1.5 元 red packet at 8 % → 2.13 元/人.
+
+Spend is recorded with its day (``channel_spend``): touches and fixed costs, which the channel
+report (``acquisition/report.py``) prices over a range of days. The channel's ``touches`` and
+``fixed_cost`` are the running totals of those rows; setting them records the difference.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
-from qunyun.acquisition.schemas import ChannelCreate, ChannelOut
+from qunyun.acquisition.schemas import ChannelCreate, ChannelOut, SpendCreate, SpendOut
 from qunyun.audit.service import apply_changes, record_by
 from qunyun.auth.scope import Scope, group_id_visible, require_lead
 from qunyun.errors import Conflict, NotFound
 from qunyun.groups.service import count_rows
 from qunyun.locale import Msg
-from qunyun.models import Channel, Event, EventKind
-from qunyun.timeutil import utcnow
+from qunyun.models import Channel, Event, EventKind, Organisation
+from qunyun.models.channel import ChannelSpend
+from qunyun.timeutil import day_key, utcnow
 
 _CENT = Decimal("0.01")
 _MONEY_FIELDS = {
@@ -173,9 +180,22 @@ def create_channel(
     require_lead(scope)
     if session.scalar(select(Channel.id).where(Channel.org_id == scope.org_id, Channel.code == data.code)):
         raise Conflict(Msg("err.acquisition.channel_exists", code=data.code), field="code")
-    channel = Channel(org_id=scope.org_id, created_at=utcnow(), **_to_columns(data.model_dump()))
+    columns = _to_columns(data.model_dump())
+    touches, fixed = columns.pop("touches"), columns.pop("fixed_cost_fen")
+    now = utcnow()
+    channel = Channel(org_id=scope.org_id, created_at=now, touches=0, fixed_cost_fen=0, **columns)
     session.add(channel)
     session.flush()
+    if touches or fixed:
+        add_spend(
+            session,
+            channel,
+            day=local_day(session, scope.org_id, now),
+            touches=touches,
+            fixed_cost_fen=fixed,
+            source="created",
+            staff_id=scope.staff_id or None,
+        )
     record_by(
         session,
         scope,
@@ -199,7 +219,124 @@ def update_channel(
     """Change a channel's name, kind or cost model (lead only)."""
     channel = _require_channel(session, scope, channel_id)
     require_lead(scope)
-    apply_changes(
-        session, scope, channel, _to_columns(changes), action="channel.update", target_type="channel", request=request
-    )
+    columns = _to_columns(changes)
+    # New totals are spend of today: the difference becomes a dated row (negative: a correction).
+    touches = columns.get("touches", channel.touches) - channel.touches
+    fixed = columns.get("fixed_cost_fen", channel.fixed_cost_fen) - channel.fixed_cost_fen
+    apply_changes(session, scope, channel, columns, action="channel.update", target_type="channel", request=request)
+    if touches or fixed:
+        add_spend(
+            session,
+            channel,
+            day=local_day(session, scope.org_id, utcnow()),
+            touches=touches,
+            fixed_cost_fen=fixed,
+            source="changed",
+            staff_id=scope.staff_id or None,
+            move_totals=False,
+        )
     return get_channel(session, scope, channel.id)
+
+
+# --- spend ------------------------------------------------------------------------------
+
+
+def org_zone(session: Session, org_id: int) -> ZoneInfo:
+    zone = session.scalar(select(Organisation.time_zone).where(Organisation.id == org_id))
+    if zone is None:
+        raise NotFound(Msg("api.no_organisation", org=org_id))
+    return ZoneInfo(zone)
+
+
+def local_day(session: Session, org_id: int, instant: datetime) -> date:
+    """The organisation's calendar day of ``instant``."""
+    return instant.astimezone(org_zone(session, org_id)).date()
+
+
+def add_spend(
+    session: Session,
+    channel: Channel,
+    *,
+    day: date,
+    touches: int = 0,
+    fixed_cost_fen: int = 0,
+    note: str = "",
+    source: str,
+    staff_id: int | None = None,
+    move_totals: bool = True,
+) -> ChannelSpend:
+    """Record spend on ``channel`` dated ``day`` and move the channel's totals with it (unless
+    the caller has set them already)."""
+    row = ChannelSpend(
+        org_id=channel.org_id,
+        channel_id=channel.id,
+        day=day_key(day),
+        touches=touches,
+        fixed_cost_fen=fixed_cost_fen,
+        note=note,
+        source=source,
+        created_by_id=staff_id,
+        created_at=utcnow(),
+    )
+    session.add(row)
+    if move_totals:
+        channel.touches += touches
+        channel.fixed_cost_fen += fixed_cost_fen
+    session.flush()
+    return row
+
+
+def spend_out(row: ChannelSpend) -> SpendOut:
+    d = row.day
+    return SpendOut(
+        id=row.id,
+        channel_id=row.channel_id,
+        day=date(d // 10000, d // 100 % 100, d % 100),
+        touches=row.touches,
+        fixed_cost=fen_to_yuan(row.fixed_cost_fen),
+        note=row.note,
+        source=row.source,
+        created_at=row.created_at,
+    )
+
+
+def record_spend(
+    session: Session, scope: Scope, channel_id: int, data: SpendCreate, *, request: HTTPConnection | None = None
+) -> SpendOut:
+    """Record touches and fixed costs of one day on a channel (lead only: budgets are
+    organisation-wide)."""
+    channel = _require_channel(session, scope, channel_id)
+    require_lead(scope)
+    row = add_spend(
+        session,
+        channel,
+        day=data.day,
+        touches=data.touches,
+        fixed_cost_fen=yuan_to_fen(data.fixed_cost),
+        note=data.note,
+        source="staff",
+        staff_id=scope.staff_id,
+    )
+    record_by(
+        session,
+        scope,
+        action="channel.spend",
+        target_type="channel",
+        target_id=channel.id,
+        detail={"day": data.day.isoformat(), "touches": data.touches, "fixed_cost": str(data.fixed_cost)},
+        request=request,
+    )
+    return spend_out(row)
+
+
+def list_spend(
+    session: Session, scope: Scope, channel_id: int, *, limit: int = 50, offset: int = 0
+) -> tuple[list[SpendOut], int]:
+    """A channel's spend, latest day first (every role may read it, like the channel)."""
+    channel = _require_channel(session, scope, channel_id)
+    query = select(ChannelSpend).where(ChannelSpend.channel_id == channel.id)
+    total = count_rows(session, query)
+    rows = session.scalars(
+        query.order_by(ChannelSpend.day.desc(), ChannelSpend.id.desc()).limit(limit).offset(offset)
+    ).all()
+    return [spend_out(r) for r in rows], total

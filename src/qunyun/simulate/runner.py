@@ -19,14 +19,15 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from qunyun.acquisition.schemas import ChannelCreate
-from qunyun.acquisition.service import create_channel
+from qunyun.acquisition.service import add_spend, create_channel, org_zone
 from qunyun.auth.scope import Scope
 from qunyun.connections.service import default_connection
 from qunyun.connectors import registry
@@ -169,7 +170,6 @@ class Simulation:
         self.group_ids: dict[str, int] = {}
         self.events = 0
         self.jobs_run = 0
-        self._ledger: dict[str, tuple[int, int]] = {}
         self._worker = Worker(f"simulate:{org_id}", factory=self.factory)
         self.connection_id = 0  # the organisation's simulator connection, known once the run starts
 
@@ -272,18 +272,27 @@ class Simulation:
         sync_member_profiles(session, self.org_id, self.connector, ids)
 
     def _update_ledger(self, session: Session) -> None:
-        """Channel touches and fixed costs as the world incurred them (counters of the channel's
-        operation, kept like a member count: not a staff edit, so no audit entry)."""
-        tally = self.world.tally
-        for code in self.world.channels:
-            now = (tally.touches[code], tally.fixed_fen[code])
-            if self._ledger.get(code) != now:
-                session.execute(
-                    update(Channel)
-                    .where(Channel.org_id == self.org_id, Channel.code == code)
-                    .values(touches=now[0], fixed_cost_fen=now[1])
-                )
-                self._ledger[code] = now
+        """Channel touches and fixed costs as the world incurred them, each dated the day it was
+        spent (the channel's operation, not a staff edit: no audit entry)."""
+        spent: dict[tuple[str, date], list[int]] = {}
+        zone = org_zone(session, self.org_id)
+        for t, code, touches, fixed in self.world.take_spend():
+            day = self.world.instant(t).astimezone(zone).date()
+            entry = spent.setdefault((code, day), [0, 0])
+            entry[0] += touches
+            entry[1] += fixed
+        if not spent:
+            return
+        channels = {
+            c.code: c
+            for c in session.scalars(
+                select(Channel).where(Channel.org_id == self.org_id, Channel.code.in_({code for code, _ in spent}))
+            )
+        }
+        for (code, day), (touches, fixed) in spent.items():
+            channel = channels.get(code)
+            if channel is not None:
+                add_spend(session, channel, day=day, touches=touches, fixed_cost_fen=fixed, source="simulator")
 
     def _push(self, t: int) -> None:
         """The bot's daily push in every group (a stand-in for the SOP engine), requested like

@@ -148,6 +148,8 @@ class World:
         self.links: dict[tuple[str, str], str] = {}
         self.channels: dict[str, ChannelSpec] = {c.code: c for c in scenario.channels}
         self.first_joins: list[str] = []  # members who joined for the first time since the last take
+        # (t, channel code, touches, fixed fen) of each spend since the last take
+        self.spend: list[tuple[int, str, int, int]] = []
         self.order_of: dict[str, str] = {}
         self._heap: list[tuple[int, int, int, Any, Any]] = []
         self._seq = 0
@@ -351,6 +353,7 @@ class World:
             touches, fixed = b
             self.tally.touches[a] += touches
             self.tally.fixed_fen[a] += fixed
+            self.spend.append((self.now_t, a, touches, fixed))
 
     def _link(self, group: str, channel: str) -> str:
         url = self.links.get((group, channel))
@@ -537,4 +540,9 @@ class World:
 
     def take_first_joins(self) -> list[str]:
         out, self.first_joins = self.first_joins, []
+        return out
+
+    def take_spend(self) -> list[tuple[int, str, int, int]]:
+        """The channels' spend since the last call: (t, channel code, touches, fixed fen)."""
+        out, self.spend = self.spend, []
         return out
