@@ -213,6 +213,49 @@ class SendWelcome(ActionBase, kind="send_welcome", capability=Capability.SEND_GR
 
 
 @dataclass(frozen=True)
+class WelcomeMembers(ActionBase, kind="welcome_members", capability=Capability.SEND_GROUP_MESSAGE, targets=GROUP):
+    """One welcome for the members who joined a group lately (onboarding's raid protection
+    greets everyone who joined within its window at once). ``text`` already names them;
+    ``mentions`` (their external ids) are @-mentioned too, which needs MENTION: onboarding asks
+    for mentions only where the platform has it."""
+
+    group: str
+    text: str
+    mentions: tuple[str, ...] = ()
+
+    def required_capabilities(self) -> frozenset[Capability]:
+        return frozenset({self.capability, Capability.MENTION} if self.mentions else {self.capability})
+
+
+@dataclass(frozen=True)
+class RemindNameCard(ActionBase, kind="remind_name_card", capability=Capability.SEND_GROUP_MESSAGE, targets=GROUP):
+    """A reminder to new members to set their name card (群名片) in the playbook's format; as
+    WelcomeMembers, ``mentions`` only where the platform has MENTION."""
+
+    group: str
+    text: str
+    mentions: tuple[str, ...] = ()
+
+    def required_capabilities(self) -> frozenset[Capability]:
+        return frozenset({self.capability, Capability.MENTION} if self.mentions else {self.capability})
+
+
+@dataclass(frozen=True)
+class SendPrivateMessage(
+    ActionBase,
+    kind="send_private_message",
+    capability=Capability.DIRECT_MESSAGE,
+    targets=MappingProxyType({"member": Target.REQUIRED, "group": Target.OPTIONAL}),
+):
+    """A private message to a member (a new-member benefit's coupon code). ``group`` is where
+    the member came from: whoever does it by hand is that group's owner."""
+
+    member: str
+    text: str
+    group: str | None = None
+
+
+@dataclass(frozen=True)
 class SetWelcomeMessage(
     ActionBase, kind="set_welcome_message", capability=Capability.WELCOME_ON_JOIN, targets=ANY_GROUP
 ):

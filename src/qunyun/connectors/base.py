@@ -55,6 +55,10 @@ class Capability(enum.StrEnum):
     INTERCEPT_RULES = "intercept_rules"
     # Persona fields of a member (name, gender, …) can be fetched by external id.
     MEMBER_PROFILES = "member_profiles"
+    # A group message can @-mention members so that they are notified (else: their names as text).
+    MENTION = "mention"
+    # The bot can message a member privately (a new-member benefit's code goes there).
+    DIRECT_MESSAGE = "direct_message"
 
 
 # A capability that stands in for another one, at the price of a human confirmation.

@@ -22,6 +22,8 @@ PROFILE = PlatformProfile(
             Capability.READ_MESSAGES,
             Capability.MEMBERSHIP_EVENTS,
             Capability.WELCOME_ON_JOIN,
+            Capability.MENTION,
+            Capability.DIRECT_MESSAGE,
         }
     ),
     notes={
@@ -37,5 +39,7 @@ PROFILE = PlatformProfile(
         Capability.TAGS: "Matrix has no member tags; qunyun keeps tags itself.",
         Capability.MEMBER_PROFILES: "Only a display name and avatar (/profile): no persona fields.",
         Capability.INTERCEPT_RULES: "No server-side word filter; qunyun's moderation redacts matching messages.",
+        Capability.MENTION: "m.mentions user_ids with a matrix.to pill in the formatted body.",
+        Capability.DIRECT_MESSAGE: "A direct room (createRoom is_direct, the member invited).",
     },
 )

@@ -14,13 +14,16 @@ from qunyun.connectors.actions import (
     DeleteMessage,
     Kick,
     Mute,
+    RemindNameCard,
     RevokeInviteLink,
     SendGroupMessage,
+    SendPrivateMessage,
     SendWelcome,
     SetTags,
     SetWelcomeMessage,
     SyncInterceptRules,
     Unmute,
+    WelcomeMembers,
 )
 from qunyun.connectors.base import (
     ActionResult,
@@ -204,6 +207,13 @@ class SimulatorConnector(Connector):
                     action.group, action.text, msg_type=msg_type, material=material, mention=mention
                 )
                 return ActionResult.done(message.id)
+            case WelcomeMembers() | RemindNameCard():
+                if needs_confirmation(action, self.capabilities):
+                    pending = sim.hold_send(action.group, action.text, mentions=action.mentions)
+                    return ActionResult.awaiting_confirmation(pending.ref, "held for the group owner to send")
+                return ActionResult.done(sim.send_message(action.group, action.text, mentions=action.mentions).id)
+            case SendPrivateMessage():
+                return ActionResult.done(sim.send_direct_message(action.member, action.text).id)
             case SetWelcomeMessage():
                 sim.set_welcome_message(action.group, action.text)
                 return ActionResult.done(action.group or "default")

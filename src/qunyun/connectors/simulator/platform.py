@@ -29,6 +29,7 @@ from qunyun.connectors.simulator.state import (
     Interception,
     InterceptRule,
     PendingSend,
+    SimDirectMessage,
     SimGroup,
     SimInviteLink,
     SimMember,
@@ -490,7 +491,7 @@ class SimulatedPlatform:
             raise SimulatorError("unknown_send", f"no held send {ref!r}")
         if pending.message is not None:
             return self.state.messages[pending.message]
-        text = f"@{pending.mention} {pending.text}" if pending.mention else pending.text
+        text = _with_mentions(pending.text, pending.mention, pending.mentions)
         message = self._record_message(
             pending.group, self.bot, pending.msg_type, text, by_bot=True, material=pending.material
         )
@@ -513,12 +514,29 @@ class SimulatedPlatform:
         msg_type: str = "text",
         material: str | None = None,
         mention: str | None = None,
+        mentions: tuple[str, ...] = (),
     ) -> SimMessage:
+        """A bot message; ``mention`` must be in the group, ``mentions`` may have left since
+        (a welcome for several members still names the ones who left meanwhile)."""
         target = self.group(group)
         if mention is not None:
             self._require_member(target, mention)
-            text = f"@{mention} {text}"
+        text = _with_mentions(text, mention, mentions)
         return self._record_message(group, self.bot, msg_type, text, by_bot=True, material=material)
+
+    @_locked
+    def send_direct_message(self, member: str, text: str) -> SimDirectMessage:
+        """A private message from the bot to a member the platform knows."""
+        if member not in self.state.members:
+            raise SimulatorError("unknown_member", f"no member {member!r}")
+        if not text:
+            raise SimulatorError("invalid", "a message needs a text")
+        message = SimDirectMessage(id=self._next_id("dm"), member=member, text=text, sent_at=self.now())
+        self.state.direct_messages.append(message)
+        return message
+
+    def direct_messages_to(self, member: str) -> list[SimDirectMessage]:
+        return [m for m in self.state.direct_messages if m.member == member]
 
     @_locked
     def hold_send(
@@ -529,6 +547,7 @@ class SimulatedPlatform:
         msg_type: str = "text",
         material: str | None = None,
         mention: str | None = None,
+        mentions: tuple[str, ...] = (),
     ) -> PendingSend:
         """Queue a send that waits for the owner's confirmation (``confirm_send``)."""
         target = self.group(group)
@@ -542,6 +561,7 @@ class SimulatedPlatform:
             created_at=self.now(),
             material=material,
             mention=mention,
+            mentions=tuple(mentions),
         )
         self.state.pending_sends[pending.ref] = pending
         return pending
@@ -635,6 +655,12 @@ class SimulatedPlatform:
             self.state.default_welcome = text
         else:
             self.group(group).welcome_message = text
+
+
+def _with_mentions(text: str, mention: str | None, mentions: tuple[str, ...]) -> str:
+    """The text as delivered: each mentioned member as ``@id`` in front of it."""
+    names = ([mention] if mention is not None else []) + [m for m in mentions if m != mention]
+    return " ".join([*(f"@{m}" for m in names), text]) if names else text
 
 
 def _money(amount: Decimal | str | int) -> Decimal:

@@ -85,8 +85,19 @@ class PendingSend:
     created_at: datetime
     material: str | None = None
     mention: str | None = None
+    mentions: tuple[str, ...] = ()
     confirmed_at: datetime | None = None
     message: str | None = None  # id of the delivered message
+
+
+@dataclass
+class SimDirectMessage:
+    """A private message from qunyun's bot to a member."""
+
+    id: str
+    member: str
+    text: str
+    sent_at: datetime
 
 
 @dataclass
@@ -126,6 +137,7 @@ class SimulatorState:
     orders: dict[str, SimOrder] = field(default_factory=dict)
     intercept_rules: dict[str, InterceptRule] = field(default_factory=dict)
     interceptions: list[Interception] = field(default_factory=list)
+    direct_messages: list[SimDirectMessage] = field(default_factory=list)
     default_welcome: str | None = None
     # idempotency key → the first result of the API call made with it (a reconciling simulator's
     # transaction ids; a plain one remembers nothing and sends again)

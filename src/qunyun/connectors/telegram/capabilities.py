@@ -25,6 +25,7 @@ PROFILE = PlatformProfile(
             Capability.READ_MESSAGES,
             Capability.MEMBERSHIP_EVENTS,
             Capability.WELCOME_ON_JOIN,
+            Capability.MENTION,
         }
     ),
     notes={
@@ -42,6 +43,10 @@ PROFILE = PlatformProfile(
             "Only first/last name and username (in every update already): no gender, age or region."
         ),
         Capability.INTERCEPT_RULES: "No server-side word filter; qunyun's moderation deletes matching messages.",
+        Capability.MENTION: "A text_mention entity over the member's name (no username needed).",
+        Capability.DIRECT_MESSAGE: (
+            "A bot may message a member privately only after the member has started a chat with it."
+        ),
     },
     limits={
         "group_capacity": 200_000,

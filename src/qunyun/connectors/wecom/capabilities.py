@@ -53,6 +53,10 @@ PROFILE = PlatformProfile(
             "externalcontact/get: name and gender of an external contact; age, occupation, region and "
             "interests come from surveys and tags, not from WeCom."
         ),
+        Capability.MENTION: "A group mass send cannot @-mention a member; the text names them instead.",
+        Capability.DIRECT_MESSAGE: (
+            "No API messages a customer directly: the staff member who added them sends it in a one-to-one chat."
+        ),
     },
     limits={
         "group_capacity": 500,
