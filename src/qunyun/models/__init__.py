@@ -8,6 +8,16 @@ from qunyun.models.connection import Connection, ConnectionStatus
 from qunyun.models.event import Event, EventKind, MessageText, MsgType
 from qunyun.models.group import Group, GroupStatus
 from qunyun.models.job import Job, JobRun, JobStatus
+from qunyun.models.livecode import (
+    GroupQrImage,
+    LiveCode,
+    LiveCodeGroup,
+    LiveCodeJoin,
+    LiveCodeScan,
+    LiveCodeVisitor,
+    RoutingPolicy,
+    ScanOutcome,
+)
 from qunyun.models.login import LoginFailure
 from qunyun.models.member import Member, Tag, Tagging
 from qunyun.models.membership import MembershipSpan
@@ -30,10 +40,16 @@ __all__ = [
     "EventKind",
     "Group",
     "GroupDaily",
+    "GroupQrImage",
     "GroupStatus",
     "Job",
     "JobRun",
     "JobStatus",
+    "LiveCode",
+    "LiveCodeGroup",
+    "LiveCodeJoin",
+    "LiveCodeScan",
+    "LiveCodeVisitor",
     "LoginFailure",
     "Member",
     "MemberDay",
@@ -49,6 +65,8 @@ __all__ = [
     "Playbook",
     "Refund",
     "Role",
+    "RoutingPolicy",
+    "ScanOutcome",
     "Staff",
     "StaffGroupAssignment",
     "StaffTask",
