@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -157,10 +158,22 @@ def bare_loop(url: str, batch: int) -> None:
                 return
 
 
+def one_round(url: str, jobs: int, batch: int) -> dict[str, Figure]:
+    """Every configuration once, each worker figure next to its baseline (the machine's load
+    drifts: a ratio compares two runs a few seconds apart)."""
+    figures: dict[str, Figure] = {}
+    for processes in (1, 4):
+        figures[f"ours{processes}"] = workers(url, TOUCH, jobs, processes, batch)
+        figures[f"bare{processes}"] = bare(url, jobs, processes, batch)
+    figures["two_phase4"] = workers(url, TOUCH_TWO_PHASE, jobs, 4, batch)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=6_000)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every configuration; medians are shown")
     parser.add_argument("--bare-loop", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_loop:
@@ -171,23 +184,38 @@ def main() -> None:
         print("PostgreSQL is not reachable (QUNYUN_BENCH_PG_ADMIN): nothing measured")
         return
     run_cli(["db", "upgrade"], url)
-    figures: list[tuple[Figure, Figure]] = []
-    for processes in (1, 4):
-        figures.append(
-            (workers(url, TOUCH, args.jobs, processes, args.batch), bare(url, args.jobs, processes, args.batch))
-        )
-    two_phase = workers(url, TOUCH_TWO_PHASE, args.jobs, 4, args.batch)
+    load_before = os.getloadavg()
+    rounds = [one_round(url, args.jobs, args.batch) for _ in range(args.rounds)]
+    load_after = os.getloadavg()
 
-    print(f"\n{args.jobs:,} trivial jobs (one row each), batches of {args.batch}, PostgreSQL")
-    print(f"{'':32} {'processes':>9} {'jobs/s':>9} {'ratio':>7}")
-    for ours, baseline in figures:
-        print(f"{baseline.label:32} {baseline.processes:>9} {baseline.rate:>9,.0f}")
-        print(f"{ours.label:32} {ours.processes:>9} {ours.rate:>9,.0f} {ours.rate / baseline.rate:>7.2f}")
-    baseline4 = figures[-1][1]
-    print(
-        f"{two_phase.label:32} {two_phase.processes:>9} {two_phase.rate:>9,.0f} {two_phase.rate / baseline4.rate:>7.2f}"
-    )
-    print("ratio: against the bare loop with as many processes (goal: at least 0.5)")
+    def rate(key: str) -> float:
+        return statistics.median(r[key].rate for r in rounds)
+
+    def ratio(ours: str, baseline: str) -> float:
+        return statistics.median(r[ours].rate / r[baseline].rate for r in rounds)
+
+    print(f"\n{args.jobs:,} trivial jobs (one row each), batches of {args.batch}, PostgreSQL, median of {args.rounds}")
+    print(f"{'':32} {'processes':>9} {'jobs/s':>9} {'ratio':>7}  (ratios per round)")
+    rows = [
+        ("bare SKIP LOCKED loop", 1, "bare1", None),
+        ("qunyun worker", 1, "ours1", "bare1"),
+        ("bare SKIP LOCKED loop", 4, "bare4", None),
+        ("qunyun worker", 4, "ours4", "bare4"),
+        ("qunyun worker, two-phase", 4, "two_phase4", "bare4"),
+    ]
+    for label, processes, key, baseline in rows:
+        line = f"{label:32} {processes:>9} {rate(key):>9,.0f}"
+        if baseline is not None:
+            each = " ".join(f"{r[key].rate / r[baseline].rate:.2f}" for r in rounds)
+            line += f" {ratio(key, baseline):>7.2f}  ({each})"
+        print(line)
+    print("ratio: the median, over the rounds, of the worker's rate over the bare loop's with as many")
+    print("processes in the same round (goal: at least 0.5)")
+    print(f"load average (1, 5, 15 min): {_load(load_before)} before, {_load(load_after)} after")
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return " / ".join(f"{x:.1f}" for x in load)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
-from qunyun.db.session import unit_of_work
+from qunyun.db.session import make_engine, unit_of_work
 from qunyun.models import AuditLog, Job, JobStatus
 from qunyun.timeutil import utcnow
 from qunyun.worker.queue import TwoPhaseJob, enqueue_many, handler_for, two_phase_handler
@@ -175,6 +175,51 @@ def test_a_worker_asked_to_stop_finishes_the_job_in_hand_and_gives_the_rest_back
     assert statuses(db, ids) == ["done", "queued", "queued"]
 
 
+def test_a_worker_that_stops_gives_back_the_batch_it_claimed_ahead(
+    db: Factory, org_id: int, make_worker: MakeWorker
+) -> None:
+    ids = [add_job(db, RECORD, {"org_id": org_id}) for _ in range(4)]
+    worker = make_worker(batch=2)
+    # What the loop does: finishing a batch claims the next one in the same transaction.
+    assert worker._next_batch(claim_ahead=True) is True
+    assert statuses(db, ids) == ["done", "done", "running", "running"]
+
+    stop = threading.Event()
+    stop.set()  # asked to stop before it began the batch in hand
+    worker.loop(stop)
+
+    jobs = [get_job(db, i) for i in ids[2:]]
+    assert [(j.status, j.attempts, j.locked_by) for j in jobs] == [("queued", 0, None)] * 2
+    assert [len(runs(db, i)) for i in ids] == [1, 1, 0, 0]
+
+
+def test_a_connection_that_died_between_batches_costs_no_job_an_attempt(
+    db: Factory, database_url: str, org_id: int, clock: FakeClock
+) -> None:
+    """Workers check out connections without a ping: a dead one fails the batch's transaction,
+    which runs again on a fresh connection, and no job is blamed for it."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL server ends the connection")
+    engine = make_engine(database_url, pool_size=1, max_overflow=0, pool_pre_ping=False)
+    try:
+        factory = sessionmaker(bind=engine, expire_on_commit=False)
+        worker = Worker("test:1", factory=factory, lease_seconds=LEASE, clock=clock)
+        ids = [add_job(db, RECORD, {"org_id": org_id}) for _ in range(3)]
+        batch = worker.claim_batch()
+        with factory() as s:
+            backend = s.scalar(text("SELECT pg_backend_pid()"))
+        with unit_of_work(db) as s:
+            s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+
+        assert worker.execute_batch(batch) == ["done"] * 3
+
+        assert statuses(db, ids) == ["done"] * 3
+        assert [[(r.attempt, r.outcome) for r in runs(db, i)] for i in ids] == [[(1, "done")]] * 3
+        assert [len(effects(db, i)) for i in ids] == [1, 1, 1]
+    finally:
+        engine.dispose()
+
+
 # -- two-phase jobs
 
 
@@ -301,6 +346,23 @@ def test_a_lease_lost_during_the_call_rolls_back_nothing_but_skips_its_record(
     assert len(effects(db, taken, "test.prepared")) == 1
     job = get_job(db, taken)
     assert (job.status, job.locked_by) == ("running", "thief:1")
+
+
+def test_a_two_phase_job_whose_lease_was_lost_before_it_ran_neither_prepares_nor_calls(
+    db: Factory, org_id: int, make_worker: MakeWorker
+) -> None:
+    kept = two_phase(db, org_id)
+    taken = two_phase(db, org_id)
+    worker = make_worker()
+    batch = worker.claim_batch()
+    steal(db, taken)
+
+    assert worker.execute_batch(batch) == ["done", "lost"]
+
+    assert CALLS.seen == [(kept, 1)]
+    assert effects(db, taken) == []  # its prepare ran in a transaction that was rolled back
+    assert outcome_of(db, kept) == [f"receipt-{kept}-1"]
+    assert len(effects(db, kept, "test.prepared")) == 1
 
 
 def test_a_worker_killed_between_the_phases_leaves_a_job_that_prepares_again(

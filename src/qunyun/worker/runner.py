@@ -33,12 +33,12 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, event, insert, update
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from qunyun.config import get_settings
 from qunyun.db.base import from_micros, now_micros
-from qunyun.db.session import make_engine, unit_of_work
+from qunyun.db.session import get_sessionmaker, make_engine, unit_of_work
 from qunyun.models import JobStatus
 from qunyun.worker.leases import (
     JOB_RUNS,
@@ -172,16 +172,26 @@ class _CommitGuard:
     """Refuses ``session.commit()`` while a handler runs: it would commit the other jobs' writes
     of the batch apart from their completions (a retry would then apply them twice)."""
 
+    KEY = "qunyun.worker.commit_guard"
+
     def __init__(self, session: Session) -> None:
         self.armed = False
         self.tripped = False
-        event.listen(session, "before_commit", self._before_commit)
+        session.info[self.KEY] = self
 
-    def _before_commit(self, session: Session) -> None:
+    @classmethod
+    def install(cls, factory: sessionmaker[Session]) -> None:
+        """Listen once on the factory: listening on each session costs more than a small job."""
+        if not event.contains(factory, "before_commit", cls._before_commit):
+            event.listen(factory, "before_commit", cls._before_commit)
+
+    @classmethod
+    def _before_commit(cls, session: Session) -> None:
+        guard = session.info.get(cls.KEY)
         # Releasing a savepoint (a handler's begin_nested, enqueue with a key) fires this too:
         # only the commit of the transaction itself, with no savepoint left, is refused.
-        if self.armed and session.get_nested_transaction() is None:
-            self.tripped = True
+        if guard is not None and guard.armed and session.get_nested_transaction() is None:
+            guard.tripped = True
             raise HandlerCommitted("the handler committed its own transaction")
 
 
@@ -242,6 +252,7 @@ class Worker:
         self._next_schedule = 0.0
         self._next_recovery = 0
         self._ahead: list[ClaimedJob] = []  # claimed by the loop with the last batch's completions
+        self._guarded: sessionmaker[Session] | None = None  # the factory whose commits are guarded
 
     # -- claiming
 
@@ -417,7 +428,11 @@ class Worker:
         prepared: list[ClaimedJob] = []
         ahead: list[ClaimedJob] = []
         started = time.monotonic()
-        with unit_of_work(self.factory) as session:
+        factory = self.factory or get_sessionmaker()
+        if factory is not self._guarded:
+            _CommitGuard.install(factory)
+            self._guarded = factory
+        with unit_of_work(factory) as session:
             held = still_held(session, [item.job for item in items]) if careful else None
             session.connection()  # begins the transaction that the handlers must leave intact
             guard = _CommitGuard(session)
@@ -451,6 +466,8 @@ class Worker:
                         if guard.tripped:  # the handler swallowed the refusal: still its failure
                             raise HandlerCommitted("the handler committed its own transaction")
                 except Exception as exc:
+                    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                        raise  # the connection died: the transaction's failure, not the job's
                     final = isinstance(exc, HandlerCommitted)
                     if final:
                         log.error("job %s (%s) attempt %s: %s", *_ident(job), exc)
@@ -473,17 +490,18 @@ class Worker:
             now = self.clock()
             done = complete(session, completed, now=now)
             extended = extend(session, prepared, expiry=now + self.lease_seconds * MICROS)
-            if len(done) < len(completed) or len(extended) < len(prepared):
+            if done < len(completed) or len(extended) < len(prepared):
                 if not careful:
                     raise _LeasesChanged
                 # Cannot happen: the rows were locked under our leases up front.
-                raise LeaseLost(f"{len(completed) + len(prepared) - len(done) - len(extended)} leases were lost")
+                raise LeaseLost(f"{len(completed) + len(prepared) - done - len(extended)} leases were lost")
             if self.leases is not None:
                 for job in prepared:
                     self.leases.extended(job, now + self.lease_seconds * MICROS)
             if claim_ahead and not prepared and not self._stopping():
                 ahead = self._claim(session, self.batch)
-        self._ahead = ahead
+        if ahead:
+            self._ahead = ahead  # committed: the loop runs them next
         return results
 
     def _stopping(self) -> bool:
@@ -530,10 +548,8 @@ class Worker:
         try:
             self._loop(stop, burst=burst)
         finally:
-            try:
-                self._give_back()
-            finally:
-                self.close()
+            self._give_back()
+            self.close()
 
     def _loop(self, stop: threading.Event, *, burst: bool) -> None:
         errors = 0
@@ -557,9 +573,13 @@ class Worker:
     def _give_back(self) -> None:
         """The batch claimed ahead goes back to the queue unstarted (the worker stops)."""
         jobs, self._ahead = self._ahead, []
-        if jobs:
+        if not jobs:
+            return
+        try:
             with unit_of_work(self.factory) as session:
                 release_unstarted(session, jobs)
+        except Exception:
+            log.exception("worker %s: giving %d claimed jobs back failed; their leases expire", self.name, len(jobs))
 
 
 def _ident(job: ClaimedJob) -> tuple[int, str, int]:
@@ -617,8 +637,13 @@ class InProcessWorker:
         factory = self.factory
         if factory is None:
             # A pool of our own, sized so that no worker waits for a connection behind web requests.
+            # No ping at each checkout (a round trip per batch): a connection found dead fails
+            # its transaction as a whole, which the worker runs again on a fresh one.
             self._engine = make_engine(
-                get_settings().resolved_database_url, pool_size=self.concurrency + 2, max_overflow=2
+                get_settings().resolved_database_url,
+                pool_size=self.concurrency + 2,
+                max_overflow=2,
+                pool_pre_ping=False,
             )
             factory = sessionmaker(bind=self._engine, expire_on_commit=False)
         keeper = LeaseKeeper(factory=factory, lease_seconds=self.lease_seconds)
