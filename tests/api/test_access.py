@@ -558,6 +558,7 @@ API_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, Any]]] = {
     ("POST", "/api/v1/connections/{connection_id}/disable"): [("/api/v1/connections/1/disable", None)],
     ("POST", "/api/v1/connections/{connection_id}/enable"): [("/api/v1/connections/1/enable", None)],
     ("POST", "/api/v1/tasks/{task_id}/complete"): [("/api/v1/tasks/1/complete", {"evidence_text": "done"})],
+    ("POST", "/api/v1/tasks/notices/seen"): [("/api/v1/tasks/notices/seen", {"task_ids": [1]})],
     # A webhook's credential is its signature: a staff token opens nothing there.
     ("POST", "/hooks/{platform}/{connection_id}"): [("/hooks/simulator/1", {"events": []})],
     # Last: revokes the token used so far.

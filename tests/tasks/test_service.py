@@ -131,8 +131,9 @@ def test_views_and_counts_follow_the_clock(world: World) -> None:
             "overdue": [overdue],
             "done": [done],
             "open": [overdue, today, later, undated],
+            "new": [],  # nothing reminded or escalated yet
         }
-        assert service.view_counts(s, owner, now=NOW) == {"today": 2, "overdue": 1, "done": 1, "open": 4}
+        assert service.view_counts(s, owner, now=NOW) == {"today": 2, "overdue": 1, "done": 1, "open": 4, "new": 0}
         lead = scope_of(world, "lead")
         counts = service.counts(s, lead, [world.staff["owner"], world.staff["lead"]], NOW)
         assert counts == {world.staff["owner"]: (4, 1)}

@@ -33,6 +33,7 @@ from qunyun.db.session import unit_of_work
 from qunyun.errors import NotFound, QunyunError
 from qunyun.locale import SUPPORTED, Msg, Translator, pick_language
 from qunyun.models import Organisation, Role, Staff
+from qunyun.tasks import service as task_service
 from qunyun.timeutil import utcnow
 
 CONSOLE_DIR = Path(__file__).resolve().parent
@@ -223,7 +224,12 @@ class Page:
         return f"{path}?{urlencode(query)}" if query else path
 
     def render(self, template: str, section: str, context: dict[str, Any], status_code: int = 200) -> Response:
-        frame = page_frame(Viewer.of(self.staff, self.principal.token.id), section)
+        """The page in its frame. The count of the viewer's unseen task notices is looked up here
+        unless the page gives it (``task_notices`` in ``context``: the inbox, which shows some)."""
+        notices = context.get("task_notices")
+        if notices is None:
+            notices = task_service.notice_count(self.db, self.scope)
+        frame = page_frame(Viewer.of(self.staff, self.principal.token.id), section, notices)
         context = {**frame, "staff": self.staff, "page": self, "organisation": self.organisation, **context}
         return render(self.request, template, context, staff=self.staff, status_code=status_code)
 
@@ -245,11 +251,13 @@ class Viewer:
         return cls(staff.display_name, staff.role, staff.language, token_id, scope)
 
 
-def page_frame(viewer: Viewer, section: str) -> dict[str, Any]:
-    """What base.html needs for the header and the navigation of a logged-in staff member."""
+def page_frame(viewer: Viewer, section: str, task_notices: int = 0) -> dict[str, Any]:
+    """What base.html needs for the header and the navigation of a logged-in staff member
+    (``task_notices``: their tasks reminded or escalated to them and not yet seen)."""
     return {
         "staff": viewer,
         "section": section,
+        "task_notices": task_notices,
         "whole_org": viewer.scope.whole_org,
         "can_write": viewer.scope.can_write,
         "is_lead": viewer.scope.is_lead,
@@ -276,6 +284,19 @@ def _error_viewer(request: Request, status_code: int) -> Viewer | None:
         return None
 
 
+def _error_notices(viewer: Viewer, status_code: int) -> int:
+    """The viewer's unseen task notices for an error page's navigation; not looked up for a 5xx
+    (the database may be why the request failed)."""
+    if status_code >= 500:
+        return 0
+    try:
+        with unit_of_work(write=False) as session:
+            return task_service.notice_count(session, viewer.scope)
+    except (QunyunError, SQLAlchemyError):
+        log.debug("no task notices for the error page", exc_info=True)
+        return 0
+
+
 def _phrase(status_code: int) -> str:
     try:
         return HTTPStatus(status_code).phrase
@@ -299,7 +320,7 @@ def render_error(request: Request, error: QunyunError, headers: dict[str, str]) 
         message = ""  # Starlette's English "Not Found": the status text already says it
     context: dict[str, Any] = {"status_code": status_code, "status_text": status_text, "message": message}
     if viewer is not None:
-        context.update(page_frame(viewer, section=""))
+        context.update(page_frame(viewer, section="", task_notices=_error_notices(viewer, status_code)))
     return render(request, "error.html", context, staff=viewer, status_code=status_code, headers=headers)
 
 

@@ -25,7 +25,15 @@ from qunyun.models.organisation import Organisation
 from qunyun.models.outbound import OutboundAction, OutboundActionTransition, OutboundState
 from qunyun.models.rollup import GroupDaily, MemberDay, OrgDaily
 from qunyun.models.staff import AuthToken, Role, Staff, StaffGroupAssignment
-from qunyun.models.task import StaffTask, StaffTaskEvent, TaskEventKind, TaskKind, TaskStatus
+from qunyun.models.task import (
+    StaffTask,
+    StaffTaskEvent,
+    StaffTaskNotice,
+    TaskEventKind,
+    TaskKind,
+    TaskNoticeKind,
+    TaskStatus,
+)
 from qunyun.models.webhook import DeliveryStatus, WebhookDelivery, WebhookRejection
 
 __all__ = [
@@ -71,10 +79,12 @@ __all__ = [
     "StaffGroupAssignment",
     "StaffTask",
     "StaffTaskEvent",
+    "StaffTaskNotice",
     "Tag",
     "Tagging",
     "TaskEventKind",
     "TaskKind",
+    "TaskNoticeKind",
     "TaskStatus",
     "WebhookDelivery",
     "WebhookRejection",

@@ -89,6 +89,26 @@ class StaffTask(Base):
     completed_at = synonym("done_at")
 
 
+class TaskNoticeKind(enum.StrEnum):
+    REMINDED = "reminded"  # to the assignee, when a reminder of the task is due
+    ESCALATED = "escalated"  # to the lead, when the task is escalated to them
+
+
+class StaffTaskNotice(Base):
+    """A reminder or an escalation addressed to one staff member, unseen until the task is shown
+    to them (``seen_at``); the console counts their unseen ones next to 任务."""
+
+    __tablename__ = "staff_task_notices"
+    __table_args__ = (Index("ix_staff_task_notices_staff_seen", "staff_id", "seen_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("staff_tasks.id", ondelete="CASCADE"), index=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    seen_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
 class StaffTaskEvent(Base):
     """What happened to a task (created, reminded, escalated, completed, cancelled): append-only."""
 

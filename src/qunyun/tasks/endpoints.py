@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -20,8 +21,8 @@ from qunyun.auth.deps import CurrentScope, DbSession
 from qunyun.auth.scope import Scope
 from qunyun.errors import InvalidInput
 from qunyun.locale import Msg
-from qunyun.tasks import service
-from qunyun.tasks.schemas import CompleteIn, TaskOut
+from qunyun.tasks import notices, service
+from qunyun.tasks.schemas import CompleteIn, NoticesOut, SeenIn, TaskOut
 from qunyun.tasks.service import View
 from qunyun.tasks.storage import MAX_IMAGE_BYTES, EvidenceTooLarge
 from qunyun.timeutil import utcnow
@@ -150,24 +151,44 @@ def list_tasks(
     scope: CurrentScope,
     request: Request,
     paging: Paging,
-    view: Annotated[View, Query(description="today, overdue, done or open")] = "open",
+    view: Annotated[
+        View,
+        Query(description="today, overdue, done, open, or new (a reminder or escalation to you not yet seen)"),
+    ] = "open",
     assignee: Annotated[Id | None, Query(description="Only tasks assigned to this staff member")] = None,
 ) -> Page[TaskOut]:
     now = utcnow()
     items, total = service.list_tasks(
         db, scope, view=view, now=now, assignee_id=assignee, limit=paging.limit, offset=paging.offset
     )
-    lang = api_language(request)
     return Page[TaskOut](
-        items=[TaskOut.of(i, lang, now) for i in items], total=total, limit=paging.limit, offset=paging.offset
+        items=_out(db, scope, request, items, now), total=total, limit=paging.limit, offset=paging.offset
     )
+
+
+@router.get("/notices", response_model=NoticesOut, summary="How many of your tasks were reminded or escalated to you")
+def get_notices(db: DbSession, scope: CurrentScope) -> NoticesOut:
+    return NoticesOut(unseen=service.notice_count(db, scope))
+
+
+@router.post("/notices/seen", response_model=NoticesOut, summary="Mark your task notices as seen")
+def mark_notices_seen(db: DbSession, scope: CurrentScope, body: SeenIn | None = None) -> NoticesOut:
+    notices.mark_seen(db, scope, body.task_ids if body is not None else None, utcnow())
+    return NoticesOut(unseen=service.notice_count(db, scope))
 
 
 @router.get("/{task_id}", response_model=TaskOut, summary="One task")
 def get_task(
     task_id: Annotated[BigId, Path(description="Task id")], db: DbSession, scope: CurrentScope, request: Request
 ) -> TaskOut:
-    return TaskOut.of(service.get_item(db, scope, task_id), api_language(request), utcnow())
+    return _out(db, scope, request, [service.get_item(db, scope, task_id)], utcnow())[0]
+
+
+def _out(db: Session, scope: Scope, request: Request, items: list[service.TaskItem], now: datetime) -> list[TaskOut]:
+    """The tasks as the API shows them to the caller: in their language, with their notices."""
+    lang = api_language(request)
+    kinds = notices.unseen_kinds(db, scope, [i.task.id for i in items])
+    return [TaskOut.of(i, lang, now, notice=kinds.get(i.task.id)) for i in items]
 
 
 @router.get("/{task_id}/evidence", summary="The task's evidence image", response_class=FileResponse)
@@ -193,4 +214,4 @@ def complete_task(
     request: Request,
 ) -> TaskOut:
     body.complete(db, scope, task_id)
-    return TaskOut.of(service.get_item(db, scope, task_id), api_language(request), utcnow())
+    return _out(db, scope, request, [service.get_item(db, scope, task_id)], utcnow())[0]

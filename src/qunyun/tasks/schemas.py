@@ -32,6 +32,10 @@ class TaskOut(BaseModel):
     reminded: int
     escalated_at: datetime | None
     escalated_to_id: int | None
+    escalated_to_name: str | None = Field(description="The lead it was escalated to")
+    notice: str | None = Field(
+        description="reminded or escalated: a reminder or an escalation to you that you have not seen yet"
+    )
     completed_at: datetime | None
     completed_by_id: int | None
     evidence_text: str | None
@@ -40,7 +44,7 @@ class TaskOut(BaseModel):
     note: str | None
 
     @classmethod
-    def of(cls, item: TaskItem, lang: str, now: datetime) -> TaskOut:
+    def of(cls, item: TaskItem, lang: str, now: datetime, *, notice: str | None = None) -> TaskOut:
         task = item.task
         return cls(
             id=task.id,
@@ -61,6 +65,8 @@ class TaskOut(BaseModel):
             reminded=task.reminded,
             escalated_at=task.escalated_at,
             escalated_to_id=task.escalated_to_id,
+            escalated_to_name=item.escalated_to_name,
+            notice=notice,
             completed_at=task.done_at if task.status == "done" else None,
             completed_by_id=task.completed_by_id,
             evidence_text=task.evidence_text,
@@ -83,3 +89,15 @@ class CompleteIn(BaseModel):
         default=True, description="Confirm the outbound action behind the task if it waits on a person"
     )
     note: str | None = Field(default=None, max_length=EVIDENCE_TEXT_LIMIT)
+
+
+class NoticesOut(BaseModel):
+    unseen: int = Field(description="Your open tasks with a reminder or an escalation to you not yet seen")
+
+
+class SeenIn(BaseModel):
+    """Which tasks' notices to mark as seen: the given ones, or all (no body, or no ids)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_ids: list[int] | None = Field(default=None, max_length=1000)

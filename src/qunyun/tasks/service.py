@@ -35,14 +35,16 @@ from qunyun.models import (
     StaffTaskEvent,
     TaskEventKind,
     TaskKind,
+    TaskNoticeKind,
     TaskStatus,
 )
-from qunyun.tasks import storage
+from qunyun.tasks import notices, storage
 from qunyun.tasks.titles import to_json
 from qunyun.timeutil import utcnow
 
-View = Literal["today", "overdue", "done", "open"]
-VIEWS: tuple[View, ...] = ("today", "overdue", "done", "open")
+View = Literal["today", "overdue", "done", "open", "new"]
+# ``new``: open tasks with a reminder or an escalation to the caller not yet seen (tasks.notices).
+VIEWS: tuple[View, ...] = ("today", "overdue", "done", "open", "new")
 TITLE_LIMIT = 300  # StaffTask.title: String(300)
 EVIDENCE_TEXT_LIMIT = 2000
 EVIDENCE_LINK_LIMIT = 2000  # StaffTask.evidence_link: String(2000)
@@ -269,7 +271,7 @@ def list_tasks(
     if assignee_id is not None:
         query = query.where(StaffTask.assignee_id == assignee_id)
     end = _end_of_day(session, scope.org_id, now)
-    query = query.where(_in_view(view, now, end))
+    query = query.where(_in_view(view, now, end, scope))
     order: list[Any]
     if view == "done":
         order = [StaffTask.done_at.desc().nulls_last(), StaffTask.id.desc()]
@@ -286,17 +288,19 @@ def view_counts(
     """How many tasks ``scope`` sees in each view (the inbox's tab labels), in one query."""
     now = now or utcnow()
     end = _end_of_day(session, scope.org_id, now)
-    query = select(*(func.coalesce(func.sum(case((_in_view(v, now, end), 1), else_=0)), 0) for v in VIEWS)).where(
-        task_visible(scope)
-    )
+    query = select(
+        *(func.coalesce(func.sum(case((_in_view(v, now, end, scope), 1), else_=0)), 0) for v in VIEWS)
+    ).where(task_visible(scope))
     if assignee_id is not None:
         query = query.where(StaffTask.assignee_id == assignee_id)
     row = session.execute(query).one()
     return {view: int(n) for view, n in zip(VIEWS, row, strict=True)}
 
 
-def _in_view(view: View, now: datetime, end_of_day: datetime) -> ColumnElement[bool]:
+def _in_view(view: View, now: datetime, end_of_day: datetime, scope: Scope) -> ColumnElement[bool]:
     is_open = StaffTask.status == TaskStatus.OPEN.value
+    if view == "new":
+        return and_(is_open, StaffTask.id.in_(notices.unseen_task_ids(scope)))
     if view == "today":
         return and_(
             is_open,
@@ -307,6 +311,19 @@ def _in_view(view: View, now: datetime, end_of_day: datetime) -> ColumnElement[b
     if view == "done":
         return StaffTask.status == TaskStatus.DONE.value
     return is_open
+
+
+def notice_count(session: Session, scope: Scope) -> int:
+    """How many open tasks the caller sees hold a reminder or an escalation to them not yet
+    seen (the count next to 任务 on every console page): their own notices only."""
+    if not scope.staff_id:
+        return 0
+    query = select(func.count()).where(
+        task_visible(scope),
+        StaffTask.status == TaskStatus.OPEN.value,
+        StaffTask.id.in_(notices.unseen_task_ids(scope)),
+    )
+    return int(session.scalar(query) or 0)
 
 
 def counts(session: Session, scope: Scope, staff_ids: list[int], now: datetime) -> dict[int, tuple[int, int]]:
@@ -464,7 +481,8 @@ def remind_and_escalate(
     """Record a reminder on every open task whose ``remind_at`` has come (the next one a day
     later, at most ``MAX_REMINDERS``), and escalate to the organisation's lead, once, every
     open task overdue by more than ``grace`` (default: ``task_escalation_grace_minutes``); the
-    assignee keeps the task. A task of an organisation without a lead is not escalated."""
+    assignee keeps the task. A task of an organisation without a lead is not escalated. Each
+    reminder is a notice to the assignee, each escalation one to the lead (``tasks.notices``)."""
     if grace is None:
         grace = timedelta(minutes=get_settings().task_escalation_grace_minutes)
     sweep = Sweep()
@@ -480,6 +498,8 @@ def remind_and_escalate(
         task.reminded += 1
         task.remind_at = now + REMIND_EVERY if task.reminded < MAX_REMINDERS else None
         _event(session, task, TaskEventKind.REMINDED, now, detail={"count": task.reminded})
+        if task.assignee_id is not None:
+            notices.notify(session, task, task.assignee_id, TaskNoticeKind.REMINDED, now)
         sweep.reminded.append(task.id)
     overdue = (
         select(StaffTask)
@@ -497,6 +517,7 @@ def remind_and_escalate(
         task.escalated_at = now
         task.escalated_to_id = lead
         _event(session, task, TaskEventKind.ESCALATED, now, detail={"to": lead})
+        notices.notify(session, task, lead, TaskNoticeKind.ESCALATED, now)
         sweep.escalated.append(task.id)
     session.flush()
     return sweep

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from qunyun.api.pagination import BigId
 from qunyun.auth.csrf import check_csrf, session_csrf_token
 from qunyun.console.web import ConsolePage, int_param
 from qunyun.errors import QunyunError
-from qunyun.tasks import service
+from qunyun.tasks import notices, service
 from qunyun.tasks.endpoints import FORM_FIELDS, Completion, completion_from_form
 from qunyun.tasks.service import VIEWS, TaskItem, View
 from qunyun.tasks.titles import render_stored, render_title, task_reason
@@ -67,6 +67,7 @@ def _inbox(
     error: QunyunError | None = None,
     error_task: int | None = None,
     submitted: dict[str, str] | None = None,
+    background: BackgroundTasks | None = None,
 ) -> Response:
     scope = page.scope
     now = utcnow()
@@ -77,6 +78,11 @@ def _inbox(
         page.db, scope, view=view, now=now, assignee_id=assignee, limit=paging.size, offset=paging.offset
     )
     lang = page.t.lang
+    # The viewer's own unseen reminders and escalations among these tasks: marked on the cards,
+    # and seen once the page has been sent (never anyone else's).
+    noticed = notices.unseen_kinds(page.db, scope, [i.task.id for i in items])
+    if background is not None and noticed:
+        background.add_task(notices.mark_seen_after, scope, sorted(noticed), now)
     history = service.action_history(
         page.db, scope, [i.task.outbound_action_id for i in items if i.task.outbound_action_id is not None]
     )
@@ -88,6 +94,7 @@ def _inbox(
             "reason": task_reason(item.task, lang),
             "overdue": item.task.status == "open" and item.task.due_at is not None and item.task.due_at < now,
             "copy_text": _payload_text(item),
+            "notice": noticed.get(item.task.id),
             "history": [
                 {
                     "at": page.local(change.at),
@@ -114,13 +121,14 @@ def _inbox(
         "error_task": error_task,
         "submitted": submitted or {},
         "completed": completed,
+        "task_notices": max(0, service.notice_count(page.db, scope) - len(noticed)),
     }
     return page.render("tasks.html", "tasks", context, status_code=error.status_code if error is not None else 200)
 
 
 @router.get("/tasks")
-def task_inbox(page: ConsolePage) -> Response:
-    return _inbox(page, view=_view(page.request.query_params.get("view")))
+def task_inbox(page: ConsolePage, background: BackgroundTasks) -> Response:
+    return _inbox(page, view=_view(page.request.query_params.get("view")), background=background)
 
 
 @router.post("/tasks/{task_id}/complete")
