@@ -36,6 +36,8 @@ from qunyun.db.session import get_engine
 from qunyun.groups.endpoints import router as groups_router
 from qunyun.hooks.endpoints import router as hooks_router
 from qunyun.ingestion.endpoints import router as events_router
+from qunyun.livecodes.endpoints import router as livecodes_router
+from qunyun.livecodes.scan import routes as scan_routes
 from qunyun.locale import Msg
 from qunyun.tasks.endpoints import router as tasks_router
 from qunyun.team.endpoints import router as staff_router
@@ -103,6 +105,7 @@ def api_router() -> APIRouter:
         integrations_router,
         connections_router,
         tasks_router,
+        livecodes_router,
     ):
         router.include_router(sub)
     return router
@@ -219,6 +222,7 @@ def create_app(in_process_workers: int = 0) -> FastAPI:
 
     app.include_router(api_router())
     app.include_router(hooks_router)  # /hooks/{platform}/{connection_id}: signed, no login
+    app.router.routes.extend(scan_routes)  # /c/{code}: live code scans, thin routes, no login
     app.include_router(console_router)
     app.include_router(pages_router)
     app.add_exception_handler(LoginRequired, login_redirect)

@@ -326,6 +326,7 @@ def _add_entry(
     )
     profile = profile_of_group(session, group)
     limit = scan_limit or row.default_limit or default_scan_limit(group, profile)
+    explicit = position
     if position is None:
         last = session.scalar(select(func.max(LiveCodeGroup.position)).where(LiveCodeGroup.live_code_id == row.id))
         position = (last + 1) if last is not None else 0
@@ -352,6 +353,9 @@ def _add_entry(
         )
         session.add(entry)
     session.flush()
+    if explicit is not None:
+        _reposition(session, row, entry, explicit)
+        session.flush()
     if makes_invite_links(profile) and entry.invite_link is None:
         request_invite_link(session, row, entry, group, profile)
     if entry.routed < entry.scan_limit:
@@ -405,6 +409,22 @@ def _pool_has_room(session: Session, row: LiveCode) -> None:
     session.flush()
 
 
+def _reposition(session: Session, row: LiveCode, entry: LiveCodeGroup, position: int) -> None:
+    """Put ``entry`` at ``position`` (0: first) of the active pool, the others after it in their order."""
+    others = [
+        e
+        for e in session.scalars(
+            select(LiveCodeGroup)
+            .where(LiveCodeGroup.live_code_id == row.id, LiveCodeGroup.active.is_(True))
+            .order_by(LiveCodeGroup.position, LiveCodeGroup.id)
+        )
+        if e.id != entry.id
+    ]
+    others.insert(min(position, len(others)), entry)
+    for index, e in enumerate(others):
+        e.position = index
+
+
 def add_group(
     session: Session,
     scope: Scope,
@@ -448,9 +468,11 @@ def update_group(
     already stops the group taking scans (it never takes them back)."""
     row = get_live_code(session, scope, live_code_id, write=True)
     entry = _entry(session, row, group_id)
-    for field in ("scan_limit", "region", "position"):
+    for field in ("scan_limit", "region"):
         if changes.get(field) is not None:
             setattr(entry, field, changes[field])
+    if changes.get("position") is not None:
+        _reposition(session, row, entry, changes["position"])
     session.flush()
     if entry.routed < entry.scan_limit:
         _pool_has_room(session, row)
