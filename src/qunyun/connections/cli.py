@@ -109,7 +109,8 @@ def add(
         list[str] | None,
         typer.Option(
             "--set",
-            help="A setting, key=value (repeat). simulator: seed; wecom: corp_id, agent_id; "
+            help="A setting, key=value (repeat). simulator: seed, reconcile (true|false), record_to (a file "
+            "in the var directory), groups (g1,g2); wecom: corp_id, agent_id; "
             "telegram: mode (webhook|polling); matrix: homeserver, user_id.",
         ),
     ] = None,

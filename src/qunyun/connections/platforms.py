@@ -10,20 +10,28 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from qunyun.config import get_settings
 from qunyun.connectors.base import BUILTIN_PLATFORMS, get_profile
 from qunyun.errors import InvalidInput
 from qunyun.locale import Msg
 
 MAX_VALUE = 2000  # characters of any one setting or secret
+MAX_ITEMS = 500  # ids in a list setting
+_TRUE = frozenset({"true", "1", "on", "yes"})
+_FALSE = frozenset({"false", "0", "off", "no"})
 
 
 @dataclass(frozen=True)
 class SetupField:
     """One setting or secret of a platform's connection.
 
-    ``kind``: ``text``, ``int``, ``choice`` (one of ``choices``) or ``url`` (http or https).
+    ``kind``: ``text``, ``int``, ``choice`` (one of ``choices``), ``url`` (http or https), ``bool``
+    (true or false; a form's checkbox), ``list`` (ids, given as a list or as text separated by
+    commas or lines, each a full match of ``pattern``) or ``var_path`` (a file in the var directory:
+    a relative path is taken under ``var/<platform>/``, an absolute one must lie inside ``var/``).
     ``pattern`` is a full match the text must satisfy; ``hint`` says what it looks like (shown as
     the input's placeholder and in error messages). ``required_when`` makes an optional field
     required when another setting has a given value (Telegram's webhook secret in webhook mode).
@@ -81,7 +89,15 @@ PLATFORMS: dict[str, PlatformSetup] = {
     "simulator": PlatformSetup(
         "simulator",
         (
+            # What SimulatorConnector.from_settings takes.
             SetupField("seed", required=False, kind="int", hint="0"),
+            # Behave like Matrix's transaction ids: remember each key, answer a repeat with the
+            # first answer, and tell what became of a key after a crash.
+            SetupField("reconcile", required=False, kind="bool"),
+            # The file every call is appended to (the platform's record, shared by processes).
+            SetupField("record_to", required=False, kind="var_path", hint="calls.jsonl"),
+            # Groups the simulated platform starts with (a worker's world is otherwise empty).
+            SetupField("groups", required=False, kind="list", pattern=r"[^\s,]{1,200}", hint="g1, g2"),
             # Signs the simulator's webhooks when set (the webhook inbox checks it).
             SetupField("webhook_secret", secret=True, required=False, pattern=f"{_TOKEN_CHARS}{{8,256}}"),
         ),
@@ -137,8 +153,18 @@ def platform_names() -> list[str]:
     return [*BUILTIN_PLATFORMS, *sorted(p for p in PLATFORMS if p not in BUILTIN_PLATFORMS)]
 
 
-def _clean(field: SetupField, value: Any) -> str | int:
+def _clean(field: SetupField, value: Any) -> str | int | bool | list[str]:
     path = field.path
+    if field.kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise InvalidInput(Msg("err.connection.not_bool", field=path), field=path)
+    if field.kind == "list":
+        return _clean_list(field, value)
+    if field.kind == "var_path":
+        return _clean_var_path(field, value)
     if field.kind == "int":
         if isinstance(value, bool):
             raise InvalidInput(Msg("err.connection.not_integer", field=path), field=path)
@@ -162,6 +188,42 @@ def _clean(field: SetupField, value: Any) -> str | int:
             raise InvalidInput(Msg("err.connection.aes_key", field=path), field=path)
         raise InvalidInput(Msg("err.connection.bad_format", field=path, example=field.hint or "—"), field=path)
     return text
+
+
+def _clean_list(field: SetupField, value: Any) -> list[str]:
+    path = field.path
+    if isinstance(value, str):
+        items = [item.strip() for item in re.split(r"[,\n]", value)]
+    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+        items = [item.strip() for item in value]
+    else:
+        raise InvalidInput(Msg("err.connection.not_list", field=path), field=path)
+    items = list(dict.fromkeys(item for item in items if item))  # blanks dropped, order kept, once each
+    if len(items) > MAX_ITEMS:
+        raise InvalidInput(Msg("err.connection.too_many", field=path, limit=MAX_ITEMS), field=path)
+    for item in items:
+        if field.pattern is not None and not re.fullmatch(field.pattern, item):
+            raise InvalidInput(
+                Msg("err.connection.bad_item", field=path, item=item[:50], example=field.hint or "—"), field=path
+            )
+    return items
+
+
+def _clean_var_path(field: SetupField, value: Any) -> str:
+    """A file inside the var directory, as an absolute path: the server never writes elsewhere
+    for a connection (a lead's setting must not name ~/.bashrc)."""
+    path = field.path
+    if not isinstance(value, str):
+        raise InvalidInput(Msg("err.connection.not_text", field=path), field=path)
+    text = value.strip()
+    if len(text) > MAX_VALUE or "\x00" in text:
+        raise InvalidInput(Msg("err.connection.too_long", field=path, limit=MAX_VALUE), field=path)
+    var = get_settings().var_dir.resolve()
+    given = Path(text)
+    resolved = (given if given.is_absolute() else var / "simulator" / given).resolve()
+    if not resolved.is_relative_to(var) or resolved == var or text.endswith(("/", "\\")) or resolved.is_dir():
+        raise InvalidInput(Msg("err.connection.outside_var", field=path, var=str(var)), field=path)
+    return str(resolved)
 
 
 def validate_setup(
