@@ -22,6 +22,7 @@ from qunyun.cli_support import (
     use_project_database,
 )
 from qunyun.connections.cli import app as connections_app
+from qunyun.livecodes.cli import app as livecodes_app
 from qunyun.errors import QunyunError
 from qunyun.locale import Msg
 
@@ -43,6 +44,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(stats_app, name="stats")
 app.add_typer(org_app, name="org")
 app.add_typer(connections_app, name="connections")
+app.add_typer(livecodes_app, name="livecodes")
 
 OrgOption = Annotated[
     str | None,
