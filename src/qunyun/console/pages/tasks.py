@@ -121,7 +121,8 @@ def _inbox(
         "error_task": error_task,
         "submitted": submitted or {},
         "completed": completed,
-        "task_notices": max(0, service.notice_count(page.db, scope) - len(noticed)),
+        # The count in the navigation leaves out the tasks this page marks seen.
+        "task_notices": max(0, service.notice_count(page.db, scope) - (len(noticed) if background else 0)),
     }
     return page.render("tasks.html", "tasks", context, status_code=error.status_code if error is not None else 200)
 
