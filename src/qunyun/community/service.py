@@ -17,6 +17,7 @@ from qunyun.auth.scope import Scope, group_visible, require_lead
 from qunyun.errors import Conflict, InvalidInput, NotFound
 from qunyun.locale import Msg
 from qunyun.models import Community, Group, Playbook
+from qunyun.onboarding import settings as onboarding_settings
 from qunyun.timeutil import utcnow
 
 # 000 §二.一, 003 五要素: the community types of the methodology.
@@ -47,7 +48,7 @@ SETUP_STEPS = (
     Step("value", ("value_offered", "channels_plan", "rhythm")),
     Step("naming", (), ("naming_template",)),
     Step("rules", ("rules", "values", "division_of_labour", "organisation_model")),
-    Step("welcome", (), ("welcome_text",)),
+    Step("welcome", (), onboarding_settings.FIELDS),
 )
 STEP_KEYS = tuple(s.key for s in SETUP_STEPS)
 COMMUNITY_FIELDS = tuple(f for s in SETUP_STEPS for f in s.community_fields)
@@ -112,6 +113,9 @@ def clean(form: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
             if bad:
                 raise InvalidInput(Msg("err.community.unknown_value", value=repr(bad[0])), field=field)
             out[field] = [v for v in VALUES_OFFERED if v in values]
+            continue
+        if field in onboarding_settings.FIELDS:
+            out[field] = onboarding_settings.clean_field(field, form.get(field))
             continue
         value = str(form.get(field) or "").strip()
         limit = NAME_LIMIT if field in ("name", "naming_template") else TEXT_LIMIT

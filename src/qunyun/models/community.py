@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from qunyun.db.base import Base, Timestamp
@@ -49,5 +49,15 @@ class Playbook(Base):
     naming_template: Mapped[str] = mapped_column(String(200), default="")
     rules_text: Mapped[str] = mapped_column(Text, default="")
     welcome_text: Mapped[str] = mapped_column(Text, default="")
+    # Onboarding (docs/onboarding.md): at most one welcome per group per this many seconds
+    # (raid protection), the rules page {rules_url} points to, the name-card format (empty: no
+    # reminder) and when after a join to remind, and the texts of the reminder and of the
+    # new-member benefit's private message (empty: the catalogue's).
+    welcome_interval_seconds: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    rules_url: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    name_card_format: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    name_card_delay_minutes: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
+    name_card_text: Mapped[str] = mapped_column(Text, default="", server_default="")
+    benefit_text: Mapped[str] = mapped_column(Text, default="", server_default="")
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
