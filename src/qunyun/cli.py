@@ -21,6 +21,7 @@ from qunyun.cli_support import (
     tell,
     use_project_database,
 )
+from qunyun.acquisition.cli import app as channels_app
 from qunyun.connections.cli import app as connections_app
 from qunyun.livecodes.cli import app as livecodes_app
 from qunyun.errors import QunyunError
@@ -44,6 +45,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(stats_app, name="stats")
 app.add_typer(org_app, name="org")
 app.add_typer(connections_app, name="connections")
+app.add_typer(channels_app, name="channels")
 app.add_typer(livecodes_app, name="livecodes")
 
 OrgOption = Annotated[

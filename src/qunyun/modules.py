@@ -17,6 +17,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "qunyun.tasks.jobs",
     "qunyun.hooks.jobs",
     "qunyun.onboarding.followups",
+    "qunyun.acquisition.attribution",
 )
 
 _loaded = False

@@ -303,6 +303,7 @@ WRITES: list[tuple[str, str, Any]] = [
     ("POST", "/api/v1/tags", {"name": "new"}),
     ("POST", "/api/v1/channels", {"code": "new", "name": "New"}),
     ("PATCH", "/api/v1/channels/{sms}", {"name": "SMS"}),
+    ("POST", "/api/v1/channels/{sms}/spend", {"day": "2026-03-03", "touches": 10}),
     ("POST", "/api/v1/events", EVENT_BODY),
     ("POST", "/api/v1/staff", {"username": "newbie", "password": PASSWORD, "role": "operator"}),
 ]
@@ -341,6 +342,7 @@ LEAD_ONLY: list[tuple[str, str, Any]] = [
     ("PUT", "/api/v1/groups/{g1}/assignments", {"assignments": []}),
     ("POST", "/api/v1/channels", {"code": "new", "name": "New"}),
     ("PATCH", "/api/v1/channels/{sms}", {"name": "SMS"}),
+    ("POST", "/api/v1/channels/{sms}/spend", {"day": "2026-03-03", "touches": 10}),
 ]
 
 
@@ -522,6 +524,7 @@ API_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, Any]]] = {
     ("POST", "/api/v1/tags"): [("/api/v1/tags", {"name": "new"})],
     ("POST", "/api/v1/channels"): [("/api/v1/channels", {"code": "new", "name": "New"})],
     ("PATCH", "/api/v1/channels/{channel_id}"): [("/api/v1/channels/{sms}", {"name": "SMS"})],
+    ("POST", "/api/v1/channels/{channel_id}/spend"): [("/api/v1/channels/{sms}/spend", {"day": "2026-03-03"})],
     ("POST", "/api/v1/events"): [
         (
             "/api/v1/events",
@@ -573,6 +576,15 @@ CONSOLE_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, dict[str, str]]]] = 
     ("POST", "/connections/{connection_id}/{action}"): [("/connections/1/disable", {})],
     ("POST", "/tasks/{task_id}/complete"): [("/tasks/1/complete", {"evidence_text": "done"})],
     ("POST", "/inbox/{delivery_id}/replay"): [("/inbox/1/replay", {})],
+    ("POST", "/livecodes/new"): [("/livecodes/new", {"name": "Mine", "group": "3"})],
+    ("POST", "/livecodes/{live_code_id}/edit"): [("/livecodes/1/edit", {"name": "Mine"})],
+    ("POST", "/livecodes/{live_code_id}/pause"): [("/livecodes/1/pause", {"paused": "1"})],
+    ("POST", "/livecodes/{live_code_id}/groups"): [("/livecodes/1/groups", {"group_id": "3"})],
+    ("POST", "/livecodes/{live_code_id}/groups/{group_id}"): [("/livecodes/1/groups/3", {"scan_limit": "5"})],
+    ("POST", "/livecodes/{live_code_id}/groups/{group_id}/remove"): [("/livecodes/1/groups/3/remove", {})],
+    ("POST", "/livecodes/{live_code_id}/groups/{group_id}/qr"): [("/livecodes/1/groups/3/qr", {})],
+    ("POST", "/livecodes/{live_code_id}/qr-images/{image_id}/withdraw"): [("/livecodes/1/qr-images/1/withdraw", {})],
+    ("POST", "/livecodes/{live_code_id}/fallback-image"): [("/livecodes/1/fallback-image", {"remove": "1"})],
     ("POST", "/logout"): [("/logout", {})],
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}

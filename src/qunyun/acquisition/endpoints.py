@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
 
-from qunyun.acquisition import service
-from qunyun.acquisition.schemas import ChannelCreate, ChannelOut, ChannelUpdate, SpendCreate, SpendOut
+from qunyun.acquisition import report, service
+from qunyun.acquisition.schemas import (
+    ChannelCreate,
+    ChannelDetail,
+    ChannelOut,
+    ChannelReport,
+    ChannelUpdate,
+    SpendCreate,
+    SpendOut,
+)
 from qunyun.api.pagination import Id, Page, Paging
 from qunyun.auth.deps import CurrentScope, DbSession
 
 router = APIRouter(prefix="/channels", tags=["channels"])
 
 ChannelId = Annotated[Id, Path(description="Channel id")]
+DateFrom = Annotated[date, Query(alias="from", description="First day (the organisation's calendar), YYYY-MM-DD")]
+DateTo = Annotated[date, Query(alias="to", description="Last day, inclusive")]
 
 
 @router.get("", response_model=Page[ChannelOut], summary="Channels with members acquired and CAC")
 def list_channels(db: DbSession, scope: CurrentScope, paging: Paging, kind: str | None = None) -> Page[ChannelOut]:
     items, total = service.list_channels(db, scope, kind=kind, limit=paging.limit, offset=paging.offset)
     return Page[ChannelOut](items=items, total=total, limit=paging.limit, offset=paging.offset)
+
+
+@router.get("/report", response_model=ChannelReport, summary="The channel report: per channel and per live code")
+def channel_report(db: DbSession, scope: CurrentScope, date_from: DateFrom, date_to: DateTo) -> ChannelReport:
+    return report.channel_report(db, scope, date_from, date_to)
 
 
 @router.post("", response_model=ChannelOut, status_code=status.HTTP_201_CREATED, summary="Create a channel (lead only)")
@@ -55,3 +71,10 @@ def record_spend(
     channel_id: ChannelId, body: SpendCreate, db: DbSession, scope: CurrentScope, request: Request
 ) -> SpendOut:
     return service.record_spend(db, scope, channel_id, body, request=request)
+
+
+@router.get("/{channel_id}/report", response_model=ChannelDetail, summary="One channel's funnel, by day and live code")
+def channel_detail(
+    channel_id: ChannelId, db: DbSession, scope: CurrentScope, date_from: DateFrom, date_to: DateTo
+) -> ChannelDetail:
+    return report.channel_detail(db, scope, channel_id, date_from, date_to)

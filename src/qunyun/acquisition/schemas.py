@@ -89,3 +89,71 @@ class SpendOut(BaseModel):
     note: str
     source: str = Field(description="staff, created / changed (the channel's totals were set), simulator")
     created_at: datetime
+
+
+class ChannelReportRow(BaseModel):
+    """One channel over a range of days (PRODUCT.md "channel report"); money in yuan. Cost
+    figures and touches are null for staff who see only some groups."""
+
+    channel: str = Field(description="The channel's code")
+    channel_id: int
+    name: str
+    kind: str
+    touches: int | None = Field(description="Touches dated in the range")
+    scans: int = Field(description="Scans of the channel's live codes in the range")
+    visitors: int = Field(description="Distinct visitors among those scans")
+    joins: int = Field(description="Members acquired: first join in the organisation in the range, through the channel")
+    actives_7d: int = Field(description="Acquired members who posted within 168 h of joining")
+    paying: int = Field(description="Acquired members with a paid order within 30 days of joining (first orders)")
+    gmv: str = Field(description="Those orders' amounts less their refunds within the 30 days")
+    cost: str | None = Field(description="Touches × cost per touch + joins × reward per member + fixed costs")
+    cac: str | None
+    cost_per_active: str | None
+    cost_per_paying: str | None
+    roi: float | None = Field(description="GMV / cost, 4 decimals")
+    scans_by_day: dict[str, int] | None = None
+    joins_by_day: dict[str, int] | None = None
+
+
+class LiveCodeReportRow(BaseModel):
+    """One live code over a range of days (no cost: the cost model is the channel's)."""
+
+    code: str
+    live_code_id: int
+    name: str
+    channel: str | None = Field(description="Its channel's code")
+    scans: int
+    visitors: int
+    fallback: int = Field(description="Scans served the fallback")
+    joins: int
+    actives_7d: int
+    paying: int
+    gmv: str
+    scans_by_day: dict[str, int] | None = None
+    joins_by_day: dict[str, int] | None = None
+
+
+class FunnelStage(BaseModel):
+    stage: str = Field(description="reached, scanned, joined, active or converted")
+    count: int | None = Field(description="reached: touches; scanned: visitors; null when not known to the reader")
+
+
+class ChannelReport(BaseModel):
+    date_from: date
+    date_to: date
+    whole_org: bool = Field(description="False: figures of the reader's groups only, without cost")
+    channels: list[ChannelReportRow]
+    live_codes: list[LiveCodeReportRow]
+    unattributed_joins: int = Field(description="Members acquired in the range whose first join carries no channel")
+
+
+class ChannelDetail(BaseModel):
+    """One channel over a range of days: its row (with scans and joins per day), its funnel and
+    its live codes."""
+
+    date_from: date
+    date_to: date
+    whole_org: bool
+    channel: ChannelReportRow
+    funnel: list[FunnelStage]
+    live_codes: list[LiveCodeReportRow]

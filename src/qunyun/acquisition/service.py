@@ -17,7 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union_all
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
@@ -27,7 +27,7 @@ from qunyun.auth.scope import Scope, group_id_visible, require_lead
 from qunyun.errors import Conflict, NotFound
 from qunyun.groups.service import count_rows
 from qunyun.locale import Msg
-from qunyun.models import Channel, Event, EventKind, Organisation
+from qunyun.models import Channel, Event, EventKind, LiveCodeJoin, Organisation
 from qunyun.models.channel import ChannelSpend
 from qunyun.timeutil import day_key, utcnow
 
@@ -72,18 +72,28 @@ def expected_cac_fen(channel: Channel) -> Decimal | None:
     return per_member
 
 
+def _joins_through(org_id: int, *, events: Sequence[Any] = (), codes: Sequence[Any] = ()) -> Any:
+    """(channel id, member id) of the joins that carry a channel: the event names it, or the
+    join was attributed to a live code of it (``live_code_joins``)."""
+    direct = select(Event.channel_id.label("channel_id"), Event.member_id.label("member_id")).where(
+        Event.org_id == org_id, Event.kind == int(EventKind.MEMBER_JOINED), Event.channel_id.is_not(None), *events
+    )
+    via_code = select(LiveCodeJoin.channel_id, LiveCodeJoin.member_id).where(
+        LiveCodeJoin.org_id == org_id, LiveCodeJoin.channel_id.is_not(None), *codes
+    )
+    return union_all(direct, via_code).subquery()
+
+
 def members_acquired(session: Session, org_id: int, channel_ids: Sequence[int]) -> dict[int, int]:
-    """Distinct members per channel whose join event carried that channel."""
+    """Distinct members per channel whose join carried that channel, directly or through the
+    live code it was attributed to."""
     if not channel_ids:
         return {}
+    joins = _joins_through(
+        org_id, events=[Event.channel_id.in_(channel_ids)], codes=[LiveCodeJoin.channel_id.in_(channel_ids)]
+    )
     rows = session.execute(
-        select(Event.channel_id, func.count(func.distinct(Event.member_id)))
-        .where(
-            Event.org_id == org_id,
-            Event.kind == int(EventKind.MEMBER_JOINED),
-            Event.channel_id.in_(channel_ids),
-        )
-        .group_by(Event.channel_id)
+        select(joins.c.channel_id, func.count(func.distinct(joins.c.member_id))).group_by(joins.c.channel_id)
     )
     return {int(channel_id): int(n) for channel_id, n in rows if channel_id is not None}
 
@@ -148,15 +158,13 @@ def acquired_in_my_groups(session: Session, scope: Scope) -> dict[int, int]:
     (by channel id). Empty for leads and analysts, whose figure is the organisation's."""
     if scope.whole_org:
         return {}
+    joins = _joins_through(
+        scope.org_id,
+        events=[group_id_visible(Event.group_id, scope)],
+        codes=[group_id_visible(LiveCodeJoin.group_id, scope)],
+    )
     rows = session.execute(
-        select(Event.channel_id, func.count(func.distinct(Event.member_id)))
-        .where(
-            Event.org_id == scope.org_id,
-            Event.kind == int(EventKind.MEMBER_JOINED),
-            Event.channel_id.is_not(None),
-            group_id_visible(Event.group_id, scope),
-        )
-        .group_by(Event.channel_id)
+        select(joins.c.channel_id, func.count(func.distinct(joins.c.member_id))).group_by(joins.c.channel_id)
     )
     return {int(c or 0): int(n) for c, n in rows}
 
