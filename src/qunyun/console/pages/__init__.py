@@ -8,6 +8,7 @@ from qunyun.console.pages import (
     connections,
     groups,
     inbox,
+    livecodes,
     members,
     overview,
     staff,
@@ -16,5 +17,5 @@ from qunyun.console.pages import (
 )
 
 router = APIRouter(include_in_schema=False)
-for module in (overview, communities, groups, members, channels, staff, stats, connections, inbox, tasks):
+for module in (overview, communities, groups, members, channels, livecodes, staff, stats, connections, inbox, tasks):
     router.include_router(module.router)
