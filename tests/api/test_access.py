@@ -585,15 +585,6 @@ CONSOLE_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, dict[str, str]]]] = 
     ("POST", "/livecodes/{live_code_id}/groups/{group_id}/qr"): [("/livecodes/1/groups/3/qr", {})],
     ("POST", "/livecodes/{live_code_id}/qr-images/{image_id}/withdraw"): [("/livecodes/1/qr-images/1/withdraw", {})],
     ("POST", "/livecodes/{live_code_id}/fallback-image"): [("/livecodes/1/fallback-image", {"remove": "1"})],
-    ("POST", "/livecodes/new"): [("/livecodes/new", {"name": "Mine", "group": "3"})],
-    ("POST", "/livecodes/{live_code_id}/edit"): [("/livecodes/1/edit", {"name": "Mine"})],
-    ("POST", "/livecodes/{live_code_id}/pause"): [("/livecodes/1/pause", {"paused": "1"})],
-    ("POST", "/livecodes/{live_code_id}/groups"): [("/livecodes/1/groups", {"group_id": "3"})],
-    ("POST", "/livecodes/{live_code_id}/groups/{group_id}"): [("/livecodes/1/groups/3", {"scan_limit": "5"})],
-    ("POST", "/livecodes/{live_code_id}/groups/{group_id}/remove"): [("/livecodes/1/groups/3/remove", {})],
-    ("POST", "/livecodes/{live_code_id}/groups/{group_id}/qr"): [("/livecodes/1/groups/3/qr", {})],
-    ("POST", "/livecodes/{live_code_id}/qr-images/{image_id}/withdraw"): [("/livecodes/1/qr-images/1/withdraw", {})],
-    ("POST", "/livecodes/{live_code_id}/fallback-image"): [("/livecodes/1/fallback-image", {"remove": "1"})],
     ("POST", "/logout"): [("/logout", {})],
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
