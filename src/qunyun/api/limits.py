@@ -47,6 +47,8 @@ EVENTS_PATH = "/api/v1/events"
 # after, and names the field.
 EVIDENCE_UPLOAD_PATH = re.compile(r"(?:/api/v1)?/tasks/[0-9]+/complete")
 EVIDENCE_BODY_BYTES = 8 * 1024 * 1024
+# The console's group QR and staff QR uploads of a live code (images of up to 5 MiB as well).
+QR_UPLOAD_PATH = re.compile(r"/livecodes/[0-9]+/(?:groups/[0-9]+/qr|fallback-image)")
 SESSION_COOKIE = "qunyun_session"
 # API routes that take a body from a caller not yet known (the credential is in the body).
 PUBLIC_API_WRITES = frozenset({("POST", "/api/v1/auth/tokens")})
@@ -82,7 +84,7 @@ def body_cap(method: str, path: str) -> int:
     settings = get_settings()
     if method == "POST" and path.rstrip("/") == EVENTS_PATH:
         return settings.max_events_body_bytes
-    if method == "POST" and EVIDENCE_UPLOAD_PATH.fullmatch(path.rstrip("/")):
+    if method == "POST" and (EVIDENCE_UPLOAD_PATH.fullmatch(path.rstrip("/")) or QR_UPLOAD_PATH.fullmatch(path)):
         return max(settings.max_body_bytes, EVIDENCE_BODY_BYTES)
     return settings.max_body_bytes
 
