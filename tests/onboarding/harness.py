@@ -24,6 +24,7 @@ from qunyun.db.session import unit_of_work
 from qunyun.ingestion.service import ingest
 from qunyun.models import Group, OutboundAction, Playbook, Role, StaffTask
 from qunyun.models.onboarding import OnboardingNotice
+from qunyun.onboarding import greetings
 from qunyun.onboarding.benefits import import_codes
 from qunyun.team.service import create_organisation, create_staff
 from qunyun.timeutil import utcnow
@@ -62,9 +63,9 @@ class Org:
             return group.id
 
     def join(self, member: str, group: str = "G1", *, name: str = "", after: float = 0) -> None:
-        """``member`` joins ``group`` on the platform ``after`` seconds from now (platform time)."""
+        """``member`` joins ``group`` on the platform ``after`` seconds from now (both clocks move)."""
         if after:
-            self.clock.advance(seconds=after)
+            self.advance(after)
         self.sim.sim.add_member(member, display_name=name)
         self.sim.sim.join(member, group)
 
@@ -151,10 +152,17 @@ def organisation(
         s.flush()
         connection = default_connection(s, org.id, profile.platform)
         ids = (org.id, owner.id, lead.id, book.id, connection.id)
-    with bind(ids[4], connector):
-        world = Org(db, *ids, sim=connector, clock=clock, platform_name=profile.platform)
-        world.create_group("G1", "华东1群")
-        yield world
+    world = Org(db, *ids, sim=connector, clock=clock, platform_name=profile.platform)
+    # The greet jobs are scheduled on the wall clock: it runs ahead with the worker's, as real
+    # time would pass with the platform's.
+    real_utcnow = greetings.utcnow
+    greetings.utcnow = lambda: real_utcnow() + timedelta(seconds=world.wall_ahead)  # type: ignore[attr-defined]
+    try:
+        with bind(ids[4], connector):
+            world.create_group("G1", "华东1群")
+            yield world
+    finally:
+        greetings.utcnow = real_utcnow  # type: ignore[attr-defined]
 
 
 def at(seconds: float) -> datetime:

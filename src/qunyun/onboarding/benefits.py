@@ -341,7 +341,7 @@ def pool_status(session: Session, scope: Scope, playbook_id: int) -> PoolStatus:
             .where(BenefitGrant.pool_id == pool.id, group_visible(scope))
             .order_by(BenefitGrant.id.desc())
             .limit(RECENT)
-        ).tuples()
+        )
     ]
     return PoolStatus(
         playbook_id=playbook.id,

@@ -110,8 +110,11 @@ def add_notices(
     for n in notices:
         key = (n.group_id, n.kind)
         earliest[key] = min(earliest.get(key, n.due_at), n.due_at)
-    # Locked in one order by every writer, so two ingests never wait on each other in a circle.
-    for (group_id, kind), due in sorted(earliest.items()):
+    # Locked in one order by every writer, so two ingests never wait on each other in a circle;
+    # a group's welcome first, so that its job goes before a reminder due at the same time.
+    for (group_id, kind), due in sorted(
+        earliest.items(), key=lambda item: (item[0][0], item[0][1] != NoticeKind.WELCOME)
+    ):
         throttle = _lock_throttle(session, org_id, group_id, kind)
         _schedule(session, throttle, due, intervals[group_id], now[group_id])
 
