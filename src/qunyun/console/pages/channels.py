@@ -1,20 +1,51 @@
 """Channels: each channel's cost model, the members it brought and the cost per member (CAC);
-kinds by name (短信, not ``sms``), money with thousands separators."""
+kinds by name (短信, not ``sms``), money with thousands separators. Over a range of days (the
+last 28 by default) the channel report, and a page per channel with its funnel (reached →
+scanned → joined → active → converted), its scans and joins per day and its live codes."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from qunyun.acquisition.report import channel_detail, channel_report
 from qunyun.acquisition.service import acquired_in_my_groups, list_channels
-from qunyun.console.charts import Series, bar_chart
-from qunyun.console.labels import kind_name, money
-from qunyun.console.web import ConsolePage
+from qunyun.console.charts import Series, bar_chart, line_chart
+from qunyun.console.labels import kind_name, money, percent
+from qunyun.console.web import ConsolePage, path_id
+from qunyun.errors import InvalidInput
+from qunyun.locale import Msg
+from qunyun.timeutil import daterange
 
 router = APIRouter()
 MAX_CHANNELS = 500
+DEFAULT_DAYS = 28
+
+
+def _day(value: str | None, default: date, field: str) -> date:
+    if not value:
+        return default
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(Msg("display.err_not_a_date", field=field, value=value[:40]), field=field) from exc
+
+
+def report_range(page: ConsolePage) -> tuple[date, date]:
+    """The ?from=&to= of the page; by default the last 28 days up to today."""
+    params = page.request.query_params
+    today = page.today()
+    last = _day(params.get("to"), today, "to")
+    first = _day(params.get("from"), last - timedelta(days=DEFAULT_DAYS - 1), "from")
+    return first, last
+
+
+def _yuan(value: str | None) -> float | None:
+    return float(Decimal(value)) if value is not None else None
 
 
 @router.get("/channels")
@@ -24,6 +55,8 @@ def channel_list(page: ConsolePage) -> Response:
     # Org-wide acquisition figures are aggregates every role may read; scoped staff also see
     # how many members each channel brought into their own groups.
     mine = acquired_in_my_groups(db, scope)
+    first, last = report_range(page)
+    report = channel_report(db, scope, first, last)
     t = page.t
     labels = [c.name for c in channels]
     charts = {
@@ -48,5 +81,66 @@ def channel_list(page: ConsolePage) -> Response:
     return page.render(
         "channels.html",
         "channels",
-        {"channels": channels, "total": total, "mine": mine, "charts": charts, "kinds": kinds, "money": money},
+        {
+            "channels": channels,
+            "total": total,
+            "mine": mine,
+            "charts": charts,
+            "kinds": kinds,
+            "money": money,
+            "report": report,
+            "form": {"from": first.isoformat(), "to": last.isoformat()},
+        },
+    )
+
+
+@router.get("/channels/{channel_id}")
+def channel_page(channel_id: str, page: ConsolePage) -> Response:
+    """One channel over a range: its funnel, scans and joins per day, its live codes."""
+    number = path_id(channel_id, Msg("err.acquisition.no_channel", id=channel_id[:40]))
+    first, last = report_range(page)
+    detail = channel_detail(page.db, page.scope, number, first, last)
+    t = page.t
+    row = detail.channel
+    stages = [(s.stage, s.count) for s in detail.funnel]
+    shown = [(stage, count) for stage, count in stages if count is not None]
+    days = [d.isoformat() for d in daterange(first, last)]
+    day_labels = [d[5:] for d in days]
+    scans_by_day, joins_by_day = row.scans_by_day or {}, row.joins_by_day or {}
+    charts = {
+        "funnel": bar_chart(
+            [t(f"acq.stage_{stage}") for stage, _ in shown],
+            [Series(t("acq.funnel"), [count for _, count in shown], "s1")],
+            title=t("acq.funnel"),
+            whole=True,
+        ),
+        "days": line_chart(
+            day_labels,
+            [
+                Series(t("acq.scans"), [scans_by_day.get(d, 0) for d in days], "s2"),
+                Series(t("acq.joins"), [joins_by_day.get(d, 0) for d in days], "s1"),
+            ],
+            title=t("acq.by_day"),
+            whole=True,
+        ),
+    }
+    # Each stage as a share of the one before it (the step's conversion).
+    steps: list[dict[str, Any]] = []
+    previous: int | None = None
+    for stage, count in stages:
+        rate = count / previous if count is not None and previous else None
+        steps.append({"stage": stage, "count": count, "rate": percent(rate) if rate is not None else "—"})
+        previous = count if count is not None else previous
+    return page.render(
+        "channel_detail.html",
+        "channels",
+        {
+            "detail": detail,
+            "row": row,
+            "steps": steps,
+            "charts": charts,
+            "kind": kind_name(t, row.kind),
+            "money": money,
+            "form": {"from": first.isoformat(), "to": last.isoformat()},
+        },
     )
