@@ -156,13 +156,13 @@ def organisation(
     # The greet jobs are scheduled on the wall clock: it runs ahead with the worker's, as real
     # time would pass with the platform's.
     real_utcnow = greetings.utcnow
-    greetings.utcnow = lambda: real_utcnow() + timedelta(seconds=world.wall_ahead)  # type: ignore[attr-defined]
+    greetings.utcnow = lambda: real_utcnow() + timedelta(seconds=world.wall_ahead)
     try:
         with bind(ids[4], connector):
             world.create_group("G1", "华东1群")
             yield world
     finally:
-        greetings.utcnow = real_utcnow  # type: ignore[attr-defined]
+        greetings.utcnow = real_utcnow
 
 
 def at(seconds: float) -> datetime:

@@ -127,9 +127,8 @@ def _race(db: sessionmaker[Session], org_id: int) -> None:
         thread.join(120)
     assert not errors, errors
     with db() as s:
-        left = s.scalar(
-            select(func.count()).select_from(Job).where(Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
-        )
+        live = Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value])
+        left = s.scalar(select(func.count()).select_from(Job).where(live))
         assert left == 0
 
 
