@@ -32,6 +32,7 @@ from qunyun.models import (
     Staff,
     StaffGroupAssignment,
 )
+from qunyun.models.onboarding import OnboardingNotice
 from qunyun.simulate.demo import load_demo
 from qunyun.simulate.runner import Simulation
 from qunyun.simulate.scenario import simulate_scenario
@@ -159,10 +160,16 @@ def test_the_demo_is_a_positioned_community_with_owners_regions_and_core_groups(
                 group_name(p.naming_template, brand="", region=region, seq=1) in names for region in regions | {""}
             ), p.naming_template
         assert session.scalar(select(func.count()).select_from(StaffGroupAssignment)) > 0
+        # Every join is welcomed; joins into a group within its raid-protection window share one welcome.
         welcomes = session.scalar(
-            select(func.count()).select_from(OutboundAction).where(OutboundAction.action == "send_welcome")
+            select(func.count()).select_from(OutboundAction).where(OutboundAction.action == "welcome_members")
         )
-        assert welcomes and welcomes >= demo.counts["members"] * 0.9
+        greeted = session.scalar(
+            select(func.count())
+            .select_from(OnboardingNotice)
+            .where(OnboardingNotice.kind == "welcome", OnboardingNotice.status == "sent")
+        )
+        assert welcomes and greeted and greeted >= demo.counts["members"] * 0.9
         assert session.scalar(select(func.count()).select_from(Job).where(Job.status != "done")) == 0
     # The last simulated day is the day of ``end``: "today" has data.
     today = stats_for_cli("daily", org_slug="qiji", date_from=end.date(), date_to=end.date(), group=None)
