@@ -10,6 +10,7 @@ from qunyun.console.pages import (
     inbox,
     livecodes,
     members,
+    onboarding,
     overview,
     staff,
     stats,
@@ -17,5 +18,18 @@ from qunyun.console.pages import (
 )
 
 router = APIRouter(include_in_schema=False)
-for module in (overview, communities, groups, members, channels, livecodes, staff, stats, connections, inbox, tasks):
+for module in (
+    overview,
+    communities,
+    onboarding,
+    groups,
+    members,
+    channels,
+    livecodes,
+    staff,
+    stats,
+    connections,
+    inbox,
+    tasks,
+):
     router.include_router(module.router)
