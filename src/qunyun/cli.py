@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from qunyun.acquisition.cli import app as channels_app
 from qunyun.cli_support import (
     QunyunGroup,
     database_label,
@@ -21,11 +22,11 @@ from qunyun.cli_support import (
     tell,
     use_project_database,
 )
-from qunyun.acquisition.cli import app as channels_app
 from qunyun.connections.cli import app as connections_app
-from qunyun.livecodes.cli import app as livecodes_app
 from qunyun.errors import QunyunError
+from qunyun.livecodes.cli import app as livecodes_app
 from qunyun.locale import Msg
+from qunyun.onboarding.cli import app as onboarding_app
 
 app = typer.Typer(
     cls=QunyunGroup,
@@ -47,6 +48,7 @@ app.add_typer(org_app, name="org")
 app.add_typer(connections_app, name="connections")
 app.add_typer(channels_app, name="channels")
 app.add_typer(livecodes_app, name="livecodes")
+app.add_typer(onboarding_app, name="onboarding")
 
 OrgOption = Annotated[
     str | None,
