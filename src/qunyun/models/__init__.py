@@ -21,6 +21,15 @@ from qunyun.models.livecode import (
 from qunyun.models.login import LoginFailure
 from qunyun.models.member import Member, Tag, Tagging
 from qunyun.models.membership import MembershipSpan
+from qunyun.models.onboarding import (
+    BenefitGrant,
+    CouponCode,
+    CouponPool,
+    NoticeKind,
+    NoticeStatus,
+    OnboardingNotice,
+    OnboardingThrottle,
+)
 from qunyun.models.organisation import Organisation
 from qunyun.models.outbound import OutboundAction, OutboundActionTransition, OutboundState
 from qunyun.models.rollup import GroupDaily, MemberDay, OrgDaily
@@ -39,10 +48,13 @@ from qunyun.models.webhook import DeliveryStatus, WebhookDelivery, WebhookReject
 __all__ = [
     "AuditLog",
     "AuthToken",
+    "BenefitGrant",
     "Channel",
     "Community",
     "Connection",
     "ConnectionStatus",
+    "CouponCode",
+    "CouponPool",
     "DeliveryStatus",
     "Event",
     "EventKind",
@@ -64,6 +76,10 @@ __all__ = [
     "MembershipSpan",
     "MessageText",
     "MsgType",
+    "NoticeKind",
+    "NoticeStatus",
+    "OnboardingNotice",
+    "OnboardingThrottle",
     "Order",
     "OrgDaily",
     "Organisation",
