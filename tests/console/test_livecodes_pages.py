@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import UTC, datetime
 
 import pytest
 import zxingcpp
@@ -13,8 +14,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import select
 
+from qunyun.ingestion.service import ingest
 from qunyun.livecodes import posters
 from qunyun.models import GroupQrImage, LiveCode, LiveCodeGroup
+from qunyun.worker.runner import Worker
 from tests.api.conftest import World, console_login, csrf_from
 
 # A group QR image as staff upload it: a PNG of a WeChat group invitation.
@@ -353,3 +356,40 @@ def test_a_large_screenshot_uploads_and_one_over_the_limit_is_named(client: Test
     assert response.status_code == 413 and "5 MiB" in response.text
     with world.db() as s:
         assert [i.size for i in s.scalars(select(GroupQrImage))] == [len(screenshot)]
+
+
+def test_a_scan_and_the_join_it_brought_show_in_the_funnel(client: TestClient, world: World) -> None:
+    console_login(client, "lead")
+    live_code_id = _create(client, world, groups={"g1": ""}, channel_id=str(world.channels["sms"]))
+    token = _form(client, f"/livecodes/{live_code_id}")
+    client.post(
+        f"/livecodes/{live_code_id}/groups/{world.groups['g1']}/qr",
+        data={"csrf_token": token},
+        files={"image": ("qr.png", GROUP_QR, "image/png")},
+    )
+    with world.db() as s:
+        row = s.get(LiveCode, live_code_id)
+        assert row is not None
+        code = row.code
+    # A visitor scans the code (a phone has its own cookies) and joins the group minutes later.
+    visitor = TestClient(client.app)
+    scan = visitor.get(f"/c/{code}")
+    assert scan.status_code == 200 and "Alpha 福利群" in scan.text
+    now = datetime.now(UTC)
+    with world.db() as s:
+        event = {"id": "lc-join-1", "ts": now.isoformat(), "kind": "member.joined", "group": "ext-g1", "member": "v1"}
+        ingest(s, world.org_a, [event], platform="api", source="test", live=True)
+        s.commit()
+    # The attribution runs as a follow-up of the live join (inline or as a job).
+    worker = Worker("livecodes-console-test", factory=world.db)
+    while worker.run_next():
+        pass
+
+    html = client.get(f"/livecodes/{live_code_id}").text
+    stages = dict(re.findall(r'data-stage="([a-z]+)">.*?<strong class="count">([0-9,]+)</strong>', html, re.DOTALL))
+    assert stages == {"scanned": "1", "joined": "1", "active": "0", "converted": "0"}
+    totals = html.split('id="livecode-totals"', 1)[1].split("</section>", 1)[0]
+    for metric, value in (("scans", "1"), ("visitors", "1"), ("routed", "1"), ("joined", "1"), ("fallback", "0")):
+        assert re.search(rf'data-metric="{metric}"><div class="label">[^<]*</div><div class="value">{value}<', totals)
+    listing = client.get("/livecodes").text.split(f'data-livecode="{code}"', 1)[1].split("</tr>", 1)[0]
+    assert 'data-metric="joined">1<' in listing and 'data-metric="scans">1<' in listing
