@@ -100,6 +100,10 @@ def test_lead_creates_a_live_code_and_a_phone_scan_shows_a_group_with_room(
     page.reload()
     assert page.locator('#livecode-totals [data-metric="scans"] .value').inner_text() == "1"
     assert page.locator(f'#pool-{group_id} [data-metric="routed"]').inner_text() == "1"
+    # The code's page on a phone: nothing wider than the screen (tables scroll inside their card).
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    shot(page, "livecode-detail-phone")
     page.click('a[href="/livecodes"]')
     row = page.locator(f'#livecodes-table tr[data-livecode="{code}"]')
     assert row.locator('[data-metric="scans"]').inner_text() == "1"
