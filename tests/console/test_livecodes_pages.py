@@ -126,6 +126,8 @@ def test_bad_input_is_named_and_nothing_is_written(client: TestClient, world: Wo
             "选项",
         ),
         ({"name": "x", "policy": "random"}, "policy", "policy"),
+        ({"name": "x", "default_limit": "²"}, "default_limit", "default_limit"),
+        ({"name": "x", "channel_id": "9" * 30}, "channel_id", "channel_id"),
         ({"name": "x", "channel_id": "999999"}, "channel_id", "渠道 999999"),
     ]
     for fields, field, mentioned in cases:
@@ -149,6 +151,9 @@ def test_bad_input_is_named_and_nothing_is_written(client: TestClient, world: Wo
         },
     )
     assert response.status_code == 422 and 'data-field="scan_limit"' in response.text
+    # A group id past any id's range names no group.
+    response = client.post("/livecodes/new", data={"csrf_token": token, "name": "x", "group": ["9" * 30]})
+    assert response.status_code == 404 and 'data-field="group_id"' in response.text
     with world.db() as s:
         assert s.scalars(select(LiveCode)).all() == []
 

@@ -27,7 +27,7 @@ from qunyun.api.errors import validation_error
 from qunyun.api.pagination import Id
 from qunyun.auth.csrf import check_csrf, session_csrf_token
 from qunyun.connections.service import list_connections
-from qunyun.console.web import ConsolePage, Page
+from qunyun.console.web import MAX_ID, ConsolePage, Page, int_param
 from qunyun.errors import Conflict, Forbidden, InvalidInput, NotFound, QunyunError
 from qunyun.groups.service import GroupFilter, group_rows
 from qunyun.livecodes import downloads, service
@@ -103,7 +103,8 @@ def _number(form: FormData, key: str, field: str | None = None, *, maximum: int 
     text = _text(form, key)
     if not text:
         return None
-    if not text.isdigit() or len(text) > len(str(maximum)) or int(text) > maximum:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(maximum)) or int(text) > maximum:
         name = field or key
         raise InvalidInput(
             Msg("api.invalid_field", field=name, problem=Msg("lcp.err.whole_number", max=maximum)), field=name
@@ -214,7 +215,7 @@ def _settings(form: FormData, *, lead: bool) -> dict[str, Any]:
     hours = _number(form, "qr_alert_hours", "qr_alert_minutes", maximum=30 * 24)
     values: dict[str, Any] = {
         "name": _text(form, "name"),
-        "channel_id": _number(form, "channel_id", maximum=2**31 - 1),
+        "channel_id": _number(form, "channel_id", maximum=MAX_ID),
         "policy": _text(form, "policy") or RoutingPolicy.FILL.value,
         "default_limit": _number(form, "default_limit"),
         "hook_text": _text(form, "hook_text"),
@@ -224,7 +225,7 @@ def _settings(form: FormData, *, lead: bool) -> dict[str, Any]:
         "qr_alert_minutes": hours * 60 if hours is not None else 24 * 60,
     }
     if lead:  # connections are the lead's to see
-        values["connection_id"] = _number(form, "connection_id", maximum=2**31 - 1)
+        values["connection_id"] = _number(form, "connection_id", maximum=MAX_ID)
     return values
 
 
@@ -305,8 +306,9 @@ def livecode_create(page: ConsolePage, form: Form) -> Response:
         raise Forbidden(Msg("api.read_only"))
     picked: dict[int, str] = {}
     for value in form.getlist("group"):
-        if isinstance(value, str) and value.isdigit() and len(value) <= 10:
-            picked[int(value)] = _text(form, f"limit.{value}")
+        # An id past the column's range names no group: clamped, it is refused as not found.
+        if isinstance(value, str) and (group_id := int_param(value)) is not None:
+            picked[group_id] = _text(form, f"limit.{value.strip()}")
     try:
         values = _settings(form, lead=page.scope.is_lead)
         try:
@@ -490,7 +492,7 @@ def pool_add(page: ConsolePage, live_code_id: Id, form: Form) -> Response:
     _check_form(page, form)
 
     def add() -> None:
-        group_id = _number(form, "group_id", maximum=2**31 - 1)
+        group_id = _number(form, "group_id", maximum=MAX_ID)
         if group_id is None:
             raise InvalidInput(Msg("lcp.err.choose_group"), field="group_id")
         try:
