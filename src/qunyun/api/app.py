@@ -222,7 +222,7 @@ def create_app(in_process_workers: int = 0) -> FastAPI:
 
     app.include_router(api_router())
     app.include_router(hooks_router)  # /hooks/{platform}/{connection_id}: signed, no login
-    app.router.routes.extend(scan_routes)  # /c/{code}: live code scans, thin routes, no login
+    app.router.routes[0:0] = scan_routes  # /c/{code}: live code scans, thin routes matched first, no login
     app.include_router(console_router)
     app.include_router(pages_router)
     app.add_exception_handler(LoginRequired, login_redirect)

@@ -5,11 +5,11 @@ group's limit, with several server processes on one database.
   threshold, each active group with its limit, invite link and the QR image shown now. Staff
   changes made through this process drop the entry at once; other processes see them within the
   cache's lifetime. A group found full is marked so in the cache, and skipped until reloaded.
-- **A first scan is one short transaction**: the chosen group's counter moves by a conditional
-  ``UPDATE live_code_groups SET routed = routed + 1 WHERE id = :id AND routed < scan_limit`` (on
-  PostgreSQL the row lock makes concurrent scans queue on that row and re-check the condition, so
-  no group ever passes its limit; on SQLite writers are serial anyway), the next group is tried
-  when it fails, and the scan and the visitor's row are inserted with it.
+- **Scans share transactions** (``lane.py``): the chosen group's place is taken from its
+  counter under the row's lock (:class:`Writes`: a batch locks the row once, takes the places
+  its scans may need, gives back the rest before it commits, so ``routed`` never passes
+  ``scan_limit``; on SQLite the write lock serializes the batches), the next group is tried when
+  one is full, and the scan and visitor rows of the batch are inserted together.
 - **A visitor who scans again** (cookie ``qy_v``) is looked up in ``live_code_visitors``
   (unique per code and visitor) and gets the same group, uncounted. Two first scans of one
   visitor racing each other meet at that unique key: the loser sees the winner's row.
@@ -26,9 +26,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -248,23 +248,107 @@ class Visit:
     region: str = ""
 
 
-def scan(session: Session, code: str, visit: Visit, *, now: datetime | None = None) -> ScanResult:
+class Writes:
+    """What a batch of scans writes together, just before it commits (``lane.py``): the scan and
+    visitor rows (one statement per table for the whole batch), and places in the groups.
+
+    Places are taken from a group's counter several at a time: the first scan of the batch that
+    needs one in a group locks the group's row (``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite
+    the transaction holds the write lock already), reads ``routed`` and ``scan_limit`` and moves
+    ``routed`` by as many places as the batch's remaining scans could need, never past the limit;
+    the next scans of the batch use them, and :meth:`flush` gives back those left over. All of it
+    is one transaction, so what commits is exactly the places used, and nobody else ever sees
+    more: on PostgreSQL the row stays locked until the commit, and every process's batches take
+    turns on it. Rows whose id a page needs (the threshold's scan) are inserted at once."""
+
+    def __init__(self) -> None:
+        self.scans: list[dict[str, Any]] = []
+        self.visitors: list[dict[str, Any]] = []
+        # Scans of the batch not served yet, this one included (the lane sets it).
+        self.remaining = 1
+        self._held: dict[int, int] = {}  # entry id -> places taken and not used yet
+
+    def take_place(self, session: Session, entry: Entry) -> bool:
+        """One place in ``entry``'s group for this scan, if it has room."""
+        held = self._held.get(entry.id, 0)
+        if held == 0:
+            held = _reserve(session, entry.id, max(self.remaining, 1))
+            if held == 0:
+                return False
+        self._held[entry.id] = held - 1
+        return True
+
+    def flush(self, session: Session) -> None:
+        connection = session.connection()
+        for entry_id, unused in self._held.items():
+            if unused:
+                connection.execute(_GIVE_BACK, {"entry": entry_id, "unused": unused})
+        self._held = {}
+        if self.scans:
+            connection.execute(_INSERT_SCAN, self.scans)
+            self.scans = []
+        if self.visitors:
+            connection.execute(_INSERT_VISITOR, self.visitors)
+            self.visitors = []
+
+
+_SCANS = cast(Table, LiveCodeScan.__table__)
+_VISITORS = cast(Table, LiveCodeVisitor.__table__)
+_POOL = cast(Table, LiveCodeGroup.__table__)
+_INSERT_SCAN = insert(_SCANS)
+_INSERT_SCAN_ID = insert(_SCANS).returning(_SCANS.c.id)
+_INSERT_VISITOR = insert(_VISITORS)
+_LOCK_PLACES = (
+    select(_POOL.c.routed, _POOL.c.scan_limit)
+    .where(_POOL.c.id == bindparam("entry"), _POOL.c.active.is_(True))
+    .with_for_update()
+)
+_SET_ROUTED = update(_POOL).where(_POOL.c.id == bindparam("entry")).values(routed=bindparam("routed"))
+_GIVE_BACK = update(_POOL).where(_POOL.c.id == bindparam("entry")).values(routed=_POOL.c.routed - bindparam("unused"))
+
+
+def _reserve(session: Session, entry_id: int, wanted: int) -> int:
+    """Take up to ``wanted`` places in the entry's group (locked until the commit); how many."""
+    connection = session.connection()
+    row = connection.execute(_LOCK_PLACES, {"entry": entry_id}).first()
+    if row is None or row.routed >= row.scan_limit:
+        return 0
+    granted = min(wanted, row.scan_limit - row.routed)
+    connection.execute(_SET_ROUTED, {"entry": entry_id, "routed": row.routed + granted})
+    return int(granted)
+
+
+def scan(
+    session: Session, code: str, visit: Visit, *, now: datetime | None = None, writes: Writes | None = None
+) -> ScanResult:
     """Serve one scan of ``code`` in the caller's transaction (which commits it): a repeat scan
-    gets the visitor's group again, a first scan is routed (or shown the threshold first)."""
+    gets the visitor's group again, a first scan is routed (or shown the threshold first).
+    With ``writes``, its rows wait there for the batch's flush; without, they are written now."""
     now = now or utcnow()
+    own = writes is None
+    w = writes if writes is not None else Writes()
+    result = _scan(session, code, visit, now, w)
+    if own:
+        w.flush(session)
+    return result
+
+
+def _scan(session: Session, code: str, visit: Visit, now: datetime, writes: Writes) -> ScanResult:
     cc = cached(session, code)
     if cc is None:
         return ScanResult("not_found", None, visit.visitor)
     previous = _previous(session, cc, visit) if visit.known else None
     if previous is not None and previous.blocked:
-        return _record(session, cc, visit, ScanOutcome.BLOCKED, now)
+        return _record(cc, visit, ScanOutcome.BLOCKED, now, writes)
     if previous is not None and previous.routed:
-        return _repeat(session, cc, visit, previous.entry_id, now)
+        return _repeat(cc, visit, previous.entry_id, now, writes)
     if cc.paused:
-        return _record(session, cc, visit, ScanOutcome.PAUSED, now)
+        return _record(cc, visit, ScanOutcome.PAUSED, now, writes)
     if cc.threshold is not None:
-        return _record(session, cc, visit, ScanOutcome.QUESTION, now)
-    return _first_scan(session, cc, visit, now, answers=None, claimed=not visit.known)
+        values = _scan_values(cc, visit, ScanOutcome.QUESTION, now)
+        scan_id = session.connection().execute(_INSERT_SCAN_ID, values).scalar_one()
+        return ScanResult(ScanOutcome.QUESTION.value, cc, visit.visitor, scan_id=int(scan_id))
+    return _first_scan(session, cc, visit, now, writes, answers=None, claimed=not visit.known)
 
 
 def answer(
@@ -275,10 +359,22 @@ def answer(
     form: dict[str, str],
     *,
     now: datetime | None = None,
+    writes: Writes | None = None,
 ) -> ScanResult:
     """The visitor's answers to the threshold shown by scan ``scan_id``: routed when they pass
     (the same scan becomes the first scan), refused politely when they do not."""
     now = now or utcnow()
+    own = writes is None
+    w = writes if writes is not None else Writes()
+    result = _answer(session, code, visit, scan_id, form, now, w)
+    if own:
+        w.flush(session)
+    return result
+
+
+def _answer(
+    session: Session, code: str, visit: Visit, scan_id: int, form: dict[str, str], now: datetime, writes: Writes
+) -> ScanResult:
     cc = cached(session, code)
     if cc is None:
         return ScanResult("not_found", None, visit.visitor)
@@ -291,16 +387,16 @@ def answer(
         )
     )
     if shown is None:  # a stale or forged form: start again, as a scan
-        return scan(session, code, visit, now=now)
+        return _scan(session, code, visit, now, writes)
     previous = _previous(session, cc, visit)
     if previous is not None and previous.blocked:
-        return _record(session, cc, visit, ScanOutcome.BLOCKED, now)
+        return _record(cc, visit, ScanOutcome.BLOCKED, now, writes)
     if previous is not None and previous.routed:
-        return _repeat(session, cc, visit, previous.entry_id, now)
+        return _repeat(cc, visit, previous.entry_id, now, writes)
     if cc.paused:
-        return _record(session, cc, visit, ScanOutcome.PAUSED, now)
+        return _record(cc, visit, ScanOutcome.PAUSED, now, writes)
     if cc.threshold is None:
-        return _first_scan(session, cc, visit, now, answers=None, scan_id=scan_id)
+        return _first_scan(session, cc, visit, now, writes, answers=None, scan_id=scan_id)
     verdict: Verdict = check_answers(cc.threshold, form)
     if verdict.missing is not None:
         return ScanResult(ScanOutcome.QUESTION.value, cc, visit.visitor, scan_id=scan_id, missing=verdict.missing)
@@ -313,7 +409,7 @@ def answer(
         return ScanResult(ScanOutcome.REFUSED.value, cc, visit.visitor, scan_id=scan_id)
     region = verdict.region or visit.region
     visit = Visit(visit.visitor, visit.known, visit.user_agent, visit.ip, region)
-    return _first_scan(session, cc, visit, now, answers=verdict.answers, scan_id=scan_id)
+    return _first_scan(session, cc, visit, now, writes, answers=verdict.answers, scan_id=scan_id)
 
 
 @dataclass(frozen=True)
@@ -356,17 +452,12 @@ def _scan_values(cc: CachedCode, visit: Visit, outcome: ScanOutcome, now: dateti
     }
 
 
-def _insert_scan(session: Session, values: dict[str, Any]) -> int:
-    scan_id = session.execute(insert(LiveCodeScan).values(values).returning(LiveCodeScan.id)).scalar_one()
-    return int(scan_id)
+def _record(cc: CachedCode, visit: Visit, outcome: ScanOutcome, now: datetime, writes: Writes) -> ScanResult:
+    writes.scans.append(_scan_values(cc, visit, outcome, now))
+    return ScanResult(outcome.value, cc, visit.visitor)
 
 
-def _record(session: Session, cc: CachedCode, visit: Visit, outcome: ScanOutcome, now: datetime) -> ScanResult:
-    scan_id = _insert_scan(session, _scan_values(cc, visit, outcome, now))
-    return ScanResult(outcome.value, cc, visit.visitor, scan_id=scan_id)
-
-
-def _repeat(session: Session, cc: CachedCode, visit: Visit, entry_id: int | None, now: datetime) -> ScanResult:
+def _repeat(cc: CachedCode, visit: Visit, entry_id: int | None, now: datetime, writes: Writes) -> ScanResult:
     """A visitor seen before: their group again (if it still takes them), uncounted."""
     entry = cc.entry(entry_id)
     servable = entry is not None and entry.servable(now)
@@ -375,8 +466,8 @@ def _repeat(session: Session, cc: CachedCode, visit: Visit, entry_id: int | None
         assert entry is not None
         values["group_id"] = entry.group_id
         values["invite_link"] = entry.invite_link
-    scan_id = _insert_scan(session, values)
-    return ScanResult(values["outcome"], cc, visit.visitor, scan_id=scan_id, entry=entry if servable else None)
+    writes.scans.append(values)
+    return ScanResult(values["outcome"], cc, visit.visitor, entry=entry if servable else None)
 
 
 def _candidates(cc: CachedCode, region: str) -> list[Entry]:
@@ -394,21 +485,6 @@ def _candidates(cc: CachedCode, region: str) -> list[Entry]:
         others = [e for e in entries if e.region and e.region.casefold() != wanted]
         return mine + anywhere + others
     return entries
-
-
-def _take_place(session: Session, entry: Entry) -> bool:
-    """Count one first scan against the group, if it has room (atomic; see the module's doc)."""
-    result = session.execute(
-        update(LiveCodeGroup)
-        .where(
-            LiveCodeGroup.id == entry.id,
-            LiveCodeGroup.routed < LiveCodeGroup.scan_limit,
-            LiveCodeGroup.active.is_(True),
-        )
-        .values(routed=LiveCodeGroup.routed + 1)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _claim(session: Session, cc: CachedCode, visit: Visit, now: datetime) -> bool:
@@ -431,13 +507,15 @@ def _first_scan(
     cc: CachedCode,
     visit: Visit,
     now: datetime,
+    writes: Writes,
     *,
     answers: dict[str, str] | None,
     claimed: bool = False,
     scan_id: int | None = None,
 ) -> ScanResult:
     """Route a visitor's first scan: the first group (in the policy's order) that can show them a
-    way in and still has room takes it; else the fallback."""
+    way in and still has room takes it; else the fallback. ``claimed``: the visitor is new (a
+    fresh id), so nobody else can be scanning as them; else their row is claimed first."""
     if not claimed and not _claim(session, cc, visit, now):
         # A concurrent first scan of the same visitor won: theirs is the group.
         entry_id = session.scalar(
@@ -445,12 +523,12 @@ def _first_scan(
                 LiveCodeVisitor.live_code_id == cc.id, LiveCodeVisitor.visitor == visit.visitor
             )
         )
-        return _repeat(session, cc, visit, entry_id, now)
+        return _repeat(cc, visit, entry_id, now, writes)
     chosen: Entry | None = None
     for entry in _candidates(cc, visit.region):
         if entry.full or not entry.servable(now):
             continue
-        if _take_place(session, entry):
+        if writes.take_place(session, entry):
             chosen = entry
             break
         entry.full = True  # another scan took its last place; skipped until the cache reloads
@@ -465,31 +543,29 @@ def _first_scan(
         answers=answers,
     )
     if scan_id is None:
-        scan_id = _insert_scan(session, values)
-    else:
-        values.pop("at")  # the scan that showed the threshold keeps its time
+        writes.scans.append(values)
+    else:  # the scan that showed the threshold becomes the first scan, and keeps its time
+        values.pop("at")
         session.execute(update(LiveCodeScan).where(LiveCodeScan.id == scan_id).values(values))
-    visitor_values = {
-        "entry_id": chosen.id if chosen else None,
-        "group_id": chosen.group_id if chosen else None,
-        "first_scan_id": scan_id,
-    }
-    if claimed and not visit.known:
-        session.execute(
-            insert(LiveCodeVisitor).values(
-                org_id=cc.org_id,
-                live_code_id=cc.id,
-                visitor=visit.visitor,
-                first_at=to_micros(now),
-                region=visit.region[:64],
-                **visitor_values,
-            )
+    entry_id, group_id = (chosen.id, chosen.group_id) if chosen else (None, None)
+    if claimed:
+        writes.visitors.append(
+            {
+                "org_id": cc.org_id,
+                "live_code_id": cc.id,
+                "visitor": visit.visitor,
+                "first_at": to_micros(now),
+                "region": visit.region[:64],
+                "entry_id": entry_id,
+                "group_id": group_id,
+                "member_id": None,
+            }
         )
     else:
         session.execute(
             update(LiveCodeVisitor)
             .where(LiveCodeVisitor.live_code_id == cc.id, LiveCodeVisitor.visitor == visit.visitor)
-            .values(visitor_values)
+            .values(entry_id=entry_id, group_id=group_id)
         )
     return ScanResult(outcome.value, cc, visit.visitor, scan_id=scan_id, entry=chosen)
 

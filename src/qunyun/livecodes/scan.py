@@ -2,11 +2,12 @@
 mobile-first, Simplified Chinese unless the browser asks for English), its threshold form
 (``POST /c/{code}``), the group QR image behind a signed link and the page's stylesheet.
 
-These are thin Starlette routes, not FastAPI ones: a scan is read and answered on the event loop
-and its work (one short transaction) runs in one worker thread, under a limiter of its own, with
-no dependency stack in between. The edge's admission lets ``/c/`` through (a poster at an event
-brings hundreds of scans at once, each a few milliseconds of work): the limiter bounds the
-threads and database connections scans take, and waiting for it costs a coroutine.
+These are thin Starlette routes, not FastAPI ones: a scan is read and answered on the event loop,
+with no dependency stack in between, and its work joins the process's lane (``lane.py``): the
+scans waiting there share one transaction in one worker thread. The edge's admission lets ``/c/``
+through (a poster at an event brings hundreds of scans at once, each a fraction of a
+millisecond of work): waiting in the lane costs a coroutine, and the lane takes one thread and
+one database connection at a time.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from qunyun.auth.address import client_address
 from qunyun.db.errors import database_unavailable
 from qunyun.db.session import unit_of_work
 from qunyun.livecodes import routing
+from qunyun.livecodes.lane import lanes
 from qunyun.livecodes.routing import ScanResult, Visit
 from qunyun.livecodes.storage import qr_file, sign, signature_ok
 from qunyun.livecodes.visitors import VISITOR_COOKIE, VISITOR_COOKIE_MAX_AGE, new_visitor_id, valid_visitor_id
@@ -37,9 +39,8 @@ from qunyun.models import GroupQrImage, LiveCode, ScanOutcome
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
-# Threads (and so database connections) scans take at once, per process; more add no
-# throughput under the GIL (docs/performance.md).
-SCAN_THREADS = 8
+# Threads (and so database connections) the QR image links take at once, per process.
+SCAN_THREADS = 4
 # A signed image link works this long after the page that showed it.
 IMAGE_LINK_SECONDS = 600
 MAX_FORM_BYTES = 16 * 1024
@@ -88,16 +89,6 @@ def _visit(request: Request, visitor: str | None = None) -> Visit:
     )
 
 
-def _scan(code: str, visit: Visit) -> ScanResult:
-    with unit_of_work() as session:
-        return routing.scan(session, code, visit)
-
-
-def _answer(code: str, visit: Visit, scan_id: int, form: dict[str, str]) -> ScanResult:
-    with unit_of_work() as session:
-        return routing.answer(session, code, visit, scan_id, form)
-
-
 def _unavailable(request: Request) -> Response:
     lang = _language(request)
     return _render(
@@ -116,7 +107,9 @@ async def scan_page(request: Request) -> Response:
     code = request.path_params["code"]
     visit = _visit(request)
     try:
-        result = await anyio.to_thread.run_sync(_scan, code, visit, limiter=_limiters.get())
+        result = await lanes.get().serve(
+            code, lambda session, writes: routing.scan(session, code, visit, writes=writes)
+        )
     except Exception as exc:
         if not database_unavailable(exc):
             raise
@@ -141,7 +134,10 @@ async def answer_form(request: Request) -> Response:
         # A stale or forged form: the visitor starts again from the scan page.
         return RedirectResponse(f"/c/{code}", status_code=303, headers=_NO_STORE)
     try:
-        result = await anyio.to_thread.run_sync(_answer, code, visit, int(scan_id), form, limiter=_limiters.get())
+        answers = int(scan_id), form
+        result = await lanes.get().serve(
+            code, lambda session, writes: routing.answer(session, code, visit, *answers, writes=writes)
+        )
     except Exception as exc:
         if not database_unavailable(exc):
             raise

@@ -4,18 +4,32 @@ member data is personal data (PIPL), and a network is enough to tell a flood fro
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import os
 import re
-import secrets
+import threading
+from functools import lru_cache
 
 VISITOR_COOKIE = "qy_v"
 VISITOR_COOKIE_MAX_AGE = 365 * 24 * 3600
 _VISITOR_RE = re.compile(r"^[A-Za-z0-9_-]{16,32}$")
 
 
+_ID_BYTES = 16
+_random = bytearray()
+_random_lock = threading.Lock()
+
+
 def new_visitor_id() -> str:
-    """A fresh visitor id (128 random bits, URL-safe, 22 characters)."""
-    return secrets.token_urlsafe(16)
+    """A fresh visitor id (128 random bits from the OS, URL-safe, 22 characters). The bits are
+    drawn 4 KiB at a time: one system call per 256 ids, not one per scan."""
+    with _random_lock:
+        if len(_random) < _ID_BYTES:
+            _random.extend(os.urandom(4096))
+        chunk = bytes(_random[:_ID_BYTES])
+        del _random[:_ID_BYTES]
+    return base64.urlsafe_b64encode(chunk).rstrip(b"=").decode()
 
 
 def valid_visitor_id(value: str | None) -> str | None:
@@ -25,11 +39,15 @@ def valid_visitor_id(value: str | None) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)
 def ip_prefix(address: str | None) -> str | None:
     """``203.0.113.7`` → ``203.0.113.0/24``; ``2001:db8:1:2::1`` → ``2001:db8:1::/48``; None for
     anything that is not an IP address."""
     if not address:
         return None
+    parts = address.split(".")
+    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts):
+        return f"{int(parts[0])}.{int(parts[1])}.{int(parts[2])}.0/24"  # the common case, without ipaddress
     try:
         ip = ipaddress.ip_address(address.strip().split("%", 1)[0])
     except ValueError:

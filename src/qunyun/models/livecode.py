@@ -139,7 +139,6 @@ class LiveCodeVisitor(Base):
     visitor: Mapped[str] = mapped_column(String(32))  # the random id of the visitor's cookie
     entry_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # live_code_groups.id; None: fallback
     group_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    first_scan_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     first_at: Mapped[datetime] = mapped_column(Timestamp)
     region: Mapped[str] = mapped_column(String(64), default="")
     # The member this visitor turned out to be (set when a join is attributed to their scan).

@@ -198,7 +198,6 @@ def upgrade() -> None:
         sa.Column("visitor", sa.String(length=32), nullable=False),
         sa.Column("entry_id", sa.Integer(), nullable=True),
         sa.Column("group_id", sa.Integer(), nullable=True),
-        sa.Column("first_scan_id", sa.BigInteger(), nullable=True),
         sa.Column("first_at", sa.BigInteger(), nullable=False),
         sa.Column("region", sa.String(length=64), nullable=False),
         sa.Column("member_id", sa.Integer(), nullable=True),
