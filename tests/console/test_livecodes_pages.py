@@ -4,6 +4,7 @@ another organisation see and may do; bad input named in the reader's language, n
 
 from __future__ import annotations
 
+import html
 import io
 import re
 from datetime import UTC, datetime
@@ -398,3 +399,39 @@ def test_a_scan_and_the_join_it_brought_show_in_the_funnel(client: TestClient, w
         assert re.search(rf'data-metric="{metric}"><div class="label">[^<]*</div><div class="value">{value}<', totals)
     listing = client.get("/livecodes").text.split(f'data-livecode="{code}"', 1)[1].split("</tr>", 1)[0]
     assert 'data-metric="joined">1<' in listing and 'data-metric="scans">1<' in listing
+
+
+def test_editing_keeps_what_the_form_does_not_show(client: TestClient, world: World) -> None:
+    # Codes made through the API: a threshold question with its own key, a reminder of 90 minutes;
+    # and a two-question threshold routing by region, which the form shows as JSON.
+    simple = {
+        "questions": [{"key": "age", "text": "宝宝几岁？", "choices": ["0-1 岁", "1-3 岁"], "accept": ["1-3 岁"]}]
+    }
+    regional = {
+        "questions": [
+            {"key": "age", "text": "宝宝几岁？", "choices": ["0-1 岁", "1-3 岁"]},
+            {"key": "city", "text": "你在哪个城市？", "choices": ["上海", "北京"], "region": True},
+        ]
+    }
+    ids = []
+    for threshold in (simple, regional):
+        made = client.post(
+            "/api/v1/livecodes",
+            json={"name": "API", "group_ids": [world.groups["g1"]], "threshold": threshold, "qr_alert_minutes": 90},
+            headers=world.headers("lead"),
+        )
+        assert made.status_code == 201, made.text
+        ids.append(made.json()["id"])
+    console_login(client, "lead")
+    for live_code_id, threshold in zip(ids, (simple, regional), strict=True):
+        form = client.get(f"/livecodes/{live_code_id}/edit").text
+        fields = dict(re.findall(r'<input type="(?:text|hidden)"[^>]* name="([a-z_]+)"[^>]* value="([^"]*)"', form))
+        areas = dict(re.findall(r'<textarea[^>]* name="([a-z_]+)"[^>]*>([^<]*)</textarea>', form))
+        selects = {"policy": "fill"}
+        data = {**fields, **{k: html.unescape(v) for k, v in areas.items()}, **selects, "name": "改过名"}
+        response = client.post(f"/livecodes/{live_code_id}/edit", data=data, follow_redirects=False)
+        assert response.status_code == 303, response.text
+        with world.db() as s:
+            row = s.get(LiveCode, live_code_id)
+            assert row is not None
+            assert (row.name, row.threshold, row.qr_alert_minutes) == ("改过名", threshold, 90)

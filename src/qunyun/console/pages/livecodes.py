@@ -189,7 +189,9 @@ def _threshold_from_form(form: FormData) -> dict[str, Any] | None:
     question = _text(form, "threshold_question")
     if not question:
         return None
-    entry: dict[str, Any] = {"key": "q1", "text": question}
+    # The stored question's key is kept: the answers on earlier scans are filed under it.
+    key = _text(form, "threshold_key") or "q1"
+    entry: dict[str, Any] = {"key": key, "text": question}
     choices = [line.strip() for line in _text(form, "threshold_choices").splitlines() if line.strip()]
     accept = [line.strip() for line in _text(form, "threshold_accept").splitlines() if line.strip()]
     if choices:
@@ -248,6 +250,7 @@ def _form_values(row: LiveCode | None) -> dict[str, Any]:
     if threshold and _simple_threshold(threshold):
         question = threshold["questions"][0]
         values.update(
+            threshold_key=question.get("key", "q1"),
             threshold_question=question.get("text", ""),
             threshold_choices="\n".join(question.get("choices") or []),
             threshold_accept="\n".join(question.get("accept") or []),
@@ -341,6 +344,8 @@ def livecode_edit_submit(page: ConsolePage, live_code_id: Id, form: Form) -> Res
     row = service.get_live_code(page.db, page.scope, live_code_id, write=True)
     try:
         values = _settings(form, lead=page.scope.is_lead)
+        if values["qr_alert_minutes"] == row.qr_alert_minutes // 60 * 60:
+            values["qr_alert_minutes"] = row.qr_alert_minutes  # the form shows whole hours
         try:
             changes = LiveCodeUpdate.model_validate(values).model_dump(include=set(values))
         except ValidationError as exc:
