@@ -18,6 +18,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "qunyun.hooks.jobs",
     "qunyun.onboarding.followups",
     "qunyun.acquisition.attribution",
+    "qunyun.livecodes.jobs",
 )
 
 _loaded = False

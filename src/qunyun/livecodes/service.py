@@ -208,7 +208,7 @@ def create_live_code(
     session.add(row)
     session.flush()
     for position, group in enumerate(groups):
-        _add_entry(session, row, group, position=position)
+        put_in_pool(session, row, group, position=position)
     _audit(session, scope, "live_code.create", row.id, {"code": row.code, "groups": len(groups)}, request)
     routing.forget(row.code)
     return row
@@ -312,7 +312,7 @@ def default_scan_limit(group: Group, profile: PlatformProfile | None) -> int:
     return min(room, cap)
 
 
-def _add_entry(
+def put_in_pool(
     session: Session,
     row: LiveCode,
     group: Group,
@@ -321,6 +321,9 @@ def _add_entry(
     scan_limit: int | None = None,
     region: str | None = None,
 ) -> LiveCodeGroup:
+    """Put ``group`` into the code's pool (or back into it), with no check of who asks (the
+    callers check): its scan limit, position, invite link requested where the platform makes
+    them; a group with room ends the pool's being full."""
     existing = session.scalar(
         select(LiveCodeGroup).where(LiveCodeGroup.live_code_id == row.id, LiveCodeGroup.group_id == group.id)
     )
@@ -360,6 +363,7 @@ def _add_entry(
         request_invite_link(session, row, entry, group, profile)
     if entry.routed < entry.scan_limit:
         _pool_has_room(session, row)
+    routing.forget(row.code)
     return entry
 
 
@@ -437,7 +441,7 @@ def add_group(
     code's, else capacity minus members, at most 200 for QR images)."""
     row = get_live_code(session, scope, live_code_id, write=True)
     group = require_group(session, scope, data.group_id, write=True)
-    entry = _add_entry(session, row, group, position=data.position, scan_limit=data.scan_limit, region=data.region)
+    entry = put_in_pool(session, row, group, position=data.position, scan_limit=data.scan_limit, region=data.region)
     _audit(session, scope, "live_code.add_group", row.id, {"group_id": group.id, "limit": entry.scan_limit}, request)
     row.updated_at = utcnow()
     routing.forget(row.code)
