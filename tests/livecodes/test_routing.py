@@ -65,3 +65,60 @@ def test_an_image_about_to_expire_is_never_shown(db: sessionmaker[Session]) -> N
     # Six days and 23.5 hours later the image of a (and b) is within the margin: nothing to show.
     result = scan(org, code, now=later(days=7) - timedelta(minutes=30))
     assert result.outcome == "fallback"
+
+
+def test_region_policy_sends_visitors_to_their_regions_group_first(db: sessionmaker[Session]) -> None:
+    org = make_org(db)
+    add_group(org, "sh", region="上海")
+    add_group(org, "bj", region="北京")
+    add_group(org, "any")
+    _, code = make_code(org, ["sh", "bj", "any"], policy="region")
+    assert scan(org, code, region="北京").entry.group_name == "群bj"  # type: ignore[union-attr]
+    assert scan(org, code, region="上海").entry.group_name == "群sh"  # type: ignore[union-attr]
+    assert scan(org, code, region="广州").entry.group_name == "群any"  # type: ignore[union-attr]
+    assert scan(org, code).entry.group_name == "群sh"  # type: ignore[union-attr]  # no region: in order
+
+
+def test_round_robin_takes_the_groups_in_turn(db: sessionmaker[Session]) -> None:
+    org = make_org(db)
+    for key in ("a", "b", "c"):
+        add_group(org, key)
+    _, code = make_code(org, ["a", "b", "c"], policy="round_robin")
+    names = [scan(org, code).entry.group_name for _ in range(6)]  # type: ignore[union-attr]
+    assert set(names[:3]) == {"群a", "群b", "群c"} and names[3:] == names[:3]
+
+
+def test_a_visitor_known_to_be_a_blacklisted_member_is_refused(db: sessionmaker[Session]) -> None:
+    from qunyun.livecodes.attribution import first_scans, record_join
+    from qunyun.models import Member, Tag, Tagging
+    from qunyun.timeutil import utcnow
+
+    org = make_org(db)
+    add_group(org, "a")
+    code_id, code = make_code(org, ["a"])
+    first = scan(org, code)
+    with unit_of_work(db) as s:
+        member = Member(org_id=org.id, platform="api", external_id="m1", first_seen_at=utcnow())
+        tag = Tag(org_id=org.id, name="黑名单", created_at=utcnow())
+        s.add_all([member, tag])
+        s.flush()
+        s.add(Tagging(member_id=member.id, tag_id=tag.id, created_at=utcnow()))
+        found = first_scans(s, org.id, org.groups["a"], until=utcnow())
+        assert [f.visitor for f in found] == [first.visitor]
+        assert record_join(
+            s,
+            org_id=org.id,
+            live_code_id=code_id,
+            group_id=org.groups["a"],
+            member_id=member.id,
+            event_id=1,
+            joined_at=utcnow(),
+            matched_by="window",
+            scan_id=found[0].scan_id,
+        )
+    assert scan(org, code, first.visitor).outcome == "blocked"
+    # Another code of the organisation refuses them too; a stranger is served.
+    add_group(org, "b")
+    _, other = make_code(org, ["b"])
+    assert scan(org, other, first.visitor).outcome == "blocked"
+    assert scan(org, other).outcome == "routed"
