@@ -19,8 +19,12 @@ run: install
 	$(BIN)/qunyun demo --if-empty
 	$(BIN)/qunyun serve --host 127.0.0.1 --port 8000
 
+# Two processes (pytest-xdist), each on a database of its own; a module's tests stay together so
+# that its module-scoped fixtures (the browser tests' demo community) are built once.
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 lint: install
 	$(BIN)/ruff check src tests bench

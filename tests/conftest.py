@@ -1,6 +1,8 @@
 """Test database: SQLite always; PostgreSQL when QUNYUN_TEST_DATABASE_URL is set (CI sets it).
 
-The schema is built once per run by the Alembic migrations; every test starts from empty tables.
+The schema is built once per run by the Alembic migrations; every test starts from empty tables
+whose ids start again at 1. Under pytest-xdist each worker has a database of its own: its own
+SQLite file, and on PostgreSQL ``<name>_<worker>`` beside the database the variable names.
 """
 
 from __future__ import annotations
@@ -10,10 +12,31 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 TEST_DB_ENV = "QUNYUN_TEST_DATABASE_URL"
+# pytest-xdist names its workers gw0, gw1, …; unset when the tests run in one process.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+# Past this many rows a table is emptied by TRUNCATE, whose cost does not grow with the rows.
+TRUNCATE_FROM_ROWS = 2000
+
+
+def _worker_database(url: str) -> str:
+    """The URL of this xdist worker's own database, created (through the ``postgres`` maintenance
+    database) if it does not exist yet."""
+    if not WORKER:
+        return url
+    from qunyun.db.session import make_engine
+
+    parsed = make_url(url)
+    name = f"{parsed.database}_{WORKER}"
+    maintenance = make_engine(parsed.set(database="postgres").render_as_string(hide_password=False))
+    with maintenance.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}) is None:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    maintenance.dispose()
+    return parsed.set(database=name).render_as_string(hide_password=False)
 
 
 def _reset_postgres(url: str) -> None:
@@ -26,11 +49,30 @@ def _reset_postgres(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Passwords hashed in this process use argon2's cheapest parameters: at the production cost
+    (64 MiB and four lanes per hash or check) the suite's few hundred logins and staff accounts
+    took about a quarter of its time. Checking a password follows the parameters stored in its
+    hash, so every hash made here is cheap to check. The production cost is pinned by
+    tests/core/test_password_cost.py, in a process of its own."""
+    from argon2 import PasswordHasher
+    from argon2.profiles import CHEAPEST
+
+    from qunyun.auth import passwords
+
+    production = passwords._hasher
+    passwords._hasher = PasswordHasher.from_parameters(CHEAPEST)
+    yield
+    passwords._hasher = production
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     var_dir = tmp_path_factory.mktemp("var")
     url = os.environ.get(TEST_DB_ENV) or f"sqlite:///{(var_dir / 'test.db').as_posix()}"
     if url.startswith("postgresql"):
+        url = _worker_database(url)
         _reset_postgres(url)
     os.environ["QUNYUN_DATABASE_URL"] = url
     os.environ["QUNYUN_VAR_DIR"] = str(var_dir)
@@ -46,30 +88,79 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db_session.get_sessionmaker.cache_clear()
     upgrade(db_session.get_engine())
     yield url
-    db_session.get_engine().dispose()
+    for engine in {*_engines, db_session.get_engine()}:
+        engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def engine(database_url: str) -> Iterator[Engine]:
+_engines: set[Engine] = set()  # every engine handed to a test, closed when the run ends
+
+
+@pytest.fixture
+def engine(database_url: str) -> Engine:
+    """The engine the application uses: a test that pointed the application at another database
+    and back (tests/api/test_edge.py) leaves a new one in the cache, which later tests must get."""
     from qunyun.db.session import get_engine
 
-    engine = get_engine()
-    yield engine
-    # Tests that point the app at another database rebuild the cached engine; this one's pooled
-    # connections must still be closed before the interpreter exits.
-    engine.dispose()
+    current = get_engine()
+    _engines.add(current)
+    return current
+
+
+_postgres_reset: dict[str, str] = {}  # engine URL → the statement that empties its tables
+
+
+def _postgres_reset_statement(engine: Engine) -> str:
+    """One round trip that empties the tables and restarts the ids, touching only what was used.
+
+    TRUNCATE of every table costs a new file per table whatever it held (a fifth of a second per
+    test). Instead: a table with many rows is truncated (with the tables referencing it, which
+    are emptied anyway); any other is emptied by DELETE, a no-op when it is empty; and a sequence
+    is restarted only if it handed out an id (``is_called``)."""
+    from qunyun.db.base import Base
+
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]  # children before parents
+    with engine.connect() as conn:
+        sequences = conn.execute(
+            text(
+                "SELECT s.relname FROM pg_class s"
+                " JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass"
+                " AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')"
+                " JOIN pg_class t ON t.oid = d.refobjid"
+                " WHERE s.relkind = 'S' AND t.relnamespace = current_schema()::regnamespace"
+                " AND t.relname = ANY(:tables) ORDER BY s.relname"
+            ),
+            {"tables": tables},
+        ).scalars()
+        superuser = bool(conn.scalar(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")))
+    body = ["DECLARE big text[] := '{}';", "BEGIN"]
+    for name in tables:
+        body.append(
+            f"IF (SELECT count(*) FROM (SELECT 1 FROM {name} LIMIT {TRUNCATE_FROM_ROWS}) AS r)"
+            f" = {TRUNCATE_FROM_ROWS} THEN big := big || '{name}'::text; END IF;"
+        )
+    body.append("IF cardinality(big) > 0 THEN EXECUTE 'TRUNCATE ' || array_to_string(big, ', ') || ' CASCADE'; END IF;")
+    if superuser:
+        # Everything goes: the foreign-key triggers need not check each deleted row.
+        body.append("SET LOCAL session_replication_role = replica;")
+    body.extend(f"DELETE FROM {name};" for name in tables)
+    body.extend(f"IF (SELECT is_called FROM {seq}) THEN ALTER SEQUENCE {seq} RESTART; END IF;" for seq in sequences)
+    body.append("END")
+    return "DO $$\n" + "\n".join(body) + "\n$$"
 
 
 def _truncate(engine: Engine) -> None:
+    """Empty every table; ids start again at 1."""
     from qunyun.db.base import Base
 
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            key = engine.url.render_as_string(hide_password=False)
+            if key not in _postgres_reset:
+                _postgres_reset[key] = _postgres_reset_statement(engine)
+            conn.exec_driver_sql(_postgres_reset[key])
         else:
-            for name in tables:
-                conn.execute(text(f"DELETE FROM {name}"))
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(text(f"DELETE FROM {table.name}"))
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import uvicorn
-from sqlalchemy import Engine
 
 from tests.conftest import _truncate
 
@@ -23,11 +22,12 @@ DEMO_PASSWORD = "demo-browser-test-password"
 
 
 @pytest.fixture(scope="module")
-def demo(engine: Engine) -> Any:
+def demo(database_url: str) -> Any:
     """The demo community, small: loaded once for the module's tests (which only read it)."""
+    from qunyun.db.session import get_engine
     from qunyun.simulate.demo import load_demo
 
-    _truncate(engine)
+    _truncate(get_engine())
     return load_demo(seed=4, days=28, members=600, password=DEMO_PASSWORD)
 
 

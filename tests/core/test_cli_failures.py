@@ -5,6 +5,7 @@ organisation; from another directory the command uses, and names, the project's 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -188,18 +189,17 @@ def test_disk_full_permission_and_busy_database_are_one_line(
 
 
 def test_from_another_directory_the_projects_env_file_is_read(tmp_path: Path) -> None:
-    env_file = ROOT / ".env"
-    saved = env_file.read_bytes() if env_file.exists() else None
-    try:
-        env_file.write_text("QUNYUN_DEFAULT_LANGUAGE=en\n", encoding="utf-8")
-        status = qunyun("db", "status", cwd=tmp_path, QUNYUN_DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
-        assert status.stderr.splitlines()[0].startswith("database: "), status.stderr
-        # One in the working directory wins over the project's.
-        (tmp_path / ".env").write_text("QUNYUN_DEFAULT_LANGUAGE=zh\n", encoding="utf-8")
-        status = qunyun("db", "status", cwd=tmp_path, QUNYUN_DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
-        assert status.stderr.splitlines()[0].startswith("数据库："), status.stderr
-    finally:
-        if saved is None:
-            env_file.unlink(missing_ok=True)
-        else:
-            env_file.write_bytes(saved)
+    # A copy of the source checkout, so that its .env is not the real one: every other test (and
+    # the other test processes of a parallel run) reads the real checkout's settings meanwhile.
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT / "src" / "qunyun", checkout / "src" / "qunyun")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    database = {"QUNYUN_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "PYTHONPATH": str(checkout / "src")}
+    (checkout / ".env").write_text("QUNYUN_DEFAULT_LANGUAGE=en\n", encoding="utf-8")
+    status = qunyun("db", "status", cwd=elsewhere, **database)
+    assert status.stderr.splitlines()[0].startswith("database: "), status.stderr
+    # One in the working directory wins over the project's.
+    (elsewhere / ".env").write_text("QUNYUN_DEFAULT_LANGUAGE=zh\n", encoding="utf-8")
+    status = qunyun("db", "status", cwd=elsewhere, **database)
+    assert status.stderr.splitlines()[0].startswith("数据库："), status.stderr
