@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import psycopg
 
 from bench.common import QUNYUN, ROOT, fresh_pg, run_cli
-from bench.jobs_handlers import TOUCH, TOUCH_TWO_PHASE
+from bench.jobs_handlers import INSERT_SQL, TOUCH, TOUCH_CORE, TOUCH_TWO_PHASE
 
 DATABASE = "qunyun_bench_jobs"
 MICROS = 1_000_000
@@ -116,8 +116,7 @@ def workers(url: str, kind: str, jobs: int, processes: int, batch: int) -> Figur
     run_processes(
         [[*QUNYUN, "worker", "--burst", "--batch", str(batch), "--name", f"bench{i}"] for i in range(processes)], env
     )
-    label = "qunyun worker, two-phase" if kind == TOUCH_TWO_PHASE else "qunyun worker"
-    return Figure(label, processes, *drained(url, kind, jobs, FINISHED_BY_WORKER))
+    return Figure(kind, processes, *drained(url, kind, jobs, FINISHED_BY_WORKER))
 
 
 def bare(url: str, jobs: int, processes: int, batch: int) -> Figure:
@@ -145,8 +144,7 @@ def bare_loop(url: str, batch: int) -> None:
                 ).fetchall()
                 for _, payload in claimed:
                     conn.execute(
-                        "INSERT INTO audit_log (org_id, action, target_type, target_id, detail, at)"
-                        " VALUES (%s, 'bench.touch', 'job', %s, %s, %s)",
+                        INSERT_SQL,
                         (payload["org_id"], str(payload["n"]), json.dumps({"n": payload["n"]}), time.time_ns() // 1000),
                     )
                 # locked_by stays: it tells which process finished the job (see drained).
@@ -165,6 +163,7 @@ def one_round(url: str, jobs: int, batch: int) -> dict[str, Figure]:
     for processes in (1, 4):
         figures[f"ours{processes}"] = workers(url, TOUCH, jobs, processes, batch)
         figures[f"bare{processes}"] = bare(url, jobs, processes, batch)
+        figures[f"core{processes}"] = workers(url, TOUCH_CORE, jobs, processes, batch)
     figures["two_phase4"] = workers(url, TOUCH_TWO_PHASE, jobs, 4, batch)
     return figures
 
@@ -199,8 +198,10 @@ def main() -> None:
     rows = [
         ("bare SKIP LOCKED loop", 1, "bare1", None),
         ("qunyun worker", 1, "ours1", "bare1"),
+        ("qunyun worker, Core INSERT", 1, "core1", "bare1"),
         ("bare SKIP LOCKED loop", 4, "bare4", None),
         ("qunyun worker", 4, "ours4", "bare4"),
+        ("qunyun worker, Core INSERT", 4, "core4", "bare4"),
         ("qunyun worker, two-phase", 4, "two_phase4", "bare4"),
     ]
     for label, processes, key, baseline in rows:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import cast
 
 from pydantic import BaseModel, ConfigDict
@@ -13,6 +15,7 @@ from qunyun.models import AuditLog
 from qunyun.worker.queue import TwoPhaseJob, job_handler, two_phase_handler
 
 TOUCH = "bench.touch"
+TOUCH_CORE = "bench.touch_core"
 TOUCH_TWO_PHASE = "bench.touch_two_phase"
 AUDIT = cast(Table, AuditLog.__table__)
 
@@ -24,14 +27,30 @@ class TouchPayload(BaseModel):
     n: int
 
 
-# inline(): no RETURNING of the new id, which the handler does not need; without it SQLAlchemy
-# fetches the primary key of a single-row INSERT, work the bare loop does not do.
+# The bare loop's INSERT (bench/bench_jobs.py issues this very string through psycopg).
+INSERT_SQL = (
+    "INSERT INTO audit_log (org_id, action, target_type, target_id, detail, at)"
+    " VALUES (%s, 'bench.touch', 'job', %s, %s, %s)"
+)
+# The same row through SQLAlchemy Core, as most handlers write. inline(): no RETURNING of the new
+# id, which the handler does not need (SQLAlchemy fetches it for a single-row INSERT otherwise).
 INSERT_ROW = insert(AUDIT).inline()
 
 
+def insert_params(payload: TouchPayload) -> tuple[int, str, str, int]:
+    """The bare loop's parameters, computed as it computes them."""
+    return payload.org_id, str(payload.n), json.dumps({"n": payload.n}), time.time_ns() // 1000
+
+
 def write_row(session: Session, payload: TouchPayload) -> None:
-    """One small row: the same INSERT the bare loop issues (a statement built once, as a hot
-    handler would keep it)."""
+    """One small row, in the job's transaction: the bare loop's INSERT, through the same driver
+    call (the DB-API cursor of the job's connection), so that both sides do the same INSERT work
+    and the comparison measures the queue. ``write_row_core`` is the SQLAlchemy Core variant."""
+    session.connection().connection.cursor().execute(INSERT_SQL, insert_params(payload))
+
+
+def write_row_core(session: Session, payload: TouchPayload) -> None:
+    """The same row through SQLAlchemy Core (a statement built once, as a hot handler keeps it)."""
     session.execute(
         INSERT_ROW,
         {
@@ -48,6 +67,11 @@ def write_row(session: Session, payload: TouchPayload) -> None:
 @job_handler(TOUCH, payload=TouchPayload)
 def touch(session: Session, payload: TouchPayload) -> None:
     write_row(session, payload)
+
+
+@job_handler(TOUCH_CORE, payload=TouchPayload)
+def touch_core(session: Session, payload: TouchPayload) -> None:
+    write_row_core(session, payload)
 
 
 @two_phase_handler(TOUCH_TWO_PHASE, payload=TouchPayload)

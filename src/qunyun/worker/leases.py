@@ -277,12 +277,33 @@ def complete(session: Session, jobs: Sequence[ClaimedJob], *, now: int) -> int:
     return len(held)
 
 
-def extend(session: Session, jobs: Sequence[ClaimedJob], *, expiry: int) -> set[int]:
-    """Extend the leases of ``jobs`` still held to ``expiry``; returns their ids. The rows stay
-    locked until the transaction ends."""
+_EXTEND_PG = text(
+    """
+    UPDATE jobs SET locked_until = :expiry
+    FROM unnest(CAST(:ids AS BIGINT[]), CAST(:attempts AS INTEGER[])) AS held(id, attempt)
+    WHERE jobs.id = held.id AND jobs.attempts = held.attempt
+        AND jobs.status = :running AND jobs.locked_by = :worker
+    """
+)
+
+
+def extend(session: Session, jobs: Sequence[ClaimedJob], *, expiry: int) -> int:
+    """Extend the leases of ``jobs`` still held to ``expiry``; returns how many were. The rows
+    stay locked until the transaction ends."""
     if not jobs:
-        return set()
-    return set(session.scalars(update(JOBS).where(held_by_any(jobs)).values(locked_until=expiry).returning(JOBS.c.id)))
+        return 0
+    workers = {job.worker for job in jobs}
+    if session.get_bind().dialect.name == "postgresql" and len(workers) == 1:
+        params = {
+            "ids": _array(job.id for job in jobs),
+            "attempts": _array(job.attempt for job in jobs),
+            "worker": workers.pop(),
+            "expiry": expiry,
+            "running": JobStatus.RUNNING.value,
+        }
+        return cast(CursorResult[Any], session.execute(_EXTEND_PG, params)).rowcount
+    statement = update(JOBS).where(held_by_any(jobs)).values(locked_until=expiry)
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
 
 
 class LeaseKeeper:

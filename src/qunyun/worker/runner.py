@@ -490,11 +490,11 @@ class Worker:
             now = self.clock()
             done = complete(session, completed, now=now)
             extended = extend(session, prepared, expiry=now + self.lease_seconds * MICROS)
-            if done < len(completed) or len(extended) < len(prepared):
+            if done < len(completed) or extended < len(prepared):
                 if not careful:
                     raise _LeasesChanged
                 # Cannot happen: the rows were locked under our leases up front.
-                raise LeaseLost(f"{len(completed) + len(prepared) - done - len(extended)} leases were lost")
+                raise LeaseLost(f"{len(completed) + len(prepared) - done - extended} leases were lost")
             if self.leases is not None:
                 for job in prepared:
                     self.leases.extended(job, now + self.lease_seconds * MICROS)
