@@ -1,7 +1,8 @@
-"""Coupon codes under concurrency: members join in parallel (several ingesting threads) while
-several workers grant their benefits at once. No code is given twice, none is lost, and the
-pool running empty opens one task. On PostgreSQL the grants race for real (FOR UPDATE SKIP
-LOCKED, the unique keys); on SQLite the write lock takes them one at a time."""
+"""Onboarding under concurrency: members join in parallel (several ingesting threads) while
+several workers greet them and grant their benefits at once. No code is given twice, none is
+lost, the pool running empty opens one task, and every member is named in exactly one welcome.
+On PostgreSQL the jobs race for real (FOR UPDATE SKIP LOCKED, row locks, the unique keys); on
+SQLite the write lock takes them one at a time."""
 
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from qunyun.auth.scope import Scope
 from qunyun.connections.service import default_connection
 from qunyun.connectors.registry import bind
-from qunyun.connectors.simulator import SimulatorConnector
+from qunyun.connectors.simulator import SimulatorConnector, VirtualClock
 from qunyun.db.session import unit_of_work
 from qunyun.ingestion.service import ingest
 from qunyun.models import Group, Job, JobStatus, Playbook, Role, StaffTask
-from qunyun.models.onboarding import BenefitGrant, CouponCode
+from qunyun.models.onboarding import BenefitGrant, CouponCode, OnboardingNotice
 from qunyun.onboarding.benefits import import_codes
 from qunyun.team.service import create_organisation, create_staff
 from qunyun.timeutil import utcnow
@@ -41,7 +42,15 @@ def _arrange(db: sessionmaker[Session], codes: int) -> tuple[int, int, Simulator
         org = create_organisation(s, name="骑迹单车", slug="qiji")
         owner = create_staff(s, org.id, username="owner1", password="password-1", role="owner")
         lead = create_staff(s, org.id, username="lead1", password="password-1", role="lead")
-        playbook = Playbook(org_id=org.id, name="地方骑友群", settings={}, created_at=utcnow())
+        # Welcomes with no raid protection: greet jobs run while the joins still come in.
+        playbook = Playbook(
+            org_id=org.id,
+            name="地方骑友群",
+            welcome_text="欢迎 {nickname}！",
+            welcome_interval_seconds=0,
+            settings={},
+            created_at=utcnow(),
+        )
         s.add(playbook)
         s.flush()
         ingest(
@@ -61,7 +70,10 @@ def _arrange(db: sessionmaker[Session], codes: int) -> tuple[int, int, Simulator
         )
         connection_id = default_connection(s, org.id, "simulator").id
         org_id = org.id
-    connector = SimulatorConnector(seed=3)
+    # The platform's clock stands after every join: each is due at once.
+    connector = SimulatorConnector(seed=3, clock=VirtualClock(T0 + timedelta(hours=1)))
+    for n in range(GROUPS):
+        connector.sim.create_group(f"华东{n}群", group_id=f"G{n}")
     for n in range(MEMBERS):
         connector.sim.add_member(f"m{n}", display_name=f"骑友{n}")
     return org_id, connection_id, connector
@@ -133,7 +145,7 @@ def _race(db: sessionmaker[Session], org_id: int) -> None:
 
 
 @pytest.mark.parametrize(("codes", "given", "missed"), [(150, 150, 50), (250, 200, 0)])
-def test_parallel_joins_never_get_a_code_twice_and_lose_none(
+def test_parallel_joins_are_each_welcomed_once_and_never_get_a_code_twice_nor_lose_one(
     db: sessionmaker[Session], codes: int, given: int, missed: int
 ) -> None:
     org_id, connection_id, connector = _arrange(db, codes)
@@ -155,3 +167,9 @@ def test_parallel_joins_never_get_a_code_twice_and_lose_none(
     received = [m.text.rsplit("：", 1)[1] for m in connector.sim.state.direct_messages]
     assert sorted(received) == sorted(handed)
     assert len({m.member for m in connector.sim.state.direct_messages}) == given
+    # Every member named in exactly one welcome.
+    with db() as s:
+        assert {n.status for n in s.scalars(select(OnboardingNotice))} == {"sent"}
+    welcomed = [m for g in range(GROUPS) for m in connector.sim.messages_in(f"G{g}") if m.by_bot]
+    mentioned = [word[1:] for m in welcomed for word in m.text.split() if word.startswith("@")]
+    assert sorted(mentioned) == sorted(f"m{n}" for n in range(MEMBERS))

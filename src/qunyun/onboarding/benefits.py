@@ -162,10 +162,12 @@ def _claim(session: Session, pool_id: int, grant_id: int) -> str | None:
 
 def _pool_ran_empty(session: Session, job: BenefitJob, member: Member) -> None:
     """A task for the group's owner to import codes, unless one is open already."""
+    # FOR NO KEY UPDATE: the grants being inserted by other jobs hold a key-share lock on the
+    # pool (their foreign key); a plain FOR UPDATE would wait for them while they wait for it.
     pool = session.scalar(
         select(CouponPool)
         .where(CouponPool.id == job.pool_id)
-        .with_for_update()
+        .with_for_update(key_share=True)  # PostgreSQL: FOR NO KEY UPDATE
         .execution_options(populate_existing=True)
     )
     assert pool is not None
