@@ -102,6 +102,22 @@ class Server:
         self.stop()
         raise RuntimeError("server did not start")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the server and its processes (Linux /proc)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        pids = [self.proc.pid]
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        if children.exists():
+            pids += [int(p) for p in children.read_text().split()]
+        total = 0.0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -111,12 +127,32 @@ class Server:
             self.proc.wait()
 
 
-async def _client(port: int, path: str, until: float, measure_from: float, out: list[float], errors: list[str]) -> None:
+async def _client(
+    port: int,
+    path: str,
+    until: float,
+    measure_from: float,
+    out: list[float],
+    errors: list[str],
+    interval: float | None = None,
+    phase: float = 0.0,
+) -> None:
+    """One keep-alive connection sending ``GET path`` until ``until``: back to back, or with
+    ``interval`` one request every ``interval`` seconds from ``phase`` on (latency then counts
+    from when the request was due, so a slow answer also delays the next ones' figures)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {UA}\r\n\r\n".encode()
+    due = time.perf_counter() + phase
     try:
         while True:
-            started = time.perf_counter()
+            if interval is not None:
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                started = due
+                due += interval
+            else:
+                started = time.perf_counter()
             if started >= until:
                 return
             writer.write(request)
@@ -136,25 +172,35 @@ async def _client(port: int, path: str, until: float, measure_from: float, out: 
         writer.close()
 
 
-async def _load(port: int, path: str, clients: int, seconds: float, warmup: float) -> tuple[list[float], list[str]]:
+async def _load(
+    port: int, path: str, clients: int, seconds: float, warmup: float, rate: float | None
+) -> tuple[list[float], list[str]]:
     now = time.perf_counter()
     measure_from, until = now + warmup, now + warmup + seconds
     times: list[float] = []
     errors: list[str] = []
-    await asyncio.gather(*(_client(port, path, until, measure_from, times, errors) for _ in range(clients)))
+    interval = clients / rate if rate else None
+    await asyncio.gather(
+        *(
+            _client(port, path, until, measure_from, times, errors, interval, (interval or 0) * i / clients)
+            for i in range(clients)
+        )
+    )
     return times, errors
 
 
-def measure(port: int, path: str, clients: int, seconds: float, warmup: float = 2.0) -> dict[str, float]:
+def measure(
+    port: int, path: str, clients: int, seconds: float, *, rate: float | None = None, warmup: float = 2.0
+) -> dict[str, float]:
+    """Requests per second (back to back) or latency at ``rate`` requests per second in all."""
     import uvloop  # uvicorn's loop: the load generator's own cost stays low
 
-    times, errors = uvloop.run(_load(port, path, clients, seconds, warmup))
+    times, errors = uvloop.run(_load(port, path, clients, seconds, warmup, rate))
     times.sort()
     return {
         "rps": len(times) / seconds,
         "p50": times[len(times) // 2] * 1000,
         "p99": times[int(len(times) * 0.99)] * 1000,
-        "mean": statistics.fmean(times) * 1000,
         "errors": len(errors),
     }
 
@@ -176,21 +222,47 @@ def run(label: str, url: str, args: argparse.Namespace) -> None:
     run_cli(["db", "upgrade"], url)
     code = arrange(url)
     path = f"/c/{code}"
-    results: dict[str, dict[str, float]] = {}
-    for name, bare in (("bare 1", True), ("qunyun", False), ("bare 2", True)):
-        server = Server(url, args.workers, bare=bare)
-        try:
-            results[name] = measure(server.port, path, args.clients, args.seconds)
-        finally:
-            server.stop()
+    rounds: dict[str, list[dict[str, float]]] = {"bare": [], "qunyun": []}
+    latency: dict[str, list[dict[str, float]]] = {"bare": [], "qunyun": []}
+    for _ in range(args.rounds):  # alternated, so that the machine's mood is shared
+        for name, bare in (("bare", True), ("qunyun", False)):
+            server = Server(url, args.workers, bare=bare)
+            try:
+                cpu = server.cpu_seconds()
+                result = measure(server.port, path, args.clients, args.seconds, warmup=0.0)
+                result["cpu_ms"] = (server.cpu_seconds() - cpu) * 1000 / max(result["rps"] * args.seconds, 1)
+                rounds[name].append(result)
+                latency[name].append(measure(server.port, path, args.clients, args.seconds, rate=args.rate))
+            finally:
+                server.stop()
     stored = scans_stored(url)
-    bare_rps = (results["bare 1"]["rps"] + results["bare 2"]["rps"]) / 2
-    print(f"\n{label}: {args.clients} clients, {args.seconds:.0f} s each, {args.workers} server process(es)")
-    print(f"{'server':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'non-302':>8}")
-    for name, r in results.items():
-        print(f"{name:<8} {r['rps']:>8.0f} {r['p50']:>8.1f} {r['p99']:>8.1f} {r['mean']:>8.1f} {r['errors']:>8.0f}")
-    q = results["qunyun"]
-    print(f"ratio qunyun / bare (mean of both): {q['rps'] / bare_rps:.2f}; scans stored: {stored:,}")
+    print(
+        f"\n{label}: {args.clients} clients, {args.workers} server process(es), "
+        f"{args.rounds} rounds of {args.seconds:.0f} s"
+    )
+    print(
+        f"round  server   req/s (back to back)  p50 ms  p99 ms  CPU ms/req  |  at {args.rate:.0f} req/s: p50 ms  p99 ms"
+    )
+    for i in range(args.rounds):
+        for name in ("bare", "qunyun"):
+            r, lat = rounds[name][i], latency[name][i]
+            bad = int(r["errors"] + lat["errors"])
+            print(
+                f"{i + 1:>5}  {name:<7} {r['rps']:>10.0f}           {r['p50']:>6.1f}  {r['p99']:>6.1f}  "
+                f"{r['cpu_ms']:>10.2f}  |"
+                f"                {lat['p50']:>6.1f}  {lat['p99']:>6.1f}" + (f"  ({bad} not 302)" if bad else "")
+            )
+    med = {n: statistics.median(x["rps"] for x in rounds[n]) for n in rounds}
+    lat99 = {n: statistics.median(x["p99"] for x in latency[n]) for n in latency}
+    lat50 = {n: statistics.median(x["p50"] for x in latency[n]) for n in latency}
+    cpu = {n: statistics.median(x["cpu_ms"] for x in rounds[n]) for n in rounds}
+    print(
+        f"median: bare {med['bare']:.0f} req/s, qunyun {med['qunyun']:.0f} req/s, "
+        f"ratio {med['qunyun'] / med['bare']:.2f}; "
+        f"at {args.rate:.0f} req/s p50/p99 bare {lat50['bare']:.1f}/{lat99['bare']:.1f} ms, "
+        f"qunyun {lat50['qunyun']:.1f}/{lat99['qunyun']:.1f} ms; server CPU per request bare {cpu['bare']:.2f} ms, "
+        f"qunyun {cpu['qunyun']:.2f} ms (ratio {cpu['bare'] / cpu['qunyun']:.2f}); scans stored {stored:,}"
+    )
 
 
 def main() -> None:
@@ -198,6 +270,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=500.0, help="requests per second in all, for the latency")
     parser.add_argument("--no-pg", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()

@@ -107,3 +107,20 @@ def test_the_threshold_form_then_the_group_or_a_polite_refusal(client: TestClien
     with world.db() as s:
         scans = s.scalars(select(LiveCodeScan).order_by(LiveCodeScan.id)).all()
         assert [(x.outcome, x.first, x.answers) for x in scans] == [("routed", True, {"age": "1-3 岁"})]
+
+
+def test_scan_answers_carry_security_headers_and_nothing_else_is_served_under_c(
+    client: TestClient, world: World
+) -> None:
+    made = _code(client, world)
+    page = client.get(f"/c/{made['code']}")
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert client.put(f"/c/{made['code']}").status_code == 405
+    assert client.get(f"/c/{made['code']}/whatever").status_code == 404
+    assert client.head(f"/c/{made['code']}").status_code == 200
+    css = client.get("/c/scan.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    with world.db() as s:  # neither the HEAD nor the stylesheet is a scan
+        assert len(s.scalars(select(LiveCodeScan)).all()) == 1

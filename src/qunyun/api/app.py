@@ -37,7 +37,7 @@ from qunyun.groups.endpoints import router as groups_router
 from qunyun.hooks.endpoints import router as hooks_router
 from qunyun.ingestion.endpoints import router as events_router
 from qunyun.livecodes.endpoints import router as livecodes_router
-from qunyun.livecodes.scan import routes as scan_routes
+from qunyun.livecodes.scan import install as install_scan_paths
 from qunyun.locale import Msg
 from qunyun.tasks.endpoints import router as tasks_router
 from qunyun.team.endpoints import router as staff_router
@@ -222,7 +222,7 @@ def create_app(in_process_workers: int = 0) -> FastAPI:
 
     app.include_router(api_router())
     app.include_router(hooks_router)  # /hooks/{platform}/{connection_id}: signed, no login
-    app.router.routes[0:0] = scan_routes  # /c/{code}: live code scans, thin routes matched first, no login
+    install_scan_paths(app)  # /c/{code}: live code scans, answered ahead of the middleware, no login
     app.include_router(console_router)
     app.include_router(pages_router)
     app.add_exception_handler(LoginRequired, login_redirect)

@@ -2,12 +2,13 @@
 mobile-first, Simplified Chinese unless the browser asks for English), its threshold form
 (``POST /c/{code}``), the group QR image behind a signed link and the page's stylesheet.
 
-These are thin Starlette routes, not FastAPI ones: a scan is read and answered on the event loop,
-with no dependency stack in between, and its work joins the process's lane (``lane.py``): the
-scans waiting there share one transaction in one worker thread. The edge's admission lets ``/c/``
-through (a poster at an event brings hundreds of scans at once, each a fraction of a
-millisecond of work): waiting in the lane costs a coroutine, and the lane takes one thread and
-one database connection at a time.
+These paths are answered ahead of the application's middleware and router (:class:`ScanPaths`,
+installed by :func:`install`): a scan is read and answered on the event loop, with no dependency
+stack in between, and its work joins the process's lane (``lane.py``): the scans waiting there
+share one transaction in one worker thread. Nothing there waits for admission (a poster at an
+event brings hundreds of scans at once, each a fraction of a millisecond of work): waiting in
+the lane costs a coroutine, and the lane takes one thread and one database connection at a
+time.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio
 import jinja2
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from qunyun.auth.address import client_address
 from qunyun.db.errors import database_unavailable
@@ -240,15 +243,10 @@ def _respond(request: Request, result: ScanResult, visit: Visit, given: dict[str
                 link=cc.fallback_url or None,
             )
     if not visit.known or visit.visitor != request.cookies.get(VISITOR_COOKIE):
-        response.set_cookie(
-            VISITOR_COOKIE,
-            visit.visitor,
-            max_age=VISITOR_COOKIE_MAX_AGE,
-            path="/c",
-            httponly=True,
-            samesite="lax",
-            secure=request.url.scheme == "https",
-        )
+        # Written out (the id is URL-safe base64): Response.set_cookie's SimpleCookie costs more.
+        secure = "; Secure" if request.scope.get("scheme") == "https" else ""
+        cookie = f"{VISITOR_COOKIE}={visit.visitor}; Max-Age={VISITOR_COOKIE_MAX_AGE}; Path=/c; HttpOnly; SameSite=lax"
+        response.raw_headers.append((b"set-cookie", (cookie + secure).encode("latin-1")))
     return response
 
 
@@ -290,10 +288,72 @@ async def stylesheet(request: Request) -> Response:
     return Response(_css, media_type="text/css", headers={"Cache-Control": "public, max-age=86400"})
 
 
-# /c/scan.css first: no code has a dot, but the code route would take the path.
-routes = [
-    Route("/c/scan.css", stylesheet, methods=["GET"]),
-    Route("/c/{code:str}/{kind:str}/{ref:int}/{until:int}/{sig:str}", image, methods=["GET"]),
-    Route("/c/{code:str}", scan_page, methods=["GET", "HEAD"]),
-    Route("/c/{code:str}", answer_form, methods=["POST"]),
+# What SecurityHeaders adds to the console's pages, for a page that loads nothing but its own
+# stylesheet and QR image, posts only to itself and runs no script.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (
+        b"content-security-policy",
+        b"default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
+        b"frame-ancestors 'none'; base-uri 'none'",
+    ),
 ]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _match(method: str, path: str) -> tuple[Endpoint | None, dict[str, Any], int]:
+    """The endpoint of a /c/ path, its parameters, and the status when there is none."""
+    reading = method in ("GET", "HEAD")
+    if path == "/c/scan.css":
+        return (stylesheet, {}, 200) if reading else (None, {}, 405)
+    parts = path[3:].split("/")
+    if len(parts) == 1 and parts[0]:
+        if reading:
+            return scan_page, {"code": parts[0]}, 200
+        return (answer_form, {"code": parts[0]}, 200) if method == "POST" else (None, {}, 405)
+    if len(parts) == 5 and parts[2].isdigit() and parts[3].isdigit() and reading:
+        code, kind, ref, until, sig = parts
+        return image, {"code": code, "kind": kind, "ref": int(ref), "until": int(until), "sig": sig}, 200
+    return None, {}, 404
+
+
+class ScanPaths:
+    """The ``/c/`` paths, answered before the application's middleware and router.
+
+    A scan needs none of what they do for the console and the API (sessions, credentials, body
+    caps, dependencies), and on a burst of scans their cost per request was most of the server's
+    (docs/performance.md); so ``/c/…`` is dispatched here, with the security headers the console's
+    pages get and errors answered as the server's would be. Every other path goes on as before."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/c/"):
+            await self.app(scope, receive, send)
+            return
+        endpoint, params, status = _match(scope["method"], scope["path"])
+        response: Response
+        if endpoint is None:
+            response = PlainTextResponse("not found" if status == 404 else "method not allowed", status_code=status)
+        else:
+            scope["path_params"] = params
+            try:
+                response = await endpoint(Request(scope, receive))
+            except Exception:
+                log.exception("%s %s", scope["method"], scope["path"])
+                response = PlainTextResponse("internal server error", status_code=500)
+        response.raw_headers.extend(SECURITY_HEADERS)
+        await response(scope, receive, send)
+
+
+def install(app: Starlette) -> None:
+    """Serve the ``/c/`` paths ahead of ``app``'s middleware stack (see :class:`ScanPaths`)."""
+    build = app.build_middleware_stack
+
+    def build_with_scans() -> ASGIApp:
+        return ScanPaths(build())
+
+    app.build_middleware_stack = build_with_scans  # type: ignore[method-assign]
