@@ -15,11 +15,15 @@ the database sees the community live.
 
 from __future__ import annotations
 
+import math
 import secrets
+import sys
 import time
+from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -38,9 +42,12 @@ from qunyun.crm.profiles import sync_member_profiles
 from qunyun.db.base import now_micros
 from qunyun.db.session import get_sessionmaker, unit_of_work
 from qunyun.ingestion.service import ingest
-from qunyun.models import Channel, Group, Job, JobStatus, Member, Role
-from qunyun.simulate.scenario import Scenario
-from qunyun.simulate.world import DAY, HOUR, World
+from qunyun.livecodes import routing
+from qunyun.livecodes.schemas import LiveCodeCreate
+from qunyun.livecodes.service import create_live_code
+from qunyun.models import Channel, Group, Job, JobStatus, Member, Role, RoutingPolicy, Staff
+from qunyun.simulate.scenario import ChannelSpec, Scenario
+from qunyun.simulate.world import DAY, HOUR, SCAN_ONLY, World
 from qunyun.team.service import create_organisation, create_staff
 from qunyun.worker.runner import Worker, claim_jobs, load_handler_modules
 
@@ -57,6 +64,21 @@ PUSHES = (
 )
 JOB_BATCH = 200
 CHUNKS = (60, 120, 300, 600, 900, 1200, 1800, 3600)
+# A live code's scan limit per group: this many times the visitors a group can expect from its
+# channel (regions are uneven: a race fills its own region's groups first).
+LIMIT_HEADROOM = 2.0
+MIN_LIMIT = 10
+# What each live code's landing page promises (诱饵), by channel kind.
+HOOKS = {
+    "sms": "短信专属：扫码进群领 1.5 元红包，再享新人首单立减",
+    "package_card": "包裹卡专属：扫码进群领 1.5 元红包和骑行保养手册",
+    "offline": "赛事同城骑友群：赛后照片、本地约骑和赛事福利",
+    "content": "进群领骑行路线合集，群友专享新品尝鲜",
+    "kol": "KOL 粉丝专属：进群抽骑行装备",
+    "referral": "好友邀请你加入骑迹骑友群，进群领新人福利",
+}
+FALLBACK_TEXT = "群已满，新群马上就来。请稍后再扫，或添加客服微信 qiji-kefu。"
+USER_AGENT = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) MicroMessenger/8.0.47"
 
 
 @dataclass
@@ -172,6 +194,10 @@ class Simulation:
         self.jobs_run = 0
         self._worker = Worker(f"simulate:{org_id}", factory=self.factory)
         self.connection_id = 0  # the organisation's simulator connection, known once the run starts
+        self.live_codes: dict[str, str] = {}  # channel code → its live code
+        self._group_keys: dict[int, str] = {}
+        self._scans: ExitStack | None = None
+        self._scan_session: Session | None = None
 
     # --- the run --------------------------------------------------------------------------
 
@@ -196,8 +222,99 @@ class Simulation:
                 )
             )
             self.group_ids = {external_id: group_id for external_id, group_id in rows}
+            self._group_keys = {group_id: key for key, group_id in self.group_ids.items()}
             if self.on_groups is not None:
                 self.on_groups(session, self.org_id, self.group_ids)
+        if self.scenario.live_codes:
+            self._create_live_codes()
+
+    # --- live codes -----------------------------------------------------------------------
+
+    def scan_limit(self, spec: ChannelSpec) -> int:
+        """A live code's scan limit per group: room for ``LIMIT_HEADROOM`` times the visitors
+        (the members the world planned for the channel, and onlookers) a regional group can
+        expect from it, the codes together within a group's capacity."""
+        regional = [g for g in self.scenario.groups if g.tier != "core"]
+        if not regional:
+            return MIN_LIMIT
+        planned = Counter(agent.channel for agent in self.world.agents)
+
+        def wanted(c: ChannelSpec) -> float:
+            return LIMIT_HEADROOM * planned[c.code] * (1 + SCAN_ONLY) / len(regional)
+
+        total = sum(max(MIN_LIMIT, math.ceil(wanted(c))) for c in self.scenario.channels)
+        capacity = min(g.capacity for g in regional)
+        limit = max(MIN_LIMIT, math.ceil(wanted(spec)))
+        return max(1, limit * capacity // total) if total > capacity else limit
+
+    def _create_live_codes(self) -> None:
+        """One live code per channel over the regional groups (routing by the visitor's region),
+        created by the lead like in the console; their invite links are asked of the simulated
+        platform by the jobs that run right after."""
+        regional = [self.group_ids[g.key] for g in self.scenario.groups if g.tier != "core"]
+        if not regional:
+            return
+        with unit_of_work(self.factory) as session:
+            lead = session.scalar(
+                select(Staff.id).where(Staff.org_id == self.org_id, Staff.role == Role.LEAD).order_by(Staff.id)
+            )
+            if lead is None:
+                return
+            scope = Scope(staff_id=lead, org_id=self.org_id, role=Role.LEAD)
+            channels = {
+                code: channel_id
+                for code, channel_id in session.execute(
+                    select(Channel.code, Channel.id).where(Channel.org_id == self.org_id)
+                )
+            }
+            for spec in self.scenario.channels:
+                if spec.code not in channels:
+                    continue
+                row = create_live_code(
+                    session,
+                    scope,
+                    LiveCodeCreate(
+                        name=f"{spec.name}活码",
+                        channel_id=channels[spec.code],
+                        group_ids=regional,
+                        policy=RoutingPolicy.REGION,
+                        default_limit=self.scan_limit(spec),
+                        hook_text=HOOKS.get(spec.kind, ""),
+                        fallback_text=FALLBACK_TEXT,
+                    ),
+                )
+                self.live_codes[spec.code] = row.code
+        self._run_jobs()
+        for code in self.live_codes.values():
+            routing.forget(code)
+        self.world.scanner = self._scan
+
+    def _scan(self, channel: str, visitor: str, region: str, known: bool, at: datetime) -> tuple[str, str] | None:
+        """One scan of ``channel``'s live code through the scan path (the batch's scans share a
+        transaction, committed before the batch's events are ingested)."""
+        code = self.live_codes.get(channel)
+        if code is None:
+            return None
+        if self._scan_session is None:
+            self._scans = ExitStack()
+            self._scan_session = self._scans.enter_context(unit_of_work(self.factory))
+        visit = routing.Visit(visitor[:32], known, USER_AGENT, None, region)
+        result = routing.scan(self._scan_session, code, visit, now=at)
+        link = result.invite_link
+        if result.entry is None or link is None:
+            return None
+        return self._group_keys[result.entry.group_id], link
+
+    def _commit_scans(self) -> None:
+        if self._scans is not None:
+            scans, self._scans, self._scan_session = self._scans, None, None
+            scans.close()
+
+    def _drop_scans(self) -> None:
+        """The batch failed: its scans are rolled back with it."""
+        if self._scans is not None:
+            scans, self._scans, self._scan_session = self._scans, None, None
+            scans.__exit__(*sys.exc_info())
 
     def _chunk(self) -> int:
         if self.speed is None:
@@ -218,7 +335,12 @@ class Simulation:
                 and world.weekday(t // DAY) in self.scenario.push_weekdays
             ):
                 self._push(t)
-            world.run_until(end)
+            try:
+                world.run_until(end)
+            except BaseException:
+                self._drop_scans()
+                raise
+            self._commit_scans()
             if self.speed is not None:
                 # Sleep until real time catches up with the virtual clock (×speed).
                 delay = started + (end - world.t0) / self.speed - time.perf_counter()

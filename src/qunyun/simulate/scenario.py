@@ -81,6 +81,9 @@ class Scenario:
     # on these weekdays (0 = Monday).
     push_hours: tuple[int, ...] = (20,)
     push_weekdays: tuple[int, ...] = (1, 3, 5)
+    # Members arrive through scans of a live code per channel (False: straight through an
+    # invite link of their region's least full group).
+    live_codes: bool = True
 
     @property
     def end(self) -> datetime:

@@ -18,6 +18,7 @@ import heapq
 import math
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -34,7 +35,11 @@ DAY = 86_400
 HOUR = 3_600
 
 # Action kinds on the timeline
-JOIN, POST, LEAVE, PAY, REFUND, KICK, CORE_INVITE, LEDGER, REPLY = range(9)
+JOIN, POST, LEAVE, PAY, REFUND, KICK, CORE_INVITE, LEDGER, REPLY, ENTER, SCAN = range(11)
+
+# A scan of a channel's live code: (channel code, visitor id, region, scanned before, when) →
+# (group external id, invite link) when the visitor is routed to a group, None for the fallback.
+Scanner = Callable[[str, str, str, bool, datetime], tuple[str, str] | None]
 
 # Behaviour parameters (per day unless said otherwise); see docs/simulator.md.
 CHURN_BASE = 0.002  # leave hazard of an engaged member
@@ -58,6 +63,11 @@ SPAM_KICK_SHARE = 0.8  # …with this probability
 WELCOME_REPLIES = 0.8  # mean "欢迎" replies to a bot welcome
 PUSH_REPLY_RATE = 0.04  # share of a group replying within the hour to a bot push
 MAX_MESSAGES = 40  # per member-day
+# Through live codes (a scanner): the minutes from scanning to joining, the visitors who scan
+# and never join (per member who does), and the members who scan a second time before joining.
+SCAN_TO_JOIN_MINUTES = (1, 8)
+SCAN_ONLY = 0.2
+SCAN_AGAIN = 0.1
 
 
 @dataclass(slots=True)
@@ -125,9 +135,14 @@ class World:
     """The community on ``platform``; ``origin`` is local midnight of the first day, and the
     simulation covers ``[t0, t_end)`` seconds from it."""
 
-    def __init__(self, scenario: Scenario, platform: SimulatedPlatform) -> None:
+    def __init__(self, scenario: Scenario, platform: SimulatedPlatform, scanner: Scanner | None = None) -> None:
         self.scenario = scenario
         self.sim = platform
+        # With a scanner, members arrive through scans of their channel's live code (which picks
+        # the group); without one, through an invite link of (group, channel) into the least
+        # full group of their region.
+        self.scanner = scanner
+        self.scan_only = 0
         self.rng = random.Random(scenario.seed)
         start = scenario.start.astimezone(platform.clock.zone)
         self.origin = start.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -349,6 +364,11 @@ class World:
             self._kick(self.by_id[a], b)
         elif kind == CORE_INVITE:
             self._core_invite(self.by_id[a])
+        elif kind == ENTER:
+            group, link = b
+            self._enter(self.by_id[a], group, link)
+        elif kind == SCAN:
+            self._scan_only(a, b)
         elif kind == LEDGER:
             touches, fixed = b
             self.tally.touches[a] += touches
@@ -380,10 +400,43 @@ class World:
 
     def _join(self, agent: Agent) -> None:
         p = agent.persona
+        if self.scanner is not None:
+            self._scan_and_join(agent)
+            return
         group = self._pick_group(p.region)
         if group is None:
             self.tally.refused["no_room"] += 1
             return
+        self._enter(agent, group, self._link(group, agent.channel))
+
+    def _scan_and_join(self, agent: Agent) -> None:
+        """The member scans their channel's live code; the scan page sends them to a group's
+        invite link, through which they join a few minutes later (or, now and then, after
+        scanning once more). Some visitors scan and never join."""
+        assert self.scanner is not None
+        rng, region = self.rng, agent.persona.region
+        visitor = f"v-{agent.id}"
+        routed = self.scanner(agent.channel, visitor, region, False, self.instant(self.now_t))
+        if rng.random() < SCAN_ONLY:
+            onlooker = rng.choices(REGION_NAMES, weights=REGION_WEIGHTS)[0]
+            self.at(self.now_t + int(rng.random() * 2 * HOUR), SCAN, agent.channel, onlooker)
+        if routed is None:
+            self.tally.refused["no_room"] += 1  # served the fallback
+            return
+        low, high = SCAN_TO_JOIN_MINUTES
+        delay = int((low + rng.random() * (high - low)) * 60)
+        if rng.random() < SCAN_AGAIN:
+            self.scanner(agent.channel, visitor, region, True, self.instant(self.now_t + delay // 2))
+        self.at(self.now_t + delay, ENTER, agent.id, routed)
+
+    def _scan_only(self, channel: str, region: str) -> None:
+        """Someone who scans the live code, looks and does not join."""
+        assert self.scanner is not None
+        self.scan_only += 1
+        self.scanner(channel, f"v-{self.sim.namespace}-x{self.scan_only}", region, False, self.instant(self.now_t))
+
+    def _enter(self, agent: Agent, group: str, link: str) -> None:
+        p = agent.persona
         self.sim.add_member(
             agent.id,
             display_name=p.display_name,
@@ -398,7 +451,7 @@ class World:
             inside = self.sim.state.groups[group].members
             if inside:
                 inviter = self._sample(list(inside), 1)[0]
-        self.sim.join(agent.id, via_link=self._link(group, agent.channel), inviter=inviter)
+        self.sim.join(agent.id, via_link=link, inviter=inviter)
         agent.regional = group
         agent.joined_day = self.now_t // DAY
         if self.rng.random() < SILENT_SHARE:
