@@ -30,6 +30,7 @@ from qunyun.db.session import unit_of_work
 from qunyun.errors import Conflict
 from qunyun.locale import Msg
 from qunyun.models import Group, Organisation, Role, Staff
+from qunyun.onboarding.benefits import import_codes
 from qunyun.simulate.runner import SimulationResult, run_scenario
 from qunyun.simulate.scenario import CORE_NAMING, REGIONAL_NAMING, Scenario, StaffSpec, build_groups
 from qunyun.team.service import assign_group
@@ -143,9 +144,13 @@ WELFARE = dict(
 LOCAL_PLAYBOOK = {
     "naming_template": REGIONAL_NAMING.replace("{brand}", BRAND),
     "welcome_text": (
-        "欢迎加入骑迹骑友群！请先把群名片改成「城市-昵称-车型」，群公告里有本周骑行活动和新人福利，有问题随时@群主。"
+        "欢迎 {nickname} 加入{group_name}！请先把群名片改成「城市-昵称-车型」，"
+        "新人福利券码已私信发给你，群公告里有本周骑行活动，有问题随时找{owner_name}。"
     ),
 }
+# The new-member benefit of the regional groups: a pool of coupon codes (docs/onboarding.md),
+# fewer than the demo's members so that it runs empty and its owner gets the task to refill it.
+DEMO_COUPONS = 1000
 CORE_PLAYBOOK = {
     "naming_template": CORE_NAMING.replace("{brand}", BRAND),
     "welcome_text": "欢迎来到骑迹核心骑友群！这里是品牌的老朋友们，新品体验和线下活动都会优先通知大家。",
@@ -167,6 +172,9 @@ def _communities(session: Session, lead: Scope) -> dict[str, tuple[int, int]]:
         playbook = playbook_of(session, community)
         if tier and playbook is not None:
             out[tier] = (community.id, playbook.id)
+        if tier == "normal" and playbook is not None:
+            codes = "\n".join(f"QJ-NEW-{n:05d}" for n in range(1, DEMO_COUPONS + 1))
+            import_codes(session, lead, playbook.id, codes.encode())
     return out
 
 
