@@ -75,3 +75,54 @@ def test_a_bad_day_names_the_field(client: TestClient, world: World) -> None:
     assert page.status_code == 422 and "from" in page.text
     page = client.get("/channels?from=2026-03-08&to=2026-03-01")
     assert page.status_code == 422
+
+
+def _spend_form(client: TestClient, path: str) -> str:
+    html = client.get(path).text
+    match = re.search(r'id="spend-form".*?name="csrf_token" value="([^"]+)"', html, re.S)
+    assert match, "the spend form"
+    return match.group(1)
+
+
+def test_a_lead_records_spend_on_the_channels_page(client: TestClient, world: World) -> None:
+    console_login(client, "lead")
+    path = f"/channels/{world.channels['sms']}"
+    token = _spend_form(client, path)
+    response = client.post(
+        f"{path}/spend",
+        data={"csrf_token": token, "day": "2026-03-02", "touches": "2000", "fixed_cost": "100", "note": "周一短信"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303 and response.headers["location"].endswith("done=spend#spend")
+    html = client.get(f"{path}?from=2026-03-02&to=2026-03-02").text
+    assert 'id="spend-notice"' not in html and "周一短信" in html
+    # 2,000 touches × 0.05 + 1 member × 1.50 + 100.00 fixed
+    assert _kpi(html, "touches") == "2,000" and _kpi(html, "cost") == "¥201.50"
+
+
+def test_bad_spend_is_shown_on_the_page_naming_the_field(client: TestClient, world: World) -> None:
+    console_login(client, "lead")
+    path = f"/channels/{world.channels['sms']}"
+    token = _spend_form(client, path)
+    page = client.post(f"{path}/spend", data={"csrf_token": token, "day": "2026-03-02", "fixed_cost": "1.234"})
+    assert page.status_code == 422
+    assert re.search(r'id="spend-error" data-field="fixed_cost"', page.text)
+    assert 'value="1.234"' in page.text  # what was typed stays in the form
+
+
+def test_only_a_lead_records_spend_and_only_on_their_organisations_channels(client: TestClient, world: World) -> None:
+    console_login(client, "owner")
+    html = client.get(f"/channels/{world.channels['sms']}").text
+    assert 'id="spend-form"' not in html and 'id="spend-table"' in html
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert token
+    data = {"csrf_token": token.group(1), "day": "2026-03-02", "touches": "5"}
+    assert client.post(f"/channels/{world.channels['sms']}/spend", data=data).status_code == 403
+    client.cookies.clear()
+    console_login(client, "lead")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/channels").text)
+    assert token
+    data["csrf_token"] = token.group(1)
+    assert client.post(f"/channels/{world.channels['sms_b']}/spend", data=data).status_code == 404
+    forged = {**data, "csrf_token": "forged"}
+    assert client.post(f"/channels/{world.channels['sms']}/spend", data=forged).status_code == 403

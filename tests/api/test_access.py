@@ -576,6 +576,7 @@ CONSOLE_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, dict[str, str]]]] = 
     ("POST", "/connections/{connection_id}/{action}"): [("/connections/1/disable", {})],
     ("POST", "/tasks/{task_id}/complete"): [("/tasks/1/complete", {"evidence_text": "done"})],
     ("POST", "/inbox/{delivery_id}/replay"): [("/inbox/1/replay", {})],
+    ("POST", "/channels/{channel_id}/spend"): [("/channels/1/spend", {"day": "2026-03-03", "touches": "10"})],
     ("POST", "/livecodes/new"): [("/livecodes/new", {"name": "Mine", "group": "3"})],
     ("POST", "/livecodes/{live_code_id}/edit"): [("/livecodes/1/edit", {"name": "Mine"})],
     ("POST", "/livecodes/{live_code_id}/pause"): [("/livecodes/1/pause", {"paused": "1"})],

@@ -1,29 +1,46 @@
 """Channels: each channel's cost model, the members it brought and the cost per member (CAC);
 kinds by name (短信, not ``sms``), money with thousands separators. Over a range of days (the
 last 28 by default) the channel report, and a page per channel with its funnel (reached →
-scanned → joined → active → converted), its scans and joins per day and its live codes."""
+scanned → joined → active → converted), its scans and joins per day, its live codes and its
+spend by day (a lead records a day's touches and fixed cost there)."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+from starlette.datastructures import FormData
 
 from qunyun.acquisition.report import channel_detail, channel_report
-from qunyun.acquisition.service import acquired_in_my_groups, list_channels
+from qunyun.acquisition.schemas import SpendCreate
+from qunyun.acquisition.service import acquired_in_my_groups, list_channels, list_spend, record_spend
+from qunyun.api.errors import validation_error
+from qunyun.auth.csrf import check_csrf, session_csrf_token
+from qunyun.auth.scope import require_lead
 from qunyun.console.charts import Series, bar_chart, line_chart
 from qunyun.console.labels import kind_name, money, percent
 from qunyun.console.web import ConsolePage, path_id
-from qunyun.errors import InvalidInput
+from qunyun.errors import InvalidInput, QunyunError
 from qunyun.locale import Msg
 from qunyun.timeutil import daterange
 
 router = APIRouter()
 MAX_CHANNELS = 500
 DEFAULT_DAYS = 28
+SPEND_ROWS = 30  # the latest spend rows the channel's page lists
+
+
+async def form_data(request: Request) -> FormData:
+    return await request.form()
+
+
+Form = Annotated[FormData, Depends(form_data)]
+SPEND_FIELDS = ("day", "touches", "fixed_cost", "note")
 
 
 def _day(value: str | None, default: date, field: str) -> date:
@@ -98,6 +115,36 @@ def channel_list(page: ConsolePage) -> Response:
 def channel_page(channel_id: str, page: ConsolePage) -> Response:
     """One channel over a range: its funnel, scans and joins per day, its live codes."""
     number = path_id(channel_id, Msg("err.acquisition.no_channel", id=channel_id[:40]))
+    return _channel_page(page, number)
+
+
+@router.post("/channels/{channel_id}/spend")
+def channel_spend(channel_id: str, page: ConsolePage, form: Form) -> Response:
+    """A lead records a day's touches and fixed cost of the channel."""
+    token = form.get("csrf_token")
+    check_csrf(session_csrf_token(page.principal.token.id), token if isinstance(token, str) else None)
+    number = path_id(channel_id, Msg("err.acquisition.no_channel", id=channel_id[:40]))
+    values = {key: value for key in SPEND_FIELDS if isinstance(value := form.get(key), str) and value.strip()}
+    try:
+        require_lead(page.scope)
+        try:
+            data = SpendCreate.model_validate(values)
+        except ValidationError as exc:
+            raise validation_error(RequestValidationError(exc.errors())) from None
+        record_spend(page.db, page.scope, number, data, request=page.request)
+    except QunyunError as exc:
+        if exc.status_code in (403, 404):
+            raise
+        page.db.rollback()
+        error = {"message": exc.localized(page.t.lang), "field": exc.field or "", "values": values}
+        return _channel_page(page, number, spend_error=error, status_code=exc.status_code)
+    target = page.url(f"/channels/{number}", done="spend")
+    return RedirectResponse(f"{target}#spend", status_code=303)
+
+
+def _channel_page(
+    page: ConsolePage, number: int, *, spend_error: dict[str, Any] | None = None, status_code: int = 200
+) -> Response:
     first, last = report_range(page)
     detail = channel_detail(page.db, page.scope, number, first, last)
     t = page.t
@@ -131,6 +178,7 @@ def channel_page(channel_id: str, page: ConsolePage) -> Response:
         rate = count / previous if count is not None and previous else None
         steps.append({"stage": stage, "count": count, "rate": percent(rate) if rate is not None else "—"})
         previous = count if count is not None else previous
+    spend, _ = list_spend(page.db, page.scope, number, limit=SPEND_ROWS)
     return page.render(
         "channel_detail.html",
         "channels",
@@ -142,5 +190,10 @@ def channel_page(channel_id: str, page: ConsolePage) -> Response:
             "kind": kind_name(t, row.kind),
             "money": money,
             "form": {"from": first.isoformat(), "to": last.isoformat()},
+            "spend": spend,
+            "spend_error": spend_error,
+            "spend_values": (spend_error or {}).get("values") or {"day": page.today().isoformat()},
+            "done": page.request.query_params.get("done", ""),
         },
+        status_code=status_code,
     )
