@@ -21,15 +21,31 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import anyio
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from qunyun.db.session import unit_of_work
+from qunyun.config import get_settings
+from qunyun.db.session import make_engine, unit_of_work
 from qunyun.livecodes import routing
 from qunyun.livecodes.routing import ScanResult
 
 MAX_BATCH = 200
+
+
+@lru_cache(maxsize=4)
+def _sessions(url: str) -> sessionmaker[Session]:
+    """The lane's own connections (one at a time is all it uses): scans never wait on the
+    requests' pool, and no ping precedes each batch (a connection found broken fails its batch,
+    is dropped by the pool, and the batch's scans are served again on a new one)."""
+    engine = make_engine(url, pool_size=1, max_overflow=1, pool_pre_ping=False)
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def lane_sessions() -> sessionmaker[Session]:
+    return _sessions(get_settings().resolved_database_url)
+
 
 # A scan's work: the shared session and the batch's pending rows in, its result out.
 Work = Callable[[Session, routing.Writes], ScanResult]
@@ -92,7 +108,7 @@ class ScanLane:
     def _run(self, batch: list[_Item]) -> list[ScanResult | Exception]:
         if len(batch) > 1:
             try:
-                with unit_of_work() as session:
+                with unit_of_work(lane_sessions()) as session:
                     writes = routing.Writes()
                     results: list[ScanResult | Exception] = []
                     for index, item in enumerate(batch):
@@ -110,7 +126,7 @@ class ScanLane:
         alone: list[ScanResult | Exception] = []
         for item in batch:
             try:
-                with unit_of_work() as session:
+                with unit_of_work(lane_sessions()) as session:
                     writes = routing.Writes()
                     alone.append(item.work(session, writes))
                     writes.flush(session)

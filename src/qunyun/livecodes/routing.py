@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, insert, select, update
+from sqlalchemy import Table, and_, bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -307,9 +307,23 @@ _SET_ROUTED = update(_POOL).where(_POOL.c.id == bindparam("entry")).values(route
 _GIVE_BACK = update(_POOL).where(_POOL.c.id == bindparam("entry")).values(routed=_POOL.c.routed - bindparam("unused"))
 
 
+# PostgreSQL: the lock, the read and the move in one round trip. ``old`` is the row as locked (the
+# latest committed version, after waiting for any other holder), and the new count is computed
+# from it, never from an older snapshot of the row.
+_RESERVE_PG = text(
+    "WITH old AS (SELECT routed FROM live_code_groups WHERE id = :entry AND active FOR UPDATE) "
+    "UPDATE live_code_groups AS g SET routed = LEAST(g.scan_limit, old.routed + :wanted) "
+    "FROM old WHERE g.id = :entry AND old.routed < g.scan_limit "
+    "RETURNING g.routed - old.routed"
+)
+
+
 def _reserve(session: Session, entry_id: int, wanted: int) -> int:
     """Take up to ``wanted`` places in the entry's group (locked until the commit); how many."""
     connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        granted = connection.execute(_RESERVE_PG, {"entry": entry_id, "wanted": wanted}).scalar()
+        return int(granted or 0)
     row = connection.execute(_LOCK_PLACES, {"entry": entry_id}).first()
     if row is None or row.routed >= row.scan_limit:
         return 0
