@@ -30,6 +30,7 @@ from qunyun.config import get_settings
 from qunyun.db.session import make_engine, unit_of_work
 from qunyun.livecodes import routing
 from qunyun.livecodes.routing import ScanResult
+from qunyun.livecodes.writes import Writes
 
 MAX_BATCH = 200
 
@@ -48,7 +49,7 @@ def lane_sessions() -> sessionmaker[Session]:
 
 
 # A scan's work: the shared session and the batch's pending rows in, its result out.
-Work = Callable[[Session, routing.Writes], ScanResult]
+Work = Callable[[Session, Writes], ScanResult]
 
 
 @dataclass
@@ -109,7 +110,7 @@ class ScanLane:
         if len(batch) > 1:
             try:
                 with unit_of_work(lane_sessions()) as session:
-                    writes = routing.Writes()
+                    writes = Writes()
                     results: list[ScanResult | Exception] = []
                     for index, item in enumerate(batch):
                         writes.remaining = len(batch) - index
@@ -127,7 +128,7 @@ class ScanLane:
         for item in batch:
             try:
                 with unit_of_work(lane_sessions()) as session:
-                    writes = routing.Writes()
+                    writes = Writes()
                     alone.append(item.work(session, writes))
                     writes.flush(session)
             except Exception as exc:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select
@@ -29,6 +29,14 @@ from qunyun.connectors.base import Capability, PlatformProfile, get_profile
 from qunyun.errors import Conflict, InvalidInput, NotFound
 from qunyun.groups.service import count_rows
 from qunyun.livecodes import routing
+
+# Group QR images are the service's too (images.py): re-exported under their names.
+from qunyun.livecodes.images import QR_DEFAULT_DAYS as QR_DEFAULT_DAYS
+from qunyun.livecodes.images import current_qr_images as current_qr_images
+from qunyun.livecodes.images import image_servable as image_servable
+from qunyun.livecodes.images import qr_images as qr_images
+from qunyun.livecodes.images import upload_qr_image as upload_qr_image
+from qunyun.livecodes.images import withdraw_qr_image as withdraw_qr_image
 from qunyun.livecodes.schemas import LiveCodeCreate, PoolEntryIn
 from qunyun.livecodes.storage import store_qr_image
 from qunyun.livecodes.threshold import parse_threshold
@@ -56,7 +64,6 @@ CODE_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/o, 1/l/i: read aloud o
 CODE_LENGTH = 8
 # A WeChat group QR stops letting people in after 200 joins through it, and expires after 7 days.
 QR_SCAN_LIMIT = 200
-QR_DEFAULT_DAYS = 7
 LINK_STATES = (OutboundState.SENT.value, OutboundState.CONFIRMED.value)
 
 
@@ -563,139 +570,6 @@ def joins_by_group(session: Session, live_code_id: int) -> dict[int, int]:
         .group_by(LiveCodeJoin.group_id)
     )
     return {int(g): int(n) for g, n in rows}
-
-
-# --- QR images --------------------------------------------------------------------------------
-
-
-def upload_qr_image(
-    session: Session,
-    scope: Scope,
-    group_id: int,
-    data: bytes,
-    *,
-    expires_at: datetime | None = None,
-    now: datetime | None = None,
-    request: HTTPConnection | None = None,
-) -> GroupQrImage:
-    """Store a group's QR image with its expiry (default: 7 days from now, WeChat's). Visitors
-    are shown the group's servable image that expires last; one expired or about to expire
-    (``routing.SERVE_MARGIN``) never."""
-    group = require_group(session, scope, group_id, write=True)
-    now = now or utcnow()
-    if expires_at is None:
-        expires_at = now + timedelta(days=QR_DEFAULT_DAYS)
-    if expires_at.tzinfo is None:
-        raise InvalidInput(Msg("err.livecode.expiry_offset"), field="expires_at")
-    if expires_at <= now + routing.SERVE_MARGIN:
-        raise InvalidInput(Msg("err.livecode.expiry_past"), field="expires_at")
-    if expires_at > now + timedelta(days=366):
-        raise InvalidInput(Msg("err.livecode.expiry_far"), field="expires_at")
-    path, media_type = store_qr_image(group.org_id, f"group-{group.id}", data, field="image")
-    image = GroupQrImage(
-        org_id=group.org_id,
-        group_id=group.id,
-        path=path,
-        media_type=media_type,
-        size=len(data),
-        uploaded_at=now,
-        expires_at=expires_at,
-        uploaded_by_id=scope.staff_id or None,
-    )
-    session.add(image)
-    session.flush()
-    record(
-        session,
-        org_id=scope.org_id,
-        staff_id=scope.staff_id or None,
-        action="group.qr_upload",
-        target_type="group",
-        target_id=group.id,
-        detail={"image_id": image.id, "expires_at": expires_at.isoformat()},
-        request=request,
-    )
-    _close_expiry_tasks(session, group.id, expires_at)
-    routing.forget_group(group.id)
-    return image
-
-
-def _close_expiry_tasks(session: Session, group_id: int, new_expiry: datetime) -> None:
-    """A new image that outlives the old ones answers their expiry tasks."""
-    task_ids = session.scalars(
-        select(GroupQrImage.alert_task_id).where(
-            GroupQrImage.group_id == group_id,
-            GroupQrImage.alert_task_id.is_not(None),
-            GroupQrImage.expires_at < new_expiry,
-        )
-    ).all()
-    for task_id in task_ids:
-        if task_id is not None:
-            close_task(session, task_id, TaskStatus.DONE, {"by": "qr_upload"})
-
-
-def withdraw_qr_image(
-    session: Session, scope: Scope, image_id: int, *, request: HTTPConnection | None = None
-) -> GroupQrImage:
-    """Stop showing an image (uploaded by mistake); it stays on record."""
-    image = session.scalar(
-        select(GroupQrImage).where(
-            GroupQrImage.id == image_id,
-            GroupQrImage.org_id == scope.org_id,
-            GroupQrImage.group_id.in_(visible_group_ids(scope)),
-        )
-    )
-    if image is None:
-        raise NotFound(Msg("err.livecode.no_image", id=image_id), field="image_id")
-    require_group(session, scope, image.group_id, write=True)
-    if image.withdrawn_at is None:
-        image.withdrawn_at = utcnow()
-        session.flush()
-        record(
-            session,
-            org_id=scope.org_id,
-            staff_id=scope.staff_id or None,
-            action="group.qr_withdraw",
-            target_type="group",
-            target_id=image.group_id,
-            detail={"image_id": image.id},
-            request=request,
-        )
-    routing.forget_group(image.group_id)
-    return image
-
-
-def qr_images(session: Session, scope: Scope, group_id: int) -> list[GroupQrImage]:
-    """A group's QR images, the latest upload first."""
-    group = require_group(session, scope, group_id)
-    return list(
-        session.scalars(
-            select(GroupQrImage)
-            .where(GroupQrImage.group_id == group.id)
-            .order_by(GroupQrImage.uploaded_at.desc(), GroupQrImage.id.desc())
-        )
-    )
-
-
-def image_servable(image: GroupQrImage, now: datetime) -> bool:
-    return image.withdrawn_at is None and image.expires_at > now + routing.SERVE_MARGIN
-
-
-def current_qr_images(session: Session, group_ids: Collection[int], *, now: datetime) -> dict[int, GroupQrImage]:
-    """Per group, the servable image that expires last (None: the group has none)."""
-    if not group_ids:
-        return {}
-    out: dict[int, GroupQrImage] = {}
-    for image in session.scalars(
-        select(GroupQrImage)
-        .where(
-            GroupQrImage.group_id.in_(list(group_ids)),
-            GroupQrImage.withdrawn_at.is_(None),
-            GroupQrImage.expires_at > now + routing.SERVE_MARGIN,
-        )
-        .order_by(GroupQrImage.expires_at, GroupQrImage.id)
-    ):
-        out[image.group_id] = image  # ordered by expiry: the last one wins
-    return out
 
 
 # --- figures ----------------------------------------------------------------------------------
