@@ -1,11 +1,13 @@
 """The job runner: claim due jobs in batches under leases, finish each batch in as few transactions
 as exactly-once allows.
 
-Ordinary handlers of a batch run in ONE transaction, each inside a savepoint: a handler that
-raises rolls back its savepoint only, and its job gets its retry or dead record in that same
-transaction. The completions (``status='done'`` and one ``JobRun`` per job) commit together with
-the handlers' writes, on rows the transaction locked up front under this worker's leases, so an
-attempt whose lease passed to another worker never commits anything.
+Ordinary handlers of a batch run in ONE transaction. The completions (``status='done'`` and one
+``JobRun`` per job) commit together with the handlers' writes, and change only rows still running
+under this worker's leases, so an attempt whose lease passed to another worker never commits
+anything. The transaction runs optimistically first (no savepoint, no row locked up front); a
+handler that raises, or a lease found lost, rolls it back, and the batch runs again carefully:
+the rows still held locked first, each handler inside a savepoint, the failed job recorded as
+failed. The loop claims the next batch in the transaction that finishes the last one.
 
 Two-phase jobs (``TwoPhaseJob``: prepare, call, record) prepare in that same transaction, which
 commits before any call; the calls run outside any transaction; then one transaction runs every
