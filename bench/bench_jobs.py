@@ -3,12 +3,17 @@
 6,000 trivial jobs (`--jobs`; each writes one small row, bench/jobs_handlers.py) are drained by
 1 and by 4 `qunyun worker --burst` processes. The baseline, measured in the same run on the same `jobs`
 table, is a bare loop in as many processes: claim up to `--batch` due jobs with
-`FOR UPDATE SKIP LOCKED LIMIT n`, issue the same INSERT per job, mark them done, commit — one
-transaction per batch, no leases kept, no run history, no savepoints, no typed payloads. Then the
-same jobs as two-phase jobs (prepare, a call that does nothing, record writes the row).
+`FOR UPDATE SKIP LOCKED LIMIT n`, issue the INSERT per job, mark them done, commit — one
+transaction per batch, no leases kept, no run history, no savepoints, no typed payloads. The
+workers' handler issues that very INSERT through the same driver call, so that the ratio measures
+the queue; a second worker figure writes the row through SQLAlchemy Core instead (what a typical
+handler's database layer adds). Then the jobs as two-phase jobs (prepare, a call that does
+nothing, record writes the row).
 
 Throughput counts the jobs finished while every process was at work (see `drained`), so process
-start-up and the tail are left out of both sides alike. Reproduce: `.venv/bin/python -m bench.bench_jobs`.
+start-up and the tail are left out of both sides alike. Every configuration runs `--rounds` times,
+each worker figure next to its baseline, and the medians are shown: the machine is shared, and
+its load drifts within seconds. Reproduce: `.venv/bin/python -m bench.bench_jobs`.
 """
 
 from __future__ import annotations
@@ -194,7 +199,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=6_000)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3, help="runs of every configuration; medians are shown")
+    parser.add_argument("--rounds", type=int, default=5, help="runs of every configuration; medians are shown")
     parser.add_argument("--bare-loop", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_loop:
