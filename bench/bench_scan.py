@@ -2,7 +2,8 @@
 clients, on SQLite and PostgreSQL, against a bare Starlette app answering the same redirect in the
 same run (``bench/bare_scan.py``).
 
-    python -m bench.bench_scan [--seconds 10] [--clients 200] [--workers 1] [--no-pg] [--no-sqlite]
+    python -m bench.bench_scan [--seconds 10] [--rounds 3] [--clients 200] [--rate 500] [--workers 1]
+                               [--no-pg] [--no-sqlite]
 
 Every request is a first-time scan (the clients keep no cookie): the full path of a scan — the
 cached pool, the group's counter moved by the conditional UPDATE, the scan and the visitor
@@ -12,8 +13,11 @@ fill during the run. Each client is one keep-alive connection sending one reques
 a small asyncio client with hand-written HTTP/1.1 keeps the load generator's own cost low.
 
 The servers are ``qunyun serve --workers N --job-threads 0`` and ``uvicorn bench.bare_scan:app
---workers N`` with the same options (log level info, access log on, as ``qunyun serve``). The
-baseline is measured before and after qunyun's run, and their mean is the reference.
+--workers N`` with the same options (log level info, access log on, as ``qunyun serve``), started
+in turn ``--rounds`` times. Each round measures back to back (requests per second, and the
+server's CPU time per request from /proc) and then at ``--rate`` requests per second in all
+(p50/p99 latency, counted from when each request was due: with 200 clients back to back latency
+is only 200 / throughput). The medians of the rounds are compared.
 """
 
 from __future__ import annotations
