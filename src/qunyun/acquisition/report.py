@@ -33,8 +33,8 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, case, distinct, exists, func, or_, select, text, type_coerce
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import BigInteger, case, distinct, func, select, text, type_coerce
+from sqlalchemy.orm import Session
 
 from qunyun.acquisition.schemas import (
     ChannelDetail,
@@ -125,48 +125,58 @@ def _micros(column: Any) -> Any:
     return type_coerce(column, BigInteger)
 
 
-def first_joins(session: Session, org_id: int, day_from: int, day_to: int, group_ids: list[int] | None) -> Select[Any]:
-    """Members' first joins in the organisation that fall on days ``day_from``..``day_to``
-    (into ``group_ids`` when given): event id, member, time, group, channel."""
-    earlier = aliased(Event)
-    before = (
-        select(earlier.id)
-        .where(
-            earlier.member_id == Event.member_id,
-            text(MEMBERSHIP_KINDS),  # ix_events_membership's condition (the subquery's own table)
-            earlier.kind == int(EventKind.MEMBER_JOINED),
-            earlier.org_id == org_id,
-            or_(
-                _micros(earlier.ts) < _micros(Event.ts),
-                (_micros(earlier.ts) == _micros(Event.ts)) & (earlier.id < Event.id),
-            ),
+def first_joins(session: Session, org_id: int, day_from: int, day_to: int) -> list[Any]:
+    """Members' first joins in the organisation that fall on days ``day_from``..``day_to``:
+    rows of event id, member, time, group, channel (the earliest join, then the lowest id).
+
+    Two steps whose plans do not depend on the planner's statistics: each member's earliest
+    join time from one aggregate over the organisation's joins (``day`` grows with ``ts``, so
+    the earliest join's day is the least day), then those members' joins by member through
+    ``ix_events_membership``. (An anti-join "no earlier join", or a join with the aggregate,
+    becomes a nested loop over every pair of joins when the statistics are stale.)"""
+    earliest = {
+        int(member_id): int(ts)
+        for member_id, ts in session.execute(
+            select(Event.member_id, func.min(_micros(Event.ts)))
+            .where(Event.org_id == org_id, text(JOIN_KIND), Event.member_id.is_not(None))
+            .group_by(Event.member_id)
+            .having(func.min(Event.day) >= day_from, func.min(Event.day) <= day_to)
         )
-        .correlate(Event)
-    )
-    query = select(
-        Event.id.label("event_id"),
-        Event.member_id.label("member_id"),
-        _micros(Event.ts).label("ts"),
-        Event.group_id.label("group_id"),
-        Event.channel_id.label("channel_id"),
-    ).where(
-        Event.org_id == org_id,
-        text(JOIN_KIND),
-        Event.day >= day_from,
-        Event.day <= day_to,
-        Event.member_id.is_not(None),
-        ~exists(before),
-    )
-    if group_ids is not None:
-        query = query.where(Event.group_id.in_(group_ids))
-    return query
+    }
+    firsts: dict[int, Any] = {}
+    for chunk in _chunks(sorted(earliest)):
+        rows = session.execute(
+            select(
+                Event.id.label("event_id"),
+                Event.member_id.label("member_id"),
+                _micros(Event.ts).label("ts"),
+                Event.group_id.label("group_id"),
+                Event.channel_id.label("channel_id"),
+            )
+            .where(
+                Event.member_id.in_(chunk),
+                text(MEMBERSHIP_KINDS),
+                Event.kind == int(EventKind.MEMBER_JOINED),
+                Event.org_id == org_id,
+            )
+            .order_by(Event.member_id, Event.id)
+        )
+        for row in rows:
+            member_id = int(row.member_id)
+            if int(row.ts) == earliest[member_id]:
+                firsts.setdefault(member_id, row)  # two joins at the same instant: the first stored
+    return list(firsts.values())
 
 
 def acquired_members(
     session: Session, org_id: int, day_from: int, day_to: int, group_ids: list[int] | None
 ) -> list[Acquired]:
-    """The members acquired on days ``day_from``..``day_to``, with their channel and live code."""
-    rows = session.execute(first_joins(session, org_id, day_from, day_to, group_ids)).all()
+    """The members acquired on days ``day_from``..``day_to`` (whose first join was into one of
+    ``group_ids`` when given), with their channel and live code."""
+    rows = first_joins(session, org_id, day_from, day_to)
+    if group_ids is not None:
+        visible = set(group_ids)
+        rows = [r for r in rows if r.group_id in visible]
     attributed: dict[int, tuple[int | None, int | None]] = {}
     event_ids = [int(r.event_id) for r in rows]
     for chunk in _chunks(event_ids):
