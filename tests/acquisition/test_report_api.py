@@ -63,8 +63,8 @@ def test_another_organisations_channel_is_not_found(client: TestClient, world: W
     [
         ("from=2026-03-08&to=2026-03-02", "to"),
         ("from=2026-02-30&to=2026-03-02", "from"),
-        ("to=2026-03-02", "from"),
-        ("from=2026-03-02", "to"),
+        ("from=2026-03-02&to=yesterday", "to"),
+        ("from=9000-01-01", "to"),  # after today, the default end
     ],
 )
 def test_bad_ranges_name_the_parameter(client: TestClient, world: World, query: str, field: str) -> None:
@@ -75,3 +75,15 @@ def test_bad_ranges_name_the_parameter(client: TestClient, world: World, query: 
 
 def test_no_credential_no_report(client: TestClient, world: World) -> None:
     assert client.get(f"/api/v1/channels/report?{DAY}").status_code == 401
+
+
+def test_the_range_defaults_to_the_last_28_days(client: TestClient, world: World) -> None:
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    body = _get(client, world, "lead", "/api/v1/channels/report").json()
+    assert (body["date_from"], body["date_to"]) == ((today - timedelta(days=27)).isoformat(), today.isoformat())
+    body = _get(client, world, "lead", "/api/v1/channels/report?to=2026-03-08").json()
+    assert body["date_from"] == "2026-02-09" and body["channels"][0]["joins"] == 1
+    assert date.fromisoformat(body["date_to"]) == date(2026, 3, 8)

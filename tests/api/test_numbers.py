@@ -101,6 +101,8 @@ def _url(world: World, param: IntParam, value: int | None = None) -> str:
 
 def _request(client: TestClient, world: World, method: str, url: str, **params: Any) -> Any:
     body = {"assignments": []} if method == "PUT" and url.endswith("/assignments") else {}
+    if method == "POST" and url.endswith("/spend"):
+        body = {"day": "2026-03-03"}
     json_body = body if method in ("POST", "PUT", "PATCH") else None
     return client.request(method, url, params=params, json=json_body, headers=world.headers("lead"))
 

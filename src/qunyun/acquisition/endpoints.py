@@ -23,8 +23,11 @@ from qunyun.auth.deps import CurrentScope, DbSession
 router = APIRouter(prefix="/channels", tags=["channels"])
 
 ChannelId = Annotated[Id, Path(description="Channel id")]
-DateFrom = Annotated[date, Query(alias="from", description="First day (the organisation's calendar), YYYY-MM-DD")]
-DateTo = Annotated[date, Query(alias="to", description="Last day, inclusive")]
+DateFrom = Annotated[
+    date | None,
+    Query(alias="from", description="First day (the organisation's calendar); default: 27 days before `to`"),
+]
+DateTo = Annotated[date | None, Query(alias="to", description="Last day, inclusive; default: today")]
 
 
 @router.get("", response_model=Page[ChannelOut], summary="Channels with members acquired and CAC")
@@ -34,8 +37,11 @@ def list_channels(db: DbSession, scope: CurrentScope, paging: Paging, kind: str 
 
 
 @router.get("/report", response_model=ChannelReport, summary="The channel report: per channel and per live code")
-def channel_report(db: DbSession, scope: CurrentScope, date_from: DateFrom, date_to: DateTo) -> ChannelReport:
-    return report.channel_report(db, scope, date_from, date_to)
+def channel_report(
+    db: DbSession, scope: CurrentScope, date_from: DateFrom = None, date_to: DateTo = None
+) -> ChannelReport:
+    first, last = report.report_range(db, scope, date_from, date_to)
+    return report.channel_report(db, scope, first, last)
 
 
 @router.post("", response_model=ChannelOut, status_code=status.HTTP_201_CREATED, summary="Create a channel (lead only)")
@@ -75,6 +81,7 @@ def record_spend(
 
 @router.get("/{channel_id}/report", response_model=ChannelDetail, summary="One channel's funnel, by day and live code")
 def channel_detail(
-    channel_id: ChannelId, db: DbSession, scope: CurrentScope, date_from: DateFrom, date_to: DateTo
+    channel_id: ChannelId, db: DbSession, scope: CurrentScope, date_from: DateFrom = None, date_to: DateTo = None
 ) -> ChannelDetail:
-    return report.channel_detail(db, scope, channel_id, date_from, date_to)
+    first, last = report.report_range(db, scope, date_from, date_to)
+    return report.channel_detail(db, scope, channel_id, first, last)

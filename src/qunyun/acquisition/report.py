@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -68,6 +68,7 @@ HOUR = 3600 * 1_000_000
 ACTIVE_WINDOW = 168 * HOUR
 PAYING_WINDOW = 30 * 24 * HOUR
 CHUNK = 1000
+DEFAULT_DAYS = 28
 STREAM_ROWS = 10_000
 _ROI = Decimal("0.0001")
 # The machine-readable row of ``qunyun channels report`` (PRODUCT.md), in this order.
@@ -310,6 +311,13 @@ def _scan_figures(
     for k, scans, visitors, fallback in session.execute(query):
         out[k] = _Figures(scans=int(scans), visitors=int(visitors), fallback=int(fallback or 0))
     return out
+
+
+def report_range(session: Session, scope: Scope, date_from: date | None, date_to: date | None) -> tuple[date, date]:
+    """The range a report covers when the reader gives none or one end: up to today (in the
+    organisation's zone), :data:`DEFAULT_DAYS` days long."""
+    last = date_to or datetime.now(org_zone(session, scope.org_id)).date()
+    return date_from or last - timedelta(days=DEFAULT_DAYS - 1), last
 
 
 def channel_report(
