@@ -564,6 +564,24 @@ API_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, Any]]] = {
     ("POST", "/api/v1/tasks/notices/seen"): [("/api/v1/tasks/notices/seen", {"task_ids": [1]})],
     # A webhook's credential is its signature: a staff token opens nothing there.
     ("POST", "/hooks/{platform}/{connection_id}"): [("/hooks/simulator/1", {"events": []})],
+    # Live codes: a pool of a group outside the scope, or one's group put into another's code.
+    ("POST", "/api/v1/livecodes"): [
+        ("/api/v1/livecodes", {"name": "mine", "group_ids": [3]}),
+        ("/api/v1/livecodes", {"name": "mine", "group_ids": [1]}),
+    ],
+    ("PATCH", "/api/v1/livecodes/{live_code_id}"): [("/api/v1/livecodes/1", {"name": "Mine"})],
+    ("PUT", "/api/v1/livecodes/{live_code_id}/fallback-image"): [
+        ("/api/v1/livecodes/1/fallback-image", {"image_base64": None})
+    ],
+    ("POST", "/api/v1/livecodes/{live_code_id}/groups"): [("/api/v1/livecodes/1/groups", {"group_id": 3})],
+    ("PATCH", "/api/v1/livecodes/{live_code_id}/groups/{group_id}"): [
+        ("/api/v1/livecodes/1/groups/3", {"scan_limit": 5})
+    ],
+    ("DELETE", "/api/v1/livecodes/{live_code_id}/groups/{group_id}"): [("/api/v1/livecodes/1/groups/1", None)],
+    ("POST", "/api/v1/livecodes/groups/{group_id}/qr-images"): [
+        ("/api/v1/livecodes/groups/{g3}/qr-images", {"image_base64": "iVBORw0KGgoAAAAA"})
+    ],
+    ("DELETE", "/api/v1/livecodes/qr-images/{image_id}"): [("/api/v1/livecodes/qr-images/1", None)],
     # Last: revokes the token used so far.
     ("DELETE", "/api/v1/auth/tokens/current"): [("/api/v1/auth/tokens/current", None)],
 }
