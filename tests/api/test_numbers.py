@@ -85,6 +85,8 @@ VALID_IDS = {
     "channel_id": ("channels", "sms"),
     "staff_id": ("staff", "lead"),
     "event_id": ("events", "join-g1-m1"),
+    # The world holds no live code: any id is a missing one, answered 404 whatever the rest.
+    "live_code_id": ("groups", "g1"),
 }
 
 
@@ -103,6 +105,13 @@ def _request(client: TestClient, world: World, method: str, url: str, **params: 
     body = {"assignments": []} if method == "PUT" and url.endswith("/assignments") else {}
     if method == "POST" and url.endswith("/spend"):
         body = {"day": "2026-03-03"}
+    # Live code routes with a required body get a valid one, so that the path decides.
+    if method == "PUT" and url.endswith("/fallback-image"):
+        body = {"image_base64": None}
+    if method == "POST" and url.endswith("/qr-images"):
+        body = {"image_base64": "iVBORw0KGgo="}
+    if method == "POST" and url.startswith(f"{API}/livecodes/") and url.endswith("/groups"):
+        body = {"group_id": world.groups["g1"]}
     json_body = body if method in ("POST", "PUT", "PATCH") else None
     return client.request(method, url, params=params, json=json_body, headers=world.headers("lead"))
 
