@@ -218,9 +218,7 @@ class EdgeGuard:
             return
         path: str = scope.get("path", "")
         method: str = scope.get("method", "GET")
-        # Live code scans (/c/…) bound their own threads (livecodes/scan.py): a poster brings
-        # hundreds at once, each a few milliseconds of work, which must queue rather than get 503.
-        if path in UNGUARDED_PATHS or path.startswith(("/static/", "/c/")):
+        if path in UNGUARDED_PATHS or path.startswith("/static/"):
             await self.app(scope, receive, send)
             return
         needs_credential = (
