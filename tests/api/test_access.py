@@ -589,6 +589,8 @@ CONSOLE_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, dict[str, str]]]] = 
     ("POST", "/communities/{community_id}/edit"): [("/communities/1/edit", {"name": "Mine", "brand": "x"})],
     ("POST", "/communities/setup/start"): [("/communities/setup/start", {"name": "Mine", "brand": "x"})],
     ("POST", "/communities/{community_id}/setup/{key}"): [("/communities/1/setup/groups", {"count": "3"})],
+    # The new-member benefit's coupon pool: a lead's, whoever's community it is.
+    ("POST", "/communities/{community_id}/benefit"): [("/communities/1/benefit", {"codes": "CODE-1\nCODE-2"})],
     ("POST", "/login"): [("/login", {"username": "{who}", "password": PASSWORD})],
     ("POST", "/connections"): [("/connections", {"platform": "simulator", "name": "mine"})],
     ("POST", "/connections/{connection_id}/{action}"): [("/connections/1/disable", {})],
