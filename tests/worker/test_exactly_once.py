@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -33,11 +34,7 @@ def test_four_worker_processes_run_each_job_exactly_once(
         org = Organisation(name="Exactly once", slug="exactly-once", created_at=utcnow())
         s.add(org)
         s.flush()
-        # A few milliseconds per job, so that the workers interleave.
-        enqueue_many(s, [(RECORD, {"org_id": org.id, "sleep_ms": 2}, org.id)] * JOBS)
-    with db() as s:
-        job_ids = set(s.scalars(select(Job.id).where(Job.kind == RECORD)))
-    assert len(job_ids) == JOBS
+        org_id = org.id
 
     executions = tmp_path / "executions"
     executions.mkdir()
@@ -50,7 +47,7 @@ def test_four_worker_processes_run_each_job_exactly_once(
     logs = [(tmp_path / f"worker{i}.log").open("w+") for i in range(PROCESSES)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "qunyun.cli", "worker", "--burst", "--concurrency", "2", "--name", f"proc{i}"],
+            [sys.executable, "-m", "qunyun.cli", "worker", "--concurrency", "2", "--batch", "8", "--name", f"proc{i}"],
             cwd=REPO,
             env=env,
             stdout=log,
@@ -60,6 +57,23 @@ def test_four_worker_processes_run_each_job_exactly_once(
     ]
     deadline = time.monotonic() + TIMEOUT
     try:
+        # Every process is up and polling before the jobs arrive: on a busy machine the first
+        # one to start could otherwise drain them all alone before the others have started.
+        while not all("started 2 job worker(s)" in (tmp_path / f"worker{i}.log").read_text() for i in range(PROCESSES)):
+            assert all(proc.poll() is None for proc in procs), "a worker exited before the jobs came"
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.1)
+        with unit_of_work(db) as s:
+            # A few milliseconds per job, so that the workers interleave.
+            enqueue_many(s, [(RECORD, {"org_id": org_id, "sleep_ms": 2}, org_id)] * JOBS)
+        with db() as s:
+            job_ids = set(s.scalars(select(Job.id).where(Job.kind == RECORD)))
+        assert len(job_ids) == JOBS
+        while not _all_done(db):
+            assert time.monotonic() < deadline, "the jobs were not all done in time"
+            time.sleep(0.2)
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)  # finish the job in hand, then exit
         for proc in procs:
             proc.wait(timeout=max(1.0, deadline - time.monotonic()))
     finally:
@@ -101,3 +115,8 @@ def test_four_worker_processes_run_each_job_exactly_once(
             assert earlier.finished_at <= later.started_at
     processes = Counter(worker.rsplit(":", 1)[0] for _, worker, _, _, _ in job_runs)
     assert len(processes) > 1, processes
+
+
+def _all_done(db: sessionmaker[Session]) -> bool:
+    with db() as s:
+        return not s.scalar(select(func.count()).select_from(Job).where(Job.kind == RECORD, Job.status != "done"))

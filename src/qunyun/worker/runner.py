@@ -255,6 +255,10 @@ class Worker:
         self._next_recovery = 0
         self._ahead: list[ClaimedJob] = []  # claimed by the loop with the last batch's completions
         self._guarded: sessionmaker[Session] | None = None  # the factory whose commits are guarded
+        if factory is not None:
+            # Here, in the thread that builds the workers, not in a worker thread beside others.
+            _CommitGuard.install(factory)
+            self._guarded = factory
 
     # -- claiming
 
@@ -500,7 +504,9 @@ class Worker:
             if self.leases is not None:
                 for job in prepared:
                     self.leases.extended(job, now + self.lease_seconds * MICROS)
-            if claim_ahead and not prepared and not self._stopping():
+            # Not on SQLite: there the batch's transaction holds the database's one write lock,
+            # and a worker that went on from batch to batch under it would starve the others.
+            if claim_ahead and not prepared and not self._stopping() and session.get_bind().dialect.name != "sqlite":
                 ahead = self._claim(session, self.batch)
         if ahead:
             self._ahead = ahead  # committed: the loop runs them next
