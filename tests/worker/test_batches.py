@@ -176,8 +176,10 @@ def test_a_worker_asked_to_stop_finishes_the_job_in_hand_and_gives_the_rest_back
 
 
 def test_a_worker_that_stops_gives_back_the_batch_it_claimed_ahead(
-    db: Factory, org_id: int, make_worker: MakeWorker
+    db: Factory, database_url: str, org_id: int, make_worker: MakeWorker
 ) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("on SQLite every claim is a transaction of its own")
     ids = [add_job(db, RECORD, {"org_id": org_id}) for _ in range(4)]
     worker = make_worker(batch=2)
     # What the loop does: finishing a batch claims the next one in the same transaction.
