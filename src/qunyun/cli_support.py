@@ -204,6 +204,28 @@ def resolve_org(given: str | None, *, new_default: str | None = None) -> str:
     raise CliFailure(Msg("cli.which_org", slugs=_slug_list(slugs)))
 
 
+def resolve_org_id(given: str | None) -> int:
+    """The id of the organisation :func:`resolve_org` names."""
+    from sqlalchemy import select
+
+    from qunyun.db.session import unit_of_work
+    from qunyun.models import Organisation
+
+    slug = resolve_org(given)
+    with unit_of_work(write=False) as session:
+        org_id = session.scalar(select(Organisation.id).where(Organisation.slug == slug))
+    assert org_id is not None  # resolve_org has just seen it
+    return org_id
+
+
+def lead_scope_of(org_id: int) -> Any:
+    """The command line acts as the organisation's lead (audited without a staff member)."""
+    from qunyun.auth.scope import Scope
+    from qunyun.models import Role
+
+    return Scope(staff_id=0, org_id=org_id, role=Role.LEAD)
+
+
 # --- expected failures as one line ------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from qunyun.cli_support import CliFailure, require_schema, resolve_org, tell
+from qunyun.cli_support import CliFailure, lead_scope_of, require_schema, resolve_org_id, tell
 from qunyun.locale import Msg
 
 app = typer.Typer(help="Connections: an organisation's accounts on platforms", no_args_is_help=True)
@@ -64,27 +64,6 @@ def _secret_value(key: str, value: str) -> str:
     if value.startswith("file:"):
         return Path(value[5:]).read_text(encoding="utf-8").strip()  # OSError: one line
     return value
-
-
-def _org_id(org: str | None) -> int:
-    from sqlalchemy import select
-
-    from qunyun.db.session import unit_of_work
-    from qunyun.models import Organisation
-
-    slug = resolve_org(org)
-    with unit_of_work(write=False) as session:
-        org_id = session.scalar(select(Organisation.id).where(Organisation.slug == slug))
-    assert org_id is not None  # resolve_org has just seen it
-    return org_id
-
-
-def _scope(org_id: int) -> Any:
-    """The command line acts as the organisation's lead (audited without a staff member)."""
-    from qunyun.auth.scope import Scope
-    from qunyun.models import Role
-
-    return Scope(staff_id=0, org_id=org_id, role=Role.LEAD)
 
 
 def _print(out: Any, fmt: OutputFormat, keys: tuple[str, ...]) -> None:
@@ -133,11 +112,11 @@ def add(
     from qunyun.db.session import unit_of_work
 
     require_schema()
-    org_id = _org_id(org)
+    org_id = resolve_org_id(org)
     given_settings: dict[str, Any] = dict(_pairs(settings or [], "--set"))
     given_secrets = {key: _secret_value(key, value) for key, value in _pairs(secrets or [], "--secret")}
     with unit_of_work() as session:
-        row = add_connection(session, _scope(org_id), platform, name, given_settings, given_secrets)
+        row = add_connection(session, lead_scope_of(org_id), platform, name, given_settings, given_secrets)
         added = ConnectionAdded(id=row.id, platform=row.platform, callback_path=callback_path(row.platform, row.id))
         status, error = row.status, row.last_error
     if fmt == OutputFormat.json:
@@ -156,9 +135,9 @@ def list_(org: OrgOption = None, fmt: FormatOption = OutputFormat.table) -> None
     from qunyun.db.session import unit_of_work
 
     require_schema()
-    org_id = _org_id(org)
+    org_id = resolve_org_id(org)
     with unit_of_work(write=False) as session:
-        rows = [ConnectionOut.of(row) for row in list_connections(session, _scope(org_id))]
+        rows = [ConnectionOut.of(row) for row in list_connections(session, lead_scope_of(org_id))]
     _print(rows, fmt, SHOWN)
 
 
@@ -168,14 +147,14 @@ def _act(action: str, connection_id: int, org: str | None, fmt: OutputFormat) ->
     from qunyun.db.session import unit_of_work
 
     require_schema()
-    org_id = _org_id(org)
+    org_id = resolve_org_id(org)
     operation = {
         "test": service.test_connection,
         "disable": service.disable_connection,
         "enable": service.enable_connection,
     }[action]
     with unit_of_work() as session:
-        out = ConnectionOut.of(operation(session, _scope(org_id), connection_id))
+        out = ConnectionOut.of(operation(session, lead_scope_of(org_id), connection_id))
     _print(out, fmt, SHOWN)
 
 

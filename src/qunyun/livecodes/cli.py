@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from qunyun.cli_support import CliFailure, require_schema, resolve_org
+from qunyun.cli_support import CliFailure, lead_scope_of, require_schema, resolve_org_id
 from qunyun.locale import Msg
 
 app = typer.Typer(
@@ -38,27 +38,6 @@ class Policy(StrEnum):
 
 
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="json (stable) or table")]
-
-
-def _org_id(org: str | None) -> int:
-    from sqlalchemy import select
-
-    from qunyun.db.session import unit_of_work
-    from qunyun.models import Organisation
-
-    slug = resolve_org(org)
-    with unit_of_work(write=False) as session:
-        org_id = session.scalar(select(Organisation.id).where(Organisation.slug == slug))
-    assert org_id is not None  # resolve_org has just seen it
-    return org_id
-
-
-def _scope(org_id: int) -> Any:
-    """The command line acts as the organisation's lead (audited without a staff member)."""
-    from qunyun.auth.scope import Scope
-    from qunyun.models import Role
-
-    return Scope(staff_id=0, org_id=org_id, role=Role.LEAD)
 
 
 def _group_ids(session: Any, org_id: int, externals: list[str], connection: int | None) -> list[int]:
@@ -112,7 +91,7 @@ def create(
     from qunyun.models import Channel, RoutingPolicy
 
     require_schema()
-    org_id = _org_id(org)
+    org_id = resolve_org_id(org)
     externals = [g.strip() for g in groups.split(",") if g.strip()]
     with unit_of_work() as session:
         group_ids = _group_ids(session, org_id, externals, connection)
@@ -136,7 +115,7 @@ def create(
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
             raise CliFailure(Msg("cli.error", message=f"--{field.replace('_', '-')}: {first['msg']}")) from None
-        row = service.create_live_code(session, _scope(org_id), data)
+        row = service.create_live_code(session, lead_scope_of(org_id), data)
         out = {"code": row.code, "url": service.public_path(row.code)}
     if fmt == OutputFormat.json:
         print(json.dumps(out, ensure_ascii=False))
@@ -156,10 +135,10 @@ def show(
     from qunyun.livecodes import service
 
     require_schema()
-    org_id = _org_id(org)
+    org_id = resolve_org_id(org)
     with unit_of_work(write=False) as session:
-        row = service.get_by_code(session, _scope(org_id), code)
-        out = service.summary(session, _scope(org_id), row.id)
+        row = service.get_by_code(session, lead_scope_of(org_id), code)
+        out = service.summary(session, lead_scope_of(org_id), row.id)
     if fmt == OutputFormat.json:
         print(json.dumps(out, ensure_ascii=False))
         return

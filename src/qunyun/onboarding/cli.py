@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from qunyun.cli_support import require_schema, resolve_org
+from qunyun.cli_support import lead_scope_of, require_schema, resolve_org_id
 
 app = typer.Typer(help="Onboarding: the new-member benefit's coupon codes", no_args_is_help=True)
 coupons_app = typer.Typer(help="A playbook's coupon pool (新人福利券码)", no_args_is_help=True)
@@ -37,18 +37,7 @@ FormatOption = Annotated[OutputFormat, typer.Option("--format", help="json (stab
 
 
 def _scope(org: str | None) -> Any:
-    """The command line acts as the organisation's lead (no staff member)."""
-    from sqlalchemy import select
-
-    from qunyun.auth.scope import Scope
-    from qunyun.db.session import unit_of_work
-    from qunyun.models import Organisation, Role
-
-    slug = resolve_org(org)
-    with unit_of_work(write=False) as session:
-        org_id = session.scalar(select(Organisation.id).where(Organisation.slug == slug))
-    assert org_id is not None  # resolve_org has just seen it
-    return Scope(staff_id=0, org_id=org_id, role=Role.LEAD)
+    return lead_scope_of(resolve_org_id(org))
 
 
 def _print(out: dict[str, Any], fmt: OutputFormat) -> None:
