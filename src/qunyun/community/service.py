@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from qunyun.errors import Conflict, InvalidInput, NotFound
 from qunyun.locale import Msg
 from qunyun.models import Community, Group, Playbook
 from qunyun.onboarding import settings as onboarding_settings
+from qunyun.texttemplate import TemplateError, fill
 from qunyun.timeutil import utcnow
 
 # 000 §二.一, 003 五要素: the community types of the methodology.
@@ -32,7 +32,6 @@ NAME_LIMIT = 200  # Community.name, Playbook.naming_template: String(200)
 # A naming template is literal text, ``{{`` / ``}}`` for a brace, and ``{field}`` placeholders.
 # Nothing else: no format specs or conversions, so a template cannot blow a name up
 # (``{brand:>20000000}``) or fail while rendering (``{brand:d}``).
-_NAMING_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 
 
 @dataclass(frozen=True)
@@ -72,30 +71,20 @@ def group_name(template: str, *, brand: str, region: str = "华东", type_: str 
     """A group name from a naming template (also its preview, with example values); InvalidInput
     naming the first placeholder that is not one of NAMING_FIELDS, or a stray brace."""
     values = {"brand": brand, "region": region, "type": type_, "seq": str(seq), "n": str(seq)}
-    out: list[str] = []
-    pos = 0
-    for match in _NAMING_TOKEN.finditer(template):
-        out.append(template[pos : match.start()])
-        pos = match.end()
-        token = match.group(0)
-        if token in ("{{", "}}"):
-            out.append(token[0])
-        elif match.group(1) is None:
+    try:
+        return fill(template, values)
+    except TemplateError as error:
+        if error.stray_brace:
             raise InvalidInput(
-                Msg("err.naming.stray_brace", brace=token, position=match.start() + 1),
+                Msg("err.naming.stray_brace", brace=error.token, position=error.position),
                 field="naming_template",
-                position=match.start() + 1,
-            )
-        elif match.group(1) in values:
-            out.append(values[match.group(1)])
-        else:
-            raise InvalidInput(
-                Msg("err.naming.unknown_placeholder", placeholder=token, allowed=_allowed_placeholders()),
-                field="naming_template",
-                placeholder=token,
-            )
-    out.append(template[pos:])
-    return "".join(out)
+                position=error.position,
+            ) from None
+        raise InvalidInput(
+            Msg("err.naming.unknown_placeholder", placeholder=error.token, allowed=_allowed_placeholders()),
+            field="naming_template",
+            placeholder=error.token,
+        ) from None
 
 
 def _allowed_placeholders() -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from qunyun.errors import InvalidInput
 from qunyun.locale import Msg
+from qunyun.texttemplate import TemplateError, fill, fill_lenient, placeholders
 
 # What every onboarding text may name (PRODUCT.md M2, issue 10 point 5).
 COMMON_VARIABLES = ("nickname", "group_name", "owner_name", "rules_url")
@@ -22,7 +23,6 @@ VARIABLES: Mapping[str, tuple[str, ...]] = {
     "name_card_text": (*COMMON_VARIABLES, "name_card_format"),
     "benefit_text": (*COMMON_VARIABLES, "code"),
 }
-_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 TEXT_LIMIT = 4000  # what an outbound action's text may hold
 
 # Characters that separate the parts of a name card (城市-昵称-车型, 上海|老王, 北京 · 小李 …).
@@ -43,53 +43,31 @@ def variables_of(field: str) -> str:
 def render(field: str, template: str, values: Mapping[str, str]) -> str:
     """``template`` with its placeholders replaced by ``values`` (which must hold every variable
     the field allows); ``InvalidInput`` for an unknown placeholder or a stray brace."""
-    out: list[str] = []
-    pos = 0
-    for match in _TOKEN.finditer(template):
-        out.append(template[pos : match.start()])
-        pos = match.end()
-        token = match.group(0)
-        if token in ("{{", "}}"):
-            out.append(token[0])
-        elif match.group(1) is None:
+    try:
+        return fill(template, values, allowed=VARIABLES[field])
+    except TemplateError as error:
+        if error.stray_brace:
             raise InvalidInput(
-                Msg("err.onboarding.stray_brace", label=Msg(f"f_{field}"), brace=token, position=match.start() + 1),
+                Msg("err.onboarding.stray_brace", label=Msg(f"f_{field}"), brace=error.token, position=error.position),
                 field=field,
-                position=match.start() + 1,
-            )
-        elif match.group(1) in VARIABLES[field]:
-            out.append(values[match.group(1)])
-        else:
-            raise InvalidInput(
-                Msg(
-                    "err.onboarding.unknown_variable",
-                    label=Msg(f"f_{field}"),
-                    variable=token,
-                    allowed=variables_of(field),
-                ),
-                field=field,
-                variable=token,
-            )
-    out.append(template[pos:])
-    return "".join(out)
+                position=error.position,
+            ) from None
+        raise InvalidInput(
+            Msg(
+                "err.onboarding.unknown_variable",
+                label=Msg(f"f_{field}"),
+                variable=error.token,
+                allowed=variables_of(field),
+            ),
+            field=field,
+            variable=error.token,
+        ) from None
 
 
 def render_stored(field: str, template: str, values: Mapping[str, str]) -> str:
     """As :func:`render`, for a template stored before it was checked: an unknown placeholder
     or a stray brace is left as it is rather than failing the send."""
-    try:
-        return render(field, template, values)
-    except InvalidInput:
-        return _TOKEN.sub(
-            lambda m: (
-                m.group(0)[0]
-                if m.group(0) in ("{{", "}}")
-                else values.get(m.group(1) or "", m.group(0))
-                if m.group(1) in VARIABLES[field]
-                else m.group(0)
-            ),
-            template,
-        )
+    return fill_lenient(template, values, allowed=VARIABLES[field])
 
 
 @dataclass(frozen=True)
@@ -126,4 +104,4 @@ def check_name_card_format(text: str) -> None:
 
 def uses(template: str, variable: str) -> bool:
     """Whether ``template`` has the placeholder ``{variable}``."""
-    return any(m.group(1) == variable for m in _TOKEN.finditer(template))
+    return variable in placeholders(template)
