@@ -26,6 +26,8 @@ class Member(Base):
     occupation: Mapped[str] = mapped_column(String(100), default="")
     region: Mapped[str] = mapped_column(String(64), default="")
     interests: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The member's WeCom corp (企业), when the platform tells it: moderation's other-company rule.
+    corp: Mapped[str] = mapped_column(String(64), default="", server_default="")
     first_seen_at: Mapped[datetime] = mapped_column(Timestamp)
     erased_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
 
