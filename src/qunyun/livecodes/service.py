@@ -572,6 +572,33 @@ def joins_by_group(session: Session, live_code_id: int) -> dict[int, int]:
     return {int(g): int(n) for g, n in rows}
 
 
+def list_figures(session: Session, scope: Scope, live_code_ids: Collection[int]) -> dict[int, tuple[int, int]]:
+    """For the list of codes, per live code id: the active groups of its pool the caller sees,
+    and the joins attributed to it. Two queries however many codes (the list page used to walk
+    each code's pool)."""
+    ids = list(live_code_ids)
+    if not ids:
+        return {}
+    active = {
+        int(code_id): int(n)
+        for code_id, n in session.execute(
+            select(LiveCodeGroup.live_code_id, func.count())
+            .join(Group, Group.id == LiveCodeGroup.group_id)
+            .where(LiveCodeGroup.live_code_id.in_(ids), LiveCodeGroup.active.is_(True), group_visible(scope))
+            .group_by(LiveCodeGroup.live_code_id)
+        )
+    }
+    joined = {
+        int(code_id): int(n)
+        for code_id, n in session.execute(
+            select(LiveCodeJoin.live_code_id, func.count())
+            .where(LiveCodeJoin.live_code_id.in_(ids))
+            .group_by(LiveCodeJoin.live_code_id)
+        )
+    }
+    return {i: (active.get(i, 0), joined.get(i, 0)) for i in ids}
+
+
 # --- figures ----------------------------------------------------------------------------------
 
 

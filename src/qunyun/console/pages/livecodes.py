@@ -139,21 +139,19 @@ def livecode_list(page: ConsolePage) -> Response:
     codes, total = service.list_live_codes(db, scope, limit=paging.size, offset=paging.offset)
     figures = service.counts(db, [c.id for c in codes])
     channels = _channel_names(page)
-    rows = []
-    for code in codes:
-        joined = service.joins_by_group(db, code.id)
-        pool = service.pool(db, scope, code.id)
-        rows.append(
-            CodeRow(
-                live_code=code,
-                channel=channels.get(code.channel_id) if code.channel_id is not None else None,
-                groups=sum(1 for item in pool if item.entry.active),
-                scans=figures[code.id].scans,
-                visitors=figures[code.id].visitors,
-                joined=sum(joined.values()),
-                fallback=figures[code.id].fallback,
-            )
+    pools = service.list_figures(db, scope, [c.id for c in codes])
+    rows = [
+        CodeRow(
+            live_code=code,
+            channel=channels.get(code.channel_id) if code.channel_id is not None else None,
+            groups=pools[code.id][0],
+            scans=figures[code.id].scans,
+            visitors=figures[code.id].visitors,
+            joined=pools[code.id][1],
+            fallback=figures[code.id].fallback,
         )
+        for code in codes
+    ]
     return page.render(
         "livecodes.html",
         "livecodes",
