@@ -26,6 +26,7 @@ from qunyun.connections.cli import app as connections_app
 from qunyun.errors import QunyunError
 from qunyun.livecodes.cli import app as livecodes_app
 from qunyun.locale import Msg
+from qunyun.moderation.cli import app as moderation_app
 from qunyun.onboarding.cli import app as onboarding_app
 
 app = typer.Typer(
@@ -49,6 +50,7 @@ app.add_typer(connections_app, name="connections")
 app.add_typer(channels_app, name="channels")
 app.add_typer(livecodes_app, name="livecodes")
 app.add_typer(onboarding_app, name="onboarding")
+app.add_typer(moderation_app, name="moderation")
 
 OrgOption = Annotated[
     str | None,
