@@ -77,14 +77,16 @@ ALIASES: dict[str, Column] = {
 }
 REQUIRED = (Column.TIME, Column.CATEGORY, Column.DETAIL, Column.SCRIPT, Column.EXECUTOR)
 
-MAX_ROWS = 2000
-MAX_DAY = 366
+# The service's limits (sop/service.py), so that the table names the cell rather than the
+# service refusing the whole plan; a test keeps the two in step.
+MAX_ROWS = 500
+DAY_RANGE = (-60, 365)
 LIMITS: dict[Column | None, int] = {
-    Column.CATEGORY: 40,
-    Column.TITLE: 100,
-    Column.DETAIL: 2000,
+    Column.CATEGORY: 50,
+    Column.TITLE: 200,
+    Column.DETAIL: 4000,
     Column.SCRIPT: 4000,
-    Column.PROMPT: 500,
+    Column.PROMPT: 4000,
     Column.MATERIALS: 4000,
     None: 500,  # another column's cell
 }
@@ -258,7 +260,7 @@ def format_materials(materials: Iterable[Material]) -> str:
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
-_DAY = re.compile(r"^(?:D\s*)?([+-]?)\s*(\d{1,4})$", re.I)
+_DAY = re.compile(r"^(?:D\s*)?([+-]?)\s*(\d{1,6})$", re.I)
 _DATE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")
 
 
@@ -315,8 +317,9 @@ def _day(value: Any) -> int:
         if match is None:
             raise _CellError(Msg("sop_table.bad_day", value=_text(value)))
         day = int(match.group(2)) * (-1 if match.group(1) == "-" else 1)
-    if abs(day) > MAX_DAY:
-        raise _CellError(Msg("sop_table.day_range", value=_text(value), limit=MAX_DAY))
+    if not DAY_RANGE[0] <= day <= DAY_RANGE[1]:
+        low, high = (format_day(d) for d in DAY_RANGE)
+        raise _CellError(Msg("sop_table.day_range", value=_text(value), low=low, high=high))
     return day
 
 
@@ -342,12 +345,15 @@ def _date(value: Any) -> date:
     return value
 
 
+_PHASE_SPANS = {Phase.BEFORE: "营前一周", Phase.DURING: "营中两周", Phase.AFTER: "营后一周"}  # seed 002's words
+
+
 def _phase(value: Any) -> Phase | None:
     text = _plain(value)
     if not text:
         return None
     for phase, label in PHASE_LABELS.items():
-        if text.lower() == phase.value or text.startswith(label):  # 营前 and 营前一周 alike
+        if text in (label, _PHASE_SPANS[phase]) or text.lower() == phase.value:
             return phase
     raise _CellError(Msg("sop_table.bad_phase", value=text))
 
@@ -518,12 +524,12 @@ def parse_rows(rows: list[tuple[int, list[Any]]]) -> Table:
     body = [(n, values) for n, values in rows[start + 1 :] if any(_text(v) for v in values)]
     if len(body) > MAX_ROWS:
         raise InvalidInput(Msg("sop_table.too_many_rows", limit=MAX_ROWS), field="file")
+    if problems:
+        raise TableInvalid(problems)  # with the header wrong, the rows cannot be read
     for number, values in body:
         for index, value in enumerate(values):
             if index not in titles and _text(value):
                 problems.append(Problem(number, None, Msg("sop_table.unnamed_column", index=index + 1)))
-        if problems and any(p.row == header_row and p.column is None for p in problems):
-            continue  # without the required columns, the rows cannot be read
         step = _step(number, values, known, extra, titles, campaign, problems)
         if step is not None:
             steps.append(step)
@@ -574,8 +580,8 @@ def _step(
     category = text(Column.CATEGORY, required=True)
     detail = text(Column.DETAIL)
     script = text(Column.SCRIPT)
-    if script and Column.SCRIPT in known:
-        read(Column.SCRIPT, lambda value: _script(_text(value)))
+    if script:
+        read(Column.SCRIPT, lambda value: _script(script))
     materials: tuple[Material, ...] = ()
     if Column.MATERIALS in known:
         raw = text(Column.MATERIALS)
@@ -608,6 +614,8 @@ def _step(
         elif value:
             others[name] = value
     title, prompt = text(Column.TITLE), text(Column.PROMPT)
+    if prompt:
+        read(Column.PROMPT, lambda value: _script(prompt))
     if len(problems) > before:
         return None
     return StepSpec(
