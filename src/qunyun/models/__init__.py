@@ -44,6 +44,7 @@ from qunyun.models.onboarding import (
 from qunyun.models.organisation import Organisation
 from qunyun.models.outbound import OutboundAction, OutboundActionTransition, OutboundState
 from qunyun.models.rollup import GroupDaily, MemberDay, OrgDaily
+from qunyun.models.sop import SopApplication, SopAttachment, SopGroupPause, SopPlan, SopRun, SopStep
 from qunyun.models.staff import AuthToken, Role, Staff, StaffGroupAssignment
 from qunyun.models.task import (
     StaffTask,
@@ -111,6 +112,12 @@ __all__ = [
     "Role",
     "RoutingPolicy",
     "ScanOutcome",
+    "SopApplication",
+    "SopAttachment",
+    "SopGroupPause",
+    "SopPlan",
+    "SopRun",
+    "SopStep",
     "Staff",
     "StaffGroupAssignment",
     "StaffTask",
