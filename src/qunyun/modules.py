@@ -19,6 +19,8 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "qunyun.onboarding.followups",
     "qunyun.acquisition.attribution",
     "qunyun.livecodes.jobs",
+    "qunyun.sop.jobs",
+    "qunyun.moderation.engine",
 )
 
 _loaded = False

@@ -82,6 +82,8 @@ class ModerationPolicy(Base):
     words: Mapped[list[Any]] = mapped_column(JSON, default=list)
     allow: Mapped[list[str]] = mapped_column(JSON, default=list)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # A member's strikes (the escalation ladder's count) are their decisions of this many days.
+    strike_window_days: Mapped[int] = mapped_column(Integer, default=30)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("words", sa.JSON(), nullable=False),
         sa.Column("allow", sa.JSON(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("strike_window_days", sa.Integer(), nullable=False),
         sa.Column("created_by_id", sa.Integer(), _fk(t, "created_by_id", "staff", "SET NULL"), nullable=True),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", sa.BigInteger(), nullable=False),

@@ -1,0 +1,198 @@
+"""What a decision does on the platform, through ``connectors.dispatch.request_action`` (in the
+caller's transaction: nothing is sent before it commits).
+
+- warn: a group message @-mentioning the member and naming the rule (the group's language:
+  Chinese by default);
+- delete: the message is deleted (it needs the platform's message id);
+- mute: the message is deleted and the member muted for the policy's duration;
+- kick: the message is deleted and the member removed;
+- blacklist: as kick, plus the entry (the decision itself).
+
+Idempotency keys are ``moderation:<event id>:<step>`` (``moderation:d<decision id>:…`` for manual
+decisions), so a replayed follow-up requests nothing twice. What the platform cannot do becomes
+a staff task (dispatch); the task carries the evidence: the rule, the words, an excerpt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from qunyun.config import get_settings
+from qunyun.connectors.dispatch import request_action
+from qunyun.locale import Msg
+from qunyun.models import BlacklistScope, Group, MembershipSpan, ModerationDecision, OutboundAction, StaffTask
+from qunyun.moderation.types import SEVERITY, Action
+
+MAX_REASON = 200  # a Kick's reason (the payload's limit)
+EXCERPT_CHARS = 120
+
+
+def language() -> str:
+    """The language warnings are written in (the deployment's default; Chinese unless set)."""
+    return get_settings().default_language
+
+
+def excerpt(text: str | None, matches: list[dict[str, Any]], limit: int = EXCERPT_CHARS) -> str:
+    """The part of ``text`` around the first match (or its start), at most ``limit`` characters."""
+    if not text:
+        return ""
+    if len(text) <= limit:
+        return text
+    start = int(matches[0]["start"]) if matches else 0
+    begin = max(0, min(start - limit // 3, len(text) - limit))
+    piece = text[begin : begin + limit]
+    return ("…" if begin > 0 else "") + piece + ("…" if begin + limit < len(text) else "")
+
+
+def evidence(decision: ModerationDecision) -> dict[str, Any]:
+    """What a person needs to judge the decision: rule, category, words, excerpt."""
+    return {
+        "decision_id": decision.id,
+        "rule": decision.rule,
+        "rule_kind": decision.rule_kind,
+        "category": decision.category,
+        "words": sorted({m["word"] for m in decision.matches or []}),
+        "excerpt": decision.excerpt,
+        "detail": decision.detail or {},
+    }
+
+
+def rule_label(decision: ModerationDecision) -> str:
+    return decision.rule or Msg("moderation.engine.rule.blacklist").render(language())
+
+
+def evidence_text(decision: ModerationDecision) -> str:
+    """One line of evidence for a task (a kick's reason): rule, words, excerpt."""
+    words = "、".join(sorted({m["word"] for m in decision.matches or []}))
+    msg = Msg(
+        "moderation.engine.evidence.line" if words else "moderation.engine.evidence.line_no_words",
+        rule=rule_label(decision),
+        words=words,
+        excerpt=decision.excerpt,
+    )
+    return msg.render(language())[:MAX_REASON]
+
+
+def warning_text(decision: ModerationDecision, name: str) -> str:
+    return Msg("moderation.engine.warn.text", name=name, rule=rule_label(decision)).render(language())
+
+
+def _attach_evidence(session: Session, row: OutboundAction, decision: ModerationDecision) -> None:
+    """A task dispatch opened for the action gets the decision's evidence in its detail."""
+    for task in session.scalars(select(StaffTask).where(StaffTask.outbound_action_id == row.id)):
+        task.detail = {**(task.detail or {}), "moderation": evidence(decision)}
+
+
+def _request(
+    session: Session,
+    decision: ModerationDecision,
+    kind: str,
+    step: str,
+    key_base: str,
+    payload: dict[str, Any],
+    *,
+    group_id: int | None,
+    member: bool,
+) -> int:
+    row = request_action(
+        session,
+        decision.org_id,
+        kind,
+        group_id=group_id,
+        member_id=decision.member_id if member else None,
+        payload=payload,
+        idempotency_key=f"{key_base}:{step}",
+    )
+    _attach_evidence(session, row, decision)
+    return row.id
+
+
+def perform(session: Session, decision: ModerationDecision, *, member_name: str, mute_seconds: int | None) -> list[int]:
+    """Request the outbound actions of an engine decision on a message or a join; the ids of
+    the actions. Dry runs and ``allow`` request nothing."""
+    action = Action(decision.action)
+    if decision.dry_run or action is Action.ALLOW or decision.group_id is None or decision.member_id is None:
+        return []
+    key = f"moderation:{decision.event_id}" if decision.event_id is not None else f"moderation:d{decision.id}"
+    group_id = decision.group_id
+    ids: list[int] = []
+    if action is Action.WARN:
+        text = warning_text(decision, member_name)
+        ids.append(
+            _request(
+                session, decision, "send_group_message", "warn", key, {"text": text}, group_id=group_id, member=False
+            )
+        )
+        return ids
+    if decision.message_ref and SEVERITY[action] >= SEVERITY[Action.DELETE]:
+        ids.append(
+            _request(
+                session,
+                decision,
+                "delete_message",
+                "delete",
+                key,
+                {"message": decision.message_ref},
+                group_id=group_id,
+                member=False,
+            )
+        )
+    if action is Action.MUTE:
+        payload: dict[str, Any] = {"seconds": mute_seconds} if mute_seconds else {}
+        ids.append(_request(session, decision, "mute", "mute", key, payload, group_id=group_id, member=True))
+    elif action in (Action.KICK, Action.BLACKLIST):
+        reason = {"reason": evidence_text(decision)}
+        ids.append(_request(session, decision, "kick", "kick", key, reason, group_id=group_id, member=True))
+    return ids
+
+
+def request_unmute(session: Session, decision: ModerationDecision) -> int | None:
+    """Lift a mute whose decision was reversed."""
+    if decision.group_id is None or decision.member_id is None:
+        return None
+    return _request(
+        session, decision, "unmute", "unmute", f"moderation:d{decision.id}", {}, group_id=decision.group_id, member=True
+    )
+
+
+def kick_from_covered_groups(session: Session, decision: ModerationDecision, reason: str) -> list[int]:
+    """A manual blacklist entry removes its member from the groups it covers that they are in."""
+    if decision.member_id is None:
+        return []
+    rows = session.execute(
+        select(MembershipSpan.group_id, Group.community_id)
+        .join(Group, Group.id == MembershipSpan.group_id)
+        .where(
+            MembershipSpan.member_id == decision.member_id,
+            MembershipSpan.left_at.is_(None),
+            Group.org_id == decision.org_id,
+        )
+        .order_by(MembershipSpan.group_id)
+    )
+    ids: list[int] = []
+    for group_id, community_id in rows:
+        scope = decision.blacklist_scope
+        covered = (
+            scope == BlacklistScope.ORGANISATION
+            or (
+                scope == BlacklistScope.COMMUNITY and community_id is not None and community_id == decision.community_id
+            )
+            or (scope == BlacklistScope.GROUP and group_id == decision.group_id)
+        )
+        if covered:
+            ids.append(
+                _request(
+                    session,
+                    decision,
+                    "kick",
+                    f"kick:{group_id}",
+                    f"moderation:d{decision.id}",
+                    {"reason": reason[:MAX_REASON]},
+                    group_id=int(group_id),
+                    member=True,
+                )
+            )
+    return ids

@@ -1,0 +1,84 @@
+"""Compiled policies, kept per process and keyed by (policy id, version).
+
+Every edit of a policy bumps its ``version``; the engine reads the versions of the policies a
+batch needs (one small query) and compiles only those it has not seen at that version, so a
+changed word list takes effect in every process at its next event, without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from qunyun.errors import InvalidInput
+from qunyun.models import ModerationPolicy
+from qunyun.moderation.policy import CompiledPolicy, Policy, policy_from_dict
+
+log = logging.getLogger(__name__)
+
+# Compiled policies kept per process (each holds its matchers: with 100,000 words, tens of MB).
+MAX_POLICIES = 64
+
+_lock = threading.Lock()
+# policy id → (stamp, compiled); a stamp is (version, updated_at): a database rebuilt from
+# scratch (tests) reuses ids and versions, never both with the same time.
+Stamp = tuple[int, Any]
+_compiled: OrderedDict[int, tuple[Stamp, CompiledPolicy | None]] = OrderedDict()
+
+
+def stamp_of(row: ModerationPolicy) -> Stamp:
+    return (row.version, row.updated_at)
+
+
+def stored_dict(row: ModerationPolicy) -> dict[str, Any]:
+    """The policy as ``policy_from_dict`` reads it: the settings with the word lists put back."""
+    return {**(row.settings or {}), "words": list(row.words or []), "allow": list(row.allow or [])}
+
+
+def load_policy(row: ModerationPolicy) -> Policy:
+    """The stored policy, validated (``InvalidInput`` naming the field if it no longer is)."""
+    return policy_from_dict(stored_dict(row))
+
+
+def compiled_for(row: ModerationPolicy) -> CompiledPolicy | None:
+    """The compiled policy of ``row`` at its version, built on first use. None when the stored
+    policy no longer validates (logged; the engine then judges nothing with it rather than
+    failing the ingest)."""
+    with _lock:
+        hit = _compiled.get(row.id)
+        if hit is not None and hit[0] == stamp_of(row):
+            _compiled.move_to_end(row.id)
+            return hit[1]
+    compiled: CompiledPolicy | None
+    try:
+        compiled = load_policy(row).compile()
+    except InvalidInput as exc:
+        log.error("moderation policy %s (version %s) does not load: %s", row.id, row.version, exc)
+        compiled = None
+    with _lock:
+        _compiled[row.id] = (stamp_of(row), compiled)
+        _compiled.move_to_end(row.id)
+        while len(_compiled) > MAX_POLICIES:
+            _compiled.popitem(last=False)
+    return compiled
+
+
+def cached(policy_id: int, stamp: Stamp) -> tuple[bool, CompiledPolicy | None]:
+    """(found, compiled) for ``policy_id`` at ``stamp`` without touching the database."""
+    with _lock:
+        hit = _compiled.get(policy_id)
+        if hit is None or hit[0] != stamp:
+            return False, None
+        _compiled.move_to_end(policy_id)
+        return True, hit[1]
+
+
+def forget(policy_id: int | None = None) -> None:
+    """Drop one compiled policy (or all): tests, and a deleted policy."""
+    with _lock:
+        if policy_id is None:
+            _compiled.clear()
+        else:
+            _compiled.pop(policy_id, None)
