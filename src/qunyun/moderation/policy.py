@@ -429,8 +429,11 @@ def policy_from_yaml(text: str) -> Policy:
 
 def policy_from_words(entries: Iterable[WordEntry], allow: Iterable[str] = ()) -> Policy:
     """The command line's ``--words`` policy: the words, one sensitive-word rule, action delete."""
+    first: dict[str, WordEntry] = {}
+    for entry in entries:
+        first.setdefault(entry.word, entry)
     return Policy(
-        words=tuple(dict((e.word, e) for e in reversed(list(entries))).values())[::-1],
+        words=tuple(first.values()),
         allow=tuple(allow),
         rules=(Rule(name=str(RuleKind.WORDS), kind=RuleKind.WORDS, action=Action.DELETE),),
     )

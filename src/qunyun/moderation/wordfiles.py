@@ -228,6 +228,7 @@ def write_excel(entries: Iterable[WordEntry]) -> bytes:
 
 # --- downloaded lexicons ---------------------------------------------------------------------
 
+MIXED = "mixed"
 # The category a lexicon file's name stands for (the file names of konsheng/Sensitive-lexicon).
 LEXICON_CATEGORIES = {
     "广告类型": "ads",
@@ -241,6 +242,14 @@ LEXICON_CATEGORIES = {
     "GFW补充词库": "politics",
     "暴恐词库": "violence",
     "涉枪涉爆": "weapons",
+    "民生词库": "livelihood",
+    "COVID-19词库": "covid",
+    # large lists of everything: read last, so that a word also in a list of its own keeps that
+    # list's category
+    "零时-Tencent": MIXED,
+    "网易前端过滤敏感词库": MIXED,
+    "补充词库": MIXED,
+    "其他词库": MIXED,
 }
 # Lines that list several words: 高压气枪|电狗专卖, 考试,答案.
 _LIST_SEPARATORS = ("|", ",", "，", "、")
@@ -305,13 +314,22 @@ class LexiconReport:
 
 
 def read_lexicon_dir(directory: Path, categories: dict[str, str] | None = None) -> LexiconReport:
-    """Every ``*.txt`` of a lexicon folder (sorted by name), the category from the file's name
-    (``LEXICON_CATEGORIES``, or ``categories`` by file stem), duplicates across files dropped."""
+    """Every ``*.txt`` of a lexicon folder, the category from the file's name
+    (``LEXICON_CATEGORIES``, or ``categories`` by file stem); files by name, the mixed lists
+    last; a word in several files is kept from the first and dropped as a duplicate after."""
     report = LexiconReport()
     seen: set[str] = set()
-    for path in sorted(directory.glob("*.txt")):
-        category = (categories or {}).get(path.stem) or _lexicon_category(path)
+    chosen = {path: (categories or {}).get(path.stem) or _lexicon_category(path) for path in directory.glob("*.txt")}
+    for path in sorted(chosen, key=lambda p: (chosen[p] == MIXED, p.name)):
+        category = chosen[path]
         words = read_lexicon(path.read_bytes(), category, seen, source=path.name)
         report.files[path.name] = words
         report.entries += words.entries
     return report
+
+
+def default_words() -> list[WordEntry]:
+    """The small list qunyun ships (``default_words.txt``): ads, gambling, porn and fraud basics."""
+    from importlib.resources import files
+
+    return read_text(files("qunyun.moderation").joinpath("default_words.txt").read_bytes()).entries
