@@ -28,6 +28,7 @@ from qunyun.livecodes.cli import app as livecodes_app
 from qunyun.locale import Msg
 from qunyun.moderation.cli import app as moderation_app
 from qunyun.onboarding.cli import app as onboarding_app
+from qunyun.sop.cli import app as sop_app
 
 app = typer.Typer(
     cls=QunyunGroup,
@@ -50,6 +51,7 @@ app.add_typer(connections_app, name="connections")
 app.add_typer(channels_app, name="channels")
 app.add_typer(livecodes_app, name="livecodes")
 app.add_typer(onboarding_app, name="onboarding")
+app.add_typer(sop_app, name="sop")
 app.add_typer(moderation_app, name="moderation")
 
 OrgOption = Annotated[

@@ -242,3 +242,14 @@ def test_problem_messages() -> None:
         'row 3: fill in either "天数" (day) or "日期" (date), not both'
     )
     assert Problem(None, None, Msg("sop_table.no_steps")).msg.render("zh") == "表格里没有任何步骤"
+
+
+def test_the_limits_are_the_services() -> None:
+    """A cell the service would refuse is reported by the table, with its row and column."""
+    from qunyun.sop import service
+    from qunyun.sop.table import DAY_RANGE, LIMITS, MAX_ROWS, Column
+
+    assert (MAX_ROWS, DAY_RANGE) == (service.MAX_STEPS, service.DAY_RANGE)
+    assert (LIMITS[Column.CATEGORY], LIMITS[Column.TITLE]) == (service.CATEGORY_LIMIT, service.TITLE_LIMIT)
+    for column in (Column.DETAIL, Column.SCRIPT, Column.PROMPT):
+        assert LIMITS[column] == service.TEXT_LIMIT
