@@ -253,3 +253,24 @@ def test_the_limits_are_the_services() -> None:
     assert (LIMITS[Column.CATEGORY], LIMITS[Column.TITLE]) == (service.CATEGORY_LIMIT, service.TITLE_LIMIT)
     for column in (Column.DETAIL, Column.SCRIPT, Column.PROMPT):
         assert LIMITS[column] == service.TEXT_LIMIT
+
+
+def test_excel_formatting_below_the_table_is_no_row() -> None:
+    from openpyxl.styles import Font
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["时间", "事项", "详情", "话术", "执行人"])
+    sheet.append(["08:00", "早安语", "", "早安", "机器人"])
+    sheet.cell(5000, 1).font = Font(bold=True)  # a column formatted far down
+    out = io.BytesIO()
+    book.save(out)
+    assert len(read_table(out.getvalue(), "sop.xlsx").steps) == 1
+    for _ in range(510):
+        sheet.append(["08:00", "早安语", "", "早安", "机器人"])
+    out = io.BytesIO()
+    book.save(out)
+    with pytest.raises(InvalidInput) as caught:
+        read_table(out.getvalue(), "sop.xlsx")
+    assert caught.value.msg is not None and caught.value.msg.key == "sop_table.too_many_rows"

@@ -453,25 +453,27 @@ def _xlsx_rows(data: bytes) -> list[tuple[int, list[Any]]]:
     import zipfile
 
     from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
 
     try:
         book = load_workbook(io.BytesIO(data), data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError):
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError, TypeError):
         raise InvalidInput(Msg("sop_table.bad_xlsx"), field="file") from None
     sheet = book.worksheets[0]
-    if sheet.max_row > MAX_ROWS + 20:
-        raise InvalidInput(Msg("sop_table.too_many_rows", limit=MAX_ROWS), field="file")
     # A cell merged over several rows (one date for the day's items) counts in each of them.
     merged: dict[tuple[int, int], Any] = {}
     for area in sheet.merged_cells.ranges:
         value = sheet.cell(area.min_row, area.min_col).value
-        for row in range(area.min_row, area.max_row + 1):
-            for col in range(area.min_col, area.max_col + 1):
+        for row in range(area.min_row, min(area.max_row, sheet.max_row) + 1):
+            for col in range(area.min_col, min(area.max_col, 64) + 1):
                 merged[(row, col)] = value
-    rows = []
+    rows: list[tuple[int, list[Any]]] = []
     for number, record in enumerate(sheet.iter_rows(values_only=True), start=1):
         values = [merged.get((number, col), value) for col, value in enumerate(record, start=1)]
-        rows.append((number, values))
+        if any(value is not None for value in values):
+            rows.append((number, values))
+            if len(rows) > MAX_ROWS + 10:  # a header and a few title rows above it
+                raise InvalidInput(Msg("sop_table.too_many_rows", limit=MAX_ROWS), field="file")
     book.close()
     return rows
 
