@@ -15,6 +15,7 @@ from dataclasses import dataclass
 _ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u200e\u200f\u2060\ufeff\u00ad\u180e")
 # Symbols people write for 信/心 (微❤ = 微信) and for "plus" (➕v).
 _SPECIAL = {"❤": "心", "♥": "心", "♡": "心", "💗": "心", "💕": "心", "💓": "心", "❣": "心", "➕": "+", "✚": "+"}
+_UNUSUAL = _ZERO_WIDTH | frozenset(_SPECIAL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,35 +33,45 @@ class Folded:
         return self.index[start], (self.index[end - 1] + 1 if end > start else self.index[start])
 
 
+_FOLDED_CHAR: dict[str, str] = {}  # each character's folded form, as it is met
+
+
+def _fold_char(ch: str) -> str:
+    if ch in _ZERO_WIDTH:
+        return ""
+    special = _SPECIAL.get(ch)
+    if special is not None:
+        return special
+    if ord(ch) < 128:
+        return ch.lower()
+    if unicodedata.category(ch) == "Mn" and not unicodedata.normalize("NFKC", ch).strip():
+        return ""
+    return unicodedata.normalize("NFKC", ch).casefold()
+
+
 def fold(text: str) -> Folded:
     """NFKC, case folding, zero-width characters removed, hearts → 心, ➕ → +; with the map
     back to the original positions."""
     if text.isascii():
         return Folded(text.lower(), None, len(text))
-    if unicodedata.is_normalized("NFKC", text) and not any(ch in _ZERO_WIDTH or ch in _SPECIAL for ch in text):
+    if unicodedata.is_normalized("NFKC", text) and _UNUSUAL.isdisjoint(text):
         folded = text.casefold()
         if len(folded) == len(text):
             return Folded(folded, None, len(text))
     out: list[str] = []
     index: list[int] = []
     for i, ch in enumerate(text):
-        if ch in _ZERO_WIDTH:
-            continue
-        special = _SPECIAL.get(ch)
-        if special is not None:
-            out.append(special)
+        piece = _FOLDED_CHAR.get(ch)
+        if piece is None:
+            piece = _fold_char(ch)
+            if len(_FOLDED_CHAR) < 65536:
+                _FOLDED_CHAR[ch] = piece
+        if len(piece) == 1:
+            out.append(piece)
             index.append(i)
-            continue
-        if ord(ch) < 128:
-            out.append(ch.lower())
-            index.append(i)
-            continue
-        piece = unicodedata.normalize("NFKC", ch).casefold()
-        if unicodedata.category(ch) == "Mn" and not piece.strip():
-            continue
-        for c in piece:
-            out.append(c)
-            index.append(i)
+        elif piece:
+            out.extend(piece)
+            index.extend([i] * len(piece))
     index.append(len(text))
     return Folded("".join(out), index, len(text))
 
@@ -148,6 +159,8 @@ def find_phones(f: Folded) -> list[Found]:
     快递, order … is not one either."""
     found: list[Found] = []
     text = f.text
+    if _DIGIT.keys().isdisjoint(text):
+        return []
     for run in _digit_groups(text):
         if sum(len(g[0]) for g in run) < 11:
             continue
@@ -208,11 +221,19 @@ _SOLICIT_RE = re.compile(
 )  # fmt: skip
 
 
+# Every account, e-mail or solicitation starts with one of these (a cheap test before the regexes).
+_CONTACT_START = frozenset(
+    [w[0] for w in (*_PLAIN, *_DISGUISED, "威信", "维信", "微心")] + ["加", "+", "a", "私", "联", "找", "搜", "w", "@"]
+)
+
+
 def find_accounts(f: Folded) -> list[Found]:
     """WeChat ids (``wxid_…``), a messaging account's name followed by an id (``wx: abc_123``,
     ``微信号是abc123``; without ``:``/号/是 the id must hold a digit, ``_`` or ``-``) and e-mail
     addresses."""
     text = f.text
+    if _CONTACT_START.isdisjoint(text):
+        return []
     found = [Found("account", *f.span(m.start(), m.end())) for m in _WXID_RE.finditer(text)]
     for m in _ACCOUNT_RE.finditer(text):
         ident = m.group("id")
@@ -225,6 +246,8 @@ def find_accounts(f: Folded) -> list[Found]:
 def find_solicitation(f: Folded) -> list[Found]:
     """ "加我微信", "加 w x", "+v", "微信联系", and disguised names on their own (v信, 微❤, vx)."""
     text = f.text
+    if _CONTACT_START.isdisjoint(text):
+        return []
     found = [Found("solicit", *f.span(m.start(), m.end())) for m in _SOLICIT_RE.finditer(text)]
     found += [Found("solicit", *f.span(m.start(), m.end())) for m in _DISGUISED_RE.finditer(text)]
     return _disjoint(found)
@@ -270,6 +293,8 @@ def find_links(f: Folded) -> list[Found]:
     ``WEAK_TLDS``) and spelled-out dots (abc点com, abc[.]com); each with its host."""
     text = f.text
     found: list[Found] = []
+    if "." not in text and "点" not in text and "。" not in text and "dot" not in text:
+        return found
     for regex in (_URL_RE, _WWW_RE):
         for m in regex.finditer(text):
             found.append(Found("link", *f.span(m.start(), m.end()), host=m.group("host").strip(".")))

@@ -19,6 +19,7 @@ member's strikes (its first step when they are unknown).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from qunyun.moderation.detect import (
@@ -96,6 +97,7 @@ def _hits(text: str, found: list[Found]) -> tuple[Hit, ...]:
     return tuple(Hit(text[x.start : x.end], x.kind, x.start, x.end) for x in found)
 
 
+@lru_cache(maxsize=4096)
 def _squeeze(text: str) -> str:
     """A text as the identical-message check compares it: folded, noise and spaces removed."""
     folded = fold(text).text
