@@ -726,7 +726,9 @@ def _xlsx(rows: list[list[str]]) -> bytes:
         if value:
             cell.data_type = "s"
             cell.quotePrefix = value.startswith(_FORMULA_START)
-        cell.font, cell.alignment = (bold, wrap) if header else (Font(), wrap)
+        cell.alignment = wrap  # a script's lines shown as lines
+        if header:
+            cell.font = bold
         return cell
 
     sheet.append([text(value, header=True) for value in rows[0]])
