@@ -124,6 +124,7 @@ def test_ladder_rules_follow_the_members_strikes(community: CompiledPolicy) -> N
         "加v了解",
         "➕V 看主页",
         "v\u200b信",
+        "1 3 8 1 2 3 4 5 6 7 8",
     ],
 )
 def test_contact_details_are_found(community: CompiledPolicy, text: str) -> None:
@@ -148,6 +149,7 @@ def test_contact_details_are_found(community: CompiledPolicy, text: str) -> None
         "他在群里很有威信",
         "大家的微心愿都实现了",
         "三点半集合，一二三四五六七八九十",
+        "第 1, 3, 5, 7, 9, 11, 13, 15 号车",
     ],
 )
 def test_ordinary_numbers_and_words_are_not_contact(community: CompiledPolicy, text: str) -> None:

@@ -109,7 +109,13 @@ _MAX_GAP = 3  # separators allowed between two digits of one number ("138 - 1234
 _NOT_PHONE = ("订单", "单号", "编号", "运单", "快递", "流水", "工号", "卡号", "order", "no.", "no:", "#")
 
 
+# Characters that separate the items of a list ("1、3、5"): they end a number, never join one.
+_LIST_MARKS = frozenset(",，、;；")
+
+
 def _is_separator(ch: str) -> bool:
+    if ch in _LIST_MARKS:
+        return False
     if ch.isspace():
         return True
     cat = unicodedata.category(ch)
