@@ -49,6 +49,8 @@ def test_the_example_policy_loads_and_round_trips() -> None:
     again = policy_from_dict(policy.to_dict())
     assert again == policy
     assert again.to_dict() == policy.to_dict()
+    for other in (policy_from_dict({}), policy_from_words([WordEntry("博彩", "gambling", pinyin=True)])):
+        assert policy_from_dict(other.to_dict()) == other
 
 
 def test_categories_accept_ids_chinese_aliases_and_custom_names() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from qunyun.errors import InvalidInput
 from qunyun.locale import Msg
 from qunyun.moderation.matcher import build_matcher
-from qunyun.moderation.types import CATEGORY_ALIASES, SEVERITY, Action, Matcher, RuleKind, WordEntry
+from qunyun.moderation.types import CATEGORY_ALIASES, Action, Matcher, RuleKind, WordEntry
 
 MAX_WORD = 64  # code points; longer "words" are sentences, not list entries
 MAX_NAME = 64  # a rule's name
@@ -296,7 +296,7 @@ def _action(value: Any, path: str, choices: Sequence[Action]) -> Action:
     return Action(_choice(value, path, [str(a) for a in choices]))
 
 
-def _rule(value: Any, path: str, index: int) -> Rule:
+def _rule(value: Any, path: str) -> Rule:
     obj = _mapping(value, path)
     if "kind" not in obj:
         raise _bad(_join(path, "kind"), Msg("err.moderation.required"))
@@ -378,7 +378,7 @@ def policy_from_dict(data: Any) -> Policy:
     obj = _mapping(data, "")
     _check_keys(obj, _POLICY_KEYS, "")
     fields: dict[str, Any] = {}
-    if "name" in obj:
+    if "name" in obj and obj["name"] != "":
         fields["name"] = _text(obj["name"], "name", 200)
     if "words" in obj:
         fields["words"] = _words(obj["words"], "words")
@@ -398,7 +398,7 @@ def policy_from_dict(data: Any) -> Policy:
     if "dry_run" in obj:
         fields["dry_run"] = _bool(obj["dry_run"], "dry_run")
     if "rules" in obj:
-        rules = [_rule(r, f"rules[{i}]", i) for i, r in enumerate(_list(obj["rules"], "rules"))]
+        rules = [_rule(r, f"rules[{i}]") for i, r in enumerate(_list(obj["rules"], "rules"))]
         seen: set[str] = set()
         for i, rule in enumerate(rules):
             if rule.name in seen:
@@ -507,7 +507,3 @@ class CompiledPolicy:
             return action, None
         step = 0 if strikes is None else min(max(strikes, 0), len(self.policy.ladder) - 1)
         return self.policy.ladder[step], step
-
-
-def severity(action: Action) -> int:
-    return SEVERITY[action]
