@@ -582,6 +582,37 @@ API_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, Any]]] = {
         ("/api/v1/livecodes/groups/{g3}/qr-images", {"image_base64": "iVBORw0KGgoAAAAA"})
     ],
     ("DELETE", "/api/v1/livecodes/qr-images/{image_id}"): [("/api/v1/livecodes/qr-images/1", None)],
+    # Moderation: a policy of a group outside the scope, a decision, a blacklist entry or a role
+    # there, or an organisation-wide blacklist entry.
+    ("POST", "/api/v1/moderation/policies"): [
+        ("/api/v1/moderation/policies", {"name": "mine", "target_type": "group", "target_id": 3}),
+        ("/api/v1/moderation/policies", {"name": "mine", "target_type": "organisation"}),
+    ],
+    ("PATCH", "/api/v1/moderation/policies/{policy_id}"): [("/api/v1/moderation/policies/1", {"name": "Mine"})],
+    ("DELETE", "/api/v1/moderation/policies/{policy_id}"): [("/api/v1/moderation/policies/1", None)],
+    ("PUT", "/api/v1/moderation/policies/{policy_id}/words"): [
+        ("/api/v1/moderation/policies/1/words", {"words": ["x"]})
+    ],
+    ("POST", "/api/v1/moderation/policies/{policy_id}/test"): [
+        ("/api/v1/moderation/policies/1/test", {"text": "加我微信"})
+    ],
+    ("POST", "/api/v1/moderation/decisions/{decision_id}/reverse"): [
+        ("/api/v1/moderation/decisions/1/reverse", {"reason": "mine"})
+    ],
+    ("POST", "/api/v1/moderation/members/{member_id}/blacklist"): [
+        ("/api/v1/moderation/members/{m4}/blacklist", {"scope": "organisation", "reason": "x"}),
+        ("/api/v1/moderation/members/{m3}/blacklist", {"scope": "group", "group_id": 3, "reason": "x"}),
+    ],
+    ("POST", "/api/v1/moderation/members/{member_id}/unblacklist"): [
+        ("/api/v1/moderation/members/{m1}/unblacklist", {"reason": "x"})
+    ],
+    ("PUT", "/api/v1/moderation/groups/{group_id}/roles/{member_id}"): [
+        ("/api/v1/moderation/groups/3/roles/{m3}", {"role": "kol"}),
+        ("/api/v1/moderation/groups/{g1}/roles/{m4}", {"role": "kol"}),
+    ],
+    ("DELETE", "/api/v1/moderation/groups/{group_id}/roles/{member_id}"): [
+        ("/api/v1/moderation/groups/3/roles/{m3}", None)
+    ],
     # Last: revokes the token used so far.
     ("DELETE", "/api/v1/auth/tokens/current"): [("/api/v1/auth/tokens/current", None)],
 }

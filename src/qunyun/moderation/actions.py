@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from qunyun.config import get_settings
 from qunyun.connectors.dispatch import request_action
+from qunyun.errors import QunyunError
 from qunyun.locale import Msg
 from qunyun.models import BlacklistScope, Group, MembershipSpan, ModerationDecision, OutboundAction, StaffTask
 from qunyun.moderation.types import SEVERITY, Action
@@ -153,9 +154,11 @@ def request_unmute(session: Session, decision: ModerationDecision) -> int | None
     """Lift a mute whose decision was reversed."""
     if decision.group_id is None or decision.member_id is None:
         return None
-    return _request(
-        session, decision, "unmute", "unmute", f"moderation:d{decision.id}", {}, group_id=decision.group_id, member=True
-    )
+    try:
+        key = f"moderation:d{decision.id}"
+        return _request(session, decision, "unmute", "unmute", key, {}, group_id=decision.group_id, member=True)
+    except QunyunError:
+        return None
 
 
 def kick_from_covered_groups(session: Session, decision: ModerationDecision, reason: str) -> list[int]:
@@ -182,7 +185,9 @@ def kick_from_covered_groups(session: Session, decision: ModerationDecision, rea
             )
             or (scope == BlacklistScope.GROUP and group_id == decision.group_id)
         )
-        if covered:
+        if not covered:
+            continue
+        try:
             ids.append(
                 _request(
                     session,
@@ -195,4 +200,7 @@ def kick_from_covered_groups(session: Session, decision: ModerationDecision, rea
                     member=True,
                 )
             )
+        except QunyunError as exc:
+            # The entry stands (joins are kicked, live codes refuse); this removal needs a person.
+            decision.detail = {**(decision.detail or {}), "action_error": str(exc)}
     return ids

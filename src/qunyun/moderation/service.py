@@ -169,6 +169,8 @@ def create_policy(
     columns = _resolve_target(session, scope, kind, target_id)
     name = _name(name)
     _check_window(strike_window_days)
+    if settings is not None and ("words" in settings or "allow" in settings):
+        raise InvalidInput(Msg("moderation.engine.err.words_apart"), field="settings.words")
     stored, stored_words, stored_allow = _split(_validated(dict(settings or {}), list(words), list(allow)))
     key = target_key(kind, target_id)
     if session.scalar(
