@@ -39,6 +39,7 @@ from qunyun.ingestion.endpoints import router as events_router
 from qunyun.livecodes.endpoints import router as livecodes_router
 from qunyun.livecodes.scan import install as install_scan_paths
 from qunyun.locale import Msg
+from qunyun.moderation.endpoints import router as moderation_router
 from qunyun.tasks.endpoints import router as tasks_router
 from qunyun.team.endpoints import router as staff_router
 
@@ -106,6 +107,7 @@ def api_router() -> APIRouter:
         connections_router,
         tasks_router,
         livecodes_router,
+        moderation_router,
     ):
         router.include_router(sub)
     return router
