@@ -125,6 +125,10 @@ def test_ladder_rules_follow_the_members_strikes(community: CompiledPolicy) -> N
         "➕V 看主页",
         "v\u200b信",
         "1 3 8 1 2 3 4 5 6 7 8",
+        "V：abc_123",
+        "Q号 12345678",
+        "加我ѵх",
+        "聯繫微信 abc_123",
     ],
 )
 def test_contact_details_are_found(community: CompiledPolicy, text: str) -> None:
@@ -146,6 +150,8 @@ def test_contact_details_are_found(community: CompiledPolicy, text: str) -> None
         "加vip群的请找群主",
         "今年 2026，明年 2027，后年 2028",
         "i use wechat every day",
+        "vitamin c: 100mg",
+        "Q: 怎么报名？",
         "他在群里很有威信",
         "大家的微心愿都实现了",
         "三点半集合，一二三四五六七八九十",

@@ -3,7 +3,8 @@ addresses, and "add me on WeChat" solicitation, each written to survive the usua
 (full-width characters, letters styled as ⓥ or 𝐯, noise between characters, 汉字 digits).
 
 Every detector works on the *folded* text (:func:`fold`: NFKC, case folded, zero-width
-characters dropped, hearts read as 心) and reports spans of the *original* text.
+characters dropped, hearts read as 心, look-alike letters and traditional characters as
+``normalize`` reads them) and reports spans of the *original* text.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from qunyun.moderation.normalize import normalize as word_normalize
+
 _ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u200e\u200f\u2060\ufeff\u00ad\u180e")
 # Symbols people write for 信/心 (微❤ = 微信) and for "plus" (➕v).
 _SPECIAL = {"❤": "心", "♥": "心", "♡": "心", "💗": "心", "💕": "心", "💓": "心", "❣": "心", "➕": "+", "✚": "+"}
-_UNUSUAL = _ZERO_WIDTH | frozenset(_SPECIAL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +48,22 @@ def _fold_char(ch: str) -> str:
         return ch.lower()
     if unicodedata.category(ch) == "Mn" and not unicodedata.normalize("NFKC", ch).strip():
         return ""
-    return unicodedata.normalize("NFKC", ch).casefold()
+    piece = unicodedata.normalize("NFKC", ch).casefold()
+    if len(piece) == 1 and piece.isalpha():
+        # A look-alike of a Latin letter (Cyrillic ѵ, Greek χ) or a traditional character (聯):
+        # read as the matcher reads it; numerals stay as they are (一 is 1 only in a number).
+        other = word_normalize(piece)
+        if len(other) == 1 and other.isalpha():
+            return other
+    return piece
 
 
 def fold(text: str) -> Folded:
-    """NFKC, case folding, zero-width characters removed, hearts → 心, ➕ → +; with the map
-    back to the original positions."""
+    """NFKC, case folding, zero-width characters removed, hearts → 心, ➕ → +, look-alike
+    letters and traditional characters as the word matcher reads them; with the map back to the
+    original positions."""
     if text.isascii():
         return Folded(text.lower(), None, len(text))
-    if unicodedata.is_normalized("NFKC", text) and _UNUSUAL.isdisjoint(text):
-        folded = text.casefold()
-        if len(folded) == len(text):
-            return Folded(folded, None, len(text))
     out: list[str] = []
     index: list[int] = []
     for i, ch in enumerate(text):
@@ -217,6 +223,8 @@ _ID = r"(?P<id>[a-z][a-z0-9_-]{5,19}|\d{5,12})(?![a-z0-9_-])"
 _ACCOUNT_RE = re.compile(
     _ANY_NAME + r"(?P<sep>[\s]*(?:号码?|id)?[\s]*(?:是|为|:|=)?)[\s:=]*" + _ID,
 )
+# "V: abc_123", "Q：12345678": one letter for the app, then an explicit colon or 号.
+_LETTER_ACCOUNT_RE = re.compile(r"(?<![a-z0-9])[vwq]\s*(?:号\s*[:=]?|[:=])\s*" + _ID)
 _WXID_RE = re.compile(r"(?<![a-z0-9])wxid_[a-z0-9_-]{4,}")
 _EMAIL_RE = re.compile(r"(?<![a-z0-9._%+-])[a-z0-9][a-z0-9._%+-]*@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}")
 _VERB = r"(?:加|\+|add|私聊|私信|联系|找|搜)"
@@ -241,6 +249,7 @@ def find_accounts(f: Folded) -> list[Found]:
     if _CONTACT_START.isdisjoint(text):
         return []
     found = [Found("account", *f.span(m.start(), m.end())) for m in _WXID_RE.finditer(text)]
+    found += [Found("account", *f.span(m.start(), m.end())) for m in _LETTER_ACCOUNT_RE.finditer(text)]
     for m in _ACCOUNT_RE.finditer(text):
         ident = m.group("id")
         if m.group("sep").strip() or any(c.isdigit() or c in "_-" for c in ident):
