@@ -161,3 +161,17 @@ def test_intercept_prints_the_wecom_rules(tmp_path: Path) -> None:
     out = json.loads(result.stdout)
     assert [(r["name"], len(r["words"])) for r in out["rules"]] == [("qunyun-广告-1", 300), ("qunyun-广告-2", 1)]
     assert out["overflow"] == [{"word": "长" * 40, "category": "porn", "reason": "too_long"}]
+
+
+def test_an_excel_word_list(tmp_path: Path) -> None:
+    from qunyun.moderation.types import WordEntry
+    from qunyun.moderation.wordfiles import write_excel
+
+    path = tmp_path / "词表.xlsx"
+    path.write_bytes(write_excel([WordEntry("刷单返利", "ads"), WordEntry("约炮", "porn")]))
+    out = lines(check(["--words", str(path), "--text", "刷单返利了解一下"]))
+    assert (out[0]["action"], out[0]["category"]) == ("delete", "ads")
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(b"PK\x03\x04 not really")
+    refused = check(["--words", str(broken), "--text", "x"])
+    assert refused.exit_code == 2 and "broken.xlsx：不是可读取的 Excel 工作簿" in refused.stderr
