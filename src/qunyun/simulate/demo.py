@@ -91,6 +91,7 @@ def demo_scenario(
         groups=build_groups(len(owners) * GROUPS_PER_OWNER, brand=BRAND, owners=owners, core=3),
         staff=staff,
         brand=BRAND,
+        moderation=True,
     )
 
 
@@ -265,6 +266,7 @@ def load_demo(
         "messages": result.messages,
         "orders": result.orders,
         "jobs_run": result.jobs_run,
+        "removed": result.removed,
     }
     return DemoResult(
         org_id=org.org_id,

@@ -40,6 +40,9 @@ NICK_PREFIX = ("骑行", "单车", "风一样的", "爱骑车的", "周末骑士
 NICK_BODY = (
     "阿杰", "大鹏", "小雨", "老K", "Leo", "Tony", "阿飞", "胖虎", "木木", "晓峰", "Coco", "大牛", "阿强", "Mia",
 )  # fmt: skip
+# Spammers by kind: most post ads, some solicit contacts, a few flood.
+SPAM_KINDS = ("ad", "contact", "flood")
+SPAM_WEIGHTS = (0.5, 0.3, 0.2)
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰飞鹏斌宇浩凯健俊帆帅旭宁龙林欣"
 
 
@@ -54,7 +57,13 @@ class Persona:
     interests: tuple[str, ...]
     activity: float  # expected messages per day while engaged
     purchase: float  # multiplier of the base purchase rates
-    spammer: bool
+    # "" for an ordinary member; a spammer's kind: "ad" (ads and links), "contact" (phone
+    # numbers, WeChat ids, 加我微信) or "flood" (the same text several times in a row)
+    spam_kind: str = ""
+
+    @property
+    def spammer(self) -> bool:
+        return bool(self.spam_kind)
 
 
 def _name(rng: random.Random) -> str:
@@ -93,5 +102,5 @@ def draw_persona(rng: random.Random, *, region: str | None = None, spam_rate: fl
         interests=tuple(interests),
         activity=activity,
         purchase=purchase,
-        spammer=rng.random() < spam_rate,
+        spam_kind=rng.choices(SPAM_KINDS, weights=SPAM_WEIGHTS)[0] if rng.random() < spam_rate else "",
     )

@@ -15,6 +15,7 @@ the database sees the community live.
 
 from __future__ import annotations
 
+import functools
 import math
 import secrets
 import sys
@@ -45,7 +46,10 @@ from qunyun.ingestion.service import ingest
 from qunyun.livecodes import routing
 from qunyun.livecodes.schemas import LiveCodeCreate
 from qunyun.livecodes.service import create_live_code
+from qunyun.locale import Msg
 from qunyun.models import Channel, Group, Job, JobStatus, Member, Role, RoutingPolicy, Staff
+from qunyun.moderation.service import DEFAULT_SETTINGS, create_default_policy
+from qunyun.simulate import texts
 from qunyun.simulate.scenario import ChannelSpec, Scenario
 from qunyun.simulate.world import DAY, HOUR, SCAN_ONLY, World
 from qunyun.team.service import create_organisation, create_staff
@@ -100,6 +104,7 @@ class SimulationResult:
     joins: int
     leaves: int
     kicks: int
+    removed: int  # members qunyun's moderation removed
     messages: int
     ads: int
     orders: int
@@ -225,6 +230,8 @@ class Simulation:
             self._group_keys = {group_id: key for key, group_id in self.group_ids.items()}
             if self.on_groups is not None:
                 self.on_groups(session, self.org_id, self.group_ids)
+            if self.scenario.moderation:
+                create_default_policy(session, self.org_id, settings=moderation_settings())
         if self.scenario.live_codes:
             self._create_live_codes()
 
@@ -351,7 +358,7 @@ class Simulation:
                 self._sync_profiles(session, world.take_first_joins())
                 self._update_ledger(session)
             self._run_jobs()
-            world.react(self.platform.take_bot_posts())
+            world.react(self._bot_posts())
             if end // DAY != last_trim_day:
                 last_trim_day = end // DAY
                 self.platform.forget_messages_before(world.instant(end - DAY))
@@ -435,7 +442,24 @@ class Simulation:
                     idempotency_key=f"sim:push:{g.key}:{stamp}",
                 )
         self._run_jobs()
-        world.react(self.platform.take_bot_posts())
+        world.react(self._bot_posts())
+
+    def _bot_posts(self) -> list[tuple[str, datetime, bool]]:
+        """The bot's posts since the last call that members answer: not moderation warnings
+        (an @-mention like a welcome, but nobody says 欢迎 to it)."""
+        posts = self.platform.take_bot_posts()
+        if not self.scenario.moderation or not posts:
+            return posts
+        warned = set()
+        found = 0
+        for message in reversed(self.platform.state.messages.values()):
+            if found == len(posts):
+                break
+            if message.by_bot:
+                found += 1
+                if is_warning(message.text):
+                    warned.add((message.group, message.sent_at))
+        return [p for p in posts if (p[0], p[1]) not in warned]
 
     def _run_jobs(self, ahead_seconds: int = 0) -> None:
         """Run due jobs in this thread, against this run's simulated platform.
@@ -490,6 +514,7 @@ class Simulation:
             joins=tally.joins,
             leaves=tally.leaves,
             kicks=tally.kicks,
+            removed=tally.removed,
             messages=tally.messages,
             ads=tally.ads,
             orders=tally.orders,
@@ -501,6 +526,32 @@ class Simulation:
             channels=channels,
             refused=dict(sorted(tally.refused.items())),
         )
+
+
+def moderation_settings() -> dict[str, Any]:
+    """The default policy's settings (``moderation.service.DEFAULT_SETTINGS``) with the sites
+    members share links to (texts.SHARED_DOMAINS) allowed by its links rule."""
+    rules = [
+        {**rule, "allowed_domains": list(texts.SHARED_DOMAINS)} if rule["kind"] == "links" else dict(rule)
+        for rule in DEFAULT_SETTINGS["rules"]
+    ]
+    return {**DEFAULT_SETTINGS, "rules": rules}
+
+
+@functools.cache
+def _warning_tails() -> tuple[str, ...]:
+    """What every moderation warning ends with, in each language (the text after the rule)."""
+    marker = "\x00"
+    tails = []
+    for language in ("zh", "en"):
+        text = Msg("moderation.engine.warn.text", name=marker, rule=marker).render(language)
+        tails.append(text.rsplit(marker, 1)[-1])
+    return tuple(t for t in tails if t)
+
+
+def is_warning(text: str) -> bool:
+    """Whether a bot message is a moderation warning."""
+    return text.startswith("@") and text.endswith(_warning_tails())
 
 
 def run_scenario(

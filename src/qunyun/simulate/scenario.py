@@ -84,6 +84,10 @@ class Scenario:
     # Members arrive through scans of a live code per channel (False: straight through an
     # invite link of their region's least full group).
     live_codes: bool = True
+    # qunyun moderates the groups: the organisation's default policy (moderation.service
+    # .create_default_policy) with the shared sites allowed, and no owner removes spammers by
+    # hand (the policy's ladder warns and removes them).
+    moderation: bool = False
 
     @property
     def end(self) -> datetime:

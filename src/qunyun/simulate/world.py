@@ -59,7 +59,8 @@ SHOWOFF_SHARE = 0.25  # buyers who post about their order (晒单)
 CORE_ORDERS, CORE_SPEND = 3, Decimal("2000")  # high value → phone callback → core group
 SPAM_DAILY = 0.6  # a spammer posts an ad on this share of days
 SPAM_KICK_AFTER = 2  # ads before the owner removes them…
-SPAM_KICK_SHARE = 0.8  # …with this probability
+SPAM_KICK_SHARE = 0.8  # …with this probability (not when qunyun moderates: then its ladder does)
+FLOOD_GAP = (15, 60)  # seconds between a flooder's identical messages
 WELCOME_REPLIES = 0.8  # mean "欢迎" replies to a bot welcome
 PUSH_REPLY_RATE = 0.04  # share of a group replying within the hour to a bot push
 MAX_MESSAGES = 40  # per member-day
@@ -94,7 +95,8 @@ class Tally:
 
     joins: int = 0
     leaves: int = 0
-    kicks: int = 0
+    kicks: int = 0  # by the group owner, by hand
+    removed: int = 0  # by qunyun's bot (moderation), noticed by the world
     messages: int = 0
     ads: int = 0
     orders: int = 0
@@ -314,6 +316,8 @@ class World:
         weekend = WEEKEND_FACTOR if is_weekend(weekday) else 1.0
         base = day * DAY
         for agent in list(self.present.values()):
+            if not self._still_in(agent):
+                continue
             p = agent.persona
             age = day - agent.joined_day
             silent = agent.silent_day is not None and day >= agent.silent_day
@@ -466,21 +470,24 @@ class World:
     def _groups_of(self, agent: Agent) -> list[str]:
         return [g for g in (agent.regional, agent.core) if g is not None]
 
-    def _post(self, agent: Agent, what: str | None) -> None:
+    def _still_in(self, agent: Agent) -> bool:
+        """Whether the member is still in one of their groups; one the platform removed behind
+        the world's back (qunyun's moderation kicked them) is gone from then on."""
+        if agent.left:
+            return False
+        if any(self.sim.is_member(agent.id, g) for g in self._groups_of(agent)):
+            return True
+        agent.left = True
+        self.present.pop(agent.id, None)
+        self.tally.removed += 1
+        return False
+
+    def _post(self, agent: Agent, what: Any) -> None:
         if agent.left:
             return
         rng = self.rng
-        if what == "ad":
-            group = agent.regional
-            if group is None:
-                return
-            msg_type, template = rng.choice(texts.SPAM)
-            self.sim.post(agent.id, group, texts.fill(rng, template), msg_type)
-            self.tally.messages += 1
-            self.tally.ads += 1
-            agent.ads += 1
-            if agent.ads == SPAM_KICK_AFTER and rng.random() < SPAM_KICK_SHARE:
-                self.at(self.now_t + 600 + int(rng.random() * 5400), KICK, agent.id, group)
+        if what == "ad" or isinstance(what, tuple):
+            self._spam(agent, what)
             return
         group = agent.core if agent.core is not None and rng.random() < 0.4 else agent.regional or agent.core
         if group is None:
@@ -489,12 +496,41 @@ class World:
         if what == "greet":
             text, msg_type = texts.fill(rng, rng.choice(texts.GREETINGS), city=p.city, name=p.display_name), "text"
         elif what == "showoff":
-            text, msg_type = "晒单：新装备到手，开心！", "image"
+            text, msg_type = texts.SHOWOFF, "image"
         else:
             msg_type = rng.choices(texts.MSG_TYPES, weights=texts.MSG_TYPE_WEIGHTS)[0]
-            text = texts.fill(rng, rng.choice(texts.CHAT), city=p.city) if msg_type == "text" else ""
+            if msg_type == "text":
+                text = texts.fill(rng, rng.choice(texts.CHAT), city=p.city)
+            elif msg_type == "link":
+                text = texts.fill(rng, rng.choice(texts.SHARED_LINKS))
+            else:
+                text = ""
         self.sim.post(agent.id, group, text, msg_type)
         self.tally.messages += 1
+
+    def _spam(self, agent: Agent, what: Any) -> None:
+        """A spammer's post of their kind (texts.SPAM); a flooder's first post plans the same
+        text again ``FLOOD_BURST`` − 1 times, ``what`` then being ``(msg_type, text)``."""
+        group = agent.regional
+        if group is None or not self._still_in(agent) or not self.sim.is_member(agent.id, group):
+            return
+        rng = self.rng
+        if isinstance(what, tuple):
+            msg_type, text = what
+        else:
+            msg_type, template = rng.choice(texts.SPAM[agent.persona.spam_kind])
+            text = texts.fill(rng, template)
+            if agent.persona.spam_kind == "flood":
+                t = self.now_t
+                for _ in range(texts.FLOOD_BURST - 1):
+                    t += rng.randint(*FLOOD_GAP)
+                    self.at(t, POST, agent.id, (msg_type, text))
+        self.sim.post(agent.id, group, text, msg_type)
+        self.tally.messages += 1
+        self.tally.ads += 1
+        agent.ads += 1
+        if not self.scenario.moderation and agent.ads == SPAM_KICK_AFTER and rng.random() < SPAM_KICK_SHARE:
+            self.at(self.now_t + 600 + int(rng.random() * 5400), KICK, agent.id, group)
 
     def _reply(self, member: str, to: tuple[str, bool]) -> None:
         group, welcome = to
