@@ -186,7 +186,90 @@ def latency(port: int, token: str, pairs: list[tuple[str, str]], prefix: str, po
     return times
 
 
-def throughput(port: int, token: str, pairs: list[tuple[str, str]], prefix: str, clients: int, seconds: float) -> float:
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` so far (every thread), from /proc; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the server's processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+class CpuMeter:
+    """CPU seconds spent during a run by the server's processes, the PostgreSQL backends of the
+    bench's database and this process (the clients), read from /proc: per post, figures that
+    move far less with the machine's load than posts per second do."""
+
+    def __init__(self, server_pid: int | None, url: str | None) -> None:
+        self.server_pid = server_pid
+        self.url = url
+
+    def _commits(self) -> int:
+        if self.url is None:
+            return 0
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()
+        return int(row[0]) if row else 0
+
+    def _backends(self) -> list[int]:
+        if self.url is None:
+            return []
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def start(self) -> None:
+        self.server = {p: cpu_seconds(p) for p in tree(self.server_pid)} if self.server_pid else {}
+        self.pg = {p: cpu_seconds(p) for p in self._backends()}
+        self.client = time.process_time()
+        self.commits = self._commits()
+
+    def stop(self) -> dict[str, float]:
+        server = (
+            sum(cpu_seconds(p) - self.server.get(p, 0.0) for p in tree(self.server_pid)) if self.server_pid else 0.0
+        )
+        pg = sum(cpu_seconds(p) - self.pg.get(p, 0.0) for p in self._backends())
+        client = time.process_time() - self.client
+        time.sleep(1.0)  # a backend reports its commits to pg_stat_database within a second
+        self.committed = self._commits() - self.commits - 2  # the meter's own two reads
+        return {"server": server, "pg": pg, "client": client}
+
+
+def throughput(
+    port: int,
+    token: str,
+    pairs: list[tuple[str, str]],
+    prefix: str,
+    clients: int,
+    seconds: float,
+    meter: CpuMeter | None = None,
+) -> float:
+    """Posts per second of ``clients`` clients posting for ``seconds``; with ``meter``, its CPU
+    figures per post are printed."""
     posters = [Poster(port, token, pairs, f"{prefix}-{c}", 100 + c) for c in range(clients)]
     stop = time.perf_counter() + seconds
     done = [0] * clients
@@ -197,6 +280,8 @@ def throughput(port: int, token: str, pairs: list[tuple[str, str]], prefix: str,
             done[c] += 1
 
     threads = [threading.Thread(target=run, args=(c,)) for c in range(clients)]
+    if meter is not None:
+        meter.start()
     started = time.perf_counter()
     for t in threads:
         t.start()
@@ -206,6 +291,15 @@ def throughput(port: int, token: str, pairs: list[tuple[str, str]], prefix: str,
     failed = sum(p.failed for p in posters)
     if failed:
         raise RuntimeError(f"{failed} posts failed")
+    if meter is not None:
+        used = meter.stop()
+        posts = max(1, sum(done))
+        print(
+            "  CPU per post: " + ", ".join(f"{k} {v * 1000 / posts:.2f} ms" for k, v in used.items()),
+            f"(machine: {sum(used.values()) / elapsed:.2f} of {os.cpu_count()} cores)",
+            f"{posts / max(1, meter.committed):.1f} posts per commit" if meter.url else "",
+            flush=True,
+        )
     return sum(done) / elapsed
 
 
@@ -318,6 +412,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="server processes")
     parser.add_argument("--baseline-rev", default=BASELINE_REV, help="'none' to skip the baseline")
     parser.add_argument("--profile", action="store_true", help="py-spy the server during the 1 M throughput run")
+    parser.add_argument("--database", default="qunyun_bench_live", help="PostgreSQL database to (re)create")
     parser.add_argument("--source", type=Path, help="run qunyun from DIR/src (another checkout) instead")
     parser.add_argument("--probe", nargs=3, metavar=("URL", "SLUG", "POSTS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -328,7 +423,7 @@ def main() -> None:
         args.source = args.source.resolve()
         os.environ["PYTHONPATH"] = str(args.source / "src")
     WORK.mkdir(parents=True, exist_ok=True)
-    url = fresh_pg("qunyun_bench_live")
+    url = fresh_pg(args.database)
     if url is None:
         print("PostgreSQL not reachable: skipped")
         return
@@ -351,7 +446,15 @@ def main() -> None:
                 profiler = None
                 if args.profile and source is args.source and size == "1M":
                     profiler = py_spy(server.proc.pid, args.seconds)
-                rate = throughput(server.port, token, pairs, prefix + "-par", args.clients, args.seconds)
+                rate = throughput(
+                    server.port,
+                    token,
+                    pairs,
+                    prefix + "-par",
+                    args.clients,
+                    args.seconds,
+                    CpuMeter(server.proc.pid, url),
+                )
                 if profiler is not None:
                     profiler.wait()
                 rows.append((label, size, pct(times, 0.5), pct(times, 0.99), statistics.mean(times) * 1000, rate))
@@ -370,7 +473,9 @@ def main() -> None:
     bare = Server(url, args.workers, None, bare=True)
     try:
         token, pairs = orgs["1k"]
-        bare_rate = throughput(bare.port, token, pairs, "bare", args.clients, args.seconds)
+        bare_rate = throughput(
+            bare.port, token, pairs, "bare", args.clients, args.seconds, CpuMeter(bare.proc.pid, None)
+        )
     finally:
         bare.stop()
 

@@ -27,7 +27,9 @@ import html
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from starlette.requests import Request
@@ -207,10 +209,17 @@ class _BodyState:
     response_started: bool = False
 
 
+# The fast path of ``POST /api/v1/events`` (``qunyun.ingestion.endpoints``): which requests it
+# serves (None: the application serves it) and how; the server passes them (no import cycle).
+FastSelect = Callable[[Scope], Any]
+FastServe = Callable[[Scope, Receive, Send, Any, Callable[[], None]], Awaitable[None]]
+
+
 class EdgeGuard:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, events: tuple[FastSelect, FastServe] | None = None) -> None:
         self.app = app
         self.admission = _Admission()
+        self.events = events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -240,6 +249,15 @@ class EdgeGuard:
         if not admitted and not await self.admission.wait(semaphore):
             await self._reject(ServiceUnavailable(Msg("edge.busy")), scope, send)
             return
+        held = True
+
+        def hand_over() -> None:
+            """Give the admission slot back (once) before the request is answered."""
+            nonlocal held
+            if held:
+                held = False
+                semaphore.release()
+
         try:
             if needs_credential and not _recently_verified.holds(authorization, cookie):
                 try:
@@ -252,9 +270,18 @@ class EdgeGuard:
                 if not ok:
                     await self._reject(Unauthenticated(Msg("edge.bad_credential")), scope, send)
                     return
-            await self._call_capped(scope, receive, send, _BodyState(cap=cap))
+            app = self.app
+            if self.events is not None and method == "POST" and path.rstrip("/") == EVENTS_PATH:
+                select, serve = self.events
+                post = select(scope)
+                if post is not None:
+
+                    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+                        await serve(scope, receive, send, post, hand_over)
+
+            await self._call_capped(app, scope, receive, send, _BodyState(cap=cap))
         finally:
-            semaphore.release()
+            hand_over()
 
     @staticmethod
     def _admit(semaphore: anyio.Semaphore) -> bool:
@@ -264,7 +291,7 @@ class EdgeGuard:
             return False
         return True
 
-    async def _call_capped(self, scope: Scope, receive: Receive, send: Send, state: _BodyState) -> None:
+    async def _call_capped(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, state: _BodyState) -> None:
         async def capped_receive() -> Message:
             if state.too_large:
                 return {"type": "http.disconnect"}
@@ -285,7 +312,7 @@ class EdgeGuard:
             await send(message)
 
         try:
-            await self.app(scope, capped_receive, guarded_send)
+            await app(scope, capped_receive, guarded_send)
         except Exception as exc:
             if state.response_started:
                 raise

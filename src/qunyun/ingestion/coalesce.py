@@ -24,18 +24,22 @@ transaction of its own, so one post's failure is that post's answer only and nev
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy.orm import Session
+import anyio
+from sqlalchemy.orm import Session, sessionmaker
 
 from qunyun.audit.service import record_all
 from qunyun.auth.scope import Scope
 from qunyun.auth.tokens import live_api_tokens, touch_token
-from qunyun.db.session import unit_of_work
+from qunyun.config import get_settings
+from qunyun.db.session import make_engine, unit_of_work
 from qunyun.errors import Forbidden, Unauthenticated
 from qunyun.ingestion.event import ParsedEvent
 from qunyun.ingestion.service import Ingestor
@@ -159,26 +163,31 @@ class Coalescer:
                 post.wake.set()
 
     def _run(self, batch: list[_Post]) -> None:
-        if len(batch) > 1:
-            try:
-                _ingest_together(batch)
-            except Exception:
-                for post in batch:  # each post then gets its own answer, below
-                    post.counts = post.error = None
-            else:
-                self._count(len(batch), 1)
-                return
-        for post in batch:
-            try:
-                _ingest_together([post])
-            except BaseException as exc:  # re-raised in the post's own thread
-                post.error = exc
-        self._count(len(batch), len(batch))
+        self._count(len(batch), run_batch(batch))
 
     def _count(self, posts: int, transactions: int) -> None:
         with self._lock:
             self.posts += posts
             self.transactions += transactions
+
+
+def run_batch(batch: list[_Post], factory: sessionmaker[Session] | None = None) -> int:
+    """Ingest ``batch`` in one transaction, or, if that fails, each post alone; sets every
+    post's counts or error. Returns the number of transactions run."""
+    if len(batch) > 1:
+        try:
+            _ingest_together(batch, factory)
+        except Exception:
+            for post in batch:  # each post then gets its own answer, below
+                post.counts = post.error = None
+        else:
+            return 1
+    for post in batch:
+        try:
+            _ingest_together([post], factory)
+        except BaseException as exc:  # re-raised where the post waits
+            post.error = exc
+    return len(batch)
 
 
 def _admit(session: Session, batch: list[_Post]) -> list[tuple[_Post, Scope]]:
@@ -209,11 +218,11 @@ def _admit(session: Session, batch: list[_Post]) -> list[tuple[_Post, Scope]]:
     return admitted
 
 
-def _ingest_together(batch: list[_Post]) -> None:
+def _ingest_together(batch: list[_Post], factory: sessionmaker[Session] | None = None) -> None:
     """One transaction: the events of every admitted post in ``batch`` (one organisation and
     platform); sets each post's counts or refusal."""
     first = batch[0]
-    with unit_of_work() as session:
+    with unit_of_work(factory) as session:
         admitted = _admit(session, batch)
         if not admitted:
             return
@@ -232,6 +241,133 @@ def _ingest_together(batch: list[_Post]) -> None:
             entries.append(post.audit(scope, mine, len(post.events) - mine))
         record_all(session, entries)
 
+
+@lru_cache(maxsize=4)
+def _sessions(url: str) -> sessionmaker[Session]:
+    """The live lanes' own connections: a lane runs one transaction at a time, so a few are
+    enough, posts never wait on the requests' pool, and no ping precedes each batch (a broken
+    connection fails its batch and is dropped; the batch's posts are then tried again alone, on
+    new connections)."""
+    engine = make_engine(url, pool_size=2, max_overflow=4, pool_pre_ping=False)
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def lane_sessions() -> sessionmaker[Session]:
+    return _sessions(get_settings().resolved_database_url)
+
+
+@dataclass
+class _Waiting:
+    post: _Post
+    future: asyncio.Future[Counts]
+
+
+@dataclass
+class _LoopLane:
+    waiting: deque[_Waiting] = field(default_factory=deque)
+    drain: asyncio.Task[None] | None = None
+
+
+class LiveLanes:
+    """The lanes of one event loop, for posts that wait as coroutines (``POST /api/v1/events``).
+
+    A post joins its (organisation, platform) lane and awaits a future. The first post of an idle
+    lane starts the lane's drain: one worker thread at a time takes every post waiting (up to
+    ``max_events`` events), runs their transaction (:func:`run_batch`), and the drain resolves
+    each post's future, then takes the next batch, until the lane is empty. A batch costs one
+    hop to a worker thread, whatever the number of its posts. Used from its loop only: no lock.
+    """
+
+    def __init__(self, max_events: int = MAX_EVENTS) -> None:
+        self.max_events = max_events
+        self._lanes: dict[tuple[int, str], _LoopLane] = {}
+        # Posts waiting in every lane (the edge hands a small post's admission slot over to the
+        # lanes while this is under its limit), transactions run and posts they carried.
+        self.waiting = 0
+        self.transactions = 0
+        self.posts = 0
+
+    async def ingest(
+        self,
+        org_id: int,
+        platform: str,
+        events: list[ParsedEvent],
+        audit: AuditEntry,
+        *,
+        scope: Scope | None = None,
+        token_hash: str | None = None,
+    ) -> Counts:
+        """:meth:`Coalescer.ingest`, awaited: the counts once the transaction that carried the
+        events has committed, or what their own transaction raised."""
+        if (scope is None) == (token_hash is None):
+            raise ValueError("a post needs either a scope or a token hash")
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(_Post(org_id, platform, events, audit, scope, token_hash), loop.create_future())
+        key = (org_id, platform)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _LoopLane()
+            lane.drain = loop.create_task(self._drain(key, lane))
+        lane.waiting.append(waiting)
+        self.waiting += 1
+        try:
+            return await waiting.future
+        finally:
+            self.waiting -= 1
+
+    async def _drain(self, key: tuple[int, str], lane: _LoopLane) -> None:
+        try:
+            while lane.waiting:
+                batch = [lane.waiting.popleft()]
+                events = len(batch[0].post.events)
+                while lane.waiting and events + len(lane.waiting[0].post.events) <= self.max_events:
+                    events += len(lane.waiting[0].post.events)
+                    batch.append(lane.waiting.popleft())
+                # A post whose request was cancelled (the client went away) is not ingested.
+                batch = [w for w in batch if not w.future.cancelled()]
+                if not batch:
+                    continue
+                posts = [w.post for w in batch]
+                try:
+                    transactions = await anyio.to_thread.run_sync(run_batch, posts, lane_sessions())
+                except BaseException as exc:  # cancelled while the batch ran: its posts get the error
+                    for w in batch:
+                        if not w.future.done():
+                            w.future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
+                    raise
+                self.transactions += transactions
+                self.posts += len(batch)
+                for w in batch:
+                    if w.future.done():
+                        continue
+                    if w.post.error is not None:
+                        w.future.set_exception(w.post.error)
+                    else:
+                        assert w.post.counts is not None
+                        w.future.set_result(w.post.counts)
+        finally:
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
+            for w in lane.waiting:  # only when the drain itself was cancelled
+                if not w.future.done():
+                    w.future.set_exception(RuntimeError("live lane stopped"))
+
+
+class _PerLoop:
+    """One :class:`LiveLanes` per event loop (a test client runs a loop of its own)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lanes: LiveLanes | None = None
+
+    def get(self) -> LiveLanes:
+        loop = asyncio.get_running_loop()
+        if self._lanes is None or self._loop is not loop:
+            self._loop, self._lanes = loop, LiveLanes()
+        return self._lanes
+
+
+live_lanes = _PerLoop()
 
 _coalescer = Coalescer()
 
