@@ -7,6 +7,7 @@ from fastapi.responses import Response
 
 from qunyun.acquisition.service import channel_names
 from qunyun.analytics.portrait import age_band, member_tiers
+from qunyun.console.pages.moderation import member_section
 from qunyun.console.web import ConsolePage, int_param, path_id
 from qunyun.crm.service import (
     MemberFilter,
@@ -117,5 +118,6 @@ def member_detail(page: ConsolePage, member_id: str) -> Response:
             "orders": orders,
             "refunded": refunded,
             "tier": member_tiers(db, scope, [member.id])[member.id],
+            "moderation": member_section(page, member.id),
         },
     )
