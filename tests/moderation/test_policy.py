@@ -104,6 +104,8 @@ def test_categories_accept_ids_chinese_aliases_and_custom_names() -> None:
         ({"blacklist_scope": "world"}, "blacklist_scope"),
         ({"dry_run": "no"}, "dry_run"),
         ({"exempt_roles": ["owner", 3]}, "exempt_roles[1]"),
+        ({"exempt_roles": ["owner", "admins"]}, "exempt_roles[1]"),
+        ({"exempt_roles": "owner"}, "exempt_roles"),
         ({"mute_minutes": -5}, "mute_minutes"),
     ],
 )
@@ -121,7 +123,8 @@ def test_errors_are_localized() -> None:
 
 
 def test_a_policy_must_be_a_mapping() -> None:
-    assert refused(["words"]).message.endswith("must be a mapping of names to values")
+    assert refused(["words"]).message == "policy: must be a mapping of names to values"
+    assert policy_from_dict({"exempt_roles": []}).exempt_roles == ()
     with pytest.raises(InvalidInput) as caught:
         policy_from_yaml("words: [a, b\nrules: x")
     assert "line" in caught.value.message
@@ -168,3 +171,10 @@ def test_ladder_resolution() -> None:
     assert compiled.resolve(Action.LADDER, 1) == (Action.MUTE, 1)
     assert compiled.resolve(Action.LADDER, 7) == (Action.KICK, 2)
     assert compiled.resolve(Action.DELETE, 7) == (Action.DELETE, None)
+
+
+def test_exempt_roles_are_the_roles_members_have() -> None:
+    from qunyun.models.moderation import MemberRole
+    from qunyun.moderation.policy import MEMBER_ROLES
+
+    assert set(MEMBER_ROLES) == {str(role) for role in MemberRole}

@@ -25,7 +25,9 @@ MAX_WORD = 64  # code points; longer "words" are sentences, not list entries
 MAX_NAME = 64  # a rule's name
 MAX_CATEGORY = 32
 DEFAULT_LADDER = (Action.WARN, Action.WARN, Action.KICK)
-DEFAULT_EXEMPT = ("owner", "admin", "kol")
+# A member's roles in a group (models.moderation.MemberRole), which exempt_roles name.
+MEMBER_ROLES = ("owner", "admin", "kol")
+DEFAULT_EXEMPT = MEMBER_ROLES
 BLACKLIST_SCOPES = ("group", "community", "organisation")
 MSG_MEDIA = ("image", "file", "video")
 CONTACT_DETECTORS = ("phone", "account", "solicit")
@@ -375,7 +377,7 @@ def _flood_defaults(rule: Rule, obj: Mapping[str, Any], path: str) -> Rule:
 
 def policy_from_dict(data: Any) -> Policy:
     """Validate a policy given as a dict (decoded YAML or the stored JSON)."""
-    obj = _mapping(data, "")
+    obj = _mapping(data, "policy")
     _check_keys(obj, _POLICY_KEYS, "")
     fields: dict[str, Any] = {}
     if "name" in obj and obj["name"] != "":
@@ -392,7 +394,11 @@ def policy_from_dict(data: Any) -> Policy:
     if "mute_minutes" in obj:
         fields["mute_minutes"] = _int(obj["mute_minutes"], "mute_minutes", 1, 30 * 24 * 60)
     if "exempt_roles" in obj:
-        fields["exempt_roles"] = tuple(dict.fromkeys(_strings(obj["exempt_roles"], "exempt_roles", 32)))
+        # [] is allowed: nobody is exempt.
+        roles = _list(obj["exempt_roles"], "exempt_roles")
+        fields["exempt_roles"] = tuple(
+            dict.fromkeys(_choice(r, f"exempt_roles[{i}]", MEMBER_ROLES) for i, r in enumerate(roles))
+        )
     if "blacklist_scope" in obj:
         fields["blacklist_scope"] = _choice(obj["blacklist_scope"], "blacklist_scope", BLACKLIST_SCOPES)
     if "dry_run" in obj:
