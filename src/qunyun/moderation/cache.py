@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from qunyun.db.base import to_micros
 from qunyun.errors import InvalidInput
 from qunyun.models import ModerationPolicy
 from qunyun.moderation.policy import CompiledPolicy, Policy, policy_from_dict
@@ -29,7 +30,8 @@ _compiled: OrderedDict[int, tuple[Stamp, CompiledPolicy | None]] = OrderedDict()
 
 
 def stamp_of(row: ModerationPolicy) -> Stamp:
-    return (row.version, row.updated_at)
+    """(version, updated_at in epoch microseconds): what the engine reads without the ORM."""
+    return (row.version, to_micros(row.updated_at))
 
 
 def stored_dict(row: ModerationPolicy) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from qunyun.db.base import from_micros
@@ -35,13 +35,9 @@ from qunyun.livecodes.blacklist import register_check
 from qunyun.models import (
     Connection,
     Group,
-    Member,
-    MemberGroupRole,
     MembershipSpan,
-    MessageText,
     ModerationDecision,
     ModerationPolicy,
-    ModerationRecentMessage,
     PolicyTarget,
 )
 from qunyun.models.event import EventKind
@@ -82,18 +78,35 @@ class _Batch:
     strikes: dict[int, int] | None = None
 
 
+# The hot path's statements, written once: built per call with the ORM they cost more than the
+# queries themselves (a live message is one ingest call).
+_POLICIES = text(
+    "SELECT id, version, target_key, strike_window_days, updated_at FROM moderation_policies"
+    " WHERE org_id = :org AND enabled = :on"
+)
+_GROUP_PLACES = text("SELECT id, playbook_id, community_id FROM groups WHERE id IN :groups").bindparams(
+    bindparam("groups", expanding=True)
+)
+_MEMBERS = text(
+    "SELECT m.id, m.display_name, m.corp, r.group_id, r.role FROM members m"
+    " LEFT JOIN member_group_roles r ON r.member_id = m.id WHERE m.id IN :members"
+).bindparams(bindparam("members", expanding=True))
+_RECENT = text(
+    "SELECT r.event_id, r.group_id, r.member_id, r.ts, t.text FROM moderation_recent_messages r"
+    " LEFT JOIN message_texts t ON t.event_id = r.event_id"
+    " WHERE r.member_id IN :members AND r.group_id IN :groups ORDER BY r.ts, r.event_id"
+).bindparams(bindparam("members", expanding=True), bindparam("groups", expanding=True))
+_ADD_RECENT = text(
+    "INSERT INTO moderation_recent_messages (event_id, org_id, group_id, member_id, ts)"
+    " VALUES (:event_id, :org_id, :group_id, :member_id, :ts)"
+)
+_DROP_RECENT = text("DELETE FROM moderation_recent_messages WHERE event_id IN :ids").bindparams(
+    bindparam("ids", expanding=True)
+)
+
+
 def _policy_rows(session: Session, org_id: int) -> list[Any]:
-    return list(
-        session.execute(
-            select(
-                ModerationPolicy.id,
-                ModerationPolicy.version,
-                ModerationPolicy.target_key,
-                ModerationPolicy.strike_window_days,
-                ModerationPolicy.updated_at,
-            ).where(ModerationPolicy.org_id == org_id, ModerationPolicy.enabled.is_(True))
-        )
-    )
+    return list(session.execute(_POLICIES, {"org": org_id, "on": True}))
 
 
 def _compiled(session: Session, policy_id: int, stamp: cache.Stamp) -> CompiledPolicy | None:
@@ -119,12 +132,7 @@ def _effective(session: Session, org_id: int, group_ids: set[int]) -> dict[int, 
         needs_group_row = any(r.target_key.startswith(("community:", "playbook:")) for r in rows)
         places: dict[int, tuple[int | None, int | None]] = {}
         if needs_group_row:
-            places = {
-                gid: (pb, cm)
-                for gid, pb, cm in session.execute(
-                    select(Group.id, Group.playbook_id, Group.community_id).where(Group.id.in_(sorted(group_ids)))
-                )
-            }
+            places = {gid: (pb, cm) for gid, pb, cm in session.execute(_GROUP_PLACES, {"groups": sorted(group_ids)})}
         for g in group_ids:
             playbook_id, community_id = places.get(g, (None, None))
             chain = [f"group:{g}"]
@@ -159,20 +167,18 @@ def _effective(session: Session, org_id: int, group_ids: set[int]) -> dict[int, 
     return out
 
 
-def _exempt(session: Session, events: list[LiveEvent], policies: dict[int, _Policy]) -> set[tuple[int, int]]:
-    """(group, member) pairs whose member holds one of their group policy's exempt roles."""
-    pairs = {(e.group_id, e.member_id) for e in events if e.group_id in policies}
-    if not pairs or not any(p.compiled.exempt_roles for p in policies.values()):
-        return set()
-    rows = session.execute(
-        select(MemberGroupRole.group_id, MemberGroupRole.member_id, MemberGroupRole.role).where(
-            MemberGroupRole.member_id.in_(sorted({m for _, m in pairs if m is not None})),
-            MemberGroupRole.group_id.in_(sorted({g for g, _ in pairs if g is not None})),
-        )
-    )
-    return {
-        (g, m) for g, m, role in rows if (g, m) in pairs and g in policies and role in policies[g].compiled.exempt_roles
-    }
+def _members(session: Session, batch: _Batch, events: list[LiveEvent]) -> set[tuple[int, int]]:
+    """Names and corps of the batch's members (into ``batch.names``), and the (group, member)
+    pairs whose member holds one of their group policy's exempt roles. One query."""
+    member_ids = sorted({e.member_id for e in events if e.member_id is not None})
+    pairs = {(e.group_id, e.member_id) for e in events}
+    exempt: set[tuple[int, int]] = set()
+    for mid, name, corp, group_id, role in session.execute(_MEMBERS, {"members": member_ids}):
+        batch.names[mid] = (name or "", corp or "")
+        policy = batch.policies.get(group_id) if group_id is not None else None
+        if policy is not None and (group_id, mid) in pairs and role in policy.compiled.exempt_roles:
+            exempt.add((group_id, mid))
+    return exempt
 
 
 def _load_context(session: Session, batch: _Batch, events: list[LiveEvent]) -> None:
@@ -182,13 +188,6 @@ def _load_context(session: Session, batch: _Batch, events: list[LiveEvent]) -> N
     for p in batch.policies.values():
         kinds |= p.kinds
     member_ids = sorted({e.member_id for e in events if e.member_id is not None})
-    if RuleKind.OTHER_CORP in kinds or RuleKind.NAME_CARD in kinds or any(not e.member_name for e in events):
-        batch.names = {
-            mid: (name or "", corp or "")
-            for mid, name, corp in session.execute(
-                select(Member.id, Member.display_name, Member.corp).where(Member.id.in_(member_ids))
-            )
-        }
     if RuleKind.NEW_MEMBER in kinds:
         for g, m, joined_at in session.execute(
             select(MembershipSpan.group_id, MembershipSpan.member_id, MembershipSpan.joined_at).where(
@@ -223,27 +222,23 @@ def _load_recent(session: Session, batch: _Batch, events: list[LiveEvent]) -> No
     earliest = min(e.ts for e in events if (e.group_id, e.member_id) in pairs)
     window = max(batch.policies[g].compiled.history_seconds for g, _ in pairs)
     cutoff = earliest - window * _SECOND
-    R = ModerationRecentMessage
     stale: list[int] = []
     rows = session.execute(
-        select(R.event_id, R.group_id, R.member_id, R.ts, MessageText.text)
-        .outerjoin(MessageText, MessageText.event_id == R.event_id)
-        .where(
-            R.member_id.in_(sorted({m for _, m in pairs if m is not None})),
-            R.group_id.in_(sorted({g for g, _ in pairs if g is not None})),
-        )
-        .order_by(R.ts, R.event_id)
+        _RECENT,
+        {
+            "members": sorted({m for _, m in pairs if m is not None}),
+            "groups": sorted({g for g, _ in pairs if g is not None}),
+        },
     )
-    for event_id, g, m, ts, text in rows:
-        micros = int(ts.timestamp() * _SECOND) if not isinstance(ts, int) else ts
-        if micros < cutoff:
+    for event_id, g, m, ts, body in rows:
+        if ts < cutoff:
             stale.append(event_id)
         elif (g, m) in pairs:
-            batch.recent[(g, m)].append(Recent(micros, text))
+            batch.recent[(g, m)].append(Recent(int(ts), body))
     if stale:
-        session.execute(delete(R).where(R.event_id.in_(stale)))
+        session.execute(_DROP_RECENT, {"ids": stale})
     session.execute(
-        insert(R),
+        _ADD_RECENT,
         [
             {
                 "event_id": e.event_id,
@@ -380,7 +375,7 @@ def moderate(session: Session, org_id: int, events: list[LiveEvent]) -> None:
     judged = [e for e in events if e.group_id in policies and e.event_id not in kicked]
     if not judged:
         return
-    exempt = _exempt(session, judged, policies)
+    exempt = _members(session, batch, judged)
     judged = [e for e in judged if (e.group_id, e.member_id) not in exempt]
     if not judged:
         return
