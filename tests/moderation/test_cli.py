@@ -175,3 +175,23 @@ def test_an_excel_word_list(tmp_path: Path) -> None:
     broken.write_bytes(b"PK\x03\x04 not really")
     refused = check(["--words", str(broken), "--text", "x"])
     assert refused.exit_code == 2 and "broken.xlsx：不是可读取的 Excel 工作簿" in refused.stderr
+
+
+def test_the_lexicon_example_policy_reads_the_shared_lexicon() -> None:
+    policy = POLICIES / "lexicon.yaml"
+    stdin = "\n".join(
+        [
+            event(1, "出售高压气枪"),
+            event(2, "刷单返利了解一下", member="u2"),
+            event(3, "今晚骑行 8 点集合，管理员测试一下群公告", member="u3"),
+            event(4, "我女儿也想参加，陆老师带队吗？", member="u4"),
+        ]
+    )
+    out = lines(check(["--policy", str(policy)], stdin))
+    assert [(d["action"], d["rule"], d["category"]) for d in out] == [
+        ("delete", "敏感词", "weapons"),
+        ("warn", "广告", "ads"),
+        ("allow", None, None),
+        ("allow", None, None),
+    ]
+    assert out[0]["matches"][0] == {"word": "高压气枪", "start": 2, "end": 6}
