@@ -27,7 +27,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from qunyun.connectors.base import get_profile
-from qunyun.connectors.dispatch import request_action
+from qunyun.connectors.dispatch import JOB_MAX_ATTEMPTS, request_action
 from qunyun.db.base import to_micros
 from qunyun.errors import QunyunError
 from qunyun.locale import Msg
@@ -49,7 +49,7 @@ from qunyun.sop.types import SCRIPT_VARIABLES, Executor, MaterialKind, PlanKind,
 from qunyun.tasks.service import default_assignee, open_task
 from qunyun.texttemplate import fill_lenient
 from qunyun.timeutil import utcnow
-from qunyun.worker.queue import enqueue_many
+from qunyun.worker.queue import enqueue
 
 FIRE_JOB = "sop.fire"
 CHUNK = 50  # runs per sop.fire job
@@ -108,12 +108,17 @@ def claim_due(session: Session, now: datetime, *, org_id: int | None = None, lim
     by_org: dict[int, list[int]] = {}
     for run_id, run_org in rows:
         by_org.setdefault(run_org, []).append(run_id)
-    jobs: list[tuple[str, dict[str, Any], int | None]] = []
     for run_org, run_ids in by_org.items():
         for i in range(0, len(run_ids), CHUNK):
-            jobs.append((FIRE_JOB, {"run_ids": run_ids[i : i + CHUNK]}, run_org))
-    enqueue_many(session, jobs)
+            enqueue_fire(session, run_ids[i : i + CHUNK], run_org)
     return len(ids)
+
+
+def enqueue_fire(session: Session, run_ids: list[int], org_id: int | None) -> None:
+    """A ``sop.fire`` job for ``run_ids``. Each crash of a worker holding it costs an attempt, and
+    a dead one would leave its runs queued until the hourly sweep: it gets as many attempts as a
+    send's perform job."""
+    enqueue(session, FIRE_JOB, {"run_ids": run_ids}, org_id=org_id, max_attempts=JOB_MAX_ATTEMPTS)
 
 
 # --- firing ---------------------------------------------------------------------------------------
@@ -235,15 +240,17 @@ def _fire(session: Session, ctx: _Context, run: SopRun, now: datetime, fired: Fi
     if media is not None:
         payload["material"] = media
     try:
-        with session.begin_nested():
-            action = request_action(
-                session,
-                run.org_id,
-                "send_group_message",
-                group_id=group.id,
-                payload=payload,
-                idempotency_key=f"{KEY_PREFIX}{run.id}",
-            )
+        # No savepoint (two round trips a run): request_action refuses what it cannot route
+        # (no connection, a group on another one, a payload that does not build) before it
+        # writes anything.
+        action = request_action(
+            session,
+            run.org_id,
+            "send_group_message",
+            group_id=group.id,
+            payload=payload,
+            idempotency_key=f"{KEY_PREFIX}{run.id}",
+        )
     except QunyunError:
         return _settle(run, RunState.FAILED, Reason.NO_ROUTE, now, fired.failed)
     run.action_id = action.id

@@ -10,11 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qunyun.models import SopRun
-from qunyun.sop.execute import CHUNK, FANOUT_LIMIT, FIRE_JOB, claim_due, fire_runs
+from qunyun.sop.execute import CHUNK, FANOUT_LIMIT, FIRE_JOB, claim_due, enqueue_fire, fire_runs
 from qunyun.sop.runs import FIRE_DUE_JOB, extend_all
 from qunyun.sop.types import RunState
 from qunyun.timeutil import utcnow
-from qunyun.worker.queue import enqueue, enqueue_many, job_handler
+from qunyun.worker.queue import enqueue, job_handler
 from qunyun.worker.scheduler import PeriodicPayload, periodic
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,17 @@ def extend_job(session: Session, payload: FireDuePayload) -> None:
     stuck = list(
         session.scalars(
             select(SopRun.id)
-            .where(SopRun.state == RunState.QUEUED.value, SopRun.updated_at < now - STUCK_AFTER)
+            .where(
+                SopRun.state == RunState.QUEUED.value,
+                SopRun.action_id.is_(None),
+                SopRun.task_id.is_(None),
+                SopRun.updated_at < now - STUCK_AFTER,
+            )
             .order_by(SopRun.id)
             .limit(FANOUT_LIMIT)
         )
     )
-    enqueue_many(session, [(FIRE_JOB, {"run_ids": stuck[i : i + CHUNK]}, None) for i in range(0, len(stuck), CHUNK)])
+    for i in range(0, len(stuck), CHUNK):
+        enqueue_fire(session, stuck[i : i + CHUNK], None)
     if made or stuck:
         log.info("sop.extend: %d runs made, %d stuck runs given a new fire job", made, len(stuck))
