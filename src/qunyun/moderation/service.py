@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select
@@ -51,7 +50,6 @@ from qunyun.timeutil import utcnow
 
 MAX_REASON = 500
 MAX_TEST_TEXT = 4000
-DEFAULT_WORDS_FILE = Path(__file__).with_name("default_words.txt")
 # The most specific target wins: a group's own policy, its playbook's, its community's, the
 # organisation's.
 SPECIFICITY = (PolicyTarget.GROUP, PolicyTarget.PLAYBOOK, PolicyTarget.COMMUNITY, PolicyTarget.ORGANISATION)
@@ -531,7 +529,7 @@ def reverse_decision(
     )
     session.add(reversal)
     session.flush()
-    if decision.action == Action.MUTE and not decision.dry_run and _still_muted(decision):
+    if decision.action == Action.MUTE and not decision.dry_run and _still_muted(session, decision):
         from qunyun.moderation.actions import request_unmute
 
         request_unmute(session, decision)
@@ -548,14 +546,26 @@ def reverse_decision(
     return DecisionView(decision, reversal)
 
 
-def _still_muted(decision: ModerationDecision) -> bool:
-    from datetime import timedelta
-
+def _still_muted(session: Session, decision: ModerationDecision) -> bool:
+    """Whether lifting this mute is the thing to do: it has a group and member, and no later mute
+    of theirs in that group is in force (that one decides when they may speak). Its own end is
+    not checked: the platform's clock, not ours, says when it ran out, and an unmute of a member
+    who may speak already changes nothing."""
     if decision.group_id is None or decision.member_id is None:
         return False
-    if decision.mute_seconds is None:
-        return True
-    return decision.at + timedelta(seconds=decision.mute_seconds) > utcnow()
+    D = ModerationDecision
+    later = session.scalar(
+        select(D.id)
+        .where(
+            D.member_id == decision.member_id,
+            D.group_id == decision.group_id,
+            D.action == str(Action.MUTE),
+            D.id > decision.id,
+            state.in_force(),
+        )
+        .limit(1)
+    )
+    return later is None
 
 
 # --- a member's record -------------------------------------------------------------------------
@@ -874,18 +884,10 @@ def erase_member_evidence(session: Session, org_id: int, member_id: int, *, staf
 
 
 def default_words() -> list[Any]:
-    """The product's own small default word list (``moderation/default_words.txt``: one word a
-    line, optional TAB category, # comments)."""
-    if not DEFAULT_WORDS_FILE.exists():
-        return []
-    out: list[Any] = []
-    for line in DEFAULT_WORDS_FILE.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        word, _, category = line.partition("\t")
-        out.append({"word": word.strip(), "category": category.strip() or "custom"})
-    return out
+    """The product's own small default word list (``moderation/default_words.txt``)."""
+    from qunyun.moderation.wordfiles import default_words as shipped
+
+    return [_word_json(w) for w in shipped()]
 
 
 def create_default_policy(
