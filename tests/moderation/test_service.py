@@ -212,3 +212,35 @@ def test_a_members_evidence_is_exported_and_erased(db: sessionmaker[Session]) ->
             assert (row.excerpt, row.matches, row.action) == ("", [], "warn")
             assert row.erased_at is not None
             assert s.scalar(select(ModerationRecentMessage.event_id)) is None
+
+
+def test_a_live_code_refuses_a_member_moderation_blacklisted(db: sessionmaker[Session]) -> None:
+    from qunyun.livecodes.attribution import first_scans, record_join
+    from tests.livecodes.helpers import add_group, make_code, make_org, scan
+
+    org = make_org(db)
+    add_group(org, "a")
+    code_id, code = make_code(org, ["a"])
+    first = scan(org, code)
+    with unit_of_work(db) as s:
+        member = Member(org_id=org.id, platform="api", external_id="m1", first_seen_at=utcnow())
+        s.add(member)
+        s.flush()
+        [found] = first_scans(s, org.id, org.groups["a"], until=utcnow())
+        record_join(
+            s,
+            org_id=org.id,
+            live_code_id=code_id,
+            group_id=org.groups["a"],
+            member_id=member.id,
+            event_id=1,
+            joined_at=utcnow(),
+            matched_by="window",
+            scan_id=found.scan_id,
+        )
+        service.blacklist_member(s, org.lead_scope, member.id, reach="organisation", reason="诈骗")
+        member_id = member.id
+    assert scan(org, code, first.visitor).outcome == "blocked"
+    with unit_of_work(db) as s:
+        service.unblacklist_member(s, org.lead_scope, member_id, reason="误判")
+    assert scan(org, code, first.visitor).outcome == "routed"
