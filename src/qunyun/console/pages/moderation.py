@@ -41,7 +41,7 @@ EXEMPT_ROLES = ("owner", "admin", "kol")
 TEST_TYPES = ("text", "image", "link", "miniprogram", "file", "video", "card", "join")
 MAX_UPLOAD = 1024 * 1024  # the edge's body cap; a bigger list is refused there first
 MAX_MUTE_MINUTES = 30 * 24 * 60
-EXCERPT = 80
+EXCERPT = 60  # characters of a message the log shows
 NOTICES = frozenset({"created", "saved", "words", "imported", "deleted", "reversed"})
 XLSX_MAGIC = b"PK\x03\x04"
 
