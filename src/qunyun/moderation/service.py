@@ -400,7 +400,10 @@ def test_message(
         raise InvalidInput(Msg("moderation.engine.err.text_long", limit=MAX_TEST_TEXT), field="text")
     if msg_type not in {"text", "image", "link", "miniprogram", "file", "video", "card", "voice", "other", "join"}:
         raise InvalidInput(Msg("moderation.engine.err.msg_type"), field="msg_type")
-    compiled = cache.load_policy(row).compile()  # the stored version, whatever this process cached
+    compiled = cache.compiled_for(row)  # the stored version, compiled once per process
+    if compiled is None:
+        cache.load_policy(row)  # raises InvalidInput naming what no longer validates
+        raise InvalidInput(Msg("moderation.engine.err.settings"), field="settings")
     now = int(utcnow().timestamp() * 1_000_000)
     ctx = MessageContext(
         id="test",
