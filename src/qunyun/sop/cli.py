@@ -2,7 +2,8 @@
 
 - ``sop import FILE.xlsx|FILE.csv --org SLUG --name NAME --format json`` prints ``{"plan": ID,
   "steps": N}``; a bad table prints one line per problem (row and column) and imports nothing;
-- ``sop export PLAN -o FILE.xlsx|FILE.csv`` writes the plan's table (the same columns).
+- ``sop export PLAN -o FILE.xlsx|FILE.csv`` writes the plan's table (the same columns);
+- ``sop apply`` and ``sop runs`` are in ``runs_cli.py``, registered here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import typer
 
 from qunyun.cli_support import USAGE, fail_line, language, lead_scope_of, require_schema, resolve_org_id, tell
 from qunyun.locale import Msg
+from qunyun.sop.runs_cli import register as register_runs
 
 app = typer.Typer(help="SOP plans: the SOP table (Excel/CSV), runs", no_args_is_help=True)
 
@@ -100,3 +102,6 @@ def _write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+register_runs(app)  # sop apply, sop runs (after import and export in --help)
