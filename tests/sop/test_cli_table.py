@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from openpyxl import load_workbook
 from sqlalchemy import func, select
@@ -19,6 +21,7 @@ from qunyun.models import SopPlan
 from qunyun.sop.service import plan_steps
 from qunyun.sop.types import PlanKind, StepSpec
 from qunyun.team.service import create_organisation
+from tests.sop.conftest import SopWorld
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "sop"
 runner = CliRunner()
@@ -110,3 +113,20 @@ def test_one_line_failures(db: sessionmaker[Session], tmp_path: Path) -> None:
     assert named.exit_code == 0, named.output
     with db() as s:
         assert s.scalar(select(SopPlan.name).where(SopPlan.id == json.loads(named.stdout)["plan"])) == "campaign_28d"
+
+
+def test_an_imported_campaign_is_applied_and_runs(sop_world: SopWorld) -> None:
+    """The whole path from the shell: the 28-day table imported, applied to a group from a start
+    day, its 22 runs at D-7 … D+20 in the organisation's zone."""
+    plan = _import(FIXTURES / "campaign_28d.csv", "骑行训练营")["plan"]
+    start = date.today() + timedelta(days=10)
+    applied = runner.invoke(
+        app, ["sop", "apply", str(plan), "--group", "S1", "--start", start.isoformat(), "--format", "json"]
+    )
+    assert applied.exit_code == 0, applied.output
+    assert json.loads(applied.stdout) == {"runs": 22}
+    listed = runner.invoke(app, ["sop", "runs", "--group", "S1", "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    fire_at = [datetime.fromisoformat(row["fire_at"]) for row in json.loads(listed.stdout)]
+    assert fire_at[0] == datetime.combine(start - timedelta(days=7), time(10), ZoneInfo("Asia/Shanghai"))
+    assert fire_at[-1] == datetime.combine(start + timedelta(days=20), time(20), ZoneInfo("Asia/Shanghai"))
