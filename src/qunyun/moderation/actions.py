@@ -24,7 +24,15 @@ from qunyun.config import get_settings
 from qunyun.connectors.dispatch import request_action
 from qunyun.errors import QunyunError
 from qunyun.locale import Msg
-from qunyun.models import BlacklistScope, Group, MembershipSpan, ModerationDecision, OutboundAction, StaffTask
+from qunyun.models import (
+    BlacklistScope,
+    Group,
+    MembershipSpan,
+    ModerationDecision,
+    OutboundAction,
+    OutboundState,
+    StaffTask,
+)
 from qunyun.moderation.types import SEVERITY, Action
 
 MAX_REASON = 200  # a Kick's reason (the payload's limit)
@@ -83,6 +91,8 @@ def warning_text(decision: ModerationDecision, name: str) -> str:
 
 def _attach_evidence(session: Session, row: OutboundAction, decision: ModerationDecision) -> None:
     """A task dispatch opened for the action gets the decision's evidence in its detail."""
+    if row.state != OutboundState.DELEGATED:
+        return  # no task (a task opened later, at run time, has the kick's reason)
     for task in session.scalars(select(StaffTask).where(StaffTask.outbound_action_id == row.id)):
         task.detail = {**(task.detail or {}), "moderation": evidence(decision)}
 
