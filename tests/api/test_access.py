@@ -613,6 +613,20 @@ API_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, Any]]] = {
     ("DELETE", "/api/v1/moderation/groups/{group_id}/roles/{member_id}"): [
         ("/api/v1/moderation/groups/3/roles/{m3}", None)
     ],
+    # SOP: a plan applied, attached or paused in a group outside the scope.
+    ("POST", "/api/v1/sop/plans"): [
+        (
+            "/api/v1/sop/plans",
+            {"name": "mine", "kind": "daily", "steps": [{"at": "08:00", "category": "早安语", "script": "早"}]},
+        )
+    ],
+    ("PATCH", "/api/v1/sop/plans/{plan_id}"): [("/api/v1/sop/plans/1", {"paused": True})],
+    ("PUT", "/api/v1/sop/plans/{plan_id}/steps"): [
+        ("/api/v1/sop/plans/1/steps", {"steps": [{"at": "09:00", "category": "早安语", "script": "早"}]})
+    ],
+    ("POST", "/api/v1/sop/plans/{plan_id}/attachments"): [("/api/v1/sop/plans/1/attachments", {"group_id": 3})],
+    ("POST", "/api/v1/sop/plans/{plan_id}/apply"): [("/api/v1/sop/plans/1/apply", {"group_id": 3})],
+    ("PUT", "/api/v1/sop/groups/{group_id}/pause"): [("/api/v1/sop/groups/3/pause", {"paused": True})],
     # Last: revokes the token used so far.
     ("DELETE", "/api/v1/auth/tokens/current"): [("/api/v1/auth/tokens/current", None)],
 }

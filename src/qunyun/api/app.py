@@ -41,6 +41,7 @@ from qunyun.livecodes.endpoints import router as livecodes_router
 from qunyun.livecodes.scan import install as install_scan_paths
 from qunyun.locale import Msg
 from qunyun.moderation.endpoints import router as moderation_router
+from qunyun.sop.endpoints import router as sop_router
 from qunyun.tasks.endpoints import router as tasks_router
 from qunyun.team.endpoints import router as staff_router
 
@@ -109,6 +110,7 @@ def api_router() -> APIRouter:
         tasks_router,
         livecodes_router,
         moderation_router,
+        sop_router,
     ):
         router.include_router(sub)
     return router

@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -467,17 +467,9 @@ def list_runs(
         .outerjoin(SopGroupPause, SopGroupPause.group_id == SopRun.group_id)
         .outerjoin(OutboundAction, OutboundAction.id == SopRun.action_id)
         .outerjoin(StaffTask, StaffTask.id == SopRun.task_id)
-        .where(SopRun.org_id == scope.org_id, group_visible(scope))
+        .where(*_filters(scope, group_id, plan_id, start, end))
         .order_by(SopRun.due_at, SopRun.id)
     )
-    if group_id is not None:
-        query = query.where(SopRun.group_id == group_id)
-    if plan_id is not None:
-        query = query.where(SopRun.plan_id == plan_id)
-    if start is not None:
-        query = query.where(SopRun.due_at >= start)
-    if end is not None:
-        query = query.where(SopRun.due_at < end)
     if limit is not None:
         query = query.limit(limit).offset(offset)
     out = []
@@ -528,5 +520,35 @@ def list_runs(
     return out
 
 
-def count_runs(session: Session, plan_id: int) -> int:
-    return session.scalar(select(func.count()).select_from(SopRun).where(SopRun.plan_id == plan_id)) or 0
+def count_runs(
+    session: Session,
+    scope: Scope,
+    *,
+    group_id: int | None = None,
+    plan_id: int | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> int:
+    """How many runs :func:`list_runs` finds with the same filters (no limit)."""
+    query = (
+        select(func.count())
+        .select_from(SopRun)
+        .join(Group, Group.id == SopRun.group_id)
+        .where(*_filters(scope, group_id, plan_id, start, end))
+    )
+    return session.scalar(query) or 0
+
+
+def _filters(
+    scope: Scope, group_id: int | None, plan_id: int | None, start: datetime | None, end: datetime | None
+) -> list[ColumnElement[bool]]:
+    where = [SopRun.org_id == scope.org_id, group_visible(scope)]
+    if group_id is not None:
+        where.append(SopRun.group_id == group_id)
+    if plan_id is not None:
+        where.append(SopRun.plan_id == plan_id)
+    if start is not None:
+        where.append(SopRun.due_at >= start)
+    if end is not None:
+        where.append(SopRun.due_at < end)
+    return where

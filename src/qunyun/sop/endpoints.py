@@ -1,0 +1,129 @@
+"""REST routes for SOP plans and runs: /api/v1/sop (thin: the service decides who may do what)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, status
+
+from qunyun.api.pagination import Id, Page, Paging
+from qunyun.auth.deps import CurrentScope, DbSession
+from qunyun.errors import InvalidInput
+from qunyun.locale import Msg
+from qunyun.sop import runs, service
+from qunyun.sop.schemas import (
+    AppliedOut,
+    ApplyIn,
+    AttachIn,
+    AttachmentOut,
+    PauseIn,
+    PauseOut,
+    PlanCreate,
+    PlanOut,
+    PlanUpdate,
+    RunOut,
+    StepsReplace,
+)
+
+router = APIRouter(prefix="/sop", tags=["sop"])
+PlanId = Annotated[Id, Path(description="SOP plan id")]
+GroupId = Annotated[Id, Path(description="Group id")]
+
+
+@router.get("/plans", response_model=list[PlanOut], summary="The organisation's SOP plans, by name")
+def list_plans(db: DbSession, scope: CurrentScope) -> list[PlanOut]:
+    return [PlanOut.of(plan) for plan in service.list_plans(db, scope)]
+
+
+@router.post("/plans", response_model=PlanOut, status_code=status.HTTP_201_CREATED, summary="Create a plan")
+def create_plan(body: PlanCreate, db: DbSession, scope: CurrentScope) -> PlanOut:
+    steps = [s.spec() for s in body.steps]
+    quiet = body.quiet_hours.value() if body.quiet_hours is not None else None
+    plan = service.create_plan(db, scope, name=body.name, kind=body.kind, steps=steps, quiet_hours=quiet)
+    return PlanOut.of(plan, steps)
+
+
+@router.get("/plans/{plan_id}", response_model=PlanOut, summary="One plan with its steps")
+def get_plan(plan_id: PlanId, db: DbSession, scope: CurrentScope) -> PlanOut:
+    plan, steps = service.plan_steps(db, scope, plan_id)
+    return PlanOut.of(plan, steps)
+
+
+@router.patch("/plans/{plan_id}", response_model=PlanOut, summary="Rename, pause or resume a plan, set quiet hours")
+def update_plan(plan_id: PlanId, body: PlanUpdate, db: DbSession, scope: CurrentScope) -> PlanOut:
+    service.require_plan(db, scope, plan_id, write=True)
+    given = body.model_fields_set
+    if body.name is not None:
+        service.rename_plan(db, scope, plan_id, body.name)
+    if body.paused is not None:
+        service.pause_plan(db, scope, plan_id, body.paused)
+    if "quiet_hours" in given:
+        service.set_quiet_hours(db, scope, plan_id, body.quiet_hours.value() if body.quiet_hours else None)
+    plan, steps = service.plan_steps(db, scope, plan_id)
+    return PlanOut.of(plan, steps)
+
+
+@router.put("/plans/{plan_id}/steps", response_model=PlanOut, summary="Replace a plan's steps (future runs follow)")
+def replace_steps(plan_id: PlanId, body: StepsReplace, db: DbSession, scope: CurrentScope) -> PlanOut:
+    service.replace_steps(db, scope, plan_id, [s.spec() for s in body.steps])
+    plan, steps = service.plan_steps(db, scope, plan_id)
+    return PlanOut.of(plan, steps)
+
+
+@router.post(
+    "/plans/{plan_id}/attachments",
+    response_model=AttachmentOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Attach a plan to a playbook, a community or a group",
+)
+def attach(plan_id: PlanId, body: AttachIn, db: DbSession, scope: CurrentScope) -> AttachmentOut:
+    row = service.attach(
+        db,
+        scope,
+        plan_id,
+        playbook_id=body.playbook_id,
+        community_id=body.community_id,
+        group_id=body.group_id,
+        start=body.start,
+    )
+    return AttachmentOut.of(row)
+
+
+@router.get("/plans/{plan_id}/attachments", response_model=list[AttachmentOut], summary="A plan's attachments")
+def list_attachments(plan_id: PlanId, db: DbSession, scope: CurrentScope) -> list[AttachmentOut]:
+    return [AttachmentOut.of(row) for row in service.attachments(db, scope, plan_id)]
+
+
+@router.post("/plans/{plan_id}/apply", response_model=AppliedOut, summary="Run a plan in a group: make its runs")
+def apply(plan_id: PlanId, body: ApplyIn, db: DbSession, scope: CurrentScope) -> AppliedOut:
+    if body.group_id is None:
+        service.require_plan(db, scope, plan_id, write=True)
+        raise InvalidInput(Msg("err.sop.group_required"), field="group_id")
+    applied = runs.apply(db, scope, plan_id, body.group_id, body.start)
+    return AppliedOut(application_id=applied.application.id, runs=applied.runs)
+
+
+@router.put("/groups/{group_id}/pause", response_model=PauseOut, summary="Pause or resume a group's SOP")
+def pause_group(group_id: GroupId, body: PauseIn, db: DbSession, scope: CurrentScope) -> PauseOut:
+    return PauseOut(group_id=group_id, paused=service.pause_group(db, scope, group_id, body.paused))
+
+
+@router.get("/runs", response_model=Page[RunOut], summary="Runs of the groups you see, soonest first")
+def list_runs(
+    db: DbSession,
+    scope: CurrentScope,
+    paging: Paging,
+    group_id: Annotated[Id | None, Query(description="One group's runs")] = None,
+    plan_id: Annotated[Id | None, Query(description="One plan's runs")] = None,
+    date_from: Annotated[date | None, Query(alias="from", description="First day (organisation's zone)")] = None,
+    date_to: Annotated[date | None, Query(alias="to", description="Last day, included")] = None,
+) -> Page[RunOut]:
+    zone = runs.zone_of(db, scope.org_id)
+    start = datetime.combine(date_from, time(), zone) if date_from is not None else None
+    end = datetime.combine(date_to + timedelta(days=1), time(), zone) if date_to is not None else None
+    where: dict[str, Any] = {"group_id": group_id, "plan_id": plan_id, "start": start, "end": end}
+    rows = runs.list_runs(db, scope, limit=paging.limit, offset=paging.offset, **where)
+    items = [RunOut.of(r) for r in rows]
+    total = runs.count_runs(db, scope, **where)
+    return Page[RunOut](items=items, total=total, limit=paging.limit, offset=paging.offset)
