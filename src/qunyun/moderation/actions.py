@@ -123,40 +123,30 @@ def _request(
 
 def perform(session: Session, decision: ModerationDecision, *, member_name: str, mute_seconds: int | None) -> list[int]:
     """Request the outbound actions of an engine decision on a message or a join; the ids of
-    the actions. Dry runs and ``allow`` request nothing."""
+    the actions. Dry runs and ``allow`` request nothing. An action that cannot be requested (the
+    group's platform is unknown, a bad message id) is noted in ``detail.action_error``; the
+    others still go."""
     action = Action(decision.action)
     if decision.dry_run or action is Action.ALLOW or decision.group_id is None or decision.member_id is None:
         return []
     key = f"moderation:{decision.event_id}" if decision.event_id is not None else f"moderation:d{decision.id}"
     group_id = decision.group_id
-    ids: list[int] = []
+    steps: list[tuple[str, str, dict[str, Any], bool]] = []  # (kind, step, payload, targets the member)
     if action is Action.WARN:
-        text = warning_text(decision, member_name)
-        ids.append(
-            _request(
-                session, decision, "send_group_message", "warn", key, {"text": text}, group_id=group_id, member=False
-            )
-        )
-        return ids
-    if decision.message_ref and SEVERITY[action] >= SEVERITY[Action.DELETE]:
-        ids.append(
-            _request(
-                session,
-                decision,
-                "delete_message",
-                "delete",
-                key,
-                {"message": decision.message_ref},
-                group_id=group_id,
-                member=False,
-            )
-        )
-    if action is Action.MUTE:
-        payload: dict[str, Any] = {"seconds": mute_seconds} if mute_seconds else {}
-        ids.append(_request(session, decision, "mute", "mute", key, payload, group_id=group_id, member=True))
-    elif action in (Action.KICK, Action.BLACKLIST):
-        reason = {"reason": evidence_text(decision)}
-        ids.append(_request(session, decision, "kick", "kick", key, reason, group_id=group_id, member=True))
+        steps.append(("send_group_message", "warn", {"text": warning_text(decision, member_name)}, False))
+    else:
+        if decision.message_ref and SEVERITY[action] >= SEVERITY[Action.DELETE]:
+            steps.append(("delete_message", "delete", {"message": decision.message_ref}, False))
+        if action is Action.MUTE:
+            steps.append(("mute", "mute", {"seconds": mute_seconds} if mute_seconds else {}, True))
+        elif action in (Action.KICK, Action.BLACKLIST):
+            steps.append(("kick", "kick", {"reason": evidence_text(decision)}, True))
+    ids: list[int] = []
+    for kind, step, payload, member in steps:
+        try:
+            ids.append(_request(session, decision, kind, step, key, payload, group_id=group_id, member=member))
+        except QunyunError as exc:
+            decision.detail = {**(decision.detail or {}), "action_error": str(exc)}
     return ids
 
 

@@ -18,7 +18,6 @@ Per ingest batch (a handful of queries for the whole batch, never one per event)
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from qunyun.db.base import from_micros
-from qunyun.errors import QunyunError
 from qunyun.ingestion.followups import LiveEvent, follow_up
 from qunyun.livecodes.blacklist import register_check
 from qunyun.models import (
@@ -45,8 +43,6 @@ from qunyun.moderation import actions, cache, state
 from qunyun.moderation.policy import CompiledPolicy
 from qunyun.moderation.rules import evaluate
 from qunyun.moderation.types import SEVERITY, Action, Decision, MessageContext, Recent, RuleKind
-
-log = logging.getLogger(__name__)
 
 MESSAGE = EventKind.MESSAGE_POSTED
 JOIN = EventKind.MEMBER_JOINED
@@ -333,15 +329,11 @@ def _record(
     session.flush()
     if not dry_run:
         name = ctx.member_name if ctx is not None and ctx.member_name else batch.names.get(e.member_id, ("", ""))[0]
-        try:
-            row.action_ids = actions.perform(
-                session, row, member_name=name or e.member or "", mute_seconds=row.mute_seconds
-            )
-        except QunyunError as exc:
-            # A group the platform no longer knows, a message id too long…: the decision stands,
-            # its actions could not be requested; the log says why rather than failing the ingest.
-            log.warning("moderation: actions of decision %s not requested: %s", row.id, exc)
-            row.detail = {**row.detail, "action_error": str(exc)}
+        # An action that cannot be requested leaves the decision standing, with the reason in
+        # its detail, rather than failing the ingest.
+        row.action_ids = actions.perform(
+            session, row, member_name=name or e.member or "", mute_seconds=row.mute_seconds
+        )
         if SEVERITY[action] >= SEVERITY[Action.WARN] and batch.strikes is not None:
             batch.strikes[e.member_id] = batch.strikes.get(e.member_id, 0) + 1
     return row
