@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import io
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -465,3 +466,40 @@ def test_forms_need_the_csrf_token(client: TestClient, world: World) -> None:
     ]:
         assert client.post(path, data=data).status_code == 403, path
     assert _count(world, ModerationReversal) == 0
+
+
+LEXICON = Path(__file__).resolve().parents[3] / "shared" / "data" / "sensitive-lexicon"
+
+
+def test_the_real_lexicon_imports_as_a_text_file_and_is_edited_as_a_file(client: TestClient, world: World) -> None:
+    """The shared lexicon (50,000 words, about 1 MB as text) goes in through the import form,
+    is too long for the page's text box (its allow list is still edited there), and its words are
+    found by the test box and come back whole in the export."""
+    entries = wordfiles.read_lexicon_dir(LEXICON).entries
+    body = wordfiles.write_text(entries).encode("utf-8")
+    console_login(client, "lead")
+    policy_id = _create(client)
+    data = {"csrf_token": _token(client), "mode": "replace", "category": "custom"}
+    files = {"file": ("lexicon.txt", io.BytesIO(body), "text/plain")}
+    imported = client.post(f"/moderation/policies/{policy_id}/import", data=data, files=files, follow_redirects=False)
+    assert imported.status_code == 303, imported.text
+    assert len(_policy(world, policy_id).words) == len(entries) > 40_000
+
+    page = client.get(f"/moderation/policies/{policy_id}").text
+    assert 'id="words-too-many"' in page and 'name="words"' not in page
+    assert len(page) < 200_000  # not the whole list in the page
+    word = next(e.word for e in entries if e.category == "porn" and len(e.word) >= 3 and not e.word.isascii())
+    test = {"csrf_token": _token(client), "text": f"今天{word}呢", "msg_type": "text", "strikes": "0"}
+    tested = client.post(f"/moderation/policies/{policy_id}/test", data=test).text
+    assert f'<mark data-word="{html.escape(word)}"' in tested
+
+    saved = client.post(
+        f"/moderation/policies/{policy_id}/words",
+        data={"csrf_token": _token(client), "allow": "研究报告", "category": "custom"},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303
+    row = _policy(world, policy_id)
+    assert row.allow == ["研究报告"] and len(row.words) == len(entries)
+    exported = client.get(f"/moderation/policies/{policy_id}/words.txt").content
+    assert wordfiles.read_text(exported).entries == entries

@@ -41,6 +41,9 @@ EXEMPT_ROLES = ("owner", "admin", "kol")
 TEST_TYPES = ("text", "image", "link", "miniprogram", "file", "video", "card", "join")
 MAX_UPLOAD = 1024 * 1024  # the edge's body cap; a bigger list is refused there first
 MAX_MUTE_MINUTES = 30 * 24 * 60
+# A longer word list (a downloaded lexicon: tens of thousands) is not put in the page's text
+# box; it is imported and exported as a file.
+MAX_INLINE_WORDS = 3000
 EXCERPT = 60  # characters of a message the log shows
 NOTICES = frozenset({"created", "saved", "words", "imported", "deleted", "reversed"})
 XLSX_MAGIC = b"PK\x03\x04"
@@ -420,7 +423,9 @@ def _policy_page(
             "target_name": targets.name(row.target_type, _target_id(row)),
             "values": values if values is not None else _settings_values(row.settings, row),
             "rules": _rule_rows(row.settings),
-            "words_text": words_text if words_text is not None else wordfiles.write_text(entries),
+            "words_text": words_text if words_text is not None else wordfiles.write_text(entries[:MAX_INLINE_WORDS]),
+            "words_inline": len(entries) <= MAX_INLINE_WORDS,
+            "max_inline_words": MAX_INLINE_WORDS,
             "allow_text": allow_text if allow_text is not None else "".join(a + "\n" for a in row.allow),
             "word_count": len(entries),
             "categories": sorted(categories.items(), key=lambda c: (-c[1], c[0])),
@@ -464,12 +469,13 @@ def policy_edit(page: ConsolePage, policy_id: Id, form: Form) -> Response:
 @router.post("/moderation/policies/{policy_id}/words")
 def policy_words(page: ConsolePage, policy_id: Id, form: Form) -> Response:
     """The word list (``word<TAB>category`` a line; a line without a category takes the one
-    chosen) and the allow list (a term a line), replaced together."""
+    chosen) and the allow list (a term a line), replaced together. A list too long to edit here
+    is not in the form (import and export it): then only the allow list changes."""
     _check_form(page, form)
     words_text, allow_text = _raw(form, "words"), _raw(form, "allow")
     try:
         category = _category(form)
-        words = wordfiles.read_text(words_text, default_category=category).entries
+        words = wordfiles.read_text(words_text, default_category=category).entries if "words" in form else None
         allow = list(dict.fromkeys(line.strip() for line in allow_text.splitlines() if line.strip()))
         service.set_word_lists(page.db, page.scope, policy_id, words=words, allow=allow, request=page.request)
     except (InvalidInput, Conflict) as exc:
