@@ -244,3 +244,23 @@ def test_a_live_code_refuses_a_member_moderation_blacklisted(db: sessionmaker[Se
     with unit_of_work(db) as s:
         service.unblacklist_member(s, org.lead_scope, member_id, reason="误判")
     assert scan(org, code, first.visitor).outcome == "routed"
+
+
+def test_excerpts_go_with_the_message_texts_retention(db: sessionmaker[Session]) -> None:
+    from datetime import timedelta
+
+    from qunyun.moderation.retention import PURGE_JOB, purge_excerpts
+    from qunyun.worker.scheduler import periodic_jobs
+
+    assert any(p.kind == PURGE_JOB for p in periodic_jobs())
+    with moderated(db) as org:
+        org.join("m1")
+        org.sim.sim.post("m1", "G1", SPAM)
+        org.step()
+        [row] = decisions(org)
+        with unit_of_work(db) as s:
+            # Within 30 days of the message: kept; after: blanked, the decision stays.
+            assert purge_excerpts(s, now=row.at + timedelta(days=29), retention_days=30) == 0
+            assert purge_excerpts(s, now=row.at + timedelta(days=31), retention_days=30) == 1
+        [row] = decisions(org)
+        assert (row.excerpt, row.action, row.matches[0]["word"]) == ("", "warn", "加我微信")

@@ -390,3 +390,6 @@ def live_code_check(session: Session, org_id: int, member_ids: Iterable[int]) ->
 
 
 register_check(live_code_check)
+
+# The periodic purge of evidence excerpts registers with the engine, in every worker.
+import qunyun.moderation.retention  # noqa: E402, F401  isort: skip
