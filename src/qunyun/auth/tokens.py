@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from qunyun.config import get_settings
@@ -126,23 +126,29 @@ class LiveToken:
     needs_touch: bool
 
 
+_tokens, _staff = AuthToken.__table__, Staff.__table__
+# Built once: a live post's batch runs it every time, and a Core statement made ahead costs a
+# fraction of an ORM query built per call.
+_LIVE_API_TOKENS = (
+    select(_tokens.c.token_hash, _tokens.c.id, _tokens.c.last_used_at, _staff.c.id, _staff.c.org_id, _staff.c.role)
+    .select_from(_tokens.join(_staff, _staff.c.id == _tokens.c.staff_id))
+    .where(
+        _tokens.c.token_hash.in_(bindparam("hashes", expanding=True)),
+        _tokens.c.kind == TokenKind.API.value,
+        _tokens.c.revoked_at.is_(None),
+        _tokens.c.expires_at > bindparam("now"),
+        _staff.c.is_active.is_(True),
+    )
+)
+
+
 def live_api_tokens(session: Session, hashes: Iterable[str], *, now: datetime) -> dict[str, LiveToken]:
     """The live API tokens among ``hashes`` (SHA-256 of the secrets), by hash, in one query:
     the check :func:`verify_token` makes, for many requests at once."""
     wanted = sorted(set(hashes))
     if not wanted:
         return {}
-    rows = session.execute(
-        select(AuthToken.token_hash, AuthToken.id, AuthToken.last_used_at, Staff.id, Staff.org_id, Staff.role)
-        .join(Staff, Staff.id == AuthToken.staff_id)
-        .where(
-            AuthToken.token_hash.in_(wanted),
-            AuthToken.kind == TokenKind.API.value,
-            AuthToken.revoked_at.is_(None),
-            AuthToken.expires_at > now,
-            Staff.is_active.is_(True),
-        )
-    ).all()
+    rows = session.connection().execute(_LIVE_API_TOKENS, {"hashes": wanted, "now": now}).all()
     return {
         token_hash: LiveToken(token_id, staff_id, org_id, role, last_used is None or now - last_used >= TOUCH_INTERVAL)
         for token_hash, token_id, last_used, staff_id, org_id, role in rows

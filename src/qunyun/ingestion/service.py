@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from qunyun.config import get_settings
@@ -39,7 +39,7 @@ from qunyun.ingestion.rollups import update_rollups
 from qunyun.ingestion.spans import Span, group_day_deltas, org_day_deltas, replay
 from qunyun.ingestion.sql import SqlDialect
 from qunyun.locale import Msg
-from qunyun.models import Organisation, Staff
+from qunyun.models import Connection, Organisation, Staff
 from qunyun.models.event import MEMBERSHIP_KINDS, EventKind, MsgType, kind_in
 from qunyun.timeutil import DayCalculator
 
@@ -722,7 +722,19 @@ def default_connection_id(session: Session, org_id: int, platform: str) -> int:
     organisation's default connection for that platform (created on first use)."""
     from qunyun.connections.service import default_connection
 
+    # Its id alone when it exists (every live batch asks): no Connection object to load.
+    found = session.connection().execute(_DEFAULT_CONNECTION, {"org": org_id, "platform": platform}).scalar()
+    if found is not None:
+        return int(found)
     return default_connection(session, org_id, platform).id
+
+
+_connections = Connection.__table__
+_DEFAULT_CONNECTION = select(_connections.c.id).where(
+    _connections.c.org_id == bindparam("org"),
+    _connections.c.name == bindparam("platform"),
+    _connections.c.platform == bindparam("platform"),
+)
 
 
 def parse_events(events: Iterable[Mapping[str, Any]]) -> list[ParsedEvent]:
