@@ -130,11 +130,14 @@ class SopRun(Base):
     )
 
     id: Mapped[int] = mapped_column(_BIGINT, primary_key=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
-    plan_id: Mapped[int] = mapped_column(ForeignKey("sop_plans.id", ondelete="CASCADE"))
+    # Only the application is a foreign key: it belongs to the organisation, the plan and the
+    # group (deleting any of them deletes it, and its runs with it), and steps are retired, never
+    # deleted. Five foreign-key checks per row were half the cost of materializing 2.24 M runs.
+    org_id: Mapped[int] = mapped_column(Integer)
+    plan_id: Mapped[int] = mapped_column(Integer)
     application_id: Mapped[int] = mapped_column(ForeignKey("sop_applications.id", ondelete="CASCADE"))
-    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
-    step_id: Mapped[int] = mapped_column(ForeignKey("sop_steps.id", ondelete="CASCADE"))
+    group_id: Mapped[int] = mapped_column(Integer)
+    step_id: Mapped[int] = mapped_column(Integer)
     day: Mapped[int] = mapped_column(Integer)  # YYYYMMDD, the local day it belongs to
     due_at: Mapped[datetime] = mapped_column(Timestamp)
     fire_at: Mapped[datetime] = mapped_column(Timestamp)

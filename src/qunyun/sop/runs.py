@@ -36,6 +36,8 @@ from qunyun.locale import Msg
 from qunyun.models import (
     Group,
     GroupStatus,
+    Job,
+    JobStatus,
     Organisation,
     OutboundAction,
     SopApplication,
@@ -49,11 +51,11 @@ from qunyun.models import (
 from qunyun.sop.service import AttachTarget, active_steps, require_editor, require_plan
 from qunyun.sop.types import PlanKind, RunState
 from qunyun.timeutil import day_key, utcnow
-from qunyun.worker.queue import enqueue
 
 FIRE_DUE_JOB = "sop.fire_due"  # the periodic pass that claims due runs (qunyun.sop.execute)
 HORIZON_DAYS = 28  # a daily plan's runs are materialized this far ahead
-INSERT_CHUNK = 5000  # rows per executemany
+INSERT_CHUNK = 5000  # rows built in memory before they are inserted
+VALUES_CHUNK = 500  # rows per INSERT statement (11 parameters each: within every driver's limit)
 # States of a run that has not fired: rebuilt when its plan changes.
 UNFIRED = (RunState.PLANNED.value,)
 
@@ -133,11 +135,33 @@ def bucket_key(at: datetime) -> str:
 
 def schedule_minutes(session: Session, instants: Iterable[int]) -> None:
     """Make sure a ``sop.fire_due`` job runs at each minute of ``instants`` (UTC microseconds),
-    so that runs go out on time rather than at the periodic scheduler's next look."""
-    for minute in sorted({value // 60_000_000 for value in instants}):
+    so that runs go out on time rather than at the periodic scheduler's next look. One insert for
+    every minute; a minute that has its job already keeps it (the key is unique)."""
+    minutes = sorted({value // 60_000_000 for value in instants})
+    if not minutes:
+        return
+    now = utcnow()
+    rows = []
+    for minute in minutes:
         at = datetime.fromtimestamp(minute * 60, UTC)
         bucket = bucket_key(at)
-        enqueue(session, FIRE_DUE_JOB, {"bucket": bucket}, key=f"{FIRE_DUE_JOB}@{bucket}", run_at=at)
+        rows.append(
+            {
+                "org_id": None,
+                "kind": FIRE_DUE_JOB,
+                "payload": {"bucket": bucket},
+                "key": f"{FIRE_DUE_JOB}@{bucket}",
+                "status": JobStatus.QUEUED.value,
+                "priority": 0,
+                "run_at": at,
+                "attempts": 0,
+                "max_attempts": 5,
+                "created_at": now,
+            }
+        )
+    table = cast(Table, Job.__table__)
+    for i in range(0, len(rows), VALUES_CHUNK):
+        session.execute(_insert_ignoring(session, table).values(rows[i : i + VALUES_CHUNK]))
 
 
 # --- applying -------------------------------------------------------------------------------------
@@ -171,11 +195,54 @@ def apply_many(
     """Apply one plan to many groups at once (benches, a community's groups); the runs made."""
     require_editor(scope)
     plan = require_plan(session, scope, plan_id, write=True)
-    visible = set(session.scalars(select(Group.id).where(Group.id.in_(group_ids), group_visible(scope))))
+    wanted = list(dict.fromkeys(group_ids))
+    visible: set[int] = set()
+    for i in range(0, len(wanted), 1000):
+        chunk = wanted[i : i + 1000]
+        visible |= set(session.scalars(select(Group.id).where(Group.id.in_(chunk), group_visible(scope))))
     now = now or utcnow()
     zone = zone_of(session, scope.org_id)
-    apps = [_application(session, plan, g, start, None) for g in group_ids if g in visible]
+    apps = _applications(session, plan, [g for g in wanted if g in visible], start)
     return materialize(session, plan, apps, now, zone=zone)
+
+
+def _applications(session: Session, plan: SopPlan, group_ids: list[int], start: date) -> list[SopApplication]:
+    """Each group's application of the plan (as :func:`_application`), made in bulk."""
+    start_day = day_key(start)
+
+    def existing(chunk: list[int]) -> dict[int, SopApplication]:
+        query = select(SopApplication).where(SopApplication.plan_id == plan.id, SopApplication.group_id.in_(chunk))
+        if plan.kind == PlanKind.CAMPAIGN:
+            query = query.where(SopApplication.start_day == start_day)
+        found: dict[int, SopApplication] = {}
+        for app in session.scalars(query.order_by(SopApplication.id)):
+            found.setdefault(app.group_id, app)
+        return found
+
+    out: list[SopApplication] = []
+    created = utcnow()
+    for i in range(0, len(group_ids), 1000):
+        chunk = group_ids[i : i + 1000]
+        have = existing(chunk)
+        rows = [
+            {
+                "org_id": plan.org_id,
+                "plan_id": plan.id,
+                "group_id": g,
+                "attachment_id": None,
+                "start_day": start_day,
+                "through_day": None,
+                "paused": False,
+                "created_at": created,
+            }
+            for g in chunk
+            if g not in have
+        ]
+        if rows:
+            session.execute(_insert_ignoring(session, cast(Table, SopApplication.__table__)), rows)
+            have = existing(chunk)
+        out.extend(have[g] for g in chunk if g in have)
+    return out
 
 
 def _application(
@@ -275,15 +342,52 @@ def materialize(
     return made
 
 
+RUN_COLUMNS = (
+    "org_id",
+    "plan_id",
+    "application_id",
+    "group_id",
+    "step_id",
+    "day",
+    "due_at",
+    "fire_at",
+    "state",
+    "reason",
+    "updated_at",
+)
+
+
 def _insert(session: Session, rows: list[dict[str, Any]]) -> int:
-    """Insert runs, passing over any a concurrent materialization made first (the unique key)."""
+    """Insert runs, passing over any a concurrent materialization made first (the unique key).
+
+    PostgreSQL: COPY into a temporary table, then one INSERT … SELECT … ON CONFLICT DO NOTHING
+    (a statement per row, even pipelined, ran at a few thousand rows a second). SQLite: the
+    driver's executemany, which loops in C."""
     if not rows:
         return 0
-    table = cast(Table, SopRun.__table__)
-    dialect = session.get_bind().dialect.name
-    statement = (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)).on_conflict_do_nothing()
-    session.execute(statement, rows)
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(_insert_ignoring(session, cast(Table, SopRun.__table__)), rows)
+        return len(rows)
+    raw = session.connection().connection.driver_connection
+    columns = ", ".join(RUN_COLUMNS)
+    with raw.cursor() as cur:  # type: ignore[union-attr]
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS sop_runs_in (org_id int, plan_id int, application_id int,"
+            " group_id int, step_id int, day int, due_at bigint, fire_at bigint, state varchar(24),"
+            " reason varchar(64), updated_at bigint) ON COMMIT DROP"
+        )
+        with cur.copy(f"COPY sop_runs_in ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(tuple(row[c] for c in RUN_COLUMNS))
+        cur.execute(f"INSERT INTO sop_runs ({columns}) SELECT {columns} FROM sop_runs_in ON CONFLICT DO NOTHING")
+        cur.execute("TRUNCATE sop_runs_in")
     return len(rows)
+
+
+def _insert_ignoring(session: Session, table: Table) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING in the session's dialect."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)).on_conflict_do_nothing()
 
 
 def rebuild_plan(session: Session, plan: SopPlan, now: datetime) -> int:

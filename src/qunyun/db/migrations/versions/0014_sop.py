@@ -122,13 +122,14 @@ def upgrade() -> None:
     op.create_table(
         t,
         sa.Column("id", BIGINT, nullable=False),
-        sa.Column("org_id", sa.Integer(), _fk(t, "org_id", "organisations", "CASCADE"), nullable=False),
-        sa.Column("plan_id", sa.Integer(), _fk(t, "plan_id", "sop_plans", "CASCADE"), nullable=False),
+        # Only the application is a foreign key (see models/sop.py: SopRun).
+        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("plan_id", sa.Integer(), nullable=False),
         sa.Column(
             "application_id", sa.Integer(), _fk(t, "application_id", "sop_applications", "CASCADE"), nullable=False
         ),
-        sa.Column("group_id", sa.Integer(), _fk(t, "group_id", "groups", "CASCADE"), nullable=False),
-        sa.Column("step_id", sa.Integer(), _fk(t, "step_id", "sop_steps", "CASCADE"), nullable=False),
+        sa.Column("group_id", sa.Integer(), nullable=False),
+        sa.Column("step_id", sa.Integer(), nullable=False),
         sa.Column("day", sa.Integer(), nullable=False),
         sa.Column("due_at", sa.BigInteger(), nullable=False),
         sa.Column("fire_at", sa.BigInteger(), nullable=False),
