@@ -651,6 +651,17 @@ CONSOLE_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, dict[str, str]]]] = 
     ("POST", "/livecodes/{live_code_id}/groups/{group_id}/qr"): [("/livecodes/1/groups/3/qr", {})],
     ("POST", "/livecodes/{live_code_id}/qr-images/{image_id}/withdraw"): [("/livecodes/1/qr-images/1/withdraw", {})],
     ("POST", "/livecodes/{live_code_id}/fallback-image"): [("/livecodes/1/fallback-image", {"remove": "1"})],
+    # Moderation's console: a policy of a group outside the scope, someone else's decision.
+    ("POST", "/moderation/policies/new"): [
+        ("/moderation/policies/new", {"name": "Mine", "target": "group:3"}),
+        ("/moderation/policies/new", {"name": "Mine", "target": "organisation"}),
+    ],
+    ("POST", "/moderation/policies/{policy_id}/edit"): [("/moderation/policies/1/edit", {"name": "Mine"})],
+    ("POST", "/moderation/policies/{policy_id}/words"): [("/moderation/policies/1/words", {"words": "x"})],
+    ("POST", "/moderation/policies/{policy_id}/import"): [("/moderation/policies/1/import", {})],
+    ("POST", "/moderation/policies/{policy_id}/test"): [("/moderation/policies/1/test", {"text": "加我微信"})],
+    ("POST", "/moderation/policies/{policy_id}/delete"): [("/moderation/policies/1/delete", {})],
+    ("POST", "/moderation/decisions/{decision_id}/reverse"): [("/moderation/decisions/1/reverse", {"reason": "x"})],
     ("POST", "/logout"): [("/logout", {})],
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
