@@ -28,16 +28,17 @@ import ahocorasick_rs
 
 from qunyun.moderation.normalize import (
     AMBIGUOUS_NUMERALS,
-    REPEATS,
+    SPECIAL,
     Alignment,
     align,
+    finish,
     is_cjk,
     is_digit_char,
     is_invisible,
     is_noise,
     is_word_char,
     normalize,
-    table,
+    tables,
 )
 from qunyun.moderation.types import Hit, WordEntry
 
@@ -88,11 +89,13 @@ class NormalizingMatcher:
     Immutable once built; build a new one when the word list changes."""
 
     def __init__(self, words: Iterable[WordEntry], allow: Iterable[str] = ()) -> None:
-        table()  # build the normalization table now rather than on the first message
+        tables()  # build the normalization tables now rather than on the first message
         index: dict[str, int] = {}
         targets: list[list[_Target]] = []
         allowed: list[bool] = []
-        seen: set[tuple[str, str, str]] = set()
+        # One target per pattern, category and checks: the first listed word of those that
+        # normalize alike (法轮功, 法輪功, 法 轮 功) is the one reported.
+        seen: set[tuple[object, ...]] = set()
 
         def add(pattern: str, target: _Target | None) -> None:
             k = index.get(pattern)
@@ -102,8 +105,8 @@ class NormalizingMatcher:
                 allowed.append(False)
             if target is None:
                 allowed[k] = True
-            elif (pattern, target.word, target.category) not in seen:
-                seen.add((pattern, target.word, target.category))
+            elif (key := (pattern, target.category, target.runs, target.chars, target.gaps)) not in seen:
+                seen.add(key)
                 targets[k].append(target)
 
         for entry in words:
@@ -126,45 +129,44 @@ class NormalizingMatcher:
                 add(pattern, None)
 
         self._targets: list[tuple[_Target, ...]] = [tuple(t) for t in targets]
+        # Whether the pattern starts or ends with a Latin letter or digit (a whole-word check).
+        self._latin_edge = [_alnum(p[0]) or _alnum(p[-1]) for p in index]
         self._allowed = allowed
         self._any_allowed = any(allowed)
         self.patterns = len(targets)
-        self._automaton = ahocorasick_rs.AhoCorasick(
-            list(index),
-            matchkind=ahocorasick_rs.MatchKind.Standard,
-            implementation=ahocorasick_rs.Implementation.DFA if len(index) <= 20_000 else None,
-        )
-        self._translate = table()
-
-    def _matches(self, text: str) -> list[tuple[int, int, int]]:
-        norm = REPEATS.sub(r"\1", text.translate(self._translate))
-        return self._automaton.find_matches_as_indexes(norm, overlapping=True)
+        self._automaton = ahocorasick_rs.AhoCorasick(list(index), matchkind=ahocorasick_rs.MatchKind.Standard)
+        self._search = self._automaton.find_matches_as_indexes
+        self._fast = tables().fast
 
     def find(self, text: str) -> list[Hit]:
         """Every hit in ``text``, in order of (start, end); spans are the original text's."""
-        matches = self._matches(text)
-        if not matches:
-            return []
-        return self._resolve(text, matches)
+        # normalize(), inlined: this is the hot path.
+        folded = text.translate(self._fast)
+        if SPECIAL.search(folded) is None:
+            matches = self._search(folded, overlapping=True)
+            return self._resolve(text, folded, False, matches) if matches else []
+        matches = self._search(finish(text, folded), overlapping=True)
+        return self._resolve(text, folded, True, matches) if matches else []
 
     def first(self, text: str) -> Hit | None:
         """The first hit in ``text``, or None: ``find`` for a yes-or-no rule."""
         hits = self.find(text)
         return hits[0] if hits else None
 
-    def _resolve(self, text: str, matches: list[tuple[int, int, int]]) -> list[Hit]:
+    def _resolve(self, text: str, folded: str, special: bool, matches: list[tuple[int, int, int]]) -> list[Hit]:
         allowed = self._allowed
         spans = [(s, e) for k, s, e in matches if allowed[k]] if self._any_allowed else []
+        targets_of, latin_edge = self._targets, self._latin_edge
         at: Alignment | None = None
         hits: list[Hit] = []
         for k, s, e in matches:
-            targets = self._targets[k]
+            targets = targets_of[k]
             if not targets or (spans and any(a <= s and e <= b for a, b in spans)):
                 continue
             if at is None:
-                at = align(text)
+                at = align(text, folded, special)
             start, end = at.starts[s], at.ends[e - 1]
-            if not _whole(text, start, end):
+            if latin_edge[k] and not _whole(text, start, end):
                 continue
             for t in targets:
                 if t.runs is not None and any(at.runs[s + i] < r for i, r in enumerate(t.runs)):
@@ -176,6 +178,10 @@ class NormalizingMatcher:
                 hits.append(Hit(t.word, t.category, start, end))
         hits.sort(key=lambda h: (h.start, h.end))
         return hits
+
+
+def _alnum(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
 
 
 def _whole(text: str, start: int, end: int) -> bool:

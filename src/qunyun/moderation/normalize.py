@@ -24,6 +24,7 @@ the matcher does only for texts that contain a hit.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -154,7 +155,16 @@ _LOOKALIKES = {
 # Code point ranges that hold CJK ideographs (unified, extensions, compatibility).
 _CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F))
 _NOISE_CATEGORIES = frozenset({"Mn", "Me", "Zs", "Zl", "Zp", "Cc", "Cf", "Co", "Cn", "Cs"})
-REPEATS = re.compile(r"([^\x00-\x7f])\1+")
+# A run of a repeated non-ASCII character after its first (replaced by "": a literal
+# replacement spares ``re`` expanding a template on every match).
+REPEATS = re.compile(r"(?<=([^\x00-\x7f]))\1+")
+_PLANE_14 = re.compile(r"[\U000e0000-\U000e01ff]")
+# What the fast translation (``Tables.fast``) leaves for the full one: a repeat to collapse or
+# a plane-14 character (tags, variation selectors supplement) the list does not reach.
+SPECIAL = re.compile(r"([^\x00-\x7f])\1|[\U000e0000-\U000e01ff]")
+_REPEAT_PAIR = re.compile(r"([^\x00-\x7f])\1")
+# The fast translation table is a list indexed by code point up to here.
+_FAST_LIMIT = 0x30000
 
 
 def is_cjk(ch: str) -> bool:
@@ -234,11 +244,61 @@ def table() -> Table:
 
 def normalize(text: str) -> str:
     """``text`` folded for matching (see the module's docstring)."""
-    folded = text.translate(table())
-    return REPEATS.sub(r"\1", folded)
+    folded = text.translate(tables().fast)
+    if SPECIAL.search(folded) is None:
+        return folded
+    return finish(text, folded)
+
+
+def finish(text: str, folded: str) -> str:
+    """``normalize(text)`` from ``folded``, the fast translation of ``text`` in which ``SPECIAL``
+    found something: repeats collapsed, plane-14 characters translated."""
+    if _PLANE_14.search(folded) is not None:
+        folded = text.translate(tables().full)
+    return REPEATS.sub("", folded)
 
 
 @dataclass(frozen=True, slots=True)
+class Tables:
+    """The table in the forms the hot path wants. ``str.translate`` with a dict pays for an
+    exception on every character it does not map; ``fast`` is a list with an entry for every
+    code point below 0x30000 (identity as the code point itself), about three times faster.
+    ``kept`` translates a character to "\\x01" when normalization keeps it, "\\x00" when it
+    drops it: the positions of the kept ones, in C. The sets answer the matcher's questions
+    about single characters."""
+
+    full: Table
+    fast: list[int | str | None]
+    kept: list[str]
+    deleted: frozenset[str]  # characters normalization drops (noise)
+    word: frozenset[str]  # letters and digits as Latin text writes them (not CJK numerals)
+    digits: frozenset[str]  # digits among them
+
+
+@functools.cache
+def tables() -> Tables:
+    full = table()
+    fast: list[int | str | None] = list(range(_FAST_LIMIT))
+    kept = ["\x01"] * _FAST_LIMIT
+    for cp, mapped in full.items():
+        if cp < _FAST_LIMIT:
+            fast[cp] = mapped
+            if mapped is None:
+                kept[cp] = "\x00"
+    latin = [chr(cp) for cp in range(128) if chr(cp).isalnum()]
+    mapped_latin = {chr(cp): m for cp, m in full.items() if m and m.isascii() and m.isalnum()}
+    word = frozenset(latin) | {c for c in mapped_latin if not is_cjk(c)}
+    return Tables(
+        full=full,
+        fast=fast,
+        kept=kept,
+        deleted=frozenset(chr(cp) for cp, m in full.items() if m is None),
+        word=word,
+        digits=frozenset(c for c in word if full.get(ord(c), c) in set("0123456789")),
+    )
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a microsecond here
 class Alignment:
     """Where each character of ``normalize(text)`` came from: ``starts[j]`` is the index in the
     original text of the first character that produced normalized character ``j``, ``ends[j]``
@@ -251,9 +311,48 @@ class Alignment:
     runs: list[int]
 
 
-def align(text: str) -> Alignment:
-    """``normalize(text)`` with the position of each of its characters in ``text``."""
-    get = table().get
+_next = (1).__add__
+
+
+def align(text: str, folded: str | None = None, repeats: bool = True) -> Alignment:
+    """``normalize(text)`` with the position of each of its characters in ``text``.
+    ``folded``: ``text.translate(tables().fast)`` when the caller has it; ``repeats``: False
+    when the caller knows ``SPECIAL`` found nothing in it."""
+    t = tables()
+    if folded is None:
+        folded = text.translate(t.fast)
+    mask = text.translate(t.kept).encode()
+    # A character beyond the list leaves the mask longer; one that became several, the
+    # translation longer than the kept characters: both take the slow way.
+    if len(mask) != len(text) or mask.count(1) != len(folded):
+        return _align_slowly(text, t.full)
+    pre = list(itertools.compress(range(len(text)), mask))
+    spans = [m.span() for m in REPEATS.finditer(folded)] if repeats else None
+    if not spans:
+        return Alignment(folded, pre, list(map(_next, pre)), [1] * len(pre))
+    # Each run of repeats [a, b) of the folded text collapses into the character at a - 1.
+    out: list[str] = []
+    starts: list[int] = []
+    runs: list[int] = []
+    ends: list[int] = []
+    prev = 0
+    for a, b in spans:
+        out.append(folded[prev:a])
+        starts += pre[prev:a]
+        ends += map(_next, pre[prev:a])
+        runs += [1] * (a - prev)
+        ends[-1] = pre[b - 1] + 1
+        runs[-1] = b - a + 1
+        prev = b
+    out.append(folded[prev:])
+    starts += pre[prev:]
+    ends += map(_next, pre[prev:])
+    runs += [1] * (len(folded) - prev)
+    return Alignment("".join(out), starts, ends, runs)
+
+
+def _align_slowly(text: str, full: Table) -> Alignment:
+    get = full.get
     out: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
@@ -279,23 +378,17 @@ def align(text: str) -> Alignment:
 def is_word_char(ch: str) -> bool:
     """Whether ``ch`` is part of a Latin word or a number as written: a letter or digit in any
     Latin-like form (ASCII, fullwidth, mathematical, circled, look-alike), not a CJK numeral."""
-    mapped = table().get(ord(ch), ch)
-    if not mapped or is_cjk(ch):
-        return False
-    return mapped.isascii() and mapped.isalnum()
+    return ch in tables().word
 
 
 def is_digit_char(ch: str) -> bool:
     """Whether ``ch`` is a digit as written (ASCII, fullwidth, circled …), not a CJK numeral."""
-    mapped = table().get(ord(ch), ch)
-    if not mapped or is_cjk(ch):
-        return False
-    return mapped.isascii() and mapped.isdigit()
+    return ch in tables().digits
 
 
 def is_noise(ch: str) -> bool:
     """Whether normalization deletes ``ch``."""
-    return table().get(ord(ch), ch) is None
+    return ch in tables().deleted
 
 
 def is_invisible(ch: str) -> bool:
