@@ -11,7 +11,9 @@ Per organisation, each post is one ``message.posted`` of a member in a group the
 
 - latency: one client posting one after another (p50 / p99 of the whole request, client side);
 - throughput: ``--clients`` clients posting for ``--seconds`` seconds, each on its own
-  keep-alive connection: stored messages per second for the organisation.
+  keep-alive connection: stored messages per second for the organisation, and the CPU each
+  post cost the server's processes, the database's backends and the clients (from /proc), with
+  the posts per commit: figures that move far less with the machine's load than posts per second.
 
 Baseline, in the same run on the same data: the same posts against the same server code with
 the rollup update of revision ``--baseline-rev`` (the recount of the day's distinct members
@@ -432,6 +434,7 @@ def main() -> None:
         "1k": fill(url, "small", stream_file(args.small, 5, 200, 28)),
         "1M": fill(url, "big", stream_file(args.big, 500, 60_000, 28)),
     }
+    stored = {"1k": f"~{args.small:,}", "1M": f"~{args.big:,}"}  # events of each organisation
     runs: list[tuple[str, Path | None]] = [("incremental (this code)", args.source)]
     if args.baseline_rev != "none":
         runs.append((f"recount ({args.baseline_rev})", baseline_source(args.baseline_rev, args.source)))
@@ -459,7 +462,7 @@ def main() -> None:
                     profiler.wait()
                 rows.append((label, size, pct(times, 0.5), pct(times, 0.99), statistics.mean(times) * 1000, rate))
                 print(
-                    f"{label:<26}{size:>4}  p50 {rows[-1][2]:.1f} ms  p99 {rows[-1][3]:.1f} ms  {rate:,.0f}/s",
+                    f"{label:<26}{stored[size]:>10}  p50 {rows[-1][2]:.1f} ms  p99 {rows[-1][3]:.1f} ms  {rate:,.0f}/s",
                     flush=True,
                 )
         finally:
@@ -485,15 +488,16 @@ def main() -> None:
         f"latency: 1 client, {args.posts} posts; throughput: {args.clients} clients for {args.seconds:.0f}s"
         " (baseline: bench/bare_events.py, a Starlette app that parses the body and stores nothing)"
     )
-    print(f"{'rollup update':<26}{'events':>8}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'posts/s':>10}")
+    print(f"{'rollup update':<26}{'events':>10}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'posts/s':>10}")
     for label, size, p50, p99, mean, rate in rows:
-        print(f"{label:<26}{size:>8}{p50:>9.1f}{p99:>9.1f}{mean:>9.1f}{rate:>10,.0f}  ({rate / bare_rate:.2f} of bare)")
-    print(f"{'bare Starlette (no work)':<26}{'-':>8}{'':>27}{bare_rate:>10,.0f}  (same clients, same run)")
+        ratio = f"({rate / bare_rate:.2f} of bare)"
+        print(f"{label:<26}{stored[size]:>10}{p50:>9.1f}{p99:>9.1f}{mean:>9.1f}{rate:>10,.0f}  {ratio}")
+    print(f"{'bare Starlette (no work)':<26}{'-':>10}{'':>27}{bare_rate:>10,.0f}  (same clients, same run)")
     print("\nPer post, in-process ingest() of one message (50 posts): statements sent, and rows read per table")
-    print(f"{'rollup update':<26}{'events':>8}{'all':>6}{'rollups':>9}  " + "  ".join(PROBED_TABLES))
+    print(f"{'rollup update':<26}{'events':>10}{'all':>6}{'rollups':>9}  " + "  ".join(PROBED_TABLES))
     for label, size, statements, rollups, read in probes:
         figures = "  ".join(f"{read[t]:>{len(t)},.1f}" for t in PROBED_TABLES)
-        print(f"{label:<26}{size:>8}{statements:>6.1f}{rollups:>9.1f}  {figures}")
+        print(f"{label:<26}{stored[size]:>10}{statements:>6.1f}{rollups:>9.1f}  {figures}")
 
 
 def py_spy(pid: int, seconds: float) -> subprocess.Popen[bytes]:
