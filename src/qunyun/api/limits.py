@@ -17,6 +17,10 @@
    cannot starve the pool, and the server answers normally as soon as it ends.
    ``/healthz``, ``/readyz`` and static assets bypass the admission.
 4. A database that cannot serve (down, unreachable, full, locked) is 503 with Retry-After.
+5. ``POST /api/v1/events`` of a token this process has verified is then answered here, by the
+   fast path the application passes in (``ingestion.endpoints.serve_post``), instead of by the
+   middleware stack and router; a small post gives its admission slot back while it waits for
+   its shared transaction (docs/ingestion.md, "Live posts share transactions").
 """
 
 from __future__ import annotations

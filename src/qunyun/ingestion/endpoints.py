@@ -196,7 +196,10 @@ async def serve_post(
     try:
         batch = await read_event_batch(request)
         try:
-            parsed = parse_events(batch.events)
+            if batch.size > PARSE_IN_THREAD_BYTES:  # many events: the loop keeps serving meanwhile
+                parsed = await anyio.to_thread.run_sync(parse_events, batch.events)
+            else:
+                parsed = parse_events(batch.events)
         except InvalidInput as exc:
             raise batch.at_line(exc) from None
         lanes = live_lanes.get()
