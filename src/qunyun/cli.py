@@ -30,6 +30,9 @@ from qunyun.moderation.cli import app as moderation_app
 from qunyun.onboarding.cli import app as onboarding_app
 from qunyun.sop.cli import app as sop_app
 
+# How long a server process may take to answer uvicorn's health check (starting up included).
+WORKER_HEALTHCHECK_SECONDS = 60
+
 app = typer.Typer(
     cls=QunyunGroup,
     help="qunyun — community operations platform",
@@ -528,6 +531,10 @@ def serve(
     jobs = InProcessWorker(job_threads) if job_threads > 0 else None
     if jobs is not None:
         jobs.start()
+    # uvicorn kills a server process that does not answer its health check in time (5 s by
+    # default) and starts another; a process importing the app on a busy machine can take longer
+    # than that to answer its first ping, and would be killed and replaced for ever.
+    options["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_SECONDS
     try:
         uvicorn.run("qunyun.api.app:create_app", factory=True, workers=workers, **options)
     finally:

@@ -42,7 +42,9 @@ def _serve(port: int, log: BinaryIO) -> subprocess.Popen[bytes]:
 
 
 def _wait_until_up(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 40
+    # Four processes importing the app on a busy two-core machine take a while: this waits for
+    # them to come up, it does not time them.
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()[-3000:]
         try:
