@@ -33,10 +33,7 @@ from qunyun.moderation.normalize import (
     align,
     finish,
     is_cjk,
-    is_digit_char,
     is_invisible,
-    is_noise,
-    is_word_char,
     normalize,
     tables,
 )
@@ -143,9 +140,9 @@ class NormalizingMatcher:
         # normalize(), inlined: this is the hot path.
         folded = text.translate(self._fast)
         if SPECIAL.search(folded) is None:
-            matches = self._search(folded, overlapping=True)
+            matches = self._search(folded, True)
             return self._resolve(text, folded, False, matches) if matches else []
-        matches = self._search(finish(text, folded), overlapping=True)
+        matches = self._search(finish(text, folded), True)
         return self._resolve(text, folded, True, matches) if matches else []
 
     def first(self, text: str) -> Hit | None:
@@ -165,18 +162,21 @@ class NormalizingMatcher:
                 continue
             if at is None:
                 at = align(text, folded, special)
-            start, end = at.starts[s], at.ends[e - 1]
+            start, end = at.starts[s], at.end(e - 1)
             if latin_edge[k] and not _whole(text, start, end):
                 continue
             for t in targets:
-                if t.runs is not None and any(at.runs[s + i] < r for i, r in enumerate(t.runs)):
+                if t.runs is not None and any(at.run(s + i) < r for i, r in enumerate(t.runs)):
                     continue
                 if t.chars is not None and not _numerals_ok(text, at, s, t.chars):
                     continue
-                if t.gaps is not None and not _spaced_like(t.gaps, _gaps(text, at, s, e)):
+                # Gaps only matter for two characters or more, and there are none when the
+                # match's characters are next to each other in the text.
+                if t.gaps and end - start != e - s and not _spaced_like(t.gaps, _gaps(text, at, s, e)):
                     continue
                 hits.append(Hit(t.word, t.category, start, end))
-        hits.sort(key=lambda h: (h.start, h.end))
+        if len(hits) > 1:
+            hits.sort(key=_position)
         return hits
 
 
@@ -184,22 +184,28 @@ def _alnum(ch: str) -> bool:
     return ch.isascii() and ch.isalnum()
 
 
+def _position(hit: Hit) -> tuple[int, int]:
+    return hit.start, hit.end
+
+
 def _whole(text: str, start: int, end: int) -> bool:
     """A match starting (ending) with a Latin letter or digit does not continue a word or a
     number; a number goes on past noise too (``1.64``, ``2,964``)."""
-    return _edge_free(text, start, start - 1, -1) and _edge_free(text, end - 1, end, 1)
-
-
-def _edge_free(text: str, edge: int, i: int, step: int) -> bool:
-    if i < 0 or i >= len(text) or not is_word_char(text[edge]):
-        return True
-    if is_word_char(text[i]):
-        return False
-    if not is_digit_char(text[edge]):
-        return True
-    while 0 <= i < len(text) and is_noise(text[i]):
-        i += step
-    return not (0 <= i < len(text) and is_digit_char(text[i]))
+    t = tables()
+    word, digits, deleted = t.word, t.digits, t.deleted
+    n = len(text)
+    for edge, i, step in ((start, start - 1, -1), (end - 1, end, 1)):
+        if i < 0 or i >= n or text[edge] not in word:
+            continue
+        if text[i] in word:
+            return False
+        if text[edge] not in digits:
+            continue
+        while 0 <= i < n and text[i] in deleted:
+            i += step
+        if 0 <= i < n and text[i] in digits:
+            return False
+    return True
 
 
 def _numerals_ok(text: str, at: Alignment, s: int, chars: str) -> bool:
@@ -217,9 +223,9 @@ def _numerals_ok(text: str, at: Alignment, s: int, chars: str) -> bool:
             continue
         if ch not in AMBIGUOUS_NUMERALS:
             continue
-        if j > s and at.starts[j] > at.ends[j - 1]:
+        if j > s and at.starts[j] > at.end(j - 1):
             return False
-        if j < last and at.starts[j + 1] > at.ends[j]:
+        if j < last and at.starts[j + 1] > at.end(j):
             return False
     return True
 
@@ -227,7 +233,7 @@ def _numerals_ok(text: str, at: Alignment, s: int, chars: str) -> bool:
 def _gaps(text: str, at: Alignment, s: int, e: int) -> tuple[bool, ...]:
     """For each two neighbouring characters of normalized ``[s, e)``: whether something visible
     was deleted between them (invisible format characters and marks do not count)."""
-    return tuple(any(not is_invisible(c) for c in text[at.ends[j - 1] : at.starts[j]]) for j in range(s + 1, e))
+    return tuple(any(not is_invisible(c) for c in text[at.end(j - 1) : at.starts[j]]) for j in range(s + 1, e))
 
 
 def _spaced_like(own: tuple[bool, ...], gaps: tuple[bool, ...]) -> bool:

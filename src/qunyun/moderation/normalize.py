@@ -158,11 +158,14 @@ _NOISE_CATEGORIES = frozenset({"Mn", "Me", "Zs", "Zl", "Zp", "Cc", "Cf", "Co", "
 # A run of a repeated non-ASCII character after its first (replaced by "": a literal
 # replacement spares ``re`` expanding a template on every match).
 REPEATS = re.compile(r"(?<=([^\x00-\x7f]))\1+")
-_PLANE_14 = re.compile(r"[\U000e0000-\U000e01ff]")
-# What the fast translation (``Tables.fast``) leaves for the full one: a repeat to collapse or
-# a plane-14 character (tags, variation selectors supplement) the list does not reach.
-SPECIAL = re.compile(r"([^\x00-\x7f])\1|[\U000e0000-\U000e01ff]")
-_REPEAT_PAIR = re.compile(r"([^\x00-\x7f])\1")
+# The fast translation (``Tables.fast``) writes this for a character that becomes several
+# (ß → ss, ⑩ → 10): such texts, rare, take the full translation, and every other text keeps
+# one normalized character per character kept.
+_SEVERAL = "\uffff"
+# What the fast translation leaves for the full one: a repeat to collapse, a character that
+# becomes several, or a plane-14 character (tags, variation selectors supplement) beyond the list.
+SPECIAL = re.compile(r"([^\x00-\x7f])\1|[\uffff\U000e0000-\U000e01ff]")
+_UNFAST = re.compile(r"[\uffff\U000e0000-\U000e01ff]")
 # The fast translation table is a list indexed by code point up to here.
 _FAST_LIMIT = 0x30000
 
@@ -252,8 +255,8 @@ def normalize(text: str) -> str:
 
 def finish(text: str, folded: str) -> str:
     """``normalize(text)`` from ``folded``, the fast translation of ``text`` in which ``SPECIAL``
-    found something: repeats collapsed, plane-14 characters translated."""
-    if _PLANE_14.search(folded) is not None:
+    found something."""
+    if _UNFAST.search(folded) is not None:
         folded = text.translate(tables().full)
     return REPEATS.sub("", folded)
 
@@ -282,7 +285,7 @@ def tables() -> Tables:
     kept = ["\x01"] * _FAST_LIMIT
     for cp, mapped in full.items():
         if cp < _FAST_LIMIT:
-            fast[cp] = mapped
+            fast[cp] = _SEVERAL if mapped and len(mapped) > 1 else mapped
             if mapped is None:
                 kept[cp] = "\x00"
     latin = [chr(cp) for cp in range(128) if chr(cp).isalnum()]
@@ -298,38 +301,60 @@ def tables() -> Tables:
     )
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a microsecond here
 class Alignment:
     """Where each character of ``normalize(text)`` came from: ``starts[j]`` is the index in the
-    original text of the first character that produced normalized character ``j``, ``ends[j]``
-    one past the last (repeats collapsed into it included), ``runs[j]`` how many characters
-    collapsed into it (1 when none)."""
+    original text of the first character that produced normalized character ``j``; ``end(j)``
+    one past the last (repeats collapsed into it included), ``run(j)`` how many characters
+    collapsed into it (1 when none). A plain class: built on the matcher's slow path, where a
+    dataclass's __init__ was a measurable share."""
 
-    normalized: str
-    starts: list[int]
-    ends: list[int]
-    runs: list[int]
+    __slots__ = ("_ends", "_runs", "normalized", "starts")
+
+    def __init__(self, normalized: str, starts: list[int], ends: list[int] | None, runs: list[int] | None) -> None:
+        self.normalized = normalized
+        self.starts = starts
+        self._ends = ends  # None: starts[j] + 1 (nothing collapsed)
+        self._runs = runs
+
+    def end(self, j: int) -> int:
+        return self.starts[j] + 1 if self._ends is None else self._ends[j]
+
+    def run(self, j: int) -> int:
+        return 1 if self._runs is None else self._runs[j]
+
+    @property
+    def ends(self) -> list[int]:
+        return [self.end(j) for j in range(len(self.starts))]
+
+    @property
+    def runs(self) -> list[int]:
+        return [self.run(j) for j in range(len(self.starts))]
 
 
 _next = (1).__add__
 
 
-def align(text: str, folded: str | None = None, repeats: bool = True) -> Alignment:
+def align(text: str, folded: str | None = None, special: bool | None = None) -> Alignment:
     """``normalize(text)`` with the position of each of its characters in ``text``.
-    ``folded``: ``text.translate(tables().fast)`` when the caller has it; ``repeats``: False
-    when the caller knows ``SPECIAL`` found nothing in it."""
+    ``folded``: ``text.translate(tables().fast)`` when the caller has it; ``special``: whether
+    ``SPECIAL`` finds something in it, when the caller knows."""
     t = tables()
     if folded is None:
         folded = text.translate(t.fast)
-    mask = text.translate(t.kept).encode()
-    # A character beyond the list leaves the mask longer; one that became several, the
-    # translation longer than the kept characters: both take the slow way.
-    if len(mask) != len(text) or mask.count(1) != len(folded):
+    if special is None:
+        special = SPECIAL.search(folded) is not None
+    n = len(text)
+    if not special and len(folded) == n:  # nothing dropped, expanded or collapsed
+        return Alignment(folded, list(range(n)), None, None)
+    if special and _UNFAST.search(folded) is not None:
         return _align_slowly(text, t.full)
-    pre = list(itertools.compress(range(len(text)), mask))
-    spans = [m.span() for m in REPEATS.finditer(folded)] if repeats else None
+    mask = text.translate(t.kept).encode()
+    if len(mask) != n:  # a character beyond the list (kept as it is, and not one byte)
+        return _align_slowly(text, t.full)
+    pre = list(itertools.compress(range(n), mask))
+    spans = [m.span() for m in REPEATS.finditer(folded)] if special else None
     if not spans:
-        return Alignment(folded, pre, list(map(_next, pre)), [1] * len(pre))
+        return Alignment(folded, pre, None, None)
     # Each run of repeats [a, b) of the folded text collapses into the character at a - 1.
     out: list[str] = []
     starts: list[int] = []
