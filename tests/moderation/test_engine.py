@@ -244,3 +244,24 @@ def test_on_wecom_the_kick_is_a_task_with_the_evidence(db: sessionmaker[Session]
         evidence = task.detail["moderation"]
         assert (evidence["rule"], evidence["words"], evidence["excerpt"]) == ("广告", ["加我微信"], SPAM)
         assert task.detail["payload"]["reason"] == f"违反「广告」，命中「加我微信」：{SPAM}"
+
+
+def test_messages_posted_before_the_removal_ask_for_one_kick(db: sessionmaker[Session]) -> None:
+    with moderated(db) as org:
+        org.join("spammer", name="小广告")
+        org.step()
+        for n in range(2):
+            org.advance(60)
+            org.sim.sim.post("spammer", "G1", f"{SPAM} {n}")
+            org.step()
+        # Three more before anything is performed: each is a decision, one removal between them.
+        for n in range(2, 5):
+            org.advance(5)
+            org.sim.sim.post("spammer", "G1", f"{SPAM} {n}")
+        org.step()
+        assert [d.action for d in decisions(org)] == ["warn", "warn", "kick", "kick", "kick"]
+        kicks = [a for a in org.actions() if a.action == "kick"]
+        assert len(kicks) == 1 and kicks[0].state == "sent"
+        assert not org.sim.sim.is_member("spammer", "G1")
+        # Each message that earned a removal is deleted.
+        assert sum(1 for a in org.actions() if a.action == "delete_message") == 3

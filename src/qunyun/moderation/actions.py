@@ -9,7 +9,9 @@ caller's transaction: nothing is sent before it commits).
 - blacklist: as kick, plus the entry (the decision itself).
 
 Idempotency keys are ``moderation:<event id>:<step>`` (``moderation:d<decision id>:…`` for manual
-decisions), so a replayed follow-up requests nothing twice. What the platform cannot do becomes
+decisions), so a replayed follow-up requests nothing twice; a kick's key is the membership's
+(``moderation:g<group>:m<member>:j<join event>:kick``), so however many messages a member posts
+before they are removed, they are removed once. What the platform cannot do becomes
 a staff task (dispatch); the task carries the evidence: the rule, the words, an excerpt.
 """
 
@@ -143,11 +145,31 @@ def perform(session: Session, decision: ModerationDecision, *, member_name: str,
             steps.append(("kick", "kick", {"reason": evidence_text(decision)}, True))
     ids: list[int] = []
     for kind, step, payload, member in steps:
+        base = _membership_key(session, decision) if kind == "kick" else key
         try:
-            ids.append(_request(session, decision, kind, step, key, payload, group_id=group_id, member=member))
+            ids.append(_request(session, decision, kind, step, base, payload, group_id=group_id, member=member))
         except QunyunError as exc:
             decision.detail = {**(decision.detail or {}), "action_error": str(exc)}
     return ids
+
+
+def _membership_key(session: Session, decision: ModerationDecision) -> str:
+    """The key of a kick: one per membership (the open span's join), so that the messages a
+    member posts between the decision to remove them and their removal ask for one kick, not one
+    each; after a rejoin, a new membership can be removed again."""
+    join_id = session.scalar(
+        select(MembershipSpan.join_event_id)
+        .where(
+            MembershipSpan.group_id == decision.group_id,
+            MembershipSpan.member_id == decision.member_id,
+            MembershipSpan.left_at.is_(None),
+        )
+        .order_by(MembershipSpan.joined_at.desc())
+        .limit(1)
+    )
+    if join_id is None:  # not known as a member: the decision's own key
+        return f"moderation:{decision.event_id}" if decision.event_id is not None else f"moderation:d{decision.id}"
+    return f"moderation:g{decision.group_id}:m{decision.member_id}:j{join_id}"
 
 
 def request_unmute(session: Session, decision: ModerationDecision) -> int | None:
