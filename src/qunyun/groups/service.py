@@ -306,6 +306,9 @@ def create_group(session: Session, scope: Scope, data: GroupCreate, *, request: 
     group = Group(org_id=scope.org_id, member_count=0, created_at=utcnow(), **values)
     session.add(group)
     session.flush()
+    from qunyun.sop.runs import apply_attached
+
+    apply_attached(session, group.id)  # the SOP plans of its playbook or community
     record_by(
         session,
         scope,

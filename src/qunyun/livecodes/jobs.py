@@ -268,6 +268,10 @@ def _adopt_created_groups(session: Session, now: datetime, done: Pass, org_id: i
             session.flush()
         if group.playbook_id is None and playbook is not None:
             group.playbook_id = playbook.id
+            session.flush()
+            from qunyun.sop.runs import apply_attached
+
+            apply_attached(session, group.id, now=now)  # the playbook's SOP plans
         if group.owner_id is None:
             group.owner_id = _previous_owner(session, row.id)
         put_in_pool(session, row, group)
