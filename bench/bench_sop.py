@@ -265,7 +265,10 @@ def describe(values: list[float], expected: int) -> str:
     p50 = statistics.median(values)
     p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
     within = sum(1 for v in values if v <= 60)
-    return f"{len(values):,}/{expected:,} done, p50 {p50:.1f} s, p99 {p99:.1f} s, max {values[-1]:.1f} s, {within:,} within 60 s"
+    return (
+        f"{len(values):,}/{expected:,} done, p50 {p50:.1f} s, p99 {p99:.1f} s, max {values[-1]:.1f} s, "
+        f"{within:,} within 60 s"
+    )
 
 
 def main() -> None:
