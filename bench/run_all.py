@@ -13,6 +13,10 @@ BENCHES = [
     "bench.bench_console",
     "bench.bench_login",
     "bench.bench_jobs",
+    "bench.bench_scan",
+    "bench.bench_moderation",
+    "bench.bench_moderation_ingest",
+    "bench.bench_sop",
 ]
 
 for name in BENCHES:
