@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 import io
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from qunyun.moderation import wordfiles
 from qunyun.moderation.types import WordEntry
 from qunyun.timeutil import utcnow
 from tests.api.conftest import World, console_login, csrf_from
+from tests.shared_data import LEXICON
 
 RULES = """\
 - name: 广告
@@ -466,9 +466,6 @@ def test_forms_need_the_csrf_token(client: TestClient, world: World) -> None:
     ]:
         assert client.post(path, data=data).status_code == 403, path
     assert _count(world, ModerationReversal) == 0
-
-
-LEXICON = Path(__file__).resolve().parents[3] / "shared" / "data" / "sensitive-lexicon"
 
 
 def test_the_real_lexicon_imports_as_a_text_file_and_is_edited_as_a_file(client: TestClient, world: World) -> None:

@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from qunyun.cli import app
+from tests.shared_data import LEXICON
 
 runner = CliRunner()
 POLICIES = Path(__file__).parent.parent / "fixtures" / "moderation" / "policies"
-LEXICON = Path(__file__).resolve().parents[3] / "shared" / "data" / "sensitive-lexicon"
 
 
 def event(i: int, text: str | None, *, member: str = "u1", second: int = 0, **kw: Any) -> str:
@@ -177,8 +177,11 @@ def test_an_excel_word_list(tmp_path: Path) -> None:
     assert refused.exit_code == 2 and "broken.xlsx：不是可读取的 Excel 工作簿" in refused.stderr
 
 
-def test_the_lexicon_example_policy_reads_the_shared_lexicon() -> None:
-    policy = POLICIES / "lexicon.yaml"
+def test_the_lexicon_example_policy_reads_the_shared_lexicon(tmp_path: Path) -> None:
+    # The example names the lexicon beside the checkout; a checkout elsewhere reads it where it is.
+    example = (POLICIES / "lexicon.yaml").read_text(encoding="utf-8")
+    policy = tmp_path / "lexicon.yaml"
+    policy.write_text(example.replace("../../../../../shared/data/sensitive-lexicon", str(LEXICON)), encoding="utf-8")
     stdin = "\n".join(
         [
             event(1, "出售高压气枪"),

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from qunyun.moderation._match_corpus import corpus_matcher, load_cases, score
 from qunyun.moderation.matcher import build_matcher
 from qunyun.moderation.types import Hit, WordEntry
+from tests.shared_data import LEXICON
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "moderation"
-LEXICON = Path(__file__).resolve().parents[3] / "shared" / "data" / "sensitive-lexicon"
 
 WORDS = [
     WordEntry("法轮功", "politics", pinyin=True),

@@ -4,7 +4,6 @@ shipped default list, and the real downloaded lexicon (what it drops, and why)."
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 from openpyxl import Workbook
@@ -22,8 +21,7 @@ from qunyun.moderation.wordfiles import (
     write_excel,
     write_text,
 )
-
-LEXICON = Path(__file__).resolve().parents[3] / "shared" / "data" / "sensitive-lexicon"
+from tests.shared_data import LEXICON
 
 
 def test_text_lists_read_words_categories_pinyin_comments_and_bom() -> None:

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from pathlib import Path
 
 from qunyun.moderation.policy import policy_from_dict
 from qunyun.moderation.rules import evaluate
 from qunyun.moderation.types import MessageContext
 from qunyun.moderation.wordfiles import read_lexicon_dir
 from qunyun.simulate import personas, texts
-
-LEXICON = Path(__file__).resolve().parents[3] / "shared" / "data" / "sensitive-lexicon"
+from tests.shared_data import LEXICON
 
 # What the whole lexicon flags in the simulator's ordinary texts, and why (every entry is a
 # word the lexicon lists; the loader keeps it because it is two characters or more). Spellings
