@@ -91,11 +91,12 @@ def record_by(
     detail: dict[str, Any] | None = None,
     request: HTTPConnection | None = None,
 ) -> AuditLog:
-    """:func:`record` for what the staff member behind ``scope`` (org_id, staff_id) did."""
+    """:func:`record` for what the staff member behind ``scope`` (org_id, staff_id) did; a scope
+    with no staff member (the command line's, staff id 0) is recorded without one."""
     return record(
         session,
         org_id=scope.org_id,
-        staff_id=scope.staff_id,
+        staff_id=scope.staff_id or None,
         action=action,
         target_type=target_type,
         target_id=target_id,

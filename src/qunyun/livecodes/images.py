@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
-from qunyun.audit.service import record
+from qunyun.audit.service import record_by
 from qunyun.auth.scope import Scope, require_group, visible_group_ids
 from qunyun.errors import InvalidInput, NotFound
 from qunyun.livecodes import routing
@@ -61,10 +61,9 @@ def upload_qr_image(
     )
     session.add(image)
     session.flush()
-    record(
+    record_by(
         session,
-        org_id=scope.org_id,
-        staff_id=scope.staff_id or None,
+        scope,
         action="group.qr_upload",
         target_type="group",
         target_id=group.id,
@@ -107,10 +106,9 @@ def withdraw_qr_image(
     if image.withdrawn_at is None:
         image.withdrawn_at = utcnow()
         session.flush()
-        record(
+        record_by(
             session,
-            org_id=scope.org_id,
-            staff_id=scope.staff_id or None,
+            scope,
             action="group.qr_withdraw",
             target_type="group",
             target_id=image.group_id,

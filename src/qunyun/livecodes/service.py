@@ -21,7 +21,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
-from qunyun.audit.service import record
+from qunyun.audit.service import record_by
 from qunyun.auth.scope import Scope, group_visible, require_group, require_write, visible_group_ids
 from qunyun.connectors import registry
 from qunyun.connectors.actions import CreateInviteLink
@@ -137,10 +137,9 @@ def _audit(
     detail: dict[str, Any],
     request: HTTPConnection | None,
 ) -> None:
-    record(
+    record_by(
         session,
-        org_id=scope.org_id,
-        staff_id=scope.staff_id or None,
+        scope,
         action=action,
         target_type="live_code",
         target_id=row_id,

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
 from qunyun.audit.service import record as audit
+from qunyun.audit.service import record_by
 from qunyun.auth.scope import Scope, member_visible, require_group, require_member, require_write, visible_group_ids
 from qunyun.errors import Conflict, Forbidden, InvalidInput, NotFound
 from qunyun.locale import Msg
@@ -194,10 +195,9 @@ def create_policy(
     )
     session.add(row)
     session.flush()
-    audit(
+    record_by(
         session,
-        org_id=scope.org_id,
-        staff_id=scope.staff_id or None,
+        scope,
         action="moderation.policy.create",
         target_type="moderation_policy",
         target_id=row.id,
@@ -266,10 +266,9 @@ def update_policy(
         row.settings, _, _ = _split(_validated(settings, row.words, row.allow))
     _bump(row)
     session.flush()
-    audit(
+    record_by(
         session,
-        org_id=scope.org_id,
-        staff_id=scope.staff_id or None,
+        scope,
         action="moderation.policy.update",
         target_type="moderation_policy",
         target_id=row.id,
@@ -297,10 +296,9 @@ def set_word_lists(
     _, row.words, row.allow = _split(_validated(row.settings, new_words, new_allow))
     _bump(row)
     session.flush()
-    audit(
+    record_by(
         session,
-        org_id=scope.org_id,
-        staff_id=scope.staff_id or None,
+        scope,
         action="moderation.policy.words",
         target_type="moderation_policy",
         target_id=row.id,
@@ -324,10 +322,9 @@ def _word_json(entry: Any) -> Any:
 def delete_policy(session: Session, scope: Scope, policy_id: int, *, request: HTTPConnection | None = None) -> None:
     """Remove a policy; its decisions stay (their policy reads as deleted)."""
     row = _editable(session, scope, policy_id)
-    audit(
+    record_by(
         session,
-        org_id=scope.org_id,
-        staff_id=scope.staff_id or None,
+        scope,
         action="moderation.policy.delete",
         target_type="moderation_policy",
         target_id=row.id,
@@ -536,10 +533,9 @@ def reverse_decision(
         from qunyun.moderation.actions import request_unmute
 
         request_unmute(session, decision)
-    audit(
+    record_by(
         session,
-        org_id=scope.org_id,
-        staff_id=scope.staff_id or None,
+        scope,
         action="moderation.decision.reverse",
         target_type="moderation_decision",
         target_id=decision.id,
@@ -619,9 +615,21 @@ def member_record(
         strikes=strikes,
         strike_window_days=window,
         mutes=state.active_mutes(session, scope.org_id, member.id, now),
-        blacklist=state.blacklist_entries(session, scope.org_id, [member.id]),
+        blacklist=_visible_entries(session, scope, state.blacklist_entries(session, scope.org_id, [member.id])),
         decisions=_with_reversals(session, rows),
     )
+
+
+def _visible_entries(session: Session, scope: Scope, entries: list[ModerationDecision]) -> list[ModerationDecision]:
+    """The blacklist entries a scoped reader may see: those reaching the community or the whole
+    organisation (they keep the member out of the reader's groups too), and group entries of the
+    reader's own groups."""
+    grouped = [e for e in entries if e.blacklist_scope == BlacklistScope.GROUP and e.group_id is not None]
+    if scope.whole_org or not grouped:
+        return entries
+    ids = {e.group_id for e in grouped}
+    mine = set(session.scalars(visible_group_ids(scope).where(Group.id.in_(ids))))
+    return [e for e in entries if e not in grouped or e.group_id in mine]
 
 
 # --- manual blacklist ----------------------------------------------------------------------------
@@ -697,10 +705,9 @@ def blacklist_member(
     from qunyun.moderation.actions import kick_from_covered_groups
 
     decision.action_ids = kick_from_covered_groups(session, decision, reason)
-    audit(
+    record_by(
         session,
-        org_id=scope.org_id,
-        staff_id=scope.staff_id or None,
+        scope,
         action="moderation.blacklist.add",
         target_type="member",
         target_id=member.id,
@@ -796,10 +803,9 @@ def set_member_role(
         row.set_by_id = scope.staff_id or None
         row.updated_at = utcnow()
     session.flush()
-    audit(
+    record_by(
         session,
-        org_id=scope.org_id,
-        staff_id=scope.staff_id or None,
+        scope,
         action="moderation.role.set",
         target_type="member",
         target_id=member.id,
