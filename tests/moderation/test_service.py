@@ -264,3 +264,26 @@ def test_excerpts_go_with_the_message_texts_retention(db: sessionmaker[Session])
             assert purge_excerpts(s, now=row.at + timedelta(days=31), retention_days=30) == 1
         [row] = decisions(org)
         assert (row.excerpt, row.action, row.matches[0]["word"]) == ("", "warn", "加我微信")
+
+
+def test_a_reader_sees_no_group_entry_of_a_group_outside_their_scope(db: sessionmaker[Session]) -> None:
+    from qunyun.auth.scope import Scope
+    from qunyun.models import Group, Role
+    from qunyun.team.service import create_staff
+
+    with moderated(db) as org:
+        org.create_group("G2", "华东2群")
+        org.join("m1")
+        org.sim.sim.join("m1", "G2")
+        org.step()
+        m1 = member_id(org, "m1")
+        with unit_of_work(db) as s:
+            owner = create_staff(s, org.org_id, username="owner2", password="password-1", role="owner")
+            s.get_one(Group, org.groups["G2"]).owner_id = owner.id
+            owner_id = owner.id
+            service.blacklist_member(s, lead(org), m1, reach="group", group_id=org.groups["G1"], reason="刷屏")
+        with db() as s:
+            theirs = service.member_record(s, lead(org), m1)
+            mine = service.member_record(s, Scope(staff_id=owner_id, org_id=org.org_id, role=Role.OWNER), m1)
+        assert [e.group_id for e in theirs.blacklist] == [org.groups["G1"]]
+        assert mine.blacklist == []
