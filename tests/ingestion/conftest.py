@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 
 @pytest.fixture(autouse=True)
@@ -17,3 +18,14 @@ def english_cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     monkeypatch.undo()
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def org_id(db: sessionmaker[Session]) -> int:
+    """An organisation, committed (modules that need one in their own session define their own)."""
+    from qunyun.team.service import create_organisation
+
+    with db() as s:
+        org = create_organisation(s, name="Acme", slug="acme")
+        s.commit()
+        return org.id

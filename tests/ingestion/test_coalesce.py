@@ -9,7 +9,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,7 +19,6 @@ from qunyun.ingestion.coalesce import AuditEntry, Coalescer, Counts
 from qunyun.ingestion.service import parse_events
 from qunyun.locale import Msg
 from qunyun.models import AuditLog, Event, Role
-from qunyun.team.service import create_organisation
 
 
 def joined(event_id: str, member: str) -> dict[str, str]:
@@ -31,14 +29,6 @@ def joined(event_id: str, member: str) -> dict[str, str]:
         "group": "g1",
         "member": member,
     }
-
-
-@pytest.fixture
-def org_id(db: sessionmaker[Session]) -> int:
-    with db() as s:
-        org = create_organisation(s, name="Acme", slug="acme")
-        s.commit()
-        return org.id
 
 
 def lead(org: int) -> Scope:

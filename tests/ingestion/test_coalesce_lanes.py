@@ -5,7 +5,6 @@ one post's failure is never another's."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -13,45 +12,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from qunyun.audit.service import entry
 from qunyun.auth.scope import Scope
 from qunyun.errors import InvalidInput
 from qunyun.ingestion import coalesce
 from qunyun.ingestion.coalesce import AuditEntry, Counts, LiveLanes
 from qunyun.ingestion.service import parse_events
 from qunyun.locale import Msg
-from qunyun.models import AuditLog, Event, Role
-from qunyun.team.service import create_organisation
-
-
-def joined(event_id: str, member: str) -> dict[str, str]:
-    return {
-        "id": event_id,
-        "ts": datetime.now(UTC).isoformat(),
-        "kind": "member.joined",
-        "group": "g1",
-        "member": member,
-    }
-
-
-@pytest.fixture
-def org_id(db: sessionmaker[Session]) -> int:
-    with db() as s:
-        org = create_organisation(s, name="Acme", slug="acme")
-        s.commit()
-        return org.id
-
-
-def lead(org: int) -> Scope:
-    return Scope(staff_id=0, org_id=org, role=Role.LEAD)
-
-
-def audit_as(org: int, note: str) -> AuditEntry:
-    def audit(scope: Scope, stored: int, duplicates: int) -> dict[str, Any]:
-        return entry(org_id=org, staff_id=None, action="events.ingest", target_type="events", target_id=note,
-                     detail={"stored": stored, "duplicates": duplicates})  # fmt: skip
-
-    return audit
+from qunyun.models import AuditLog, Event
+from tests.ingestion.test_coalesce import audit_as, joined, lead
 
 
 def behind_a_slow_batch(
