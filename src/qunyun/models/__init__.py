@@ -1,5 +1,7 @@
 """All ORM models, one module per aggregate. Importing this package registers every table."""
 
+# Connector state: each platform's tables (filled by its connector package).
+from qunyun.models import matrix_state, telegram_state, wecom_state  # noqa: F401
 from qunyun.models.audit import AuditLog
 from qunyun.models.channel import Channel
 from qunyun.models.commerce import Order, Refund

@@ -1,0 +1,1 @@
+"""matrix connector state (tables owned by qunyun.connectors.matrix)."""

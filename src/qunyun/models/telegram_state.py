@@ -1,0 +1,1 @@
+"""telegram connector state (tables owned by qunyun.connectors.telegram)."""

@@ -1,0 +1,1 @@
+"""wecom connector state (tables owned by qunyun.connectors.wecom)."""
