@@ -132,7 +132,8 @@ def test_telegram_polling_needs_no_webhook_secret_and_matrix_is_stored(client: T
         "secrets": {"access_token": "syt_secret_token_value"},
     }
     body = _add(client, world, matrix).json()
-    assert body["has_secrets"] == {"access_token": True} and "syt_secret" not in str(body)
+    assert body["has_secrets"] == {"access_token": True, "as_token": False, "hs_token": False}
+    assert "syt_secret" not in str(body)
 
 
 def test_names_are_unique_per_organisation(client: TestClient, world: World) -> None:
@@ -251,7 +252,7 @@ def test_a_lead_changes_a_connection(client: TestClient, world: World) -> None:
         assert row is not None
         assert decrypt(row.secrets) == {**WECOM["secrets"], "token": "n3wToken"}
     assert client.patch(url, json={"name": "other"}, headers=headers).status_code == 409
-    bad = client.patch(url, json={"settings": {"corp_id": "ww0123456789abcdef"}}, headers=headers)
+    bad = client.patch(url, json={"settings": {"corp_id": "ww0123456789abcdef", "agent_id": "x"}}, headers=headers)
     assert bad.status_code == 422 and bad.json()["field"] == "settings.agent_id"
     assert client.patch(url, json={"name": "x"}, headers=world.headers("owner")).status_code == 403
     assert client.patch(url, json={"name": "x"}, headers=world.headers("lead_b")).status_code == 404

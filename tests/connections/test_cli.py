@@ -87,8 +87,9 @@ def test_secrets_from_the_environment_a_file_and_standard_input_are_never_printe
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
-        (["wecom", "--set", "corp_id=ww0123456789abcdef"], {}, "settings.agent_id"),
-        (["wecom", "--secret", "A-TYPED-SECRET"], {}, "--secret"),
+        (["wecom", "--set", "corp_id=ww0123456789abcdef"], {}, "secrets.secret"),
+        (["wecom", "--secret", "A-TYPED-SECRET"], {}, "settings.corp_id"),
+        (["simulator", "--secret", "A-TYPED-SECRET"], {}, "--secret"),
         (["simulator", "--secret", "webhook_secret=env:NOPE_NOT_SET"], {}, "NOPE_NOT_SET"),
         (["myspace"], {}, "myspace"),
     ],
@@ -170,3 +171,42 @@ def test_events_import_into_a_connection(orgs: dict[str, int], db: sessionmaker[
         group = s.scalars(select(Group).where(Group.org_id == orgs["acme"])).one()
         assert group.platform == "simulator"
         assert group.connection_id == added["id"]
+
+
+def test_each_platform_is_added_with_its_named_options(orgs: dict[str, int], db: sessionmaker[Session]) -> None:
+    wecom = _json(
+        cli(
+            "connections", "add", "wecom", "--org", "acme", "--name", "企微",
+            "--corp-id", "ww0123456789abcdef", "--secret", "app-secret-value-123", "--token", "tok3nValue",
+            "--aes-key", AES_KEY, "--api-base", "http://127.0.0.1:9", "--format", "json",
+        )
+    )  # fmt: skip
+    assert wecom == {"id": wecom["id"], "platform": "wecom", "callback_path": f"/hooks/wecom/{wecom['id']}"}
+    telegram = _json(
+        cli(
+            "connections", "add", "telegram", "--org", "acme", "--name", "tg",
+            "--bot-token", "123456:" + "A" * 35, "--polling", "--api-base", "http://127.0.0.1:9", "--format", "json",
+        )
+    )  # fmt: skip
+    matrix = _json(
+        cli(
+            "connections", "add", "matrix", "--org", "acme", "--name", "mx", "--homeserver", "http://127.0.0.1:9",
+            "--as-token", "as-token-value", "--hs-token", "hs-token-value", "--user-id", "@bot:localhost",
+            "--format", "json",
+        )
+    )  # fmt: skip
+    with db() as s:
+        from qunyun.connections.secrets import decrypt
+
+        rows = {row.platform: row for row in s.scalars(select(Connection).where(Connection.org_id == orgs["acme"]))}
+        assert rows["wecom"].id == wecom["id"] and rows["wecom"].settings["api_base"] == "http://127.0.0.1:9"
+        assert decrypt(rows["wecom"].secrets) == {
+            "secret": "app-secret-value-123",
+            "token": "tok3nValue",
+            "aes_key": AES_KEY,
+        }
+        assert rows["telegram"].id == telegram["id"] and rows["telegram"].settings["mode"] == "polling"
+        assert rows["matrix"].id == matrix["id"] and rows["matrix"].settings["mode"] == "appservice"
+        assert decrypt(rows["matrix"].secrets) == {"as_token": "as-token-value", "hs_token": "hs-token-value"}
+    missing = cli("connections", "add", "matrix", "--org", "acme", "--name", "m2", "--homeserver", "http://h.example")
+    assert missing.exit_code == 2 and "secrets.access_token" in missing.stderr

@@ -102,19 +102,53 @@ def add(
             "key=env:VARIABLE reads the environment, key=file:PATH a file, key=- a line of standard input.",
         ),
     ] = None,
+    corp_id: Annotated[str | None, typer.Option("--corp-id", help="wecom: the corp id (ww…)")] = None,
+    agent_id: Annotated[str | None, typer.Option("--agent-id", help="wecom: the app's AgentId")] = None,
+    token: Annotated[str | None, typer.Option("--token", help="wecom: the callback token")] = None,
+    aes_key: Annotated[str | None, typer.Option("--aes-key", help="wecom: the callback EncodingAESKey")] = None,
+    api_base: Annotated[
+        str | None, typer.Option("--api-base", help="wecom, telegram: where the platform's API answers")
+    ] = None,
+    bot_token: Annotated[str | None, typer.Option("--bot-token", help="telegram: the bot's token")] = None,
+    webhook_secret: Annotated[
+        str | None, typer.Option("--webhook-secret", help="telegram, simulator: the webhook's secret token")
+    ] = None,
+    polling: Annotated[bool, typer.Option("--polling", help="telegram: long polling instead of a webhook")] = False,
+    homeserver: Annotated[str | None, typer.Option("--homeserver", help="matrix: the homeserver's URL")] = None,
+    user_id: Annotated[str | None, typer.Option("--user-id", help="matrix: the bot's user id")] = None,
+    access_token: Annotated[str | None, typer.Option("--access-token", help="matrix: the bot's access token")] = None,
+    as_token: Annotated[str | None, typer.Option("--as-token", help="matrix: the appservice's as_token")] = None,
+    hs_token: Annotated[str | None, typer.Option("--hs-token", help="matrix: the appservice's hs_token")] = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
     """Add a connection; prints its id, platform and the callback path its webhooks go to
     (/hooks/PLATFORM/ID). It is stored even when the platform cannot be reached: its status says
-    why, and `qunyun connections test ID` tries again."""
+    why, and `qunyun connections test ID` tries again.
+
+    Each platform's settings and secrets can be given by name (`--corp-id`, `--bot-token`,
+    `--access-token`…) or as `--set key=value` / `--secret key=value`; a secret's value may be
+    `env:NAME`, `file:PATH` or `-` (standard input). For wecom, `--secret S` alone is the app secret."""
     from qunyun.connections.schemas import ConnectionAdded, callback_path
     from qunyun.connections.service import add_connection
     from qunyun.db.session import unit_of_work
 
     require_schema()
     org_id = resolve_org_id(org)
+    secret_items = list(secrets or [])
+    if platform == "wecom":  # `--secret S`: the app secret (a WeCom secret never holds "=")
+        secret_items = [item if "=" in item else f"secret={item}" for item in secret_items]
     given_settings: dict[str, Any] = dict(_pairs(settings or [], "--set"))
-    given_secrets = {key: _secret_value(key, value) for key, value in _pairs(secrets or [], "--secret")}
+    given_secrets = {key: _secret_value(key, value) for key, value in _pairs(secret_items, "--secret")}
+    named_settings = {"corp_id": corp_id, "agent_id": agent_id, "api_base": api_base}
+    named_settings |= {"homeserver": homeserver, "user_id": user_id}
+    if polling:
+        named_settings["mode"] = "polling"
+    elif platform == "matrix" and (as_token is not None or hs_token is not None):
+        named_settings["mode"] = "appservice"
+    named_secrets = {"token": token, "aes_key": aes_key, "bot_token": bot_token, "webhook_secret": webhook_secret}
+    named_secrets |= {"access_token": access_token, "as_token": as_token, "hs_token": hs_token}
+    given_settings |= {key: value for key, value in named_settings.items() if value is not None}
+    given_secrets |= {key: _secret_value(key, value) for key, value in named_secrets.items() if value is not None}
     with unit_of_work() as session:
         row = add_connection(session, lead_scope_of(org_id), platform, name, given_settings, given_secrets)
         added = ConnectionAdded(id=row.id, platform=row.platform, callback_path=callback_path(row.platform, row.id))

@@ -106,7 +106,10 @@ PLATFORMS: dict[str, PlatformSetup] = {
         "wecom",
         (
             SetupField("corp_id", pattern=r"w[wx][A-Za-z0-9]{8,30}", hint="ww0123456789abcdef"),
-            SetupField("agent_id", kind="int", hint="1000002"),
+            # The self-built app's AgentId: optional (customer-contact APIs take the secret alone).
+            SetupField("agent_id", required=False, kind="int", hint="1000002"),
+            # Where the API answers (a test server or an egress proxy); WeCom's own by default.
+            SetupField("api_base", required=False, kind="url", hint="https://qyapi.weixin.qq.com"),
             SetupField("secret", secret=True, pattern=f"{_TOKEN_CHARS}{{8,128}}"),
             # The callback's token (3-32 letters and digits) and EncodingAESKey (43 characters).
             SetupField("token", secret=True, pattern=r"[A-Za-z0-9]{3,32}"),
@@ -117,6 +120,8 @@ PLATFORMS: dict[str, PlatformSetup] = {
         "telegram",
         (
             SetupField("mode", kind="choice", choices=("webhook", "polling"), default="webhook"),
+            # Where the Bot API answers (a local Bot API server or a test server); Telegram's by default.
+            SetupField("api_base", required=False, kind="url", hint="https://api.telegram.org"),
             SetupField("bot_token", secret=True, pattern=r"[0-9]{3,15}:[A-Za-z0-9_\-]{30,64}", hint="123456:ABC…"),
             # Telegram's secret_token: 1-256 of A-Z a-z 0-9 _ -; only webhooks carry it.
             SetupField(
@@ -131,9 +136,21 @@ PLATFORMS: dict[str, PlatformSetup] = {
     "matrix": PlatformSetup(
         "matrix",
         (
+            # bot: an account that syncs; appservice: the homeserver pushes transactions to us.
+            SetupField("mode", kind="choice", choices=("bot", "appservice"), default="bot"),
             SetupField("homeserver", kind="url", hint="https://matrix.example.org"),
-            SetupField("user_id", pattern=r"@[^:\s]+:[^\s]+", hint="@qunyun:example.org"),
-            SetupField("access_token", secret=True, pattern=r"[^\s]{8,1024}"),
+            # The bot's user id (the appservice's sender); asked of the homeserver when left out.
+            SetupField("user_id", required=False, pattern=r"@[^:\s]+:[^\s]+", hint="@qunyun:example.org"),
+            SetupField(
+                "access_token", secret=True, required=False, pattern=r"[^\s]{8,1024}", required_when=("mode", "bot")
+            ),
+            # An application service's two tokens (its registration file's as_token and hs_token).
+            SetupField(
+                "as_token", secret=True, required=False, pattern=r"[^\s]{8,1024}", required_when=("mode", "appservice")
+            ),
+            SetupField(
+                "hs_token", secret=True, required=False, pattern=r"[^\s]{8,1024}", required_when=("mode", "appservice")
+            ),
         ),
     ),
 }
