@@ -526,3 +526,7 @@ def action_from_payload(
         if name not in known and name not in RESERVED_PAYLOAD_KEYS:
             raise f.bad(name, Msg("err.action.unknown_field", action=cls.kind.value))
     return cls.parse(f, group=group, member=member)
+
+
+# More kinds, declared in their own modules (each registers itself on import).
+from qunyun.connectors import actions_entry, actions_rooms  # noqa: E402, F401
