@@ -400,10 +400,13 @@ def complete(
     evidence_image: bytes | None = None,
     confirm_action: bool = True,
     note: str | None = None,
+    now: datetime | None = None,
 ) -> StaffTask:
     """Complete a task with its evidence. If its outbound action waits on a person (a send to
     confirm, a delegated or uncertain action) and ``confirm_action``, the action is confirmed.
-    Completing a done task again changes nothing; a cancelled one is a Conflict."""
+    A task that asks for a screenshot (an SOP step with ``evidence_required``) is completed
+    only with an image (422 naming ``evidence_image``). Completing a done task again changes
+    nothing; a cancelled one is a Conflict. ``now``: when it was done (the demo's history)."""
     task = get_task(session, scope, task_id)
     require_write(scope)
     text = _clean_text(evidence_text, "evidence_text")
@@ -415,7 +418,9 @@ def complete(
         return task
     if task.status != TaskStatus.OPEN.value:
         raise Conflict(Msg("err.task.cancelled", id=task.id), field="task_id")
-    now = utcnow()
+    if evidence_image is None and not task.evidence_image and requires_image(task):
+        raise InvalidInput(Msg("err.task.image_required", id=task.id), field="evidence_image")
+    now = now or utcnow()
     if text is not None:
         task.evidence_text = text
     if link is not None:
@@ -448,6 +453,12 @@ def complete(
                 session, task.outbound_action_id, detail=Msg("sends.history.task_completed", task=task.id, staff=by)
             )
     return task
+
+
+def requires_image(task: StaffTask) -> bool:
+    """Whether completing ``task`` needs an uploaded image: an SOP step whose step asks for a
+    screenshot (its detail's ``evidence_required``, set when the run opened the task)."""
+    return task.kind == TaskKind.SOP_STEP.value and bool((task.detail or {}).get("evidence_required"))
 
 
 def _clean_text(value: str | None, field_name: str) -> str | None:
