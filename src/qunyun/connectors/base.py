@@ -59,6 +59,10 @@ class Capability(enum.StrEnum):
     MENTION = "mention"
     # The bot can message a member privately (a new-member benefit's code goes there).
     DIRECT_MESSAGE = "direct_message"
+    # Requests to join (a link that creates join requests) can be approved or declined by the bot.
+    JOIN_REQUESTS = "join_requests"
+    # The group's description (about text) can be set through the API.
+    SET_DESCRIPTION = "set_description"
 
 
 # A capability that stands in for another one, at the price of a human confirmation.
