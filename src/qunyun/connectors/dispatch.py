@@ -31,13 +31,15 @@ the whole story.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, inspect, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from qunyun.connections.service import default_connection
 from qunyun.connectors import registry
@@ -60,7 +62,6 @@ from qunyun.connectors.base import (
     UnsupportedAction,
     missing_capabilities,
 )
-from qunyun.db.unique import insert_or_get
 from qunyun.errors import Conflict, InvalidInput, NotFound, QunyunError
 from qunyun.locale import Msg, catalogue
 from qunyun.models import (
@@ -169,6 +170,25 @@ def _record(
 
 # --- requesting ---------------------------------------------------------------------------------
 
+# Requests per statement of a batch (the actions' INSERT has 14 parameters a row; SQLite allows
+# 32,766 a statement).
+REQUEST_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """One outbound action asked for by :func:`request_actions` (the arguments of
+    :func:`request_action`)."""
+
+    action: ActionKind | str
+    payload: Mapping[str, Any]
+    idempotency_key: str
+    connection_id: int | None = None
+    group_id: int | None = None
+    member_id: int | None = None
+    assignee_id: int | None = None
+    run_at: datetime | None = None
+
 
 def request_action(
     session: Session,
@@ -193,22 +213,175 @@ def request_action(
     ``payload`` is the action's fields (see ``qunyun.connectors.actions``) plus an optional
     ``deadline`` (ISO 8601): not performed after it, the action expires. ``run_at`` delays it.
     """
-    if not idempotency_key or len(idempotency_key) > 200:
-        raise InvalidInput(Msg("err.outbound.key_length", limit=200), field="idempotency_key")
-    kind = action_class(action).kind  # InvalidInput naming "action" for an unknown kind
-    existing = _by_key(session, org_id, idempotency_key)
-    if existing is not None:
-        return _same_request(existing, org_id, kind, connection_id, group_id, member_id)
-    if "assignee_id" in payload:
-        raise InvalidInput(Msg("err.outbound.assignee_in_payload"), field="payload.assignee_id")
-    group = _load_group(session, org_id, group_id)
-    member = _load_member(session, org_id, member_id)
-    connection = _resolve_connection(session, org_id, connection_id, group, member)
-    if (
-        assignee_id is not None
-        and session.scalar(select(Staff.id).where(Staff.id == assignee_id, Staff.org_id == org_id)) is None
-    ):
-        raise InvalidInput(Msg("err.group.no_staff", id=assignee_id), field="assignee_id")
+    request = ActionRequest(
+        action,
+        payload,
+        idempotency_key,
+        connection_id=connection_id,
+        group_id=group_id,
+        member_id=member_id,
+        assignee_id=assignee_id,
+        run_at=run_at,
+    )
+    outcome = request_actions(session, org_id, [request])[0]
+    if isinstance(outcome, QunyunError):
+        raise outcome
+    return outcome
+
+
+@dataclass
+class _Routed:
+    """A request that builds and routes, before its row exists."""
+
+    index: int
+    request: ActionRequest
+    kind: ActionKind
+    connection: Connection
+    typed: Action
+    stored: dict[str, Any]
+    deadline: datetime | None
+    missing: frozenset[Capability] = frozenset()
+    profile: PlatformProfile | None = None
+
+
+def request_actions(
+    session: Session, org_id: int, requests: Sequence[ActionRequest]
+) -> list[OutboundAction | QunyunError]:
+    """:func:`request_action` for many requests at once, in a few statements for the whole batch:
+    one look-up of the keys, one each of the groups, members, connections and assignees named,
+    and one INSERT each of the new actions, their history and their perform jobs.
+
+    Returns, in the order asked, each request's action, or the error that
+    :func:`request_action` would have raised for it (nothing is written for a request that
+    fails; the others still are). A key asked for twice in one batch is one action: the later
+    requests must be the same request, as with a key asked for again later.
+    """
+    outcomes: list[OutboundAction | QunyunError | None] = [None] * len(requests)
+    kinds: dict[int, ActionKind] = {}
+    first_of: dict[str, int] = {}  # key → the index of its first request in the batch
+    repeats: list[int] = []
+    for i, request in enumerate(requests):
+        key = request.idempotency_key
+        if not key or len(key) > 200:
+            outcomes[i] = InvalidInput(Msg("err.outbound.key_length", limit=200), field="idempotency_key")
+            continue
+        try:
+            kinds[i] = action_class(request.action).kind  # InvalidInput naming "action" for an unknown kind
+        except QunyunError as exc:
+            outcomes[i] = exc
+            continue
+        if key in first_of:
+            repeats.append(i)
+        else:
+            first_of[key] = i
+    existing = _by_keys(session, org_id, list(first_of))
+    fresh: list[int] = []
+    for key, i in first_of.items():
+        request = requests[i]
+        found = existing.get(key)
+        if found is not None:
+            outcomes[i] = _same_or_error(found, org_id, kinds[i], request)
+        elif "assignee_id" in request.payload:
+            outcomes[i] = InvalidInput(Msg("err.outbound.assignee_in_payload"), field="payload.assignee_id")
+        else:
+            fresh.append(i)
+
+    routed: list[_Routed] = []
+    if fresh:
+        targets = _Targets.load(session, org_id, [requests[i] for i in fresh])
+        for i in fresh:
+            try:
+                routed.append(_route(session, org_id, i, requests[i], kinds[i], targets))
+            except QunyunError as exc:
+                outcomes[i] = exc
+    for chunk in range(0, len(routed), REQUEST_CHUNK):
+        for item, row in _insert_actions(session, org_id, routed[chunk : chunk + REQUEST_CHUNK]):
+            outcomes[item.index] = row
+    for i in repeats:
+        first = outcomes[first_of[requests[i].idempotency_key]]
+        outcomes[i] = (
+            _same_or_error(first, org_id, kinds[i], requests[i]) if isinstance(first, OutboundAction) else first
+        )
+    assert all(o is not None for o in outcomes)
+    return outcomes  # type: ignore[return-value]
+
+
+def _same_or_error(
+    row: OutboundAction, org_id: int, kind: ActionKind, request: ActionRequest
+) -> OutboundAction | QunyunError:
+    try:
+        return _same_request(row, org_id, kind, request.connection_id, request.group_id, request.member_id)
+    except Conflict as exc:
+        return exc
+
+
+@dataclass
+class _Targets:
+    """The groups, members, connections and staff a batch of requests names, loaded at once."""
+
+    groups: dict[int, Group]
+    members: dict[int, Member]
+    connections: dict[int, Connection]
+    staff: set[int]
+    defaults: dict[str, Connection] = field(default_factory=dict)  # platform → default connection
+
+    @classmethod
+    def load(cls, session: Session, org_id: int, requests: Sequence[ActionRequest]) -> _Targets:
+        group_ids = {r.group_id for r in requests if r.group_id is not None}
+        member_ids = {r.member_id for r in requests if r.member_id is not None}
+        staff_ids = {r.assignee_id for r in requests if r.assignee_id is not None}
+        groups = _rows_by_id(session, Group, group_ids)
+        members = _rows_by_id(session, Member, member_ids)
+        connection_ids = {r.connection_id for r in requests if r.connection_id is not None}
+        connection_ids |= {g.connection_id for g in groups.values() if g.connection_id is not None}
+        connections = _rows_by_id(session, Connection, connection_ids)
+        staff: set[int] = set()
+        if staff_ids:
+            staff = set(session.scalars(select(Staff.id).where(Staff.id.in_(staff_ids), Staff.org_id == org_id)))
+        return cls(groups, members, connections, staff)
+
+    def group(self, org_id: int, group_id: int | None) -> Group | None:
+        if group_id is None:
+            return None
+        group = self.groups.get(group_id)
+        if group is None or group.org_id != org_id:
+            raise InvalidInput(Msg("err.outbound.no_group", id=group_id), field="group_id")
+        return group
+
+    def member(self, org_id: int, member_id: int | None) -> Member | None:
+        if member_id is None:
+            return None
+        member = self.members.get(member_id)
+        if member is None or member.org_id != org_id:
+            raise InvalidInput(Msg("err.outbound.no_member", id=member_id), field="member_id")
+        return member
+
+
+def _rows_by_id(session: Session, model: Any, ids: set[int]) -> dict[int, Any]:
+    """Rows of ``model`` by id (already in the session: not asked for again)."""
+    out: dict[int, Any] = {}
+    for id_ in ids:
+        row = session.identity_map.get(identity_key(model, id_))
+        if row is not None and not inspect(row).expired:
+            out[id_] = row
+    missing = sorted(ids - out.keys())
+    for i in range(0, len(missing), REQUEST_CHUNK):
+        out.update(
+            {row.id: row for row in session.scalars(select(model).where(model.id.in_(missing[i : i + REQUEST_CHUNK])))}
+        )
+    return out
+
+
+def _route(
+    session: Session, org_id: int, index: int, request: ActionRequest, kind: ActionKind, targets: _Targets
+) -> _Routed:
+    """Check and build one request of a batch (InvalidInput naming the field), before any write."""
+    group = targets.group(org_id, request.group_id)
+    member = targets.member(org_id, request.member_id)
+    connection = _resolve_connection(session, org_id, request.connection_id, group, member, targets)
+    if request.assignee_id is not None and request.assignee_id not in targets.staff:
+        raise InvalidInput(Msg("err.group.no_staff", id=request.assignee_id), field="assignee_id")
+    payload = request.payload
     typed = action_from_payload(
         kind,
         {k: v for k, v in payload.items() if k != "deadline"},
@@ -219,48 +392,133 @@ def request_action(
     stored = typed.to_payload()
     if deadline is not None:
         stored["deadline"] = deadline.isoformat()
-    if assignee_id is not None:
-        stored["assignee_id"] = assignee_id
+    if request.assignee_id is not None:
+        stored["assignee_id"] = request.assignee_id
+    return _Routed(index, request, kind, connection, typed, stored, deadline)
 
+
+def _insert_actions(session: Session, org_id: int, routed: list[_Routed]) -> list[tuple[_Routed, OutboundAction]]:
+    """Insert the rows of routed requests (one statement; a key that a concurrent request
+    committed first is that request's row), their history and their perform jobs."""
+    if not routed:
+        return []
     now = utcnow()
-    row = OutboundAction(
-        org_id=org_id,
-        platform=connection.platform,
-        connection_id=connection.id,
-        action=kind.value,
-        group_id=group_id,
-        member_id=member_id,
-        payload=stored,
-        idempotency_key=idempotency_key,
-        state=S.PLANNED.value,
-        attempts=0,
-        created_at=now,
-        updated_at=now,
-    )
-    row, created = insert_or_get(session, row, lambda: _by_key(session, org_id, idempotency_key))
-    if not created:  # a concurrent request with the same key committed first: that one is the action
-        return _same_request(row, org_id, kind, connection_id, group_id, member_id)
-    _record(session, row, None, S.PLANNED, Msg("sends.history.requested"))
+    platform_now: dict[int, datetime] = {}
+    decided: dict[int, OutboundState] = {}  # index → the state it is inserted in
+    for item in routed:
+        connection = item.connection
+        if connection.id not in platform_now:
+            platform_now[connection.id] = _platform_now(connection)
+        if item.deadline is not None and item.deadline <= platform_now[connection.id]:
+            decided[item.index] = S.EXPIRED
+            continue
+        item.profile = registry.profile_of(connection)
+        item.missing = missing_capabilities(item.typed, item.profile.capabilities)
+        # Delegated through ``_delegate`` after the insert: it opens a task and moves the row.
+        decided[item.index] = S.PLANNED if item.missing else S.QUEUED
+    values = [
+        {
+            "org_id": org_id,
+            "platform": item.connection.platform,
+            "connection_id": item.connection.id,
+            "action": item.kind.value,
+            "group_id": item.request.group_id,
+            "member_id": item.request.member_id,
+            "payload": item.stored,
+            "idempotency_key": item.request.idempotency_key,
+            "state": decided[item.index].value,
+            "attempts": 0,
+            "external_ref": None,
+            "result": {},
+            "last_error": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for item in routed
+    ]
+    statement = _insert_ignoring(session, OutboundAction).values(values).returning(OutboundAction)
+    inserted = {row.idempotency_key: row for row in session.scalars(statement)}
+    out: list[tuple[_Routed, OutboundAction]] = []
+    history: list[dict[str, Any]] = []
+    jobs: list[dict[str, Any]] = []
+    delegated: list[tuple[_Routed, OutboundAction]] = []
+    late: list[_Routed] = []
+    requested = Msg("sends.history.requested")
+    for item in routed:
+        row = inserted.get(item.request.idempotency_key)
+        if row is None:  # a concurrent request with the same key committed first: that one is the action
+            late.append(item)
+            continue
+        out.append((item, row))
+        history.append(_history_row(row.id, None, S.PLANNED, requested, now))
+        state = decided[item.index]
+        if state == S.EXPIRED:
+            reason = Msg("sends.reason.expired_before_queued", deadline=item.deadline.isoformat())  # type: ignore[union-attr]
+            history.append(_history_row(row.id, S.PLANNED, S.EXPIRED, reason, now))
+        elif state == S.QUEUED:
+            history.append(_history_row(row.id, S.PLANNED, S.QUEUED, "", now))
+            jobs.append(_perform_job_row(row, item.request.run_at or now, now))
+        else:
+            delegated.append((item, row))
+    if history:
+        session.execute(insert(OutboundActionTransition), history)
+    if jobs:
+        session.execute(_insert_ignoring(session, Job), jobs)
+    for item, row in delegated:
+        assert item.profile is not None
+        _delegate(session, row, item.typed, _missing_reason(item.profile, item.missing), missing=item.missing)
+    if late:
+        winners = _by_keys(session, org_id, [item.request.idempotency_key for item in late])
+        for item in late:
+            winner = winners.get(item.request.idempotency_key)
+            if winner is None:  # the conflict was not the key's (cannot be: the key is the only unique one)
+                raise Conflict(Msg("err.outbound.key_reused", idempotency_key=item.request.idempotency_key))
+            out.append((item, _same_request(winner, org_id, item.kind, *_targets_of(item.request))))
+    return out
 
-    if deadline is not None and deadline <= _platform_now(connection):
-        transition(session, row, S.EXPIRED, Msg("sends.reason.expired_before_queued", deadline=deadline.isoformat()))
-        return row
-    profile = registry.profile_of(connection)
-    missing = missing_capabilities(typed, profile.capabilities)
-    if missing:
-        _delegate(session, row, typed, _missing_reason(profile, missing), missing=missing)
-        return row
-    transition(session, row, S.QUEUED)
-    enqueue(
-        session,
-        PERFORM_JOB,
-        {"action_id": row.id},
-        org_id=org_id,
-        run_at=run_at,
-        key=f"{PERFORM_JOB}:{row.id}",
-        max_attempts=JOB_MAX_ATTEMPTS,
-    )
-    return row
+
+def _targets_of(request: ActionRequest) -> tuple[int | None, int | None, int | None]:
+    return request.connection_id, request.group_id, request.member_id
+
+
+def _history_row(
+    action_id: int, from_state: OutboundState | None, to_state: OutboundState, detail: Msg | str, at: datetime
+) -> dict[str, Any]:
+    """An ``OutboundActionTransition`` as the values of a bulk insert (as :func:`_record` writes it)."""
+    return {
+        "action_id": action_id,
+        "from_state": from_state.value if from_state is not None else None,
+        "to_state": to_state.value,
+        "attempt": None,
+        "at": at,
+        "detail": str(detail)[:2000],
+        "detail_key": detail.key if isinstance(detail, Msg) else None,
+        "detail_values": message_values(detail) if isinstance(detail, Msg) else None,
+    }
+
+
+def _perform_job_row(row: OutboundAction, run_at: datetime, now: datetime) -> dict[str, Any]:
+    """The action's perform job as the values of a bulk insert (as ``enqueue`` writes it, under
+    the key that :func:`request_action` always gave it)."""
+    return {
+        "org_id": row.org_id,
+        "kind": PERFORM_JOB,
+        "payload": {"action_id": row.id},
+        "key": f"{PERFORM_JOB}:{row.id}",
+        "status": JobStatus.QUEUED.value,
+        "priority": 0,
+        "run_at": run_at,
+        "attempts": 0,
+        "max_attempts": JOB_MAX_ATTEMPTS,
+        "created_at": now,
+    }
+
+
+def _insert_ignoring(session: Session, model: Any) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING in the session's dialect (SQLite or PostgreSQL)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model).on_conflict_do_nothing()
+    return sqlite.insert(model).on_conflict_do_nothing()
 
 
 # --- performing: the two phases of the perform job -----------------------------------------------
@@ -567,10 +825,15 @@ def history(session: Session, action_id: int) -> list[OutboundActionTransition]:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _by_key(session: Session, org_id: int, key: str) -> OutboundAction | None:
-    return session.scalar(
-        select(OutboundAction).where(OutboundAction.org_id == org_id, OutboundAction.idempotency_key == key)
-    )
+def _by_keys(session: Session, org_id: int, keys: list[str]) -> dict[str, OutboundAction]:
+    """The organisation's actions under ``keys``, by key."""
+    found: dict[str, OutboundAction] = {}
+    for i in range(0, len(keys), REQUEST_CHUNK):
+        query = select(OutboundAction).where(
+            OutboundAction.org_id == org_id, OutboundAction.idempotency_key.in_(keys[i : i + REQUEST_CHUNK])
+        )
+        found.update({row.idempotency_key: row for row in session.scalars(query)})
+    return found
 
 
 def _same_request(
@@ -610,18 +873,26 @@ def _load_member(session: Session, org_id: int, member_id: int | None) -> Member
 
 
 def _resolve_connection(
-    session: Session, org_id: int, connection_id: int | None, group: Group | None, member: Member | None
+    session: Session,
+    org_id: int,
+    connection_id: int | None,
+    group: Group | None,
+    member: Member | None,
+    targets: _Targets,
 ) -> Connection:
     """The connection the action goes through (see :func:`request_action`), its targets checked."""
     if connection_id is not None:
-        connection = session.get(Connection, connection_id)
-        if connection is None or connection.org_id != org_id:
+        found = targets.connections.get(connection_id)
+        if found is None or found.org_id != org_id:
             raise InvalidInput(Msg("err.sends.no_connection", id=connection_id), field="connection_id")
+        connection = found
     elif group is not None and group.connection_id is not None:
-        connection = session.get_one(Connection, group.connection_id)
+        connection = targets.connections[group.connection_id]
     elif group is not None or member is not None:
         platform = group.platform if group is not None else member.platform  # type: ignore[union-attr]
-        connection = default_connection(session, org_id, platform)
+        if platform not in targets.defaults:
+            targets.defaults[platform] = default_connection(session, org_id, platform)
+        connection = targets.defaults[platform]
     else:
         raise InvalidInput(Msg("err.sends.needs_connection"), field="connection_id")
     if group is not None:
