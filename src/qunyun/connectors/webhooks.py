@@ -79,6 +79,9 @@ class WebhookRequest:
     headers: Mapping[str, str]
     query: Mapping[str, str]
     body: bytes
+    # What follows /hooks/{platform}/{connection_id} ("" for most platforms; an application
+    # service's /_matrix/app/v1/transactions/{txnId}).
+    path: str = ""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

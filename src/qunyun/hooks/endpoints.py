@@ -71,7 +71,7 @@ def _refuse(
     return JSONResponse(error.as_dict(api_language(request)), status_code=error.status_code)
 
 
-def _handle(db: Session, request: Request, platform: str, connection_id: str, body: bytes) -> Response:
+def _handle(db: Session, request: Request, platform: str, connection_id: str, body: bytes, path: str = "") -> Response:
     connection = _connection(db, platform, connection_id)
     if connection is None:
         return _refuse(db, request, None, WebhookRejected(RejectReason.NOT_FOUND), len(body))
@@ -82,6 +82,7 @@ def _handle(db: Session, request: Request, platform: str, connection_id: str, bo
         headers={name.lower(): value for name, value in request.headers.items()},
         query=dict(request.query_params),
         body=body,
+        path=path,
     )
     now = utcnow()
     try:
@@ -116,3 +117,14 @@ def receive_webhook(platform: str, connection_id: str, request: Request, body: B
 @router.get("/{platform}/{connection_id}", summary="A platform's webhook handshake (signed; no login)")
 def webhook_handshake(platform: str, connection_id: str, request: Request, db: DbSession) -> Response:
     return _handle(db, request, platform, connection_id, b"")
+
+
+@router.api_route(
+    "/{platform}/{connection_id}/{subpath:path}",
+    methods=["PUT", "POST"],
+    summary="A platform's call under the webhook's URL (Matrix application-service transactions)",
+)
+def receive_webhook_call(
+    platform: str, connection_id: str, subpath: str, request: Request, body: Body, db: DbSession
+) -> Response:
+    return _handle(db, request, platform, connection_id, body, "/" + subpath)
