@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Path, Query, status
 
@@ -11,12 +11,15 @@ from qunyun.api.pagination import Id, Page, Paging
 from qunyun.auth.deps import CurrentScope, DbSession
 from qunyun.errors import InvalidInput
 from qunyun.locale import Msg
-from qunyun.sop import runs, service
+from qunyun.sop import calendar, reports, runs, service
 from qunyun.sop.schemas import (
     AppliedOut,
     ApplyIn,
     AttachIn,
     AttachmentOut,
+    CalendarOut,
+    ExecutionOut,
+    GanttOut,
     PauseIn,
     PauseOut,
     PlanCreate,
@@ -24,6 +27,7 @@ from qunyun.sop.schemas import (
     PlanUpdate,
     RunOut,
     StepsReplace,
+    WorkloadOut,
 )
 
 router = APIRouter(prefix="/sop", tags=["sop"])
@@ -127,3 +131,74 @@ def list_runs(
     items = [RunOut.of(r) for r in rows]
     total = runs.count_runs(db, scope, **where)
     return Page[RunOut](items=items, total=total, limit=paging.limit, offset=paging.offset)
+
+
+# --- calendar, Gantt and reports ------------------------------------------------------------------
+
+
+@router.get("/calendar", response_model=CalendarOut, summary="The group calendar: a month or a week of runs")
+def get_calendar(
+    db: DbSession,
+    scope: CurrentScope,
+    view: Annotated[str, Query(description="month or week")] = "month",
+    on: Annotated[date | None, Query(alias="date", description="A day of the month or week (default today)")] = None,
+    group_id: Annotated[Id | None, Query(description="One group's runs")] = None,
+    staff_id: Annotated[Id | None, Query(description="The runs of the groups this person runs")] = None,
+    plan_id: Annotated[Id | None, Query(description="One plan's runs")] = None,
+    state: Annotated[list[str] | None, Query(description="Only these states (repeat or comma-separate)")] = None,
+) -> CalendarOut:
+    cal = calendar.calendar(
+        db,
+        scope,
+        view=calendar.parse_view(view),
+        anchor=on,
+        group_id=group_id,
+        staff_id=staff_id,
+        plan_id=plan_id,
+        states=calendar.parse_states(state),
+    )
+    return CalendarOut.of(cal)
+
+
+@router.get("/plans/{plan_id}/gantt", response_model=GanttOut, summary="A campaign's steps and runs by day offset")
+def get_gantt(
+    plan_id: PlanId,
+    db: DbSession,
+    scope: CurrentScope,
+    group_id: Annotated[Id | None, Query(description="One group's application(s)")] = None,
+) -> GanttOut:
+    return GanttOut.of(calendar.gantt(db, scope, plan_id, group_id=group_id))
+
+
+def _range(db: DbSession, scope: CurrentScope, start: date | None, end: date | None) -> tuple[date, date]:
+    """The report's days: by default the last 7 days up to today (organisation's zone)."""
+    today = datetime.now(runs.zone_of(db, scope.org_id)).date()
+    end = end or today
+    return start or end - timedelta(days=6), end
+
+
+@router.get("/reports/execution", response_model=ExecutionOut, summary="SOP execution and on-time rates")
+def get_execution(
+    db: DbSession,
+    scope: CurrentScope,
+    by: Annotated[str, Query(description="group or staff")] = "group",
+    date_from: Annotated[date | None, Query(alias="from", description="First day (default: 6 days before to)")] = None,
+    date_to: Annotated[date | None, Query(alias="to", description="Last day, included (default: today)")] = None,
+    group_id: Annotated[Id | None, Query(description="One group's runs")] = None,
+) -> ExecutionOut:
+    start, end = _range(db, scope, date_from, date_to)
+    if by not in reports.BY:
+        raise InvalidInput(Msg("err.sop_cal.by", allowed=", ".join(reports.BY)), field="by")
+    report = reports.execution(db, scope, start=start, end=end, by=cast(reports.By, by), group_id=group_id)
+    return ExecutionOut.of(report)
+
+
+@router.get("/reports/workload", response_model=WorkloadOut, summary="Staff workload against 5-10 groups each")
+def get_workload(
+    db: DbSession,
+    scope: CurrentScope,
+    date_from: Annotated[date | None, Query(alias="from", description="First day of the SOP figures")] = None,
+    date_to: Annotated[date | None, Query(alias="to", description="Last day, included (default: today)")] = None,
+) -> WorkloadOut:
+    start, end = _range(db, scope, date_from, date_to)
+    return WorkloadOut.of(reports.workload_report(db, scope, start=start, end=end), start, end)

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from qunyun.api.pagination import Id
 from qunyun.models import SopAttachment, SopPlan
+from qunyun.sop.calendar import Calendar, Gantt
+from qunyun.sop.reports import ON_TIME_TOLERANCE, ExecutionReport, ExecutionRow, WorkloadReport
 from qunyun.sop.runs import RunRow
 from qunyun.sop.service import QuietHours
 from qunyun.sop.types import Executor, Material, MaterialKind, Phase, PlanKind, StepSpec
@@ -229,4 +231,236 @@ class RunOut(BaseModel):
             reason=row.reason,
             action_id=row.action_id,
             task_id=row.task_id,
+        )
+
+
+# --- calendar, Gantt and reports (sop.calendar, sop.reports) ---------------------------------------
+
+
+class CalendarRunOut(BaseModel):
+    id: int
+    plan_id: int
+    plan_name: str
+    category: str
+    title: str
+    executor: str
+    group_id: int
+    group_name: str
+    at: datetime = Field(description="Due, with the organisation's offset")
+    state: str
+    reason: str
+    task_id: int | None
+
+
+class CalendarDayOut(BaseModel):
+    day: date
+    in_range: bool = Field(description="False for a month view's days of the months around it")
+    counts: dict[str, int] = Field(description="Runs per state")
+    runs: list[CalendarRunOut]
+
+
+class CalendarOut(BaseModel):
+    view: str
+    anchor: date
+    first: date
+    last: date
+    previous: date = Field(description="The anchor of the previous month or week")
+    next: date
+    counts: dict[str, int]
+    truncated: bool = Field(description="More runs than one answer holds: narrow by group, staff or plan")
+    days: list[CalendarDayOut]
+
+    @classmethod
+    def of(cls, cal: Calendar) -> CalendarOut:
+        return cls(
+            view=cal.view,
+            anchor=cal.anchor,
+            first=cal.first,
+            last=cal.last,
+            previous=cal.previous,
+            next=cal.next,
+            counts={s.value: n for s, n in cal.counts.items()},
+            truncated=cal.truncated,
+            days=[
+                CalendarDayOut(
+                    day=d.day,
+                    in_range=d.in_range,
+                    counts={s.value: n for s, n in d.counts.items()},
+                    runs=[
+                        CalendarRunOut(
+                            id=r.id,
+                            plan_id=r.plan_id,
+                            plan_name=r.plan_name,
+                            category=r.category,
+                            title=r.title,
+                            executor=r.executor,
+                            group_id=r.group_id,
+                            group_name=r.group_name,
+                            at=r.at,
+                            state=r.state.value,
+                            reason=r.reason,
+                            task_id=r.task_id,
+                        )
+                        for r in d.runs
+                    ],
+                )
+                for d in cal.days
+            ],
+        )
+
+
+class GanttStepOut(BaseModel):
+    id: int
+    phase: Phase | None
+    day: int = Field(description="Offset from the start day (D-7 is -7)")
+    at: time
+    category: str
+    title: str
+    executor: str
+
+
+class GanttCellOut(BaseModel):
+    step_id: int
+    run_id: int
+    day: date
+    state: str
+
+
+class GanttRowOut(BaseModel):
+    application_id: int
+    group_id: int
+    group_name: str
+    start: date
+    runs: list[GanttCellOut]
+
+
+class PhaseOut(BaseModel):
+    phase: Phase | None
+    first: int
+    last: int
+
+
+class GanttOut(BaseModel):
+    plan_id: int
+    plan_name: str
+    first: int | None = Field(description="The first step's day offset")
+    last: int | None
+    phases: list[PhaseOut]
+    steps: list[GanttStepOut]
+    groups: list[GanttRowOut]
+
+    @classmethod
+    def of(cls, g: Gantt) -> GanttOut:
+        return cls(
+            plan_id=g.plan_id,
+            plan_name=g.plan_name,
+            first=g.offsets[0] if g.offsets else None,
+            last=g.offsets[-1] if g.offsets else None,
+            phases=[PhaseOut(phase=p.phase, first=p.first, last=p.last) for p in g.phases],
+            steps=[
+                GanttStepOut(
+                    id=s.id, phase=s.phase, day=s.day, at=s.at, category=s.category, title=s.title, executor=s.executor
+                )
+                for s in g.steps
+            ],
+            groups=[
+                GanttRowOut(
+                    application_id=r.application_id,
+                    group_id=r.group_id,
+                    group_name=r.group_name,
+                    start=r.start,
+                    runs=[
+                        GanttCellOut(step_id=step_id, run_id=c.run_id, day=c.day, state=c.state.value)
+                        for step_id, c in r.cells.items()
+                    ],
+                )
+                for r in g.rows
+            ],
+        )
+
+
+class ExecutionRowOut(BaseModel):
+    key: int = Field(description="The group's or the staff member's id (0: runs without a person)")
+    name: str
+    due: int
+    executed: int = Field(description="Ended sent, confirmed or done")
+    on_time: int
+    missed: int = Field(description="Failed, expired, or its task cancelled")
+    waiting: int = Field(description="Due, still with a person or under way")
+    execution_rate: float | None
+    on_time_rate: float | None
+    average_delay_minutes: float | None
+
+    @classmethod
+    def of(cls, row: ExecutionRow) -> ExecutionRowOut:
+        return cls(
+            key=row.key,
+            name=row.name,
+            due=row.due,
+            executed=row.executed,
+            on_time=row.on_time,
+            missed=row.missed,
+            waiting=row.waiting,
+            execution_rate=None if row.execution_rate is None else round(row.execution_rate, 4),
+            on_time_rate=None if row.on_time_rate is None else round(row.on_time_rate, 4),
+            average_delay_minutes=row.average_delay_minutes,
+        )
+
+
+class ExecutionOut(BaseModel):
+    by: str
+    start: date
+    end: date
+    on_time_minutes: int = Field(description="The tolerance after the due time that still counts as on time")
+    rows: list[ExecutionRowOut]
+    total: ExecutionRowOut
+
+    @classmethod
+    def of(cls, report: ExecutionReport) -> ExecutionOut:
+        return cls(
+            by=report.by,
+            start=report.start,
+            end=report.end,
+            on_time_minutes=int(ON_TIME_TOLERANCE.total_seconds() // 60),
+            rows=[ExecutionRowOut.of(r) for r in report.rows],
+            total=ExecutionRowOut.of(report.total),
+        )
+
+
+class WorkloadLineOut(BaseModel):
+    staff_id: int
+    name: str
+    role: str
+    groups: int
+    open_tasks: int
+    overdue_tasks: int
+    load: str = Field(description="under, ok or over the norm; empty for roles that run no groups")
+    sop: ExecutionRowOut | None
+
+
+class WorkloadOut(BaseModel):
+    norm: list[int] = Field(description="Groups per operator: [low, high]")
+    start: date
+    end: date
+    rows: list[WorkloadLineOut]
+
+    @classmethod
+    def of(cls, report: WorkloadReport, start: date, end: date) -> WorkloadOut:
+        return cls(
+            norm=list(report.norm),
+            start=start,
+            end=end,
+            rows=[
+                WorkloadLineOut(
+                    staff_id=r.staff_id,
+                    name=r.name,
+                    role=r.role,
+                    groups=r.groups,
+                    open_tasks=r.open_tasks,
+                    overdue_tasks=r.overdue_tasks,
+                    load=r.load,
+                    sop=ExecutionRowOut.of(r.sop) if r.sop is not None else None,
+                )
+                for r in report.rows
+            ],
         )
