@@ -1,5 +1,6 @@
-"""Telegram groups through the Bot API. For now only the declared capability profile exists
-(``capabilities.PROFILE``); the client and update handling come in a later issue."""
+"""Telegram groups through the Bot API: the capability profile (``capabilities.PROFILE``), the
+webhook verifier (``verification``), update normalization (``updates``), the connector
+(``client``), its factory and check (``factory``) and long polling (``polling``)."""
 
 from qunyun.connectors.telegram.capabilities import PROFILE
 

@@ -1,6 +1,6 @@
-"""Telegram supergroups through the Bot API (bot is an admin). DECLARATION ONLY.
-
-No Telegram client exists yet; this is what the dispatcher routes on. Facts are from the Bot API:
+"""Telegram groups and supergroups through the Bot API (the bot is an admin; see
+docs/connectors/telegram.md). The connector is ``qunyun.connectors.telegram.client``. Facts are
+from the Bot API:
 sendMessage, deleteMessage, restrictChatMember, banChatMember, createChatInviteLink
 (member_limit 1-99999, expire_date, name ≤ 32 characters), chat_member updates carrying the
 invite link used.
@@ -11,7 +11,6 @@ from qunyun.connectors.base import Capability, PlatformProfile
 PROFILE = PlatformProfile(
     platform="telegram",
     title="Telegram",
-    declaration_only=True,
     capabilities=frozenset(
         {
             Capability.SEND_GROUP_MESSAGE,
@@ -26,6 +25,8 @@ PROFILE = PlatformProfile(
             Capability.MEMBERSHIP_EVENTS,
             Capability.WELCOME_ON_JOIN,
             Capability.MENTION,
+            Capability.JOIN_REQUESTS,
+            Capability.SET_DESCRIPTION,
         }
     ),
     notes={
@@ -43,7 +44,9 @@ PROFILE = PlatformProfile(
             "Only first/last name and username (in every update already): no gender, age or region."
         ),
         Capability.INTERCEPT_RULES: "No server-side word filter; qunyun's moderation deletes matching messages.",
-        Capability.MENTION: "A text_mention entity over the member's name (no username needed).",
+        Capability.MENTION: "An HTML tg://user?id= link per member (no username needed).",
+        Capability.JOIN_REQUESTS: "approveChatJoinRequest / declineChatJoinRequest (links that create join requests).",
+        Capability.SET_DESCRIPTION: "setChatDescription (at most 255 characters).",
         Capability.DIRECT_MESSAGE: (
             "A bot may message a member privately only after the member has started a chat with it."
         ),
@@ -52,5 +55,7 @@ PROFILE = PlatformProfile(
         "group_capacity": 200_000,
         "invite_link_member_limit_max": 99_999,
         "invite_link_name_max": 32,
+        "messages_per_minute_per_group": 20,
+        "messages_per_second": 30,
     },
 )
