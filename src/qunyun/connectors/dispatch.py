@@ -34,9 +34,9 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, inspect, select
+from sqlalchemy import Table, func, insert, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
@@ -173,6 +173,10 @@ def _record(
 # Requests per statement of a batch (the actions' INSERT has 14 parameters a row; SQLite allows
 # 32,766 a statement).
 REQUEST_CHUNK = 500
+# Bulk inserts of plain rows go through the tables (Core): the ORM's bulk insert would leave out
+# the columns that are None and split the statement by the keys each row has.
+_TRANSITIONS = cast(Table, OutboundActionTransition.__table__)
+_JOBS = cast(Table, Job.__table__)
 
 
 @dataclass(frozen=True)
@@ -330,11 +334,23 @@ class _Targets:
         group_ids = {r.group_id for r in requests if r.group_id is not None}
         member_ids = {r.member_id for r in requests if r.member_id is not None}
         staff_ids = {r.assignee_id for r in requests if r.assignee_id is not None}
-        groups = _rows_by_id(session, Group, group_ids)
+        groups: dict[int, Group] = {}
+        connections: dict[int, Connection] = {}
+        ordered = sorted(group_ids)
+        for i in range(0, len(ordered), REQUEST_CHUNK):
+            # The groups with their connections: one round trip for the usual request.
+            query = (
+                select(Group, Connection)
+                .outerjoin(Connection, Connection.id == Group.connection_id)
+                .where(Group.id.in_(ordered[i : i + REQUEST_CHUNK]))
+            )
+            for group, connection in session.execute(query):
+                groups[group.id] = group
+                if connection is not None:
+                    connections[connection.id] = connection
         members = _rows_by_id(session, Member, member_ids)
-        connection_ids = {r.connection_id for r in requests if r.connection_id is not None}
-        connection_ids |= {g.connection_id for g in groups.values() if g.connection_id is not None}
-        connections = _rows_by_id(session, Connection, connection_ids)
+        connection_ids = {r.connection_id for r in requests if r.connection_id is not None} - connections.keys()
+        connections.update(_rows_by_id(session, Connection, connection_ids))
         staff: set[int] = set()
         if staff_ids:
             staff = set(session.scalars(select(Staff.id).where(Staff.id.in_(staff_ids), Staff.org_id == org_id)))
@@ -461,9 +477,9 @@ def _insert_actions(session: Session, org_id: int, routed: list[_Routed]) -> lis
         else:
             delegated.append((item, row))
     if history:
-        session.execute(insert(OutboundActionTransition), history)
+        session.execute(insert(_TRANSITIONS), history)
     if jobs:
-        session.execute(_insert_ignoring(session, Job), jobs)
+        session.execute(_insert_ignoring(session, _JOBS), jobs)
     for item, row in delegated:
         assert item.profile is not None
         _delegate(session, row, item.typed, _missing_reason(item.profile, item.missing), missing=item.missing)

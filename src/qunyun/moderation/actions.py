@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qunyun.config import get_settings
-from qunyun.connectors.dispatch import request_action
+from qunyun.connectors.dispatch import ActionRequest, request_action, request_actions
 from qunyun.errors import QunyunError
 from qunyun.locale import Msg
 from qunyun.models import (
@@ -127,7 +127,10 @@ def perform(session: Session, decision: ModerationDecision, *, member_name: str,
     """Request the outbound actions of an engine decision on a message or a join; the ids of
     the actions. Dry runs and ``allow`` request nothing. An action that cannot be requested (the
     group's platform is unknown, a bad message id) is noted in ``detail.action_error``; the
-    others still go."""
+    others still go.
+
+    The decision may not be in the session yet (the engine adds it afterwards with the ids, so
+    that it is written once); it is added and flushed here when a task needs its id."""
     action = Action(decision.action)
     if decision.dry_run or action is Action.ALLOW or decision.group_id is None or decision.member_id is None:
         return []
@@ -143,13 +146,36 @@ def perform(session: Session, decision: ModerationDecision, *, member_name: str,
             steps.append(("mute", "mute", {"seconds": mute_seconds} if mute_seconds else {}, True))
         elif action in (Action.KICK, Action.BLACKLIST):
             steps.append(("kick", "kick", {"reason": evidence_text(decision)}, True))
+    requests = [
+        ActionRequest(
+            kind,
+            payload,
+            f"{_membership_key(session, decision) if kind == 'kick' else key}:{step}",
+            group_id=group_id,
+            member_id=decision.member_id if member else None,
+        )
+        for kind, step, payload, member in steps
+    ]
+    # One batch: the steps' actions are looked up and written together.
+    return _requested(session, decision, request_actions(session, decision.org_id, requests))
+
+
+def _requested(
+    session: Session, decision: ModerationDecision, outcomes: list[OutboundAction | QunyunError]
+) -> list[int]:
+    """The ids of the actions requested for ``decision``; an error is noted in its detail, and
+    a task opened for an action gets the decision's evidence."""
     ids: list[int] = []
-    for kind, step, payload, member in steps:
-        base = _membership_key(session, decision) if kind == "kick" else key
-        try:
-            ids.append(_request(session, decision, kind, step, base, payload, group_id=group_id, member=member))
-        except QunyunError as exc:
-            decision.detail = {**(decision.detail or {}), "action_error": str(exc)}
+    for outcome in outcomes:
+        if isinstance(outcome, QunyunError):
+            decision.detail = {**(decision.detail or {}), "action_error": str(outcome)}
+            continue
+        if outcome.state == OutboundState.DELEGATED:
+            if decision.id is None:
+                session.add(decision)
+                session.flush()
+            _attach_evidence(session, outcome, decision)
+        ids.append(outcome.id)
     return ids
 
 

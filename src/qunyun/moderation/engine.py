@@ -325,17 +325,17 @@ def _record(
             row.community_id = session.scalar(select(Group.community_id).where(Group.id == e.group_id))
             if row.community_id is None:
                 row.blacklist_scope = "group"
-    session.add(row)
-    session.flush()
     if not dry_run:
         name = ctx.member_name if ctx is not None and ctx.member_name else batch.names.get(e.member_id, ("", ""))[0]
-        # An action that cannot be requested leaves the decision standing, with the reason in
-        # its detail, rather than failing the ingest.
+        # The actions first, the decision then written once with their ids (it is added earlier
+        # only when a task needs its id). An action that cannot be requested leaves the decision
+        # standing, with the reason in its detail, rather than failing the ingest.
         row.action_ids = actions.perform(
             session, row, member_name=name or e.member or "", mute_seconds=row.mute_seconds
         )
         if SEVERITY[action] >= SEVERITY[Action.WARN] and batch.strikes is not None:
             batch.strikes[e.member_id] = batch.strikes.get(e.member_id, 0) + 1
+    session.add(row)
     return row
 
 
