@@ -28,6 +28,7 @@ from qunyun.livecodes.cli import app as livecodes_app
 from qunyun.locale import Msg
 from qunyun.moderation.cli import app as moderation_app
 from qunyun.onboarding.cli import app as onboarding_app
+from qunyun.privacy.cli import app as privacy_app
 from qunyun.sop.cli import app as sop_app
 
 # How long a server process may take to answer uvicorn's health check (starting up included).
@@ -55,6 +56,7 @@ app.add_typer(channels_app, name="channels")
 app.add_typer(livecodes_app, name="livecodes")
 app.add_typer(onboarding_app, name="onboarding")
 app.add_typer(sop_app, name="sop")
+app.add_typer(privacy_app, name="privacy")
 app.add_typer(moderation_app, name="moderation")
 
 OrgOption = Annotated[

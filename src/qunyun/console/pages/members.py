@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import Response
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import FormData
 
 from qunyun.acquisition.service import channel_names
 from qunyun.analytics.portrait import age_band, member_tiers
+from qunyun.auth.csrf import check_csrf, session_csrf_token
 from qunyun.console.pages.moderation import member_section
 from qunyun.console.web import ConsolePage, int_param, path_id
 from qunyun.crm.service import (
@@ -21,6 +26,7 @@ from qunyun.crm.service import (
 )
 from qunyun.groups.service import group_names, list_memberships
 from qunyun.locale import Msg
+from qunyun.privacy.service import erase_member, export_member
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -119,5 +125,28 @@ def member_detail(page: ConsolePage, member_id: str) -> Response:
             "refunded": refunded,
             "tier": member_tiers(db, scope, [member.id])[member.id],
             "moderation": member_section(page, member.id),
+            "erased": page.request.query_params.get("done") == "erased",
         },
     )
+
+
+async def _form(request: Request) -> FormData:
+    return await request.form()
+
+
+@router.get("/members/{member_id}/export")
+def member_export(page: ConsolePage, member_id: str) -> Response:
+    """The member's data as a JSON download (lead only, like the API)."""
+    data = export_member(page.db, page.scope, path_id(member_id, Msg("tables.no_member", id=member_id)))
+    body = json.dumps(data, ensure_ascii=False, indent=2)
+    headers = {"Content-Disposition": f'attachment; filename="member-{data["member"]["id"]}.json"'}
+    return Response(body, media_type="application/json; charset=utf-8", headers=headers)
+
+
+@router.post("/members/{member_id}/erase")
+def member_erase(page: ConsolePage, member_id: str, form: Annotated[FormData, Depends(_form)]) -> Response:
+    token = form.get("csrf_token")
+    check_csrf(session_csrf_token(page.principal.token.id), token if isinstance(token, str) else None)
+    member = path_id(member_id, Msg("tables.no_member", id=member_id))
+    erase_member(page.db, page.scope, member, request=page.request)  # committed at the edge
+    return RedirectResponse(f"/members/{member}?done=erased", status_code=303)
