@@ -91,6 +91,59 @@ def fill(url: str, slug: str, path: Path) -> tuple[str, list[tuple[str, str]]]:
     return token, [(g, m) for g, m in pairs]
 
 
+def seed_history(url: str, slug: str, events: int) -> None:
+    """Add ``events`` historic messages to organisation ``slug`` straight into the log with COPY
+    (not through the API: filling 1 M events through ``qunyun events import`` takes many minutes on
+    a loaded machine), then recount its rollups from the log (``qunyun stats rebuild``), so the
+    rollup tables hold what ~1 M events make of them. Each message is one of a current member in
+    their group (from the stored memberships), at a random instant of the last 28 days, with text."""
+    from zoneinfo import ZoneInfo
+
+    from qunyun.models.event import EventKind, MsgType
+
+    message, text_type = int(EventKind.MESSAGE_POSTED), int(MsgType.TEXT)
+    started = time.perf_counter()
+    rng = random.Random(11)
+    with psycopg.connect(url) as conn:
+        org_id, zone = conn.execute("SELECT id, time_zone FROM organisations WHERE slug = %s", (slug,)).fetchone()
+        pairs = conn.execute(
+            "SELECT group_id, member_id FROM membership_spans WHERE org_id = %s AND left_at IS NULL", (org_id,)
+        ).fetchall()
+        tz = ZoneInfo(zone)
+        now = int(time.time() * 1_000_000)
+        span = 28 * 86_400_000_000
+        day_of: dict[int, int] = {}  # hour (µs // 3.6e9) → YYYYMMDD in the organisation's zone
+        with conn.cursor() as cur:
+            with cur.copy(
+                "COPY events (org_id, external_id, kind, ts, day, group_id, member_id, msg_type, length, source)"
+                " FROM STDIN"
+            ) as copy:
+                for i in range(events):
+                    ts = now - 3_600_000_000 - rng.randrange(span)
+                    hour = ts // 3_600_000_000
+                    day = day_of.get(hour)
+                    if day is None:
+                        local = datetime.fromtimestamp(hour * 3600, UTC).astimezone(tz)
+                        day = day_of[hour] = local.year * 10000 + local.month * 100 + local.day
+                    group_id, member_id = pairs[int(len(pairs) * rng.random() ** 2)]  # a few post most
+                    copy.write_row(
+                        (org_id, f"seed-{i}", message, ts, day, group_id, member_id, text_type, 20, "import")
+                    )
+            cur.execute(
+                "INSERT INTO message_texts (event_id, ts, text) SELECT id, ts, 'history message text'"
+                " FROM events WHERE org_id = %s AND external_id LIKE 'seed-%%'",
+                (org_id,),
+            )
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("ANALYZE")
+    copied = time.perf_counter() - started
+    seconds = run_cli(["stats", "rebuild", "--org", slug], url)
+    print(
+        f"{slug}: {events:,} historic messages copied in {copied:.1f}s, rollups recounted in {seconds:.1f}s", flush=True
+    )
+
+
 def baseline_source(rev: str, source: Path | None) -> Path:
     """This checkout's src (or ``source``'s) with the rollup update of ``rev``."""
     target = WORK / "live-baseline"
@@ -119,12 +172,16 @@ def posted(event_id: str, group: str, member: str, text: str) -> dict[str, str]:
 
 
 class Server:
-    def __init__(self, url: str, workers: int, source: Path | None, *, bare: bool = False) -> None:
+    def __init__(
+        self, url: str, workers: int, source: Path | None, *, bare: bool = False, access_log: bool = False
+    ) -> None:
         self.port = free_port()
         env = {**os.environ, "QUNYUN_DATABASE_URL": url, "QUNYUN_ENV": "development"}
         if source is not None:
             env["PYTHONPATH"] = str(source / "src")
         command = [*QUNYUN, "serve", "--port", str(self.port), "--workers", str(workers), "--job-threads", "0"]
+        if not access_log:
+            command.append("--no-access-log")  # as the bare app runs
         if bare:
             command = [*QUNYUN[:1], "-m", "uvicorn", "bench.bare_events:app", "--port", str(self.port),
                        "--workers", str(workers), "--no-access-log", "--log-level", "warning"]  # fmt: skip
@@ -407,12 +464,21 @@ def pct(times: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--big", type=int, default=1_000_000, help="events of the large organisation")
+    parser.add_argument(
+        "--big-import",
+        type=int,
+        default=20_000,
+        help="of those, imported through qunyun events import (the rest are historic messages loaded with COPY)",
+    )
     parser.add_argument("--small", type=int, default=1_000, help="events of the small organisation")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--posts", type=int, default=300, help="sequential posts for the latency figures")
     parser.add_argument("--workers", type=int, default=2, help="server processes")
     parser.add_argument("--baseline-rev", default=BASELINE_REV, help="'none' to skip the baseline")
+    parser.add_argument(
+        "--access-log", action="store_true", help="serve with uvicorn's access log (for code before --no-access-log)"
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the server during the 1 M throughput run")
     parser.add_argument("--database", default="qunyun_bench_live", help="PostgreSQL database to (re)create")
     parser.add_argument("--source", type=Path, help="run qunyun from DIR/src (another checkout) instead")
@@ -432,8 +498,10 @@ def main() -> None:
     run_cli(["db", "upgrade"], url)
     orgs = {
         "1k": fill(url, "small", stream_file(args.small, 5, 200, 28)),
-        "1M": fill(url, "big", stream_file(args.big, 500, 60_000, 28)),
+        "1M": fill(url, "big", stream_file(min(args.big, args.big_import), 500, 60_000, 28)),
     }
+    if args.big > args.big_import:
+        seed_history(url, "big", args.big - args.big_import)
     stored = {"1k": f"~{args.small:,}", "1M": f"~{args.big:,}"}  # events of each organisation
     runs: list[tuple[str, Path | None]] = [("incremental (this code)", args.source)]
     if args.baseline_rev != "none":
@@ -441,7 +509,7 @@ def main() -> None:
     rows = []
     probes: list[tuple[str, str, object, object, dict[str, float]]] = []
     for label, source in runs:
-        server = Server(url, args.workers, source)
+        server = Server(url, args.workers, source, access_log=args.access_log)
         try:
             for size, (token, pairs) in orgs.items():
                 prefix = f"{'new' if source is args.source else 'old'}-{size}"
@@ -467,6 +535,10 @@ def main() -> None:
                 )
         finally:
             server.stop()
+        if source is args.source:
+            # The rollups kept while posting agree with a recount of the log (exit 1 if not).
+            for slug in ("small", "big"):
+                print(qunyun(["stats", "rebuild", "--check", "--org", slug], url), flush=True)
         for size in orgs:
             found = probed(url, "small" if size == "1k" else "big", source, 50)
             read = found["read"]

@@ -254,3 +254,80 @@ def test_an_unavailable_database_is_503_on_the_fast_path(
     assert refused.json()["code"] == "database_unavailable"
     assert _fast_posts() == served + 1
     assert _events(world) == stored
+
+
+def test_a_known_tokens_post_is_answered_ahead_of_the_middleware_stack(
+    client: TestClient, world: World, api_app: FastAPI
+) -> None:
+    from qunyun.api.limits import EventsFastPath
+
+    headers = world.headers("lead")
+    assert client.post("/api/v1/events", json=[_posted("s1")], headers=headers).status_code == 200
+    assert isinstance(api_app.middleware_stack, EventsFastPath)
+    served = _fast_posts()
+    answer = client.post("/api/v1/events", json=[_posted("s2")], headers=headers)
+    assert answer.json() == {"stored": 1, "duplicates": 0}
+    assert _fast_posts() == served + 1
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert "content-security-policy" not in answer.headers  # the API's headers, not the console's
+
+
+def test_an_unexpected_error_on_the_fast_path_is_a_500_in_the_apis_shape(
+    client: TestClient, world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from qunyun.ingestion import coalesce
+
+    headers = {**world.headers("lead"), "Accept-Language": "zh"}
+    assert client.post("/api/v1/events", json=[_posted("known")], headers=headers).status_code == 200
+    stored = _events(world)
+
+    def broken(batch: list[Any], factory: Any = None) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(coalesce, "_ingest_together", broken)
+    served = _fast_posts()
+    with caplog.at_level("ERROR", logger="qunyun.api.limits"):
+        answer = client.post("/api/v1/events", json=[_posted("lost", text="秘密")], headers=headers)
+    assert answer.status_code == 500, answer.text
+    assert answer.json()["code"] == "internal_error"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert _fast_posts() == served + 1
+    assert _events(world) == stored
+    assert "unhandled error on POST /api/v1/events" in caplog.text
+    assert "秘密" not in caplog.text  # no message content in the log
+
+
+def test_requests_of_one_credential_arriving_together_share_one_verification(
+    monkeypatch: pytest.MonkeyPatch, world: World
+) -> None:
+    from qunyun.api import limits
+
+    calls: list[str | None] = []
+    real = limits._credential_valid
+
+    def counted(authorization: str | None, cookie: str | None) -> bool:
+        calls.append(authorization)
+        return real(authorization, cookie)
+
+    monkeypatch.setattr(limits, "_credential_valid", counted)
+    recent = limits._RecentlyVerified()
+    good = world.headers("lead")["Authorization"]
+
+    async def main() -> list[bool]:
+        results: list[bool] = []
+
+        async def ask(authorization: str) -> None:
+            results.append(await recent.verify(authorization, None))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(ask, good)
+            for _ in range(5):
+                tg.start_soon(ask, "Bearer not-a-token")
+        return results
+
+    results = anyio.run(main)
+    assert sorted(results) == [False] * 5 + [True] * 10
+    assert sorted(calls, key=str) == sorted([good, "Bearer not-a-token"], key=str)
+    anyio.run(main)  # and once they are done, the next requests verify again
+    assert len(calls) == 4

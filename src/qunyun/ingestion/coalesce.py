@@ -25,6 +25,7 @@ transaction of its own, so one post's failure is that post's answer only and nev
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
@@ -358,6 +359,17 @@ class LiveLanes:
                     w.future.set_exception(RuntimeError("live lane stopped"))
 
 
+# How long the event loop may hold the GIL while a lane's thread waits for it (seconds).
+#
+# A batch makes about ten round trips to the database, and after each the lane's thread must get
+# the GIL back from the event loop, which is busy reading, parsing and answering posts. With
+# Python's default switch interval (5 ms) the thread waits up to that long after every round
+# trip: tens of milliseconds per batch in which the organisation's lane, and with it every post
+# waiting there, stands still although neither the database nor the CPU is busy. A shorter
+# interval costs the loop a few more switches a second.
+LANE_SWITCH_INTERVAL = 0.0005
+
+
 class _PerLoop:
     """One :class:`LiveLanes` per event loop (a test client runs a loop of its own)."""
 
@@ -369,6 +381,8 @@ class _PerLoop:
         loop = asyncio.get_running_loop()
         if self._lanes is None or self._loop is not loop:
             self._loop, self._lanes = loop, LiveLanes()
+            if sys.getswitchinterval() > LANE_SWITCH_INTERVAL:
+                sys.setswitchinterval(LANE_SWITCH_INTERVAL)
         return self._lanes
 
 

@@ -188,14 +188,15 @@ def _write(db: SqlDialect, upserts: list[Upsert]) -> None:
     parameters = sum(len(u.rows) * len(u.rows[0]) for u in upserts)
     if db.pg and parameters <= ONE_STATEMENT_PARAMETERS:
         # Data-modifying CTEs all run, once each; they touch different tables, and no row twice.
+        # Each table's rows go as one array per column: the statement's text depends only on
+        # which tables have rows, so the driver prepares it once per connection instead of
+        # PostgreSQL parsing and planning a VALUES list of every batch's own length.
         parts: list[str] = []
         params: list[Any] = []
         for k, u in enumerate(upserts):
-            row = "(" + ",".join("?" * len(u.rows[0])) + ")"
-            parts.append(
-                f"w{k} AS (INSERT INTO {u.table} ({u.columns}) VALUES {','.join([row] * len(u.rows))} {u.conflict})"
-            )
-            params.extend(v for r in u.rows for v in r)
+            arrays = ", ".join(f"?::{column.split()[1]}[]" for column in u.create.split(", "))
+            parts.append(f"w{k} AS (INSERT INTO {u.table} ({u.columns}) SELECT * FROM unnest({arrays}) {u.conflict})")
+            params.extend(map(list, zip(*u.rows, strict=True)))
         db.run("WITH " + ", ".join(parts) + " SELECT 1", tuple(params))
         return
     for u in upserts:

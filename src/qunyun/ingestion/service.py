@@ -103,14 +103,16 @@ class Ingestor:
         connection_id: int | None = None,
     ) -> None:
         self.db = SqlDialect(session.connection())
+        default_connection: int | None = None
         if self.db.pg:
             # One ingesting transaction per organisation at a time: the duplicate check, the
-            # span replay and the rollup recomputation then see a stable log. (The lock and the
-            # organisation's time zone in one round trip.)
-            zone = self.db.run(
-                "SELECT pg_advisory_xact_lock(?), (SELECT time_zone FROM organisations WHERE id = ?)",
-                (7_000_000 + org_id, org_id),
-            ).fetchone()[1]
+            # span replay and the rollup recomputation then see a stable log. (The lock, the
+            # organisation's time zone and, for live events, the id of the default connection
+            # their follow-ups are told of, in one round trip.)
+            _, zone, default_connection = self.db.run(
+                _LOCK_ZONE_CONNECTION,
+                (7_000_000 + org_id, org_id, live and connection_id is None, org_id, platform, platform),
+            ).fetchone()
         else:
             zone = session.scalar(select(Organisation.time_zone).where(Organisation.id == org_id))
         if zone is None:
@@ -124,7 +126,7 @@ class Ingestor:
             from qunyun.connections.service import get_connection
 
             get_connection(session, org_id, connection_id)  # NotFound for another organisation's
-        self._connection_id = connection_id
+        self._connection_id = connection_id if connection_id is not None else default_connection
         # Kinds that become LiveEvents for the follow-ups (none for history).
         self._wanted: frozenset[int] = frozenset()
         if live:
@@ -254,19 +256,47 @@ class Ingestor:
         if newcomers:
             # A redelivery must not create anything either: storage alone would ignore it
             # (ON CONFLICT DO NOTHING), but the group or member would already exist by then.
-            stored = {
-                row[0]
-                for row in self.db.select_in(
-                    "SELECT external_id FROM events WHERE org_id = ? AND external_id {in_}",
-                    (self.org_id,),
-                    [e.external_id for e in newcomers],
-                )
-            }
+            stored = self._stored_newcomers(newcomers)
             if stored:
                 result.duplicates += len(stored)
                 kept = [e for e in events if e.external_id not in stored]
                 return self._screen(kept, IngestResult())
         return events, newcomers, earliest_group, earliest_member
+
+    def _stored_newcomers(self, newcomers: list[ParsedEvent]) -> set[str]:
+        """The external ids among ``newcomers`` that the log has already.
+
+        On PostgreSQL the same round trip also looks up the stored groups and members they name
+        (into the caches, as :meth:`_resolve` would): a live batch, whose ingestor starts with
+        empty caches, then makes one lookup instead of three."""
+        ids = [e.external_id for e in newcomers]
+        if not self.db.pg:
+            return {row[0] for row in self.db.select_in(_STORED_EVENTS, (self.org_id,), ids)}
+        groups, members = self.group_ids, self.member_ids
+        group_keys: set[str] = set()
+        member_keys: set[str] = set()
+        for e in newcomers:
+            if e.group is not None and e.group not in groups:
+                group_keys.add(e.group)
+            if e.member is not None and e.member not in members:
+                member_keys.add(e.member)
+            inviter = e.inviter if e.extra is not None else None
+            if inviter is not None and inviter not in members:
+                member_keys.add(inviter)
+        org, platform = self.org_id, self.platform
+        stored: set[str] = set()
+        for source, key, row_id, ts in self.db.run(
+            _STORED_EVENTS_GROUPS_MEMBERS, (org, ids, org, platform, list(group_keys), org, platform, list(member_keys))
+        ).fetchall():
+            if source == 0:
+                stored.add(key)
+            elif source == 1:
+                groups[key] = row_id
+                self.group_first[row_id] = ts
+            else:
+                members[key] = row_id
+                self.member_first[row_id] = ts
+        return stored
 
     def _resolve_all(
         self, newcomers: list[ParsedEvent], earliest_group: dict[str, int], earliest_member: dict[str, int]
@@ -344,9 +374,11 @@ class Ingestor:
         if self.db.pg:
             # PostgreSQL numbers the rows itself; RETURNING tells which were new.
             rows, _ = self._build(events, [None] * len(events), details=False)
-            kept_ids, events = self._insert_events_pg(rows, events)
+            kept_ids, events, texts_stored = self._insert_events_pg(rows, events)
             result.duplicates += len(rows) - len(events)
             rows, details = self._build(events, kept_ids, details=True)
+            if texts_stored:
+                details.texts = [t for t in details.texts if t[0] not in texts_stored]
         else:
             # Under SQLite's write lock the ids are reserved up front, so the rows and their
             # derived facts are built in one pass; a redelivery found by the insert is undone.
@@ -361,12 +393,18 @@ class Ingestor:
                 self.flush()
         return result
 
-    # Batches up to this size are inserted with one multi-row VALUES statement (PostgreSQL).
-    VALUES_ROWS = 100
+    # Batches up to this size are inserted with one INSERT … SELECT FROM unnest(arrays) statement
+    # (PostgreSQL).
+    ARRAY_ROWS = 100
     EVENT_COLUMNS = (
         "org_id, external_id, kind, ts, day, group_id, member_id, msg_type, length, scene, channel_id,"
         " inviter_id, reason, message_ref, source"
     )
+    # The columns' types, in EVENT_COLUMNS' order: the COPY staging table's, and the arrays'.
+    EVENT_TYPES = (
+        "int", "varchar(128)", "smallint", "bigint", "int", "int", "int", "smallint", "int", "varchar(16)",
+        "int", "int", "varchar(16)", "varchar(200)", "varchar(32)",
+    )  # fmt: skip
 
     def _insert_events_sqlite(
         self, rows: list[tuple[Any, ...]], events: list[ParsedEvent], details: _Details, result: IngestResult
@@ -392,28 +430,50 @@ class Ingestor:
 
     def _insert_events_pg(
         self, rows: list[tuple[Any, ...]], events: list[ParsedEvent]
-    ) -> tuple[list[int], list[ParsedEvent]]:
+    ) -> tuple[list[int], list[ParsedEvent], set[int]]:
+        """Insert the event rows that are new; returns their ids and events, and the ids of the
+        events whose message text went in with them."""
         conflict = " ON CONFLICT (org_id, external_id) DO NOTHING RETURNING external_id, id"
-        if len(rows) <= self.VALUES_ROWS:
-            # A live post carries one event or a few: one statement, where COPY would cost a
-            # temporary table's creation, emptying and loading in every transaction.
-            width = self.EVENT_COLUMNS.count(",") + 1
-            values = ",".join(["(" + ",".join("?" * width) + ")"] * len(rows))
-            params = tuple(value for row in rows for value in row[1:])
-            inserted = self.db.run(f"INSERT INTO events ({self.EVENT_COLUMNS}) VALUES {values}" + conflict, params)
+        texts_stored: set[int] = set()
+        if len(rows) <= self.ARRAY_ROWS:
+            # A live batch carries one event or a few dozen: one statement, where COPY would cost
+            # a temporary table's creation, emptying and loading in every transaction. Its rows
+            # go as one array per column, so its text is the same whatever the number of rows:
+            # the driver prepares it once per connection, and neither psycopg nor PostgreSQL
+            # parses and plans a statement per batch (a VALUES list of the batch's length did).
+            # The texts to keep go in the same round trip, except those of messages with a
+            # platform id (a deletion stored before may have to withhold them: _store_details).
+            cutoff = self.text_cutoff
+            texts = (
+                [(e.external_id, e.text) for e in events
+                 if e.kind == MESSAGE and e.text is not None and e.ts >= cutoff and e.message is None]
+                if cutoff is not None else []
+            )  # fmt: skip
+            arrays = tuple(map(list, zip(*rows, strict=True)))[1:]
+            if texts:
+                inserted = self.db.run(
+                    _EVENTS_AND_TEXTS_FROM_ARRAYS, (*arrays, [t[0] for t in texts], [t[1] for t in texts])
+                )
+                found = inserted.fetchall()
+                with_text = {t[0] for t in texts}
+                texts_stored = {event_id for external_id, event_id in found if external_id in with_text}
+                return (*self._kept(dict(found), events), texts_stored)
+            inserted = self.db.run(_EVENTS_FROM_ARRAYS + conflict, arrays)
         else:
             self.db.copy_in(
                 "ingest_events",
                 self.EVENT_COLUMNS,
-                "org_id int, external_id varchar(128), kind smallint, ts bigint, day int, group_id int,"
-                " member_id int, msg_type smallint, length int, scene varchar(16), channel_id int, inviter_id int,"
-                " reason varchar(16), message_ref varchar(200), source varchar(32)",
+                ", ".join(f"{c} {t}" for c, t in zip(self.EVENT_COLUMNS.split(", "), self.EVENT_TYPES, strict=True)),
                 (row[1:] for row in rows),
             )
             inserted = self.db.run(
                 f"INSERT INTO events ({self.EVENT_COLUMNS}) SELECT {self.EVENT_COLUMNS} FROM ingest_events" + conflict
             )
-        assigned = dict(inserted.fetchall())
+        return (*self._kept(dict(inserted.fetchall()), events), texts_stored)
+
+    @staticmethod
+    def _kept(assigned: dict[str, int], events: list[ParsedEvent]) -> tuple[list[int], list[ParsedEvent]]:
+        """The ids the insert ``assigned`` (by external id) and the events that got one."""
         kept_ids, kept_events = [], []
         for e in events:
             event_id = assigned.get(e.external_id)
@@ -685,6 +745,33 @@ class Ingestor:
             "UPDATE groups SET member_count = member_count + ? WHERE id = ?",
             [(delta, g) for g, delta in count_deltas.items() if delta],
         )
+
+
+_LOCK_ZONE_CONNECTION = (
+    "SELECT pg_advisory_xact_lock(?), (SELECT time_zone FROM organisations WHERE id = ?),"
+    " (SELECT id FROM connections WHERE ? AND org_id = ? AND name = ? AND platform = ?)"
+)
+_STORED_EVENTS = "SELECT external_id FROM events WHERE org_id = ? AND external_id {in_}"
+# (PostgreSQL) the events of a batch stored already, and the stored groups and members it names
+_STORED_EVENTS_GROUPS_MEMBERS = (
+    "SELECT 0, external_id, NULL::int, NULL::bigint FROM events WHERE org_id = ? AND external_id = ANY(?::varchar[])"
+    " UNION ALL SELECT 1, external_id, id, created_at FROM groups"
+    " WHERE org_id = ? AND platform = ? AND external_id = ANY(?::varchar[])"
+    " UNION ALL SELECT 2, external_id, id, first_seen_at FROM members"
+    " WHERE org_id = ? AND platform = ? AND external_id = ANY(?::varchar[])"
+)
+_EVENTS_FROM_ARRAYS = (
+    f"INSERT INTO events ({Ingestor.EVENT_COLUMNS}) SELECT * FROM unnest("
+    + ", ".join(f"?::{t.partition('(')[0]}[]" for t in Ingestor.EVENT_TYPES)
+    + ")"
+)
+# (PostgreSQL) the same, and the message texts of the new events among them, in one statement
+_EVENTS_AND_TEXTS_FROM_ARRAYS = (
+    f"WITH e AS ({_EVENTS_FROM_ARRAYS} ON CONFLICT (org_id, external_id) DO NOTHING RETURNING external_id, id, ts),"
+    " t AS (INSERT INTO message_texts (event_id, ts, text) SELECT e.id, e.ts, k.text FROM e"
+    " JOIN unnest(?::varchar[], ?::text[]) AS k(x, text) ON k.x = e.external_id)"
+    " SELECT external_id, id FROM e"
+)
 
 
 def _live_event(row: tuple[Any, ...], e: ParsedEvent, connection_id: int) -> LiveEvent:
