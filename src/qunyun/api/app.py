@@ -22,7 +22,7 @@ from qunyun.acquisition.endpoints import router as channels_router
 from qunyun.api.console import router as console_router
 from qunyun.api.docs import install_docs
 from qunyun.api.errors import api_language, install_error_handlers
-from qunyun.api.limits import RETRY_AFTER_SECONDS, EdgeGuard
+from qunyun.api.limits import RETRY_AFTER_SECONDS, Admission, EdgeGuard, install_events_fast_path
 from qunyun.audit.endpoints import router as audit_router
 from qunyun.auth.endpoints import router as auth_router
 from qunyun.auth.integrations import router as integrations_router
@@ -208,7 +208,8 @@ def create_app(in_process_workers: int = 0) -> FastAPI:
     install_docs(app)
     # Outermost last: SecurityHeaders wraps EdgeGuard, so its early answers get the headers too.
     # POST /api/v1/events of a known token is answered by the edge itself (ingestion/endpoints.py).
-    app.add_middleware(EdgeGuard, events=(fast_post, serve_post))
+    admission = Admission()
+    app.add_middleware(EdgeGuard, events=(fast_post, serve_post), admission=admission)
     app.add_middleware(SecurityHeaders)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (no database access)")
@@ -231,6 +232,8 @@ def create_app(in_process_workers: int = 0) -> FastAPI:
     app.include_router(api_router())
     app.include_router(hooks_router)  # /hooks/{platform}/{connection_id}: signed, no login
     install_scan_paths(app)  # /c/{code}: live code scans, answered ahead of the middleware, no login
+    # and posts of known tokens to /api/v1/events, by an edge of their own sharing the admission
+    install_events_fast_path(app, (fast_post, serve_post), admission, SecurityHeaders)
     app.include_router(console_router)
     app.include_router(pages_router)
     app.add_exception_handler(LoginRequired, login_redirect)
