@@ -1,5 +1,6 @@
-"""WeCom (企业微信) customer groups. For now only the declared capability profile exists
-(``capabilities.PROFILE``); the client, callback verification and events come in later issues."""
+"""WeCom (企业微信) customer groups: callback crypto and verification, the API client with its
+shared token cache, the connector, the sync jobs and a fake server for tests
+(docs/connectors/wecom.md)."""
 
 from qunyun.connectors.wecom.capabilities import PROFILE
 

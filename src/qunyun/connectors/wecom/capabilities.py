@@ -1,7 +1,8 @@
-"""WeCom customer groups (客户群): what the platform lets an application do. DECLARATION ONLY.
+"""WeCom customer groups (客户群): what the platform lets an application do.
 
-No WeCom client exists yet. This profile is what the dispatcher routes on: actions outside it
-become staff tasks, and group sends wait for the owner's confirmation. Facts are from the WeCom
+The connector (``qunyun.connectors.wecom.connector``) implements every capability declared here.
+This profile is what the dispatcher routes on: actions outside it become staff tasks, and group
+sends wait for the owner's confirmation. Facts are from the WeCom
 server API (客户联系): 客户群 list/get, 「加入群聊」 join ways (groupchat/add_join_way), 企业群发
 (add_msg_template), 入群欢迎语素材 (group_welcome_template), 企业客户标签 (mark_tag), 敏感词
 (add_intercept_rule), and the change_external_chat callbacks.
@@ -12,7 +13,6 @@ from qunyun.connectors.base import Capability, PlatformProfile
 PROFILE = PlatformProfile(
     platform="wecom",
     title="WeCom (企业微信)",
-    declaration_only=True,
     capabilities=frozenset(
         {
             Capability.SEND_REQUIRES_CONFIRMATION,
