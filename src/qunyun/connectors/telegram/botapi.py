@@ -81,6 +81,11 @@ class BotApi:
     def close(self) -> None:
         self._client.close()
 
+    def __del__(self) -> None:  # a connector dropped when its connection changed: free its sockets
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.close()
+
     def call(self, method: str, params: dict[str, Any] | None = None, *, timeout: float | None = None) -> Any:
         url = f"{self.base}/bot{self._token}/{method}"
         body = {k: v for k, v in (params or {}).items() if v is not None}

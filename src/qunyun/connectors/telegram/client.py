@@ -1,7 +1,7 @@
 """The Telegram connector: normalize updates, perform actions through the Bot API.
 
 Migrated groups: qunyun keeps one group under the chat id it was first seen with. A migration
-is ingested as a ``group.created`` event whose id names the new and the old chat id
+is ingested as a ``group.created`` event of the group whose id names the new chat id
 (``updates.MIGRATION_PREFIX``); the connector learns the pair from the update itself and, in a
 process that did not see it, from that event (one indexed read, remembered). Actions on the
 group go to the new chat id; a 400 with ``migrate_to_chat_id`` teaches it too.
@@ -171,14 +171,16 @@ class TelegramConnector(Connector):
         if now - self._looked_up.get(chat, -1e9) < 60:
             return
         self._looked_up[chat] = now
-        prefix = f"{MIGRATION_PREFIX}{self.bot_id}:{chat}:"
         with engine.connect() as conn:
             found = conn.execute(
-                text("SELECT external_id FROM events WHERE org_id = :org AND external_id >= :lo AND external_id < :hi"),
-                {"org": self.org_id, "lo": prefix, "hi": prefix[:-1] + ";"},
+                text(
+                    "SELECT g.external_id FROM events e JOIN groups g ON g.id = e.group_id"
+                    " WHERE e.org_id = :org AND e.external_id = :id"
+                ),
+                {"org": self.org_id, "id": f"{MIGRATION_PREFIX}{self.bot_id}:{chat}"},
             ).scalar()
         if found is not None:
-            self.learn_migration(found[len(prefix) :], chat)
+            self.learn_migration(str(found), chat)
 
     # --- inbound ------------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ What becomes what (groups and supergroups only; private chats and channels are i
   ``new_chat_title`` → ``group.created`` with the title (for a known group: a rename);
 - ``migrate_to_chat_id`` / ``migrate_from_chat_id``: the basic group became a supergroup with a
   new chat id. qunyun keeps ONE group under the chat id it was first seen with: the migration is
-  recorded as a ``group.created`` event whose id names both chat ids (``MIGRATION_PREFIX``), and
+  recorded as a ``group.created`` event of the group whose id names the new chat id
+  (``MIGRATION_PREFIX``), and
   every later update of the new chat id is reported under the old one (see ``client.py``);
 - ``chat_join_request`` produces no event (the interchange has no kind for it):
   :func:`join_requests` lists them for whoever answers them.
@@ -37,7 +38,7 @@ from qunyun.locale import Msg
 GROUP_TYPES = frozenset({"group", "supergroup"})
 INSIDE = frozenset({ChatMember.OWNER, ChatMember.ADMINISTRATOR, ChatMember.MEMBER})
 OUTSIDE = frozenset({ChatMember.LEFT, ChatMember.BANNED})
-# Event id prefix of a migration: f"{MIGRATION_PREFIX}{bot}:{new chat id}:{old chat id}".
+# Event id of a migration: f"{MIGRATION_PREFIX}{bot}:{new chat id}"; its group is the old one.
 MIGRATION_PREFIX = "tgmig:"
 ALLOWED_UPDATES = ("message", "chat_member", "my_chat_member", "chat_join_request")
 MAX_NAME = 200
@@ -155,7 +156,7 @@ def _message_events(message: Message, base: str, bot: str, resolve: Resolve) -> 
     )
     if migration is not None:
         group = resolve(migration.old_chat)
-        event_id = f"{MIGRATION_PREFIX}{bot}:{migration.new_chat}:{group}"
+        event_id = f"{MIGRATION_PREFIX}{bot}:{migration.new_chat}"
         return [{"id": event_id, "ts": ts, "kind": "group.created", "group": group, "name": chat.title or group}]
     group = resolve(str(chat.id))
     if message.new_chat_title is not None:
