@@ -452,8 +452,11 @@ def _insert_actions(session: Session, org_id: int, routed: list[_Routed]) -> lis
         }
         for item in routed
     ]
-    statement = _insert_ignoring(session, OutboundAction).values(values).returning(OutboundAction)
-    inserted = {row.idempotency_key: row for row in session.scalars(statement)}
+    # Executemany (batched into one INSERT … RETURNING by the driver layer): its statement is
+    # compiled once per process, where a multi-row VALUES would be compiled at each call.
+    statement = _insert_ignoring(session, OutboundAction).returning(OutboundAction)
+    rows = session.scalars(statement, values, execution_options={"render_nulls": True})
+    inserted = {row.idempotency_key: row for row in rows}
     out: list[tuple[_Routed, OutboundAction]] = []
     history: list[dict[str, Any]] = []
     jobs: list[dict[str, Any]] = []

@@ -1,16 +1,23 @@
 """Compiled policies, kept per process and keyed by (policy id, version).
 
-Every edit of a policy bumps its ``version``; the engine reads the versions of the policies a
-batch needs (one small query) and compiles only those it has not seen at that version, so a
-changed word list takes effect in every process at its next event, without a restart.
+Every edit of a policy bumps its ``version``; the engine reads the versions of its
+organisation's policies (one small query, itself kept for a second: :func:`org_policy_rows`)
+and compiles only those it has not seen at that version, so a changed word list takes effect in
+every process within a second, without a restart.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from qunyun.db.base import to_micros
 from qunyun.errors import InvalidInput
@@ -84,3 +91,57 @@ def forget(policy_id: int | None = None) -> None:
             _compiled.clear()
         else:
             _compiled.pop(policy_id, None)
+
+
+# --- the organisations' policy rows ---------------------------------------------------------------
+#
+# A live batch needs its organisation's enabled policies (id, version, target…) to find each
+# group's policy and its compiled form above. They are kept per organisation for ROWS_TTL
+# seconds instead of being read at every batch (one round trip less per live message). An edit
+# in this process drops them at once (the flush that writes a policy, or a rollback that may undo
+# one); another process's edit is seen within ROWS_TTL, since the rows' versions are then read
+# again and a new version is compiled as before.
+ROWS_TTL = 1.0
+
+_rows: weakref.WeakKeyDictionary[Any, dict[int, tuple[float, list[Any]]]] = weakref.WeakKeyDictionary()
+
+
+def org_policy_rows(session: Session, org_id: int, load: Callable[[], list[Any]]) -> list[Any]:
+    """The organisation's enabled policy rows (``load`` reads them), cached per database and
+    organisation for :data:`ROWS_TTL` seconds."""
+    bind = session.get_bind()
+    now = time.monotonic()
+    with _lock:
+        hit = _rows.get(bind, {}).get(org_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+    rows = load()
+    with _lock:
+        _rows.setdefault(bind, {})[org_id] = (now + ROWS_TTL, rows)
+    return rows
+
+
+def forget_rows(org_id: int | None = None) -> None:
+    """Drop the cached policy rows of one organisation (or all), in every database."""
+    with _lock:
+        for by_org in _rows.values():
+            if org_id is None:
+                by_org.clear()
+            else:
+                by_org.pop(org_id, None)
+
+
+@event.listens_for(Session, "after_flush")
+def _policy_written(session: Session, _context: Any) -> None:
+    if not _rows:
+        return
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(obj, ModerationPolicy):
+            forget_rows(obj.org_id)
+
+
+@event.listens_for(Session, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    # A rolled-back transaction may have written a policy that the cache saw (tests reuse ids).
+    if _rows:
+        forget_rows()

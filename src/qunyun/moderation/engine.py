@@ -102,7 +102,7 @@ _DROP_RECENT = text("DELETE FROM moderation_recent_messages WHERE event_id IN :i
 
 
 def _policy_rows(session: Session, org_id: int) -> list[Any]:
-    return list(session.execute(_POLICIES, {"org": org_id, "on": True}))
+    return cache.org_policy_rows(session, org_id, lambda: list(session.execute(_POLICIES, {"org": org_id, "on": True})))
 
 
 def _compiled(session: Session, policy_id: int, stamp: cache.Stamp) -> CompiledPolicy | None:

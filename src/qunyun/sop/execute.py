@@ -27,7 +27,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from qunyun.connectors.base import get_profile
-from qunyun.connectors.dispatch import JOB_MAX_ATTEMPTS, request_action
+from qunyun.connectors.dispatch import JOB_MAX_ATTEMPTS, ActionRequest, request_actions
 from qunyun.db.base import to_micros
 from qunyun.errors import QunyunError
 from qunyun.locale import Msg
@@ -147,6 +147,7 @@ class _Context:
     zones: dict[int, ZoneInfo] = field(default_factory=dict)
     paused_groups: set[int] = field(default_factory=set)
     owners: dict[int, str] = field(default_factory=dict)
+    pending: dict[int, int] = field(default_factory=dict)  # group id → sends of the batch so far
 
 
 def fire_runs(session: Session, run_ids: Sequence[int], now: datetime | None = None) -> Fired:
@@ -170,10 +171,43 @@ def fire_runs(session: Session, run_ids: Sequence[int], now: datetime | None = N
     if not runs:
         return fired
     ctx = _load(session, runs)
+    sends: list[_Send] = []
     for run in runs:
-        _fire(session, ctx, run, now, fired)
+        _fire(session, ctx, run, now, fired, sends)
+    _request_sends(session, sends, now, fired)
     session.flush()
     return fired
+
+
+@dataclass
+class _Send:
+    """A bot run of the batch whose send is requested with the others (``request_actions``)."""
+
+    run: SopRun
+    text: str
+    request: ActionRequest
+
+
+def _request_sends(session: Session, sends: list[_Send], now: datetime, fired: Fired) -> None:
+    """Request the batch's sends in one dispatch batch per organisation (a few statements for all
+    of them) and hand each run on; a run whose send cannot be routed (no connection, a group on
+    another one, a payload that does not build) fails, with nothing written for it."""
+    by_org: dict[int, list[_Send]] = {}
+    for send in sends:
+        by_org.setdefault(send.run.org_id, []).append(send)
+    for org_id, batch in by_org.items():
+        outcomes = request_actions(session, org_id, [send.request for send in batch])
+        for send, outcome in zip(batch, outcomes, strict=True):
+            run = send.run
+            if isinstance(outcome, QunyunError):
+                _settle(run, RunState.FAILED, Reason.NO_ROUTE, now, fired.failed)
+                continue
+            run.action_id = outcome.id
+            run.text = send.text
+            run.fired_at = now
+            # Stored as at least "sending" (handed on); what it is now is its action's state.
+            state = action_run_state(outcome.state)
+            _settle(run, RunState.SENDING if state == RunState.QUEUED else state, "", now, fired.sent)
 
 
 def _load(session: Session, runs: Sequence[SopRun]) -> _Context:
@@ -206,7 +240,7 @@ def _settle(run: SopRun, state: RunState, reason: str, now: datetime, bucket: li
     bucket.append(run.id)
 
 
-def _fire(session: Session, ctx: _Context, run: SopRun, now: datetime, fired: Fired) -> None:
+def _fire(session: Session, ctx: _Context, run: SopRun, now: datetime, fired: Fired, sends: list[_Send]) -> None:
     plan, step, group, app = (
         ctx.plans[run.plan_id],
         ctx.steps[run.step_id],
@@ -226,7 +260,8 @@ def _fire(session: Session, ctx: _Context, run: SopRun, now: datetime, fired: Fi
         return _assign(session, run, step, plan, group, executor, text, now, fired)
     if not text.strip() and not _media(step):
         return _settle(run, RunState.FAILED, Reason.NO_TEXT, now, fired.failed)
-    cap = _over_cap(session, run, group, zone, now)
+    pending = ctx.pending.get(group.id, 0)  # sends of this batch in the group, not yet requested
+    cap = _over_cap(session, run, group, zone, now, pending)
     if cap == Reason.MONTHLY_CAP:
         return _settle(run, RunState.FAILED, Reason.MONTHLY_CAP, now, fired.failed)
     if cap == Reason.MINUTE_CAP:
@@ -239,26 +274,9 @@ def _fire(session: Session, ctx: _Context, run: SopRun, now: datetime, fired: Fi
     media = _media(step)
     if media is not None:
         payload["material"] = media
-    try:
-        # No savepoint (two round trips a run): request_action refuses what it cannot route
-        # (no connection, a group on another one, a payload that does not build) before it
-        # writes anything.
-        action = request_action(
-            session,
-            run.org_id,
-            "send_group_message",
-            group_id=group.id,
-            payload=payload,
-            idempotency_key=f"{KEY_PREFIX}{run.id}",
-        )
-    except QunyunError:
-        return _settle(run, RunState.FAILED, Reason.NO_ROUTE, now, fired.failed)
-    run.action_id = action.id
-    run.text = text
-    run.fired_at = now
-    # Stored as at least "sending" (handed on); what it is now is its action's state.
-    state = action_run_state(action.state)
-    _settle(run, RunState.SENDING if state == RunState.QUEUED else state, "", now, fired.sent)
+    request = ActionRequest("send_group_message", payload, f"{KEY_PREFIX}{run.id}", group_id=group.id)
+    sends.append(_Send(run, text, request))
+    ctx.pending[group.id] = pending + 1
     return None
 
 
@@ -407,9 +425,11 @@ def _next_activity(session: Session, run: SopRun) -> str:
 # --- caps -----------------------------------------------------------------------------------------
 
 
-def _over_cap(session: Session, run: SopRun, group: Group, zone: ZoneInfo, now: datetime) -> str | None:
+def _over_cap(
+    session: Session, run: SopRun, group: Group, zone: ZoneInfo, now: datetime, pending: int = 0
+) -> str | None:
     """Which platform cap a send in ``group`` now would break, if any (counted over the SOP's own
-    sends in the group)."""
+    sends in the group, ``pending`` of them in this batch and not yet requested)."""
     try:
         limits = get_profile(group.platform).limits
     except QunyunError:  # a platform without a declared profile: no caps known
@@ -424,13 +444,13 @@ def _over_cap(session: Session, run: SopRun, group: Group, zone: ZoneInfo, now: 
         count = session.scalar(
             select(func.count()).select_from(SopRun).where(*sent, SopRun.fired_at >= first, SopRun.fired_at < after)
         )
-        if (count or 0) >= cap:
+        if (count or 0) + pending >= cap:
             return Reason.MONTHLY_CAP
     per_minute = limits.get("group_messages_per_minute", PER_MINUTE_CAP.get(group.platform))
     if per_minute is not None:
         count = session.scalar(
             select(func.count()).select_from(SopRun).where(*sent, SopRun.fired_at > now - timedelta(minutes=1))
         )
-        if (count or 0) >= per_minute:
+        if (count or 0) + pending >= per_minute:
             return Reason.MINUTE_CAP
     return None
