@@ -21,6 +21,7 @@ DOMAIN_MODULES: tuple[str, ...] = (
     "qunyun.livecodes.jobs",
     "qunyun.sop.jobs",
     "qunyun.moderation.engine",
+    "qunyun.connectors.matrix.sync",
     "qunyun.connectors.wecom.sync",
     "qunyun.connectors.telegram.polling",
 )
