@@ -41,7 +41,8 @@ __all__ = ["anon", "api_app"]
 
 SECRET = "loop-secret-token_0123456789"
 CHAT = -1001555000111
-BOT = {"id": 123456789, "is_bot": True, "first_name": "qunyun", "username": "qy_bot"}
+BOT_ID = 123456789
+BOT: dict[str, Any] = {"id": BOT_ID, "is_bot": True, "first_name": "qunyun", "username": "qy_bot"}
 SPAM = "加我微信领红包"
 
 
@@ -81,7 +82,7 @@ class Telegram:
     def member_change(self, who: int, old: str, new: str, *, by: int | None = None, link: str | None = None) -> None:
         body: dict[str, Any] = {
             "chat": self.chat(),
-            "from": BOT if by == BOT["id"] else user(by or who),
+            "from": BOT if by == BOT_ID else user(by or who),
             "date": self.start + 60,
             "old_chat_member": {"user": user(who), "status": old},
             "new_chat_member": {"user": user(who), "status": new, **({"until_date": 0} if new == "kicked" else {})},
@@ -213,7 +214,7 @@ def test_the_whole_loop_on_telegram(anon: TestClient, db: sessionmaker[Session],
         warnings = [p["text"] for p in fakebot.called("sendMessage")]
         assert len(warnings) == 2 and all("广告" in w for w in warnings)
         # Telegram reports the removal back.
-        tg.member_change(503, "member", "kicked", by=BOT["id"])
+        tg.member_change(503, "member", "kicked", by=BOT_ID)
         run_jobs(db)
 
         # An SOP step posts at its time, once.
