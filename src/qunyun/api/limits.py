@@ -6,7 +6,8 @@
    credential, the credential is verified (one indexed SELECT) before the body is read, so an
    anonymous or forged caller cannot make the server read and parse megabytes. A credential this
    process verified in the last two seconds is not looked up again here (the request's own
-   authentication still checks it).
+   authentication still checks it), and requests of one credential arriving together share one
+   lookup.
 2. Every body is capped: ``QUNYUN_MAX_BODY_BYTES`` (1 MiB) by default, ``QUNYUN_MAX_EVENTS_BODY_BYTES``
    (16 MiB) for ``POST /api/v1/events``. A larger Content-Length is 413 at once; a chunked body
    is cut off (413) as soon as the streamed bytes pass the cap.
@@ -20,7 +21,8 @@
 5. ``POST /api/v1/events`` of a token this process has verified is then answered here, by the
    fast path the application passes in (``ingestion.endpoints.serve_post``), instead of by the
    middleware stack and router; a small post gives its admission slot back while it waits for
-   its shared transaction (docs/ingestion.md, "Live posts share transactions").
+   its shared transaction (docs/ingestion.md, "Live posts share transactions"). Such a post
+   reaches an edge of its own ahead of the application's middleware stack (``EventsFastPath``).
 """
 
 from __future__ import annotations

@@ -286,7 +286,7 @@ class Ingestor:
         org, platform = self.org_id, self.platform
         stored: set[str] = set()
         for source, key, row_id, ts in self.db.run(
-            _STORED_EVENTS_GROUPS_MEMBERS, (org, ids, org, platform, list(group_keys), org, platform, list(member_keys))
+            _STORED_EVENTS_GROUPS_MEMBERS, (ids, org, list(group_keys), org, platform, list(member_keys), org, platform)
         ).fetchall():
             if source == 0:
                 stored.add(key)
@@ -752,13 +752,16 @@ _LOCK_ZONE_CONNECTION = (
     " (SELECT id FROM connections WHERE ? AND org_id = ? AND name = ? AND platform = ?)"
 )
 _STORED_EVENTS = "SELECT external_id FROM events WHERE org_id = ? AND external_id {in_}"
-# (PostgreSQL) the events of a batch stored already, and the stored groups and members it names
+# (PostgreSQL) the events of a batch stored already, and the stored groups and members it names.
+# The keys drive each join (one probe of the unique index per key): with `external_id = ANY(…)`
+# the generic plan of the prepared statement read all the organisation's groups instead.
 _STORED_EVENTS_GROUPS_MEMBERS = (
-    "SELECT 0, external_id, NULL::int, NULL::bigint FROM events WHERE org_id = ? AND external_id = ANY(?::varchar[])"
-    " UNION ALL SELECT 1, external_id, id, created_at FROM groups"
-    " WHERE org_id = ? AND platform = ? AND external_id = ANY(?::varchar[])"
-    " UNION ALL SELECT 2, external_id, id, first_seen_at FROM members"
-    " WHERE org_id = ? AND platform = ? AND external_id = ANY(?::varchar[])"
+    "SELECT 0, t.external_id, NULL::int, NULL::bigint FROM unnest(?::varchar[]) AS k(x)"
+    " JOIN events AS t ON t.org_id = ? AND t.external_id = k.x"
+    " UNION ALL SELECT 1, t.external_id, t.id, t.created_at FROM unnest(?::varchar[]) AS k(x)"
+    " JOIN groups AS t ON t.org_id = ? AND t.platform = ? AND t.external_id = k.x"
+    " UNION ALL SELECT 2, t.external_id, t.id, t.first_seen_at FROM unnest(?::varchar[]) AS k(x)"
+    " JOIN members AS t ON t.org_id = ? AND t.platform = ? AND t.external_id = k.x"
 )
 _EVENTS_FROM_ARRAYS = (
     f"INSERT INTO events ({Ingestor.EVENT_COLUMNS}) SELECT * FROM unnest("
