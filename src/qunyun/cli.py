@@ -23,6 +23,7 @@ from qunyun.cli_support import (
     use_project_database,
 )
 from qunyun.connections.cli import app as connections_app
+from qunyun.connectors.telegram.cli import app as telegram_app
 from qunyun.errors import QunyunError
 from qunyun.livecodes.cli import app as livecodes_app
 from qunyun.locale import Msg
@@ -58,6 +59,7 @@ app.add_typer(onboarding_app, name="onboarding")
 app.add_typer(sop_app, name="sop")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(moderation_app, name="moderation")
+app.add_typer(telegram_app, name="telegram")
 
 OrgOption = Annotated[
     str | None,
