@@ -3,6 +3,7 @@ documented errors (429 retry_after, 400 migrate_to_chat_id), the group rate limi
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -201,3 +202,13 @@ def test_the_check_asks_who_the_bot_is_and_readies_polling(fakebot: FakeBotApi) 
     bad = ConnectionConfig(1, 1, "telegram", "tg", settings, {"bot_token": "999:" + "x" * 35})
     with pytest.raises(Exception, match="401"):
         check(bad)
+
+
+def test_the_token_never_reaches_the_logs(fakebot: FakeBotApi, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    tg = connector(fakebot)
+    tg.perform(SendGroupMessage(group=G, text="秘密内容"), "k")
+    fakebot.fail_next("deleteMessage", 400, "Bad Request: message can't be deleted")
+    tg.perform(DeleteMessage(group=G, message="1"), "d")
+    assert "/bot***/sendMessage" in caplog.text  # httpx logged the request, masked
+    assert TOKEN not in caplog.text and TOKEN.split(":")[1] not in caplog.text

@@ -28,10 +28,17 @@ DEFAULT_API_BASE = "https://api.telegram.org"
 _TOKEN_IN_URL = re.compile(r"/bot[0-9]+:[A-Za-z0-9_\-]+")
 
 
+def _masked(arg: object) -> object:
+    if isinstance(arg, int | float) or arg is None:
+        return arg  # numbers keep their %d
+    text = str(arg)
+    return _TOKEN_IN_URL.sub("/bot***", text) if "/bot" in text else arg
+
+
 class _MaskToken(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.args = tuple(_TOKEN_IN_URL.sub("/bot***", str(a)) for a in record.args)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_masked(a) for a in record.args)
         record.msg = _TOKEN_IN_URL.sub("/bot***", str(record.msg))
         return True
 
