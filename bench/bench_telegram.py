@@ -42,7 +42,7 @@ def updates(n: int, seed: int = 7) -> list[dict[str, Any]]:
     start = int(time.time()) - 3600
     out = []
     for i in range(n):
-        chat = {"id": -1001000000000 - rng.randrange(20), "title": "跑步打卡群", "type": "supergroup"}
+        chat: dict[str, Any] = {"id": -1001000000000 - rng.randrange(20), "title": "跑步打卡群", "type": "supergroup"}
         who = {"id": 5_000_000 + rng.randrange(500), "is_bot": False, "first_name": "跑友", "last_name": str(i % 97)}
         roll = rng.random()
         if roll < 0.85:
