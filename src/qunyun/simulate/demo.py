@@ -26,13 +26,15 @@ from qunyun.community.service import (
     playbook_of,
     update_community,
 )
-from qunyun.db.session import unit_of_work
+from qunyun.db.session import get_sessionmaker, unit_of_work
 from qunyun.errors import Conflict
 from qunyun.locale import Msg
 from qunyun.models import Group, Organisation, Role, Staff
 from qunyun.onboarding.benefits import import_codes
 from qunyun.simulate.runner import SimulationResult, run_scenario
 from qunyun.simulate.scenario import CORE_NAMING, REGIONAL_NAMING, Scenario, StaffSpec, build_groups
+from qunyun.simulate.sop_rhythm import SopReplay, setup_sop
+from qunyun.simulate.sop_rhythm import finish as finish_sop
 from qunyun.team.service import assign_group
 from qunyun.timeutil import utcnow
 
@@ -246,6 +248,18 @@ def load_demo(
     bar, update_bar = _progress_bar() if progress else (None, None)
     if bar is not None:
         bar.start()
+    # The SOP (the seeds' daily rhythm and a 28-day campaign) runs on the simulation's clock.
+    replay: list[SopReplay] = []
+
+    def on_groups(session: Session, org_id: int, group_ids: dict[str, int]) -> None:
+        _configure_groups(session, org_id, group_ids)
+        end = scenario.start + timedelta(days=scenario.days)
+        replay.append(setup_sop(session, org_id, start=scenario.start, end=end, factory=get_sessionmaker()))
+
+    def on_tick(at: datetime) -> None:
+        if replay:
+            replay[0].tick(at)
+
     try:
         org, result = run_scenario(
             scenario,
@@ -253,8 +267,10 @@ def load_demo(
             name=ORG_NAME,
             password=password,
             progress=update_bar,
-            on_groups=_configure_groups,
+            on_groups=on_groups,
+            on_tick=on_tick,
         )
+        finish_sop(get_sessionmaker(), org.org_id, scenario.start + timedelta(days=scenario.days))
     finally:
         if bar is not None:
             bar.stop()

@@ -131,6 +131,7 @@ class OrgSetup:
 
 Progress = Callable[[int, int, int], None]  # (seconds simulated, seconds in all, events so far)
 GroupsHook = Callable[[Session, int, dict[str, int]], None]  # (session, org_id, external id → group id)
+TickHook = Callable[[datetime], None]  # called with the virtual time at the end of each step
 
 
 def setup_organisation(
@@ -184,8 +185,10 @@ class Simulation:
         speed: float | None = None,
         progress: Progress | None = None,
         on_groups: GroupsHook | None = None,
+        on_tick: TickHook | None = None,
     ) -> None:
         self.scenario = scenario
+        self.on_tick = on_tick
         self.org_id = org_id
         self.factory = factory or get_sessionmaker()
         self.speed = speed
@@ -357,6 +360,9 @@ class Simulation:
                 self._ingest(session, self.platform.drain_events())
                 self._sync_profiles(session, world.take_first_joins())
                 self._update_ledger(session)
+            if self.on_tick is not None:
+                # Before the jobs run: what the hook requests (the SOP's sends) goes out now.
+                self.on_tick(world.instant(end))
             self._run_jobs()
             world.react(self._bot_posts())
             if end // DAY != last_trim_day:
@@ -563,12 +569,13 @@ def run_scenario(
     speed: float | None = None,
     progress: Progress | None = None,
     on_groups: GroupsHook | None = None,
+    on_tick: TickHook | None = None,
     factory: sessionmaker[Session] | None = None,
 ) -> tuple[OrgSetup, SimulationResult]:
     """Create the organisation (staff, channels) and run ``scenario`` into it."""
     with unit_of_work(factory) as session:
         org = setup_organisation(session, scenario, slug=slug, name=name, password=password)
     result = Simulation(
-        scenario, org.org_id, factory=factory, speed=speed, progress=progress, on_groups=on_groups
+        scenario, org.org_id, factory=factory, speed=speed, progress=progress, on_groups=on_groups, on_tick=on_tick
     ).run()
     return org, result
