@@ -24,9 +24,9 @@ from qunyun.connectors.actions import (
     SendWelcome,
     Unmute,
 )
+from qunyun.connectors.actions_entry import Ban, SetGroupDescription, Unban
 from qunyun.connectors.actions_rooms import InviteMember
-from qunyun.connectors.base import UnsupportedAction
-from qunyun.connectors.matrix.api import MatrixError
+from qunyun.connectors.base import ResultStatus, UnsupportedAction
 from qunyun.connectors.matrix.client import MatrixConnector
 from qunyun.connectors.matrix.factory import MatrixCheckFailed, check
 from qunyun.connectors.matrix.sync import sync_connection
@@ -119,6 +119,18 @@ def test_every_action_on_a_real_room(synapse: Homeserver, new_user: NewUser) -> 
     connector.perform(Kick(group=room, member=bob.user_id, reason="spam"), "kick:bob")
     assert bot.state(room, "m.room.member", bob.user_id)["membership"] == "leave"
 
+    # Ban (twice), unban; a timed ban goes to a person. The topic is the group's description.
+    connector.perform(Ban(group=room, member=bob.user_id, reason="spam"), "ban:bob")
+    connector.perform(Ban(group=room, member=bob.user_id, reason="spam"), "ban:bob")
+    assert bot.state(room, "m.room.member", bob.user_id)["membership"] == "ban"
+    connector.perform(Unban(group=room, member=bob.user_id), "unban:bob")
+    connector.perform(Unban(group=room, member=bob.user_id), "unban:bob")
+    assert bot.state(room, "m.room.member", bob.user_id)["membership"] == "leave"
+    with pytest.raises(UnsupportedAction):
+        connector.perform(Ban(group=room, member=bob.user_id, until=utcnow()), "ban:2")
+    connector.perform(SetGroupDescription(group=room, text="骑友交流"), "topic:1")
+    assert bot.state(room, "m.room.topic")["topic"] == "骑友交流"
+
     # Revoke the link: the alias is gone.
     connector.perform(RevokeInviteLink(group=room, link=str(link.external_ref)), "revoke:1")
     with pytest.raises(AssertionError, match="404"):
@@ -126,8 +138,8 @@ def test_every_action_on_a_real_room(synapse: Homeserver, new_user: NewUser) -> 
 
     # A refusal the connector cannot turn into "done" stays an error (not the bot's room).
     other_room = str(alice.call("POST", "/_matrix/client/v3/createRoom", {"preset": "private_chat"})["room_id"])
-    with pytest.raises(MatrixError):
-        connector.perform(SendGroupMessage(group=other_room, text="x"), "send:2")
+    refused = connector.perform(SendGroupMessage(group=other_room, text="x"), "send:2")
+    assert refused.status == ResultStatus.FAILED and "M_FORBIDDEN" in refused.detail
 
 
 def _sync(db: sessionmaker[Session], connection_id: int) -> Any:

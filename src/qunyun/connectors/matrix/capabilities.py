@@ -20,6 +20,7 @@ PROFILE = PlatformProfile(
             Capability.MEMBERSHIP_EVENTS,
             Capability.MENTION,
             Capability.DIRECT_MESSAGE,
+            Capability.SET_DESCRIPTION,
         }
     ),
     notes={
@@ -40,5 +41,7 @@ PROFILE = PlatformProfile(
         Capability.INTERCEPT_RULES: "No server-side word filter; qunyun's moderation redacts matching messages.",
         Capability.MENTION: "m.mentions user_ids with a matrix.to pill in the formatted body.",
         Capability.DIRECT_MESSAGE: "A direct room (createRoom is_direct, the member invited).",
+        Capability.SET_DESCRIPTION: "The room's topic (m.room.topic).",
+        Capability.JOIN_REQUESTS: "Knocking rooms are not used: joins through a link need no approval.",
     },
 )

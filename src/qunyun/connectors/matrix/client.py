@@ -44,6 +44,7 @@ from qunyun.connectors.actions import (
     Unmute,
     WelcomeMembers,
 )
+from qunyun.connectors.actions_entry import Ban, SetGroupDescription, Unban
 from qunyun.connectors.actions_rooms import InviteMember
 from qunyun.connectors.base import ActionResult, Connector, PlatformProfile, UnsupportedAction
 from qunyun.connectors.matrix.api import MatrixApi, MatrixError
@@ -129,6 +130,12 @@ class MatrixConnector(Connector):
     # -- outbound --------------------------------------------------------------------------------
 
     def perform(self, action: Action, idempotency_key: str) -> ActionResult:
+        try:
+            return self._perform(action, idempotency_key)
+        except MatrixError as exc:  # the homeserver refused: the same call would be refused again
+            return ActionResult.failed(f"{exc.status} {exc.errcode}".strip())
+
+    def _perform(self, action: Action, idempotency_key: str) -> ActionResult:
         token = self.api.token
         match action:
             case SendGroupMessage(group=room, text=text, material=material):
@@ -168,10 +175,15 @@ class MatrixConnector(Connector):
                 return self._alias_link(room, idempotency_key)
             case RevokeInviteLink(group=room, link=link):
                 return self._revoke(room, link)
-        ban = _ban_fields(action)
-        if ban is not None:
-            room, member, reason = ban
-            return self._membership(Api.room_ban(token, room, member, reason or None), room, member, "ban")
+            case Ban(group=room, member=member, until=until, reason=reason):
+                if until is not None:
+                    raise UnsupportedAction("Matrix bans do not expire: a person bans and unbans")
+                return self._membership(Api.room_ban(token, room, member, reason or None), room, member, "ban")
+            case Unban(group=room, member=member):
+                return self._membership(Api.room_unban(token, room, member), room, member, "unban")
+            case SetGroupDescription(group=room, text=text):
+                self.api.call(Api.room_put_state(token, room, "m.room.topic", {"topic": text}))
+                return ActionResult.done(room)
         raise UnsupportedAction(f"Matrix does not perform {action.kind.value}")
 
     def _send(self, room: str, content: dict[str, Any], key: str) -> ActionResult:
@@ -216,7 +228,12 @@ class MatrixConnector(Connector):
                 raise
             # Done already (a repeat), or refused: the member's state in the room tells which.
             state = self._member_state(room, member)
-            reached = {"kick": ("leave", "ban", None), "ban": ("ban",), "invite": ("invite", "join")}[what]
+            reached = {
+                "kick": ("leave", "ban", None),
+                "ban": ("ban",),
+                "unban": ("leave", "join", "invite", None),
+                "invite": ("invite", "join"),
+            }[what]
             if state not in reached:
                 raise
         return ActionResult.done(member)
@@ -286,13 +303,3 @@ def _mentioning(text: str, mentions: Sequence[str]) -> dict[str, Any]:
     content["format"] = "org.matrix.custom.html"
     content["formatted_body"] = " ".join(pill(m) for m in mentions) + " " + html.escape(text)
     return content
-
-
-def _ban_fields(action: Action) -> tuple[str, str, str] | None:
-    """(room, member, reason) of a ban action, when the action kinds include one."""
-    if action.kind.value != "ban":
-        return None
-    room, member = getattr(action, "group", None), getattr(action, "member", None)
-    if not isinstance(room, str) or not isinstance(member, str):
-        return None
-    return room, member, str(getattr(action, "reason", "") or "")
