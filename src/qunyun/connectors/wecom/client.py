@@ -16,7 +16,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from functools import partial
 from typing import Any
 
@@ -124,8 +123,10 @@ class WeComClient:
         self.http.close()
 
     def __del__(self) -> None:  # a connector dropped by the registry closes its connections
-        with suppress(Exception):
+        try:
             self.http.close()
+        except Exception:  # at interpreter exit contextlib's names may be gone already
+            return
 
     # -- transport -----------------------------------------------------------------------------
 
