@@ -452,9 +452,10 @@ def test_wecom_group_send_awaits_the_owner_then_is_confirmed(
     ]
 
 
-def test_declared_platform_without_a_connector_delegates_at_run_time(
+def test_a_connection_whose_client_does_not_build_delegates_at_run_time(
     session: Session, org: Organisation, owner: Staff
 ) -> None:
+    """Telegram's default connection has no bot token: the send goes to a person, saying why."""
     group = add_group(session, org, "telegram", "-100123", owner)
     action = request_action(
         session,
@@ -468,7 +469,7 @@ def test_declared_platform_without_a_connector_delegates_at_run_time(
     run_perform_job(session, action.id)
     assert action.state == "delegated"
     task = session.scalars(select(StaffTask).where(StaffTask.outbound_action_id == action.id)).one()
-    assert "No connector for Telegram" in task.detail["reason"]
+    assert "bot token" in task.detail["reason"]
 
 
 def test_transient_errors_retry_with_backoff_then_fail(

@@ -560,6 +560,45 @@ class PreparedCall:
     connector: Connector
 
 
+# session.info: the actions this transaction holds locked, by id (and their groups and members)
+_LOCKED = "qunyun.dispatch.locked"
+
+
+def lock_batch(session: Session, action_ids: Sequence[int], *, with_targets: bool = True) -> None:
+    """Lock the actions of a batch of perform jobs in one statement (in id order, so that two
+    workers never wait on each other in a cycle), with their groups, members and connections loaded
+    (``with_targets``): each job's :func:`prepare` or :func:`record` then finds its row without a
+    round trip of its own (its connection's too)."""
+    ids = sorted(set(action_ids))
+    rows: list[OutboundAction] = []
+    for i in range(0, len(ids), REQUEST_CHUNK):
+        query = (
+            select(OutboundAction)
+            .where(OutboundAction.id.in_(ids[i : i + REQUEST_CHUNK]))
+            .order_by(OutboundAction.id)
+            .with_for_update()
+        )
+        rows.extend(session.scalars(query))
+    # Held here: the session's identity map keeps its rows only while something refers to them.
+    held: dict[Any, Any] = session.info.setdefault(_LOCKED, {})
+    held.update({row.id: row for row in rows})
+    if with_targets:
+        groups = _rows_by_id(session, Group, {row.group_id for row in rows if row.group_id is not None})
+        members = _rows_by_id(session, Member, {row.member_id for row in rows if row.member_id is not None})
+        connections = _rows_by_id(session, Connection, {r.connection_id for r in rows if r.connection_id is not None})
+        held.update({(Group, k): v for k, v in groups.items()})
+        held.update({(Member, k): v for k, v in members.items()})
+        held.update({(Connection, k): v for k, v in connections.items()})
+
+
+def _locked(session: Session, action_id: int) -> OutboundAction | None:
+    """The action, locked for this transaction (by :func:`lock_batch` earlier in it, else now)."""
+    row = session.info.get(_LOCKED, {}).get(action_id)
+    if row is not None:
+        return cast(OutboundAction, row)
+    return session.scalar(select(OutboundAction).where(OutboundAction.id == action_id).with_for_update())
+
+
 def prepare(session: Session, action_id: int) -> PreparedCall | None:
     """Phase 1 (its transaction commits before the call): lock the action and decide.
 
@@ -569,7 +608,7 @@ def prepare(session: Session, action_id: int) -> PreparedCall | None:
     tell, else move it to ``uncertain`` with a task for a person. Anything else: nothing to do
     (None), so the job can run any number of times.
     """
-    row = session.scalar(select(OutboundAction).where(OutboundAction.id == action_id).with_for_update())
+    row = _locked(session, action_id)
     if row is None or row.state not in (S.QUEUED, S.SENDING):
         return None
     if row.state == S.SENDING:
@@ -625,7 +664,7 @@ def record(session: Session, prepared: PreparedCall, outcome: ActionResult | Bas
     ``sending`` for a reconciliation if the connector can do one, else it becomes ``uncertain``.
     If the action moved on meanwhile (another attempt took over), nothing is written.
     """
-    row = session.scalar(select(OutboundAction).where(OutboundAction.id == prepared.action_id).with_for_update())
+    row = _locked(session, prepared.action_id)
     if row is None or row.state != S.SENDING or row.attempts != prepared.attempt:
         return
     typed = prepared.action
@@ -938,7 +977,8 @@ def _connector(session: Session, row: OutboundAction) -> Connector:
         raise ConnectorUnavailable(Msg("err.sends.no_connection", id="—"), field="connection_id")
     try:
         return registry.connector_for(session, row.connection_id)
-    except NotFound as exc:
+    except (NotFound, InvalidInput) as exc:
+        # Gone, or configured so that no client builds (a token missing): a person does it.
         raise ConnectorUnavailable(exc.msg or exc.message, field="connection_id") from exc
 
 

@@ -42,6 +42,9 @@ class PerformAction(TwoPhaseJob[PerformPayload, PreparedCall, ActionResult | Non
     """Perform one queued outbound action: commit ``sending``, call the platform outside any
     transaction, record the outcome (``qunyun.connectors.dispatch``: prepare, call, record)."""
 
+    def warm(self, session: Session, payloads: list[PerformPayload], *, recording: bool) -> None:
+        dispatch.lock_batch(session, [p.action_id for p in payloads], with_targets=not recording)
+
     def prepare(self, session: Session, payload: PerformPayload) -> PreparedCall | None:
         return dispatch.prepare(session, payload.action_id)
 

@@ -50,6 +50,12 @@ class TwoPhaseJob(Generic[P, T, R]):
     calling blindly again.
     """
 
+    def warm(self, session: Session, payloads: list[P], *, recording: bool) -> None:
+        """Optional, before a batch's ``prepare`` calls (``recording``: its ``record`` calls), in
+        their transaction: load or lock at once what each of them will need, one statement for
+        the batch instead of one a job. The worker calls it on its optimistic path only, so a job
+        must not depend on it."""
+
     def prepare(self, session: Session, payload: P) -> T | None:
         raise NotImplementedError
 

@@ -197,6 +197,19 @@ class _CommitGuard:
             raise HandlerCommitted("the handler committed its own transaction")
 
 
+def _warm(session: Session, items: list[_Item], *, recording: bool) -> None:
+    """Let each two-phase handler of the batch load or lock what its jobs need at once
+    (``TwoPhaseJob.warm``); a failure here fails the transaction, which runs again job by job."""
+    by_handler: dict[int, tuple[Any, list[Any]]] = {}
+    for item in items:
+        handler = item.handler
+        if item.failure is None and handler is not None and handler.two_phase is not None:
+            by_handler.setdefault(id(handler.two_phase), (handler.two_phase, []))[1].append(item.payload)
+    for two_phase, payloads in by_handler.values():
+        if len(payloads) > 1:
+            two_phase.warm(session, payloads, recording=recording)
+
+
 class _HandlerFailed(Exception):
     """A handler failed in a transaction without savepoints: roll it back, run the batch again."""
 
@@ -444,6 +457,8 @@ class Worker:
             guard = _CommitGuard(session)
             root = session.get_transaction()
             assert root is not None
+            if not careful:
+                _warm(session, items, recording=work is Worker._record_phase)
             for n, item in enumerate(items):
                 job = item.job
                 if held is not None and job.id not in held:
