@@ -151,7 +151,7 @@ class WeComClient:
         data = self._retrying("gettoken", lambda: self._send("GET", "gettoken", self._credentials(), None))
         token = data.get("access_token")
         if not isinstance(token, str) or not token:
-            raise WeComApiError("gettoken", -2, "no access_token in the answer")
+            raise WeComApiError(api="gettoken", errcode=-2, errmsg="no access_token in the answer")
         return token, int(data.get("expires_in") or 7200)
 
     def _credentials(self) -> dict[str, Any]:
