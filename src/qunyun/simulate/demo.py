@@ -270,7 +270,7 @@ def load_demo(
             on_groups=on_groups,
             on_tick=on_tick,
         )
-        finish_sop(get_sessionmaker(), org.org_id, scenario.start + timedelta(days=scenario.days))
+        finish_sop(get_sessionmaker(), org.org_id, scenario.start, scenario.start + timedelta(days=scenario.days))
     finally:
         if bar is not None:
             bar.stop()

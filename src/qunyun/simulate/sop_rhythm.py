@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from qunyun.auth.scope import Scope
 from qunyun.db.session import unit_of_work
-from qunyun.models import Group, Role, SopRun, Staff, StaffTask, StaffTaskEvent, TaskEventKind
+from qunyun.models import Group, Job, JobStatus, Role, SopRun, Staff, StaffTask, StaffTaskEvent, TaskEventKind
 from qunyun.sop import runs, service
 from qunyun.sop.execute import fire_runs
 from qunyun.sop.types import Executor, Material, MaterialKind, Phase, RunState, StepSpec
@@ -351,8 +351,22 @@ def setup_sop(
     return SopReplay(factory=factory, org_id=org_id, end=end, paused_group=paused)
 
 
-def finish(factory: sessionmaker[Session], org_id: int, now: datetime) -> int:
+def finish(factory: sessionmaker[Session], org_id: int, start: datetime, now: datetime) -> int:
     """After the simulation: the daily rhythm's runs made up to the horizon from ``now`` (the
-    hourly ``sop.extend`` would do it at its next pass). Returns the runs made."""
+    hourly ``sop.extend`` would do it at its next pass). Returns the runs made.
+
+    Making runs also queues a ``sop.fire_due`` job at each minute one is due, so that it goes
+    out on the dot. The replay took the past ones, and the periodic ``sop.fire_due`` of every
+    minute takes the rest: the demo leaves none of those jobs behind (a loaded demo has no job
+    waiting, whenever its clock ended)."""
     with unit_of_work(factory) as session:
-        return runs.extend_all(session, now, org_id=org_id)
+        made = runs.extend_all(session, now, org_id=org_id)
+        session.execute(
+            delete(Job).where(
+                Job.kind == runs.FIRE_DUE_JOB,
+                Job.status == JobStatus.QUEUED.value,
+                Job.org_id.is_(None),
+                Job.run_at >= start,
+            )
+        )
+        return made
