@@ -60,6 +60,7 @@ class Relay:
     def __init__(self) -> None:
         self.forward: Forward | None = None
         self.calls = 0
+        self.bodies: list[bytes] = []  # what the homeserver sent, in order (tests wait on it)
         relay = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -70,6 +71,7 @@ class Relay:
                 if path.startswith("/as"):
                     path = path[3:]
                 relay.calls += 1
+                relay.bodies.append(body)
                 forward = relay.forward
                 status, answer = (
                     (200, b"{}")

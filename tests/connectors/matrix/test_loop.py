@@ -71,6 +71,7 @@ class Loop:
     playbook_id: int
     connection_id: int
     bot: User  # the account the connector acts as (bot mode: its own; appservice: the AS sender)
+    mark: int = 0  # appservice mode: the relay's transactions seen so far
 
     def scope(self) -> Scope:
         return Scope(staff_id=self.lead_id, org_id=self.org_id, role=Role.LEAD)
@@ -86,23 +87,32 @@ class Loop:
             worker.execute_batch(jobs)
             ran += len(jobs)
 
-    def pump(self, now: datetime | None = None) -> None:
-        """Bring in what happened on the homeserver, then run what is due (and what it queues)."""
+    def pump(self, now: datetime | None = None, *, expect: str | None = None) -> None:
+        """Bring in what happened on the homeserver, then run what is due (and what it queues).
+        Appservice mode: wait for the transaction that carries ``expect`` (an event or room id)."""
         if self.mode == "bot":
             with unit_of_work(self.db) as s:
                 sync_connection(s, s.get_one(Connection, self.connection_id), now=utcnow())
         else:
-            self._wait_for_transactions()
+            self._wait_for_transactions(expect)
         self.run_jobs(now)
 
-    def _wait_for_transactions(self) -> None:
-        """Appservice mode: the homeserver pushes on its own; wait for its next transaction (up
-        to 15 s: on a busy machine it comes late), then until it has sent nothing for 1.5 s."""
+    def _wait_for_transactions(self, expect: str | None) -> None:
+        """Appservice mode: the homeserver pushes on its own, late on a busy machine. Wait for a
+        transaction carrying ``expect`` (or for the next one, up to 15 s), then until the
+        homeserver has sent nothing for 1.5 s."""
         relay = self.synapse.relay
-        seen = relay.calls
-        deadline = time.monotonic() + 15
-        while relay.calls == seen and time.monotonic() < deadline:
+        mark = self.mark
+        needle = expect.encode() if expect is not None else None
+        deadline = time.monotonic() + (90 if needle is not None else 15)
+        while time.monotonic() < deadline:
+            fresh = relay.bodies[mark:]
+            if (needle is None and fresh) or (needle is not None and any(needle in b for b in fresh)):
+                break
             time.sleep(0.05)
+        else:
+            if needle is not None:
+                raise AssertionError(f"the homeserver sent no transaction with {expect}")
         quiet_since, seen = time.monotonic(), relay.calls
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -110,7 +120,8 @@ class Loop:
             if relay.calls != seen:
                 quiet_since, seen = time.monotonic(), relay.calls
             elif time.monotonic() - quiet_since > 1.5:
-                return
+                break
+        self.mark = len(relay.bodies)
 
     def action(self, key: str) -> OutboundAction:
         with self.db() as s:
@@ -160,6 +171,7 @@ def loop(
     with TestClient(api_app) as client:
         bot = new_user("bot") if mode == "bot" else synapse.user(synapse.as_user, synapse.as_token)
         world = make_loop(db, synapse, client, mode, bot)
+        world.mark = len(synapse.relay.bodies)
         if mode == "appservice":
 
             def forward(method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
@@ -194,9 +206,14 @@ def test_the_whole_loop_on_synapse(loop: Loop, new_user: Callable[[str], User]) 
     created = loop.action("loop:room")
     assert created.state == "sent", created.state
     room = str(created.external_ref)
-    loop.pump()
+    loop.pump(expect=room)
     with unit_of_work(loop.db) as s:
-        group = s.scalars(select(Group).where(Group.org_id == loop.org_id, Group.external_id == room)).one()
+        group = s.scalars(select(Group).where(Group.org_id == loop.org_id, Group.external_id == room)).first()
+        if group is None:
+            deliveries = s.execute(
+                select(WebhookDelivery.status, WebhookDelivery.error, WebhookDelivery.events, WebhookDelivery.payload)
+            ).all()
+            raise AssertionError(f"room {room} not ingested; relay calls {loop.synapse.relay.calls}: {deliveries}")
         assert group.name == "Matrix 骑友1群" and group.connection_id == loop.connection_id
         group.playbook_id, group.owner_id = loop.playbook_id, loop.owner_id
         group_id = group.id
@@ -215,12 +232,11 @@ def test_the_whole_loop_on_synapse(loop: Loop, new_user: Callable[[str], User]) 
     assert fan.join(alias) == room and spammer.join(alias) == room
 
     # They post; the spammer's third strike is redacted and gets them kicked.
-    fan.send(room, "今天骑了50公里")
-    loop.pump()
+    loop.pump(expect=fan.send(room, "今天骑了50公里"))
     spam_ids = []
     for n in range(3):
         spam_ids.append(spammer.send(room, f"{SPAM} {n}"))
-        loop.pump()
+        loop.pump(expect=spam_ids[-1])
         loop.pump()  # the kick's performance reaches the log with the next batch
     with loop.db() as s:
         decisions = [

@@ -77,6 +77,10 @@ def test_every_action_on_a_real_room(synapse: Homeserver, new_user: NewUser) -> 
     assert room is not None
     assert connector.perform(CreateGroup(name="Matrix 群 1"), "create:1").external_ref == room
     assert bot.state(room, "m.room.name")["name"] == "Matrix 群 1"
+    # Another account's call with the same key is another room (keys repeat across organisations).
+    elsewhere = MatrixConnector(synapse.url, bob.token)
+    assert elsewhere.perform(CreateGroup(name="别处"), "create:1").external_ref not in (None, room)
+    elsewhere.api.close()
 
     # A live-code link: a matrix.to link to a new alias that anyone may join by.
     link = connector.perform(CreateInviteLink(group=room, channel="poster"), "link:1")

@@ -62,8 +62,11 @@ def txn_id(idempotency_key: str, step: str = "") -> str:
     return hashlib.sha256(f"{idempotency_key}\x00{step}".encode()).hexdigest()[:32]
 
 
-def alias_localpart(idempotency_key: str, kind: str) -> str:
-    return f"{ALIAS_PREFIX}{kind}-{hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]}"
+def alias_localpart(user_id: str, idempotency_key: str, kind: str) -> str:
+    """The alias made for ``idempotency_key`` by ``user_id``: keys repeat across organisations
+    and installations sharing a homeserver, so the account is part of it."""
+    digest = hashlib.sha256(f"{user_id}\x00{idempotency_key}".encode()).hexdigest()[:16]
+    return f"{ALIAS_PREFIX}{kind}-{digest}"
 
 
 def matrix_to(target: str) -> str:
@@ -202,7 +205,7 @@ class MatrixConnector(Connector):
     ) -> str:
         """Create a room for ``key`` once: its alias is derived from the key, so a repeat finds
         the alias taken and answers with the room it names."""
-        localpart = alias_localpart(key, kind)
+        localpart = alias_localpart(self.user_id, key, kind)
         request = Api.room_create(
             self.api.token,
             visibility=RoomVisibility.private,
@@ -269,7 +272,7 @@ class MatrixConnector(Connector):
 
     def _alias_link(self, room: str, key: str) -> ActionResult:
         """A matrix.to link to a new alias of the room (anyone may join the room through it)."""
-        alias = f"#{alias_localpart(key, 'link')}:{self.server_name}"
+        alias = f"#{alias_localpart(self.user_id, key, 'link')}:{self.server_name}"
         try:
             self.api.call(Api.room_put_alias(self.api.token, alias, room))
         except MatrixError as exc:
