@@ -44,7 +44,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from bench.common import QUNYUN, ROOT, free_port, fresh_pg, run_cli
+from bench.common import PG_ADMIN, QUNYUN, ROOT, free_port, fresh_pg, run_cli
 from bench.events_gen import write
 
 WORK = ROOT / "var" / "bench"
@@ -79,15 +79,22 @@ def fill(url: str, slug: str, path: Path) -> tuple[str, list[tuple[str, str]]]:
         count = conn.execute(
             "SELECT count(*) FROM events e JOIN organisations o ON o.id = e.org_id WHERE o.slug = %s", (slug,)
         ).fetchone()
+    stored = count[0] if count else 0
+    print(f"{slug}: {stored:,} events imported in {seconds:.1f}s ({stored / seconds:,.0f} events/s)", flush=True)
+    return poster(url, slug)
+
+
+def poster(url: str, slug: str) -> tuple[str, list[tuple[str, str]]]:
+    """A new integration token of organisation ``slug`` and a sample of (group, member) external
+    ids of its current memberships."""
+    with psycopg.connect(url) as conn:
         pairs = conn.execute(
             "SELECT g.external_id, m.external_id FROM membership_spans s JOIN groups g ON g.id = s.group_id"
             " JOIN members m ON m.id = s.member_id JOIN organisations o ON o.id = s.org_id"
             " WHERE o.slug = %s AND s.left_at IS NULL ORDER BY s.member_id LIMIT 5000",
             (slug,),
         ).fetchall()
-    stored = count[0] if count else 0
-    print(f"{slug}: {stored:,} events imported in {seconds:.1f}s ({stored / seconds:,.0f} events/s)", flush=True)
-    token = qunyun(["org", "add-integration", slug, "bench-live"], url).splitlines()[-1]
+    token = qunyun(["org", "add-integration", slug, f"bench-live-{time.time_ns()}"], url).splitlines()[-1]
     return token, [(g, m) for g, m in pairs]
 
 
@@ -481,6 +488,9 @@ def main() -> None:
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the server during the 1 M throughput run")
     parser.add_argument("--database", default="qunyun_bench_live", help="PostgreSQL database to (re)create")
+    parser.add_argument(
+        "--reuse", action="store_true", help="post into the organisations --database holds from an earlier run"
+    )
     parser.add_argument("--source", type=Path, help="run qunyun from DIR/src (another checkout) instead")
     parser.add_argument("--probe", nargs=3, metavar=("URL", "SLUG", "POSTS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -491,17 +501,22 @@ def main() -> None:
         args.source = args.source.resolve()
         os.environ["PYTHONPATH"] = str(args.source / "src")
     WORK.mkdir(parents=True, exist_ok=True)
-    url = fresh_pg(args.database)
-    if url is None:
-        print("PostgreSQL not reachable: skipped")
-        return
-    run_cli(["db", "upgrade"], url)
-    orgs = {
-        "1k": fill(url, "small", stream_file(args.small, 5, 200, 28)),
-        "1M": fill(url, "big", stream_file(min(args.big, args.big_import), 500, 60_000, 28)),
-    }
-    if args.big > args.big_import:
-        seed_history(url, "big", args.big - args.big_import)
+    if args.reuse:  # the organisations of an earlier run, as they are now (their streams end then)
+        url = PG_ADMIN.rsplit("/", 1)[0] + f"/{args.database}"
+        orgs = {"1k": poster(url, "small"), "1M": poster(url, "big")}
+    else:
+        found = fresh_pg(args.database)
+        if found is None:
+            print("PostgreSQL not reachable: skipped")
+            return
+        url = found
+        run_cli(["db", "upgrade"], url)
+        orgs = {
+            "1k": fill(url, "small", stream_file(args.small, 5, 200, 28)),
+            "1M": fill(url, "big", stream_file(min(args.big, args.big_import), 500, 60_000, 28)),
+        }
+        if args.big > args.big_import:
+            seed_history(url, "big", args.big - args.big_import)
     stored = {"1k": f"~{args.small:,}", "1M": f"~{args.big:,}"}  # events of each organisation
     runs: list[tuple[str, Path | None]] = [("incremental (this code)", args.source)]
     if args.baseline_rev != "none":
