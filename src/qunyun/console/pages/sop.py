@@ -77,7 +77,8 @@ def sop_calendar_page(page: ConsolePage) -> Response:
     staff_id = int_param(params.get("staff"))
     plan_id = int_param(params.get("plan"))
     state = _state(params.get("state"))
-    plans = {p.id for p in _options(page)["plans"]}
+    options = _options(page)
+    plans = {p.id for p in options["plans"]}
     cal = sop_calendar.calendar(
         page.db,
         page.scope,
@@ -90,7 +91,7 @@ def sop_calendar_page(page: ConsolePage) -> Response:
     )
     context = {
         **_frame(page),
-        **_options(page),
+        **options,
         "cal": cal,
         "views": VIEWS,
         "state": state,
