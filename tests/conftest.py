@@ -20,6 +20,19 @@ TEST_DB_ENV = "QUNYUN_TEST_DATABASE_URL"
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL, only the tests that use the test database run: a test that asks for no
+    database (directly or through its fixtures) gives the same answer on both, and runs in the
+    SQLite stage. QUNYUN_TEST_EVERYTHING=1 runs them all anyway."""
+    if not os.environ.get(TEST_DB_ENV) or os.environ.get("QUNYUN_TEST_EVERYTHING") == "1":
+        return
+    keep = [item for item in items if "database_url" in getattr(item, "fixturenames", ())]
+    if len(keep) < len(items):
+        kept = set(keep)
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = keep
+
+
 def _worker_database(url: str) -> str:
     """The URL of this xdist worker's own database, created (through the ``postgres`` maintenance
     database) if it does not exist yet."""
