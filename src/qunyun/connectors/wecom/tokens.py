@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from qunyun.connections.secrets import decrypt, encrypt
@@ -96,8 +96,11 @@ class TokenCache:
             if rejected is not None:
                 forget_memory(self.connection_id)
             try:
-                return self._refresh_shared(fetch, rejected)
-            except OperationalError:
+                try:
+                    return self._refresh_shared(fetch, rejected)
+                except IntegrityError:  # another process inserted the row first: lock theirs
+                    return self._refresh_shared(fetch, rejected)
+            except (OperationalError, IntegrityError):
                 log.info("wecom token of connection %s: the shared cache is busy, kept in memory", self.connection_id)
                 token, expires_in = fetch()
                 expires = utcnow() + timedelta(seconds=expires_in)
@@ -155,10 +158,9 @@ class TokenCache:
                 row = WeComToken(
                     connection_id=self.connection_id, token=None, refreshed=0, callbacks_after=0, updated_at=now
                 )
-                session.add(row)
-                session.flush()
-                # Another process may have inserted it first: lock what is there now.
-                row = session.get(WeComToken, self.connection_id, with_for_update=True) or row
+                with session.begin_nested():  # a racing insert fails alone, not the caller's transaction
+                    session.add(row)
+                    session.flush()
             if row.token and row.expires_at is not None and row.expires_at - MARGIN > now:
                 stored = str(decrypt(row.token).get("access_token", ""))
                 if stored and stored != rejected:
