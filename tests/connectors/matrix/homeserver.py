@@ -60,7 +60,8 @@ class Relay:
     def __init__(self) -> None:
         self.forward: Forward | None = None
         self.calls = 0
-        self.bodies: list[bytes] = []  # what the homeserver sent, in order (tests wait on it)
+        self.bodies: list[bytes] = []  # what was answered 200, in order (tests wait on it)
+        self.errors: list[str] = []  # what forwarding raised
         relay = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -71,13 +72,19 @@ class Relay:
                 if path.startswith("/as"):
                     path = path[3:]
                 relay.calls += 1
-                relay.bodies.append(body)
                 forward = relay.forward
-                status, answer = (
-                    (200, b"{}")
-                    if forward is None
-                    else forward(self.command, path, query, {k.lower(): v for k, v in self.headers.items()}, body)
-                )
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    status, answer = (
+                        (200, b"{}") if forward is None else forward(self.command, path, query, headers, body)
+                    )
+                except Exception as exc:  # kept for the test to report; the homeserver will retry
+                    relay.errors.append(repr(exc))
+                    status, answer = 500, b"{}"
+                if status != 200:  # the homeserver retries it later
+                    relay.errors.append(f"{self.command} {path}: {status} {answer[:300]!r}")
+                else:
+                    relay.bodies.append(body)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
