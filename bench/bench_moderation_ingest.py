@@ -7,9 +7,11 @@ generated) and the default rules (sensitive words by the ladder, contact solicit
 flood); the other with no policy (the baseline: the same ingest with the engine finding nothing
 to do). Each message is its own ``ingest(live=True)`` call in its own transaction, timed from
 the call to the commit; the two organisations' messages alternate so that both see the same
-machine. About 5 % of the messages carry a listed word (a warning, later a kick, is queued).
+machine. About 5 % of the messages carry a listed word (a warning, later a kick, is queued);
+``--listed 0.25`` makes it a quarter, for a p99 of the firing path over more than a few dozen.
 
     .venv/bin/python -m bench.bench_moderation_ingest [--messages 3000] [--words 10000] [--db sqlite,pg]
+        [--listed 0.05]
 """
 
 from __future__ import annotations
@@ -105,13 +107,13 @@ def setup(url: str, words: list[str]) -> tuple[sessionmaker[Session], int, int]:
     return factory, orgs[0], orgs[1]
 
 
-def messages(count: int, words: list[str], rng: random.Random) -> list[dict[str, Any]]:
+def messages(count: int, words: list[str], rng: random.Random, listed_share: float = 0.05) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
     out = []
     for i in range(count):
         member = rng.randrange(MEMBERS)
         text = rng.choice(CHAT)
-        listed = rng.random() < 0.05
+        listed = rng.random() < listed_share
         if listed:
             text = f"{text} {rng.choice(words[:200])}"
         out.append(
@@ -145,7 +147,7 @@ def run(label: str, url: str, args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     words = lexicon_words(args.words, rng)
     factory, moderated, plain = setup(url, words)
-    batch = messages(args.messages, words, rng)
+    batch = messages(args.messages, words, rng, args.listed)
     times: dict[int, list[float]] = {moderated: [], plain: []}
     # Warm-up: compile the policy, fill the caches (not counted).
     for org in (moderated, plain):
@@ -211,6 +213,7 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=10_000)
     parser.add_argument("--db", default="sqlite,pg")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--listed", type=float, default=0.05, help="share of messages carrying a listed word")
     args = parser.parse_args()
     for db in args.db.split(","):
         if db == "sqlite":
