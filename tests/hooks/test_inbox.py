@@ -201,8 +201,8 @@ def test_a_connection_without_a_webhook_secret_takes_no_webhooks(client: TestCli
 
 
 def test_a_platform_without_a_verifier_takes_no_webhooks(client: TestClient, world: World) -> None:
-    wecom = add_connection(world, name="wecom", platform="wecom")
-    response = deliver(client, wecom, events(), platform="wecom")
+    imported = add_connection(world, name="imported", platform="import")  # imported data: no webhooks
+    response = deliver(client, imported, events(), platform="import")
     assert response.status_code == 410 and response.json()["code"] == "disabled"
 
 
