@@ -21,7 +21,9 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), timeout=60_000)
 
 
-def test_the_calendar_shows_the_daily_rhythm_and_the_campaign_in_their_states(context: Any, demo: Any) -> None:
+def test_the_calendar_shows_the_daily_rhythm_and_the_campaign_in_their_states(
+    context: Any, browser: Any, server: str, demo: Any
+) -> None:
     page = context.new_page()
     login(page, demo.lead_username, demo.lead_password)
     page.click('nav.sections a[href="/sop"]')
@@ -54,14 +56,20 @@ def test_the_calendar_shows_the_daily_rhythm_and_the_campaign_in_their_states(co
     page.wait_for_url("**plan=**")
     assert 0 < page.locator("#sop-month .run").count() < everything
 
-    # On a phone the month is a list of days with runs, no seven-column grid.
-    phone = context.new_page()
-    phone.set_viewport_size(PHONE)
-    phone.goto("/sop")
-    assert not phone.locator("#sop-month .head").first.is_visible()
-    width = phone.evaluate("document.documentElement.scrollWidth")
-    assert width <= PHONE["width"] + 1, width
-    shot(phone, "sop-month-phone")
+    # On a phone the month is a list of days with runs, no seven-column grid, nothing wider
+    # than the screen.
+    mobile = browser.new_context(base_url=server, viewport=PHONE, is_mobile=True, has_touch=True, locale="zh-CN")
+    try:
+        phone = mobile.new_page()
+        login(phone, demo.lead_username, demo.lead_password)
+        phone.goto("/sop")
+        head = phone.evaluate("getComputedStyle(document.querySelector('#sop-month .head')).display")
+        assert head == "none", (head, phone.evaluate("window.innerWidth"))
+        overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"the calendar is {overflow}px wider than the phone"
+        shot(phone, "sop-month-phone")
+    finally:
+        mobile.close()
 
 
 def test_the_gantt_renders_and_the_reports_show_figures(context: Any, demo: Any) -> None:
