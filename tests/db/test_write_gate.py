@@ -50,7 +50,7 @@ def test_the_turn_ends_with_the_transaction_or_the_connection(tmp_path: Path) ->
     try:
         with engine.begin() as conn:
             conn.execute(text("CREATE TABLE t (n INTEGER)"))
-        for outcome in ("commit", "rollback", "close"):
+        for outcome in ("commit", "rollback", "invalidate", "close"):
             conn = engine.connect().execution_options(sqlite_begin="IMMEDIATE")
             conn.begin()
             conn.execute(text("INSERT INTO t VALUES (1)"))
@@ -59,6 +59,8 @@ def test_the_turn_ends_with_the_transaction_or_the_connection(tmp_path: Path) ->
                 conn.commit()
             elif outcome == "rollback":
                 conn.rollback()
+            elif outcome == "invalidate":  # the connection broke: thrown away by the pool
+                conn.invalidate()
             conn.close()  # back to the pool, its transaction (if any) rolled back
             assert gate.acquire(0.05)
             gate.release()

@@ -78,6 +78,12 @@ def _release_gate(info: dict[Any, Any]) -> None:
         gate.release()
 
 
+def _end_turn(conn: Any) -> None:
+    """A transaction's end: its writer's turn ends (an invalidated connection's ended with it)."""
+    if not conn.invalidated and not conn.closed:
+        _release_gate(conn.info)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -128,9 +134,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         # The turn ends with the transaction, or with the connection however it goes.
         for name in ("commit", "rollback"):
-            event.listen(engine, name, lambda conn: _release_gate(conn.info))
-        for name in ("checkin", "reset", "invalidate", "soft_invalidate", "close", "detach"):
-            event.listen(engine.pool, name, lambda _dbapi, record, *_: _release_gate(record.info))
+            event.listen(engine, name, _end_turn)
+        for name in ("checkin", "close", "detach"):
+            event.listen(engine.pool, name, lambda _dbapi, record: _release_gate(record.info))
+        event.listen(engine.pool, "reset", lambda _dbapi, record, _state: _release_gate(record.info))
+        for name in ("invalidate", "soft_invalidate"):
+            event.listen(engine.pool, name, lambda _dbapi, record, _exc: _release_gate(record.info))
 
         return engine
     if url.startswith("postgresql://"):
