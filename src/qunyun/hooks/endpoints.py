@@ -119,12 +119,21 @@ def webhook_handshake(platform: str, connection_id: str, request: Request, db: D
     return _handle(db, request, platform, connection_id, b"")
 
 
-@router.api_route(
+@router.put(
     "/{platform}/{connection_id}/{subpath:path}",
-    methods=["PUT", "POST"],
-    summary="A platform's call under the webhook's URL (Matrix application-service transactions)",
+    summary="A platform's PUT under the webhook's URL (Matrix application-service transactions)",
 )
-def receive_webhook_call(
+def receive_webhook_put(
+    platform: str, connection_id: str, subpath: str, request: Request, body: Body, db: DbSession
+) -> Response:
+    return _handle(db, request, platform, connection_id, body, "/" + subpath)
+
+
+@router.post(
+    "/{platform}/{connection_id}/{subpath:path}",
+    summary="A platform's POST under the webhook's URL (a Matrix homeserver's ping)",
+)
+def receive_webhook_post(
     platform: str, connection_id: str, subpath: str, request: Request, body: Body, db: DbSession
 ) -> Response:
     return _handle(db, request, platform, connection_id, body, "/" + subpath)
