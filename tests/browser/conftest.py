@@ -21,14 +21,51 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 DEMO_PASSWORD = "demo-browser-test-password"
 
 
+# The demo as loaded the first time in this process: what load_demo returned and every table's
+# rows. Simulating it cost minutes per module; the modules after the first get the same rows back.
+_loaded: tuple[Any, dict[str, list[dict[str, Any]]]] | None = None
+
+
+def _restore(rows: dict[str, list[dict[str, Any]]]) -> None:
+    """Put ``rows`` back into emptied tables with their ids; PostgreSQL's sequences go on after them."""
+    from sqlalchemy import func, select, text
+
+    from qunyun.db.base import Base
+    from qunyun.db.session import get_engine
+
+    engine = get_engine()
+    _truncate(engine)
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            if rows[table.name]:
+                conn.execute(table.insert(), rows[table.name])
+                if engine.dialect.name == "postgresql" and "id" in table.c:
+                    sequence = conn.scalar(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table.name})
+                    if sequence is not None:
+                        top = conn.scalar(select(func.max(table.c.id)))
+                        conn.execute(text("SELECT setval(:s, :v)"), {"s": sequence, "v": top})
+
+
 @pytest.fixture(scope="module")
 def demo(database_url: str) -> Any:
-    """The demo community, small: loaded once for the module's tests (which only read it)."""
+    """The demo community, small: loaded for each module (whose tests may add to it), simulated
+    once per process and copied back for the modules after the first."""
+    global _loaded
+    from sqlalchemy import select
+
+    from qunyun.db.base import Base
     from qunyun.db.session import get_engine
     from qunyun.simulate.demo import load_demo
 
+    if _loaded is not None:
+        _restore(_loaded[1])
+        return _loaded[0]
     _truncate(get_engine())
-    return load_demo(seed=4, days=28, members=600, password=DEMO_PASSWORD)
+    result = load_demo(seed=4, days=28, members=600, password=DEMO_PASSWORD)
+    with get_engine().connect() as conn:
+        rows = {t.name: [dict(r._mapping) for r in conn.execute(select(t))] for t in Base.metadata.sorted_tables}
+    _loaded = (result, rows)
+    return result
 
 
 def _free_port() -> int:
