@@ -22,7 +22,10 @@ def test_the_calendar_pages_render_in_the_viewers_scope(client: TestClient, worl
     assert month.status_code == 200
     html = month.text
     assert '<a href="/sop" aria-current="page">SOP 日历</a>' in html
-    assert 'id="sop-month"' in html and "@media (max-width: 760px)" in html
+    # Styled by a stylesheet of our own: the Content-Security-Policy allows no inline style.
+    assert 'id="sop-month"' in html and '<link rel="stylesheet" href="/static/sop.css">' in html
+    assert "<style" not in html.split('id="sop-month"')[0].split("<main")[1]
+    assert "@media (max-width: 760px)" in client.get("/static/sop.css").text
     zh = Translator("zh")
     for state in LEGEND:  # the legend names every state
         swatch = '<span class="swatch" aria-hidden="true"></span>'
