@@ -568,6 +568,12 @@ API_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, Any]]] = {
     ("POST", "/api/v1/tasks/notices/seen"): [("/api/v1/tasks/notices/seen", {"task_ids": [1]})],
     # A webhook's credential is its signature: a staff token opens nothing there.
     ("POST", "/hooks/{platform}/{connection_id}"): [("/hooks/simulator/1", {"events": []})],
+    ("POST", "/hooks/{platform}/{connection_id}/{subpath}"): [("/hooks/simulator/1/x", {"events": []})],
+    ("PUT", "/hooks/{platform}/{connection_id}/{subpath}"): [
+        ("/hooks/matrix/1/_matrix/app/v1/transactions/t1", {"events": []})
+    ],
+    # A member's personal data: only the lead erases it.
+    ("POST", "/api/v1/members/{member_id}/erase"): [("/api/v1/members/{m1}/erase", None)],
     # Live codes: a pool of a group outside the scope, or one's group put into another's code.
     ("POST", "/api/v1/livecodes"): [
         ("/api/v1/livecodes", {"name": "mine", "group_ids": [3]}),
@@ -666,6 +672,7 @@ CONSOLE_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, dict[str, str]]]] = 
     ("POST", "/moderation/policies/{policy_id}/test"): [("/moderation/policies/1/test", {"text": "加我微信"})],
     ("POST", "/moderation/policies/{policy_id}/delete"): [("/moderation/policies/1/delete", {})],
     ("POST", "/moderation/decisions/{decision_id}/reverse"): [("/moderation/decisions/1/reverse", {"reason": "x"})],
+    ("POST", "/members/{member_id}/erase"): [("/members/1/erase", {})],
     ("POST", "/logout"): [("/logout", {})],
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}

@@ -182,7 +182,7 @@ def test_sorted_table_and_error_page_in_chinese(context: Any, demo: Any) -> None
     assert "页面不存在" in page.locator("main").inner_text()
     # A lead's sections: overview, communities, groups, members, channels, live codes, moderation,
     # stats, staff, tasks, connections and the webhook inbox.
-    assert page.locator("nav.sections a").count() == 12
+    assert page.locator("nav.sections a").count() == 13
     assert "退出登录" in page.locator("header").inner_text()
     shot(page, "error-404-with-navigation")
     page.click('nav.sections a[href="/members"]')

@@ -18,18 +18,20 @@ import enum
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qunyun.auth.scope import Scope, group_visible, require_group
+from qunyun.db.collation import by_pinyin
 from qunyun.errors import InvalidInput, NotFound
 from qunyun.locale import Msg
 from qunyun.models import (
     Group,
     GroupStatus,
     OutboundAction,
+    Role,
     SopApplication,
     SopGroupPause,
     SopPlan,
@@ -442,3 +444,31 @@ def _fill_cells(session: Session, plan: SopPlan, by_app: dict[int, GanttRow]) ->
                 dismissed=status == GroupStatus.DISMISSED,
             )
             by_app[run.application_id].cells[run.step_id] = GanttCell(run.id, state, to_date(run.day))
+
+
+# Who may appear in the person filter: the roles that run groups.
+RUNNING_ROLES = (Role.LEAD.value, Role.OWNER.value, Role.ADMIN.value, Role.OPERATOR.value)
+
+
+def filter_options(session: Session, scope: Scope) -> dict[str, list[Any]]:
+    """The calendar's filter choices in ``scope``: the groups it sees (pinyin order), the people
+    whose calendar it may open (everyone running groups for a lead or analyst, themselves
+    otherwise) and the organisation's plans."""
+    groups = list(
+        session.execute(
+            select(Group.id, Group.name)
+            .where(group_visible(scope))
+            .order_by(by_pinyin(session, Group.__table__.c.name), Group.id)
+        )
+    )
+    people = select(Staff.id, Staff.display_name).where(
+        Staff.org_id == scope.org_id, Staff.role.in_(RUNNING_ROLES), Staff.is_active.is_(True)
+    )
+    if not scope.whole_org:
+        people = people.where(Staff.id == scope.staff_id)
+    plans = list(
+        session.execute(
+            select(SopPlan.id, SopPlan.name, SopPlan.kind).where(SopPlan.org_id == scope.org_id).order_by(SopPlan.name)
+        )
+    )
+    return {"groups": groups, "people": list(session.execute(people.order_by(Staff.id))), "plans": plans}

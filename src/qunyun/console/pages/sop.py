@@ -12,11 +12,8 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from sqlalchemy import select
 
-from qunyun.auth.scope import group_visible
 from qunyun.console.web import ConsolePage, int_param
-from qunyun.models import Group, Role, SopPlan, Staff
 from qunyun.sop import calendar as sop_calendar
 from qunyun.sop import reports as sop_reports
 from qunyun.sop.calendar import LEGEND, OUTCOME, VIEWS, View
@@ -25,7 +22,6 @@ from qunyun.sop.types import PlanKind, RunState
 router = APIRouter()
 # A month cell lists this many runs; the rest are counted and a link opens the day's week.
 MONTH_CELL_RUNS = 4
-RUNNING_ROLES = (Role.LEAD.value, Role.OWNER.value, Role.ADMIN.value, Role.OPERATOR.value)
 
 
 def _day(value: str | None) -> date | None:
@@ -43,26 +39,7 @@ def _state(value: str | None) -> RunState | None:
 
 
 def _options(page: ConsolePage) -> dict[str, Any]:
-    """The filters' choices: the groups the viewer sees, the people whose calendar they may
-    open (everyone running groups for a lead or analyst, themselves otherwise), the plans."""
-    groups = list(
-        page.db.execute(
-            select(Group.id, Group.name).where(group_visible(page.scope)).order_by(page.pinyin(Group.name), Group.id)
-        )
-    )
-    people = select(Staff.id, Staff.display_name).where(
-        Staff.org_id == page.scope.org_id, Staff.role.in_(RUNNING_ROLES), Staff.is_active.is_(True)
-    )
-    if not page.scope.whole_org:
-        people = people.where(Staff.id == page.scope.staff_id)
-    plans = list(
-        page.db.execute(
-            select(SopPlan.id, SopPlan.name, SopPlan.kind)
-            .where(SopPlan.org_id == page.scope.org_id)
-            .order_by(SopPlan.name)
-        )
-    )
-    return {"groups": groups, "people": list(page.db.execute(people.order_by(Staff.id))), "plans": plans}
+    return sop_calendar.filter_options(page.db, page.scope)
 
 
 def _frame(page: ConsolePage) -> dict[str, Any]:
