@@ -672,7 +672,7 @@ CONSOLE_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, dict[str, str]]]] = 
     ("POST", "/moderation/policies/{policy_id}/test"): [("/moderation/policies/1/test", {"text": "加我微信"})],
     ("POST", "/moderation/policies/{policy_id}/delete"): [("/moderation/policies/1/delete", {})],
     ("POST", "/moderation/decisions/{decision_id}/reverse"): [("/moderation/decisions/1/reverse", {"reason": "x"})],
-    ("POST", "/members/{member_id}/erase"): [("/members/1/erase", {})],
+    ("POST", "/members/{member_id}/erase"): [("/members/1/erase", {"confirm": "1"})],
     ("POST", "/logout"): [("/logout", {})],
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}

@@ -198,7 +198,10 @@ def test_the_console_offers_export_and_erasure_to_the_lead_only(client: TestClie
     assert json.loads(download.text)["member"]["id"] == member
     forged = client.post(f"/members/{member}/erase", data={"csrf_token": "forged"}, follow_redirects=False)
     assert forged.status_code == 403
-    done = client.post(f"/members/{member}/erase", data={"csrf_token": csrf_from(page.text)}, follow_redirects=False)
+    token = csrf_from(page.text)
+    unticked = client.post(f"/members/{member}/erase", data={"csrf_token": token}, follow_redirects=False)
+    assert unticked.status_code == 422
+    done = client.post(f"/members/{member}/erase", data={"csrf_token": token, "confirm": "1"}, follow_redirects=False)
     assert done.status_code == 303 and done.headers["location"].endswith("?done=erased")
     after = client.get(done.headers["location"]).text
     assert "张小明" not in after and f'action="/members/{member}/erase"' not in after

@@ -24,6 +24,7 @@ from qunyun.crm.service import (
     member_orders,
     member_rows,
 )
+from qunyun.errors import InvalidInput
 from qunyun.groups.service import group_names, list_memberships
 from qunyun.locale import Msg
 from qunyun.privacy.service import erase_member, export_member
@@ -148,5 +149,7 @@ def member_erase(page: ConsolePage, member_id: str, form: Annotated[FormData, De
     token = form.get("csrf_token")
     check_csrf(session_csrf_token(page.principal.token.id), token if isinstance(token, str) else None)
     member = path_id(member_id, Msg("tables.no_member", id=member_id))
+    if form.get("confirm") != "1":  # erasure cannot be undone: the box must be ticked
+        raise InvalidInput(Msg("privacy.err.unconfirmed"), field="confirm")
     erase_member(page.db, page.scope, member, request=page.request)  # committed at the edge
     return RedirectResponse(f"/members/{member}?done=erased", status_code=303)
