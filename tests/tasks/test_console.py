@@ -34,7 +34,8 @@ def test_the_inbox_renders_for_a_phone(client: TestClient, world: World) -> None
     for tab in ("今天", "已逾期", "已完成", "全部待办"):
         assert tab in html
     assert "<table" not in html and "<script" not in html  # one column of cards; works without script
-    assert "min-height: 44px" in html  # tap targets a thumb can hit
+    assert '<link rel="stylesheet" href="/static/tasks.css">' in html and "<style" not in html  # CSP: 'self'
+    assert "min-height: 44px" in client.get("/static/tasks.css").text  # tap targets a thumb can hit
     task = card(html, task_id)
     assert "将 张三 移出「Alpha」（在企业微信上手动完成）" in task
     assert "Alpha 福利群" in task and "截止：" in task
