@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.common import fresh_pg
+from bench.common import bench_connection, fresh_pg
 
 REPO = Path(__file__).resolve().parents[1]
 HS_TOKEN = "hs-bench-token-0123456789abcdef"
@@ -81,43 +81,30 @@ def transactions(n: int, per: int, seed: int = 7) -> list[dict[str, Any]]:
 
 
 def setup(url: str, homeserver: str, user_id: str) -> tuple[int, int]:
-    os.environ["QUNYUN_DATABASE_URL"] = url
-    os.environ.setdefault("QUNYUN_SECRET_KEY", "bench-secret-key-that-is-long-enough-0123456789")
+    org_id, connection_id, lead = bench_connection(
+        url,
+        "matrix",
+        "bench appservice",
+        {"mode": "appservice", "homeserver": homeserver, "user_id": user_id},
+        {"as_token": AS_TOKEN, "hs_token": HS_TOKEN},
+        lead=True,
+    )
     from qunyun.auth.scope import Scope
-    from qunyun.connections.secrets import encrypt
-    from qunyun.db.migrate import upgrade
-    from qunyun.db.session import get_engine, unit_of_work
-    from qunyun.models import Connection, Role
+    from qunyun.db.session import unit_of_work
+    from qunyun.models import Role
     from qunyun.moderation import service as moderation
-    from qunyun.team.service import create_organisation, create_staff
-    from qunyun.timeutil import utcnow
 
-    upgrade(get_engine())
+    assert lead is not None
     with unit_of_work() as s:
-        org = create_organisation(s, name="bench", slug="bench")
-        lead = create_staff(s, org.id, username="lead1", password="password-1", role="lead")
-        now = utcnow()
-        row = Connection(
-            org_id=org.id,
-            platform="matrix",
-            name="bench appservice",
-            settings={"mode": "appservice", "homeserver": homeserver, "user_id": user_id},
-            secrets=encrypt({"as_token": AS_TOKEN, "hs_token": HS_TOKEN}),
-            status="active",
-            created_at=now,
-            updated_at=now,
-        )
-        s.add(row)
-        s.flush()
         moderation.create_policy(
             s,
-            Scope(staff_id=lead.id, org_id=org.id, role=Role.LEAD),
+            Scope(staff_id=lead, org_id=org_id, role=Role.LEAD),
             name="群规",
             target_type="organisation",
             settings={"rules": [{"name": "广告", "kind": "words"}]},
             words=[{"word": "加我微信", "category": "广告"}],
         )
-        return org.id, row.id
+    return org_id, connection_id
 
 
 def parse_rate(batch: list[dict[str, Any]]) -> float:

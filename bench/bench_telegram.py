@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.common import free_port, fresh_pg
+from bench.common import bench_connection, free_port, fresh_pg
 
 TOKEN = "123456789:AAFakeTokenForTheBenchOnly_abcdefghijkl"
 SECRET = "bench-secret-token_0123456789"
@@ -76,32 +76,14 @@ def updates(n: int, seed: int = 7) -> list[dict[str, Any]]:
 
 
 def setup(url: str) -> tuple[int, int]:
-    os.environ["QUNYUN_DATABASE_URL"] = url
-    os.environ.setdefault("QUNYUN_SECRET_KEY", "bench-secret-key-that-is-long-enough-0123456789")
-    from qunyun.connections.secrets import encrypt
-    from qunyun.db.migrate import upgrade
-    from qunyun.db.session import get_engine, unit_of_work
-    from qunyun.models import Connection
-    from qunyun.team.service import create_organisation
-    from qunyun.timeutil import utcnow
-
-    upgrade(get_engine())
-    with unit_of_work() as s:
-        org = create_organisation(s, name="bench", slug="bench")
-        now = utcnow()
-        row = Connection(
-            org_id=org.id,
-            platform="telegram",
-            name="bench bot",
-            settings={"mode": "webhook", "api_base": "http://127.0.0.1:9"},
-            secrets=encrypt({"bot_token": TOKEN, "webhook_secret": SECRET}),
-            status="active",
-            created_at=now,
-            updated_at=now,
-        )
-        s.add(row)
-        s.flush()
-        return org.id, row.id
+    org_id, connection_id, _ = bench_connection(
+        url,
+        "telegram",
+        "bench bot",
+        {"mode": "webhook", "api_base": "http://127.0.0.1:9"},
+        {"bot_token": TOKEN, "webhook_secret": SECRET},
+    )
+    return org_id, connection_id
 
 
 def parse_rate(batch: list[dict[str, Any]]) -> float:

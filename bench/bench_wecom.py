@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import free_port, fresh_pg
+from bench.common import bench_connection, free_port, fresh_pg
 
 CORP_ID = "ww1436e0e65a779aee"
 TOKEN = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo"
@@ -37,32 +37,14 @@ GROUPS = 20
 
 
 def setup(url: str, api_base: str) -> tuple[int, int]:
-    os.environ["QUNYUN_DATABASE_URL"] = url
-    os.environ.setdefault("QUNYUN_SECRET_KEY", "bench-secret-key-that-is-long-enough-0123456789")
-    from qunyun.connections.secrets import encrypt
-    from qunyun.db.migrate import upgrade
-    from qunyun.db.session import get_engine, unit_of_work
-    from qunyun.models import Connection
-    from qunyun.team.service import create_organisation
-    from qunyun.timeutil import utcnow
-
-    upgrade(get_engine())
-    with unit_of_work() as s:
-        org = create_organisation(s, name="bench", slug="bench")
-        now = utcnow()
-        row = Connection(
-            org_id=org.id,
-            platform="wecom",
-            name="bench corp",
-            settings={"corp_id": CORP_ID, "api_base": api_base},
-            secrets=encrypt({"secret": SECRET, "token": TOKEN, "aes_key": AES_KEY}),
-            status="active",
-            created_at=now,
-            updated_at=now,
-        )
-        s.add(row)
-        s.flush()
-        return org.id, row.id
+    org_id, connection_id, _ = bench_connection(
+        url,
+        "wecom",
+        "bench corp",
+        {"corp_id": CORP_ID, "api_base": api_base},
+        {"secret": SECRET, "token": TOKEN, "aes_key": AES_KEY},
+    )
+    return org_id, connection_id
 
 
 def callbacks(fake: object, n: int, prefix: str) -> list[tuple[dict[str, str], bytes]]:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -70,3 +71,38 @@ def generated_sqlite(name: str, *, events: int, groups: int, members: int, days:
         seconds = run_cli(["events", "import", str(path), "--quiet"], url)
         print(f"loaded {events:,} events in {seconds:.1f}s")
     return url
+
+
+def bench_connection(
+    url: str, platform: str, name: str, settings: dict[str, Any], secrets: dict[str, str], *, lead: bool = False
+) -> tuple[int, int, int | None]:
+    """A migrated database at ``url`` with an organisation "bench" and one active connection of
+    ``platform`` (secrets encrypted as the product stores them); with ``lead``, a lead "lead1"
+    too. Returns (organisation id, connection id, lead's staff id or None)."""
+    os.environ["QUNYUN_DATABASE_URL"] = url
+    os.environ.setdefault("QUNYUN_SECRET_KEY", "bench-secret-key-that-is-long-enough-0123456789")
+    from qunyun.connections.secrets import encrypt
+    from qunyun.db.migrate import upgrade
+    from qunyun.db.session import get_engine, unit_of_work
+    from qunyun.models import Connection
+    from qunyun.team.service import create_organisation, create_staff
+    from qunyun.timeutil import utcnow
+
+    upgrade(get_engine())
+    with unit_of_work() as s:
+        org = create_organisation(s, name="bench", slug="bench")
+        staff = create_staff(s, org.id, username="lead1", password="password-1", role="lead") if lead else None
+        now = utcnow()
+        row = Connection(
+            org_id=org.id,
+            platform=platform,
+            name=name,
+            settings=settings,
+            secrets=encrypt(secrets),
+            status="active",
+            created_at=now,
+            updated_at=now,
+        )
+        s.add(row)
+        s.flush()
+        return org.id, row.id, staff.id if staff is not None else None
