@@ -18,10 +18,12 @@ from tests.api.conftest import World
 from tests.connections.helpers import connection_row
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters
+# Nothing listens on the discard port: WeCom "cannot be reached" without the tests touching the internet.
+UNREACHABLE = "http://127.0.0.1:9"
 WECOM = {
     "platform": "wecom",
     "name": "企业微信主体",
-    "settings": {"corp_id": "ww0123456789abcdef", "agent_id": "1000002"},
+    "settings": {"corp_id": "ww0123456789abcdef", "agent_id": "1000002", "api_base": UNREACHABLE},
     "secrets": {"secret": "app-secret-value-123", "token": "tok3nValue", "aes_key": AES_KEY},
 }
 
@@ -54,7 +56,7 @@ def test_a_platform_without_a_connector_is_stored_with_the_reason(client: TestCl
     # WeCom cannot be reached with these made-up credentials: stored, with gettoken's reason.
     assert body["status"] == "error" and ("gettoken" in body["last_error"] or "40013" in body["last_error"])
     assert body["has_secrets"] == {"secret": True, "token": True, "aes_key": True}
-    assert body["settings"] == {"corp_id": "ww0123456789abcdef", "agent_id": 1000002}
+    assert body["settings"] == {"corp_id": "ww0123456789abcdef", "agent_id": 1000002, "api_base": UNREACHABLE}
     for value in WECOM["secrets"].values():
         assert value not in response.text
     from qunyun.models import Connection

@@ -58,7 +58,7 @@ def test_secrets_from_the_environment_a_file_and_standard_input_are_never_printe
     (tmp_path / "token").write_text("tok3nValue\n", encoding="utf-8")
     result = cli(
         "connections", "add", "wecom", "--org", "acme", "--name", "企业微信",
-        "--set", "corp_id=ww0123456789abcdef", "--set", "agent_id=1000002",
+        "--set", "corp_id=ww0123456789abcdef", "--set", "agent_id=1000002", "--api-base", "http://127.0.0.1:9",
         "--secret", "secret=env:WECOM_SECRET",
         "--secret", f"token=file:{tmp_path / 'token'}",
         "--secret", "aes_key=-",

@@ -22,6 +22,7 @@ def _wecom(token: str, **change: str) -> dict[str, str]:
         "name": "企业微信主体",
         "settings.corp_id": "ww0123456789abcdef",
         "settings.agent_id": "1000002",
+        "settings.api_base": "http://127.0.0.1:9",  # nothing listens: no call leaves the machine
         "secrets.secret": "app-secret-value-123",
         "secrets.token": "tok3nValue",
         "secrets.aes_key": AES_KEY,
