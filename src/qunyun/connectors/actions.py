@@ -318,6 +318,17 @@ class CreateGroup(ActionBase, kind="create_group", capability=Capability.CREATE_
         )
 
 
+def invite_link_capabilities(member_limit: int | None, expire_at: datetime | None) -> frozenset[Capability]:
+    """What creating or editing an invite link needs: a member limit and an expiry each need
+    their own capability on top of creating links."""
+    needed = {Capability.CREATE_INVITE_LINK}
+    if member_limit is not None:
+        needed.add(Capability.INVITE_LINK_MEMBER_LIMIT)
+    if expire_at is not None:
+        needed.add(Capability.INVITE_LINK_EXPIRY)
+    return frozenset(needed)
+
+
 @dataclass(frozen=True)
 class CreateInviteLink(ActionBase, kind="create_invite_link", capability=Capability.CREATE_INVITE_LINK, targets=GROUP):
     """An invite link (live-code target). A member limit or an expiry needs the matching
@@ -330,12 +341,7 @@ class CreateInviteLink(ActionBase, kind="create_invite_link", capability=Capabil
     channel: str | None = None  # channel code the joins through this link are attributed to
 
     def required_capabilities(self) -> frozenset[Capability]:
-        needed = {Capability.CREATE_INVITE_LINK}
-        if self.member_limit is not None:
-            needed.add(Capability.INVITE_LINK_MEMBER_LIMIT)
-        if self.expire_at is not None:
-            needed.add(Capability.INVITE_LINK_EXPIRY)
-        return frozenset(needed)
+        return invite_link_capabilities(self.member_limit, self.expire_at)
 
     @classmethod
     def parse(cls, f: PayloadFields, *, group: str | None, member: str | None) -> Self:

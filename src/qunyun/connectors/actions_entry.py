@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Self
 
-from qunyun.connectors.actions import GROUP, GROUP_MEMBER, ActionBase
+from qunyun.connectors.actions import GROUP, GROUP_MEMBER, ActionBase, invite_link_capabilities
 from qunyun.connectors.base import Capability
 
 if TYPE_CHECKING:
@@ -96,12 +96,7 @@ class EditInviteLink(ActionBase, kind="edit_invite_link", capability=Capability.
     expire_at: datetime | None = None
 
     def required_capabilities(self) -> frozenset[Capability]:
-        needed = {Capability.CREATE_INVITE_LINK}
-        if self.member_limit is not None:
-            needed.add(Capability.INVITE_LINK_MEMBER_LIMIT)
-        if self.expire_at is not None:
-            needed.add(Capability.INVITE_LINK_EXPIRY)
-        return frozenset(needed)
+        return invite_link_capabilities(self.member_limit, self.expire_at)
 
     @classmethod
     def parse(cls, f: PayloadFields, *, group: str | None, member: str | None) -> Self:
