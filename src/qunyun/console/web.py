@@ -20,9 +20,10 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from qunyun.api.pagination import INT32_MAX, INT64_MAX
-from qunyun.auth.csrf import session_csrf_token
+from qunyun.auth.csrf import check_csrf, session_csrf_token
 from qunyun.auth.deps import SESSION_COOKIE, ConsolePrincipal, DbSession, Principal
 from qunyun.auth.scope import Scope
 from qunyun.auth.tokens import TokenKind, verify_token
@@ -357,3 +358,17 @@ def path_id(value: str, not_found: Msg) -> int:
     if number is None or not 0 < number <= MAX_ID:
         raise NotFound(not_found)
     return number
+
+
+async def form_data(request: Request) -> FormData:
+    """A console form's fields (urlencoded or multipart)."""
+    return await request.form()
+
+
+Form = Annotated[FormData, Depends(form_data)]
+
+
+def check_form(page: Page, form: FormData) -> None:
+    """403 unless ``form`` carries the viewer's CSRF token (every console form posts it)."""
+    token = form.get("csrf_token")
+    check_csrf(session_csrf_token(page.principal.token.id), token if isinstance(token, str) else None)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
-from starlette.datastructures import FormData
 
 from qunyun.acquisition.report import channel_detail, channel_report
 from qunyun.acquisition.schemas import SpendCreate
@@ -24,7 +23,7 @@ from qunyun.auth.csrf import check_csrf, session_csrf_token
 from qunyun.auth.scope import require_lead
 from qunyun.console.charts import Series, bar_chart, line_chart
 from qunyun.console.labels import kind_name, money, percent
-from qunyun.console.web import ConsolePage, path_id
+from qunyun.console.web import ConsolePage, Form, path_id
 from qunyun.errors import InvalidInput, QunyunError
 from qunyun.locale import Msg
 from qunyun.timeutil import daterange
@@ -35,11 +34,6 @@ DEFAULT_DAYS = 28
 SPEND_ROWS = 30  # the latest spend rows the channel's page lists
 
 
-async def form_data(request: Request) -> FormData:
-    return await request.form()
-
-
-Form = Annotated[FormData, Depends(form_data)]
 SPEND_FIELDS = ("day", "touches", "fixed_cost", "note")
 
 

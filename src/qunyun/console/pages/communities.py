@@ -4,14 +4,13 @@ guided 0→1 setup (positioning → persona → value → naming → rules → w
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from qunyun.api.pagination import Id
-from qunyun.auth.csrf import check_csrf, session_csrf_token
 from qunyun.auth.scope import require_lead
 from qunyun.community.service import (
     ALL_FIELDS,
@@ -38,29 +37,17 @@ from qunyun.community.service import (
     step,
     update_community,
 )
-from qunyun.console.web import ConsolePage
+from qunyun.console.web import ConsolePage, Form, check_form
 from qunyun.errors import Conflict, InvalidInput, QunyunError
 from qunyun.models import Community
 
 router = APIRouter()
 
 
-async def form_data(request: Request) -> FormData:
-    return await request.form()
-
-
-Form = Annotated[FormData, Depends(form_data)]
-
-
 def _form_values(form: FormData) -> dict[str, Any]:
     values: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
     values["value_offered"] = [v for v in form.getlist("value_offered") if isinstance(v, str)]
     return values
-
-
-def _check_form(page: ConsolePage, form: FormData) -> None:
-    token = form.get("csrf_token")
-    check_csrf(session_csrf_token(page.principal.token.id), token if isinstance(token, str) else None)
 
 
 def _choices(page: ConsolePage) -> dict[str, Any]:
@@ -145,7 +132,7 @@ def _current_values(page: ConsolePage, community: Community | None) -> dict[str,
 def _lead_community(page: ConsolePage, community_id: Id, form: FormData | None = None) -> Community:
     """The community to change: the form's CSRF token checked, in scope (else 404), lead only."""
     if form is not None:
-        _check_form(page, form)
+        check_form(page, form)
     community = require_community(page.db, page.scope, community_id)
     require_lead(page.scope)
     return community
@@ -229,7 +216,7 @@ def setup_start(page: ConsolePage) -> Response:
 
 @router.post("/communities/setup/start")
 def setup_start_submit(page: ConsolePage, form: Form) -> Response:
-    _check_form(page, form)
+    check_form(page, form)
     require_lead(page.scope)
     submitted = _form_values(form)
     try:

@@ -4,18 +4,15 @@ never filled in again), and test / disable / enable buttons."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from qunyun.auth.csrf import check_csrf, session_csrf_token
 from qunyun.auth.scope import require_lead
 from qunyun.connections import service
 from qunyun.connections.platforms import PLATFORMS, platform_names
 from qunyun.connections.schemas import ConnectionOut
-from qunyun.console.web import ConsolePage, path_id
+from qunyun.console.web import ConsolePage, Form, check_form, path_id
 from qunyun.errors import Conflict, InvalidInput, NotFound
 from qunyun.locale import Msg
 
@@ -26,18 +23,6 @@ ACTIONS = {
     "disable": service.disable_connection,
     "enable": service.enable_connection,
 }
-
-
-async def form_data(request: Request) -> FormData:
-    return await request.form()
-
-
-Form = Annotated[FormData, Depends(form_data)]
-
-
-def _check_form(page: ConsolePage, form: FormData) -> None:
-    token = form.get("csrf_token")
-    check_csrf(session_csrf_token(page.principal.token.id), token if isinstance(token, str) else None)
 
 
 def _text(form: FormData, key: str) -> str:
@@ -87,7 +72,7 @@ def connection_list(page: ConsolePage) -> Response:
 
 @router.post("/connections")
 def connection_add(page: ConsolePage, form: Form) -> Response:
-    _check_form(page, form)
+    check_form(page, form)
     require_lead(page.scope)
     platform = _text(form, "platform")
     settings = _part(form, "settings.")
@@ -112,7 +97,7 @@ def connection_add(page: ConsolePage, form: Form) -> Response:
 
 @router.post("/connections/{connection_id}/{action}")
 def connection_action(page: ConsolePage, connection_id: str, action: str, form: Form) -> Response:
-    _check_form(page, form)
+    check_form(page, form)
     require_lead(page.scope)
     operation = ACTIONS.get(action)
     if operation is None:

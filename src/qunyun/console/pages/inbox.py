@@ -5,15 +5,13 @@ failed one."""
 from __future__ import annotations
 
 import json
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
-from starlette.datastructures import FormData
 
 from qunyun.auth.csrf import check_csrf, session_csrf_token
 from qunyun.auth.scope import require_lead
-from qunyun.console.web import ConsolePage, int_param, path_id
+from qunyun.console.web import ConsolePage, Form, int_param, path_id
 from qunyun.hooks import jobs  # noqa: F401  (registers hooks.process: a replay enqueues it)
 from qunyun.hooks.service import connection_names, get_delivery, list_deliveries, rejection_counts, replay_delivery
 from qunyun.locale import Msg
@@ -24,13 +22,6 @@ router = APIRouter()
 
 PAGE_SIZE = 50
 STATUSES = tuple(s.value for s in DeliveryStatus)
-
-
-async def form_data(request: Request) -> FormData:
-    return await request.form()
-
-
-Form = Annotated[FormData, Depends(form_data)]
 
 
 @router.get("/inbox")

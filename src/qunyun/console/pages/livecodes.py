@@ -25,9 +25,8 @@ from qunyun.acquisition.report import channel_report
 from qunyun.acquisition.service import list_channels
 from qunyun.api.errors import validation_error
 from qunyun.api.pagination import Id
-from qunyun.auth.csrf import check_csrf, session_csrf_token
 from qunyun.connections.service import list_connections
-from qunyun.console.web import MAX_ID, ConsolePage, Page, int_param
+from qunyun.console.web import MAX_ID, ConsolePage, Page, check_form, int_param
 from qunyun.errors import Conflict, Forbidden, InvalidInput, NotFound, QunyunError
 from qunyun.groups.service import GroupFilter, group_rows
 from qunyun.livecodes import downloads, service
@@ -86,11 +85,6 @@ async def image_bytes(form: Form) -> bytes | None:
 
 
 Image = Annotated[bytes | None, Depends(image_bytes)]
-
-
-def _check_form(page: Page, form: FormData) -> None:
-    token = form.get("csrf_token")
-    check_csrf(session_csrf_token(page.principal.token.id), token if isinstance(token, str) else None)
 
 
 def _text(form: FormData, key: str) -> str:
@@ -302,7 +296,7 @@ def livecode_new(page: ConsolePage) -> Response:
 
 @router.post("/livecodes/new")
 def livecode_create(page: ConsolePage, form: Form) -> Response:
-    _check_form(page, form)
+    check_form(page, form)
     if not page.scope.can_write:
         raise Forbidden(Msg("api.read_only"))
     picked: dict[int, str] = {}
@@ -338,7 +332,7 @@ def livecode_edit(page: ConsolePage, live_code_id: Id) -> Response:
 
 @router.post("/livecodes/{live_code_id}/edit")
 def livecode_edit_submit(page: ConsolePage, live_code_id: Id, form: Form) -> Response:
-    _check_form(page, form)
+    check_form(page, form)
     row = service.get_live_code(page.db, page.scope, live_code_id, write=True)
     try:
         values = _settings(form, lead=page.scope.is_lead)
@@ -484,7 +478,7 @@ def _on_detail(page: Page, live_code_id: int, action: Any, done: str, *, group_i
 
 @router.post("/livecodes/{live_code_id}/pause")
 def livecode_pause(page: ConsolePage, live_code_id: Id, form: Form) -> Response:
-    _check_form(page, form)
+    check_form(page, form)
     paused = _text(form, "paused") == "1"
     service.set_paused(page.db, page.scope, live_code_id, paused, request=page.request)
     return _after(live_code_id, "paused" if paused else "resumed")
@@ -492,7 +486,7 @@ def livecode_pause(page: ConsolePage, live_code_id: Id, form: Form) -> Response:
 
 @router.post("/livecodes/{live_code_id}/groups")
 def pool_add(page: ConsolePage, live_code_id: Id, form: Form) -> Response:
-    _check_form(page, form)
+    check_form(page, form)
 
     def add() -> None:
         group_id = _number(form, "group_id", maximum=MAX_ID)
@@ -511,7 +505,7 @@ def pool_add(page: ConsolePage, live_code_id: Id, form: Form) -> Response:
 
 @router.post("/livecodes/{live_code_id}/groups/{group_id}")
 def pool_update(page: ConsolePage, live_code_id: Id, group_id: Id, form: Form) -> Response:
-    _check_form(page, form)
+    check_form(page, form)
 
     def update() -> None:
         try:
@@ -532,14 +526,14 @@ def pool_update(page: ConsolePage, live_code_id: Id, group_id: Id, form: Form) -
 
 @router.post("/livecodes/{live_code_id}/groups/{group_id}/remove")
 def pool_remove(page: ConsolePage, live_code_id: Id, group_id: Id, form: Form) -> Response:
-    _check_form(page, form)
+    check_form(page, form)
     service.remove_group(page.db, page.scope, live_code_id, group_id, request=page.request)
     return _after(live_code_id, "group_removed")
 
 
 @router.post("/livecodes/{live_code_id}/groups/{group_id}/qr")
 def qr_upload(page: ConsolePage, live_code_id: Id, group_id: Id, form: Form, image: Image) -> Response:
-    _check_form(page, form)
+    check_form(page, form)
 
     def upload() -> None:
         # A group of the pool as the reader sees it (404 for one that is not in it).
@@ -556,7 +550,7 @@ def qr_upload(page: ConsolePage, live_code_id: Id, group_id: Id, form: Form, ima
 
 @router.post("/livecodes/{live_code_id}/qr-images/{image_id}/withdraw")
 def qr_withdraw(page: ConsolePage, live_code_id: Id, image_id: Id, form: Form) -> Response:
-    _check_form(page, form)
+    check_form(page, form)
     service.get_live_code(page.db, page.scope, live_code_id)
     image = service.withdraw_qr_image(page.db, page.scope, image_id, request=page.request)
     return _after(live_code_id, "qr_withdrawn", f"#pool-{image.group_id}")
@@ -564,7 +558,7 @@ def qr_withdraw(page: ConsolePage, live_code_id: Id, image_id: Id, form: Form) -
 
 @router.post("/livecodes/{live_code_id}/fallback-image")
 def fallback_upload(page: ConsolePage, live_code_id: Id, form: Form, image: Image) -> Response:
-    _check_form(page, form)
+    check_form(page, form)
     remove = _text(form, "remove") == "1"
 
     def change() -> None:

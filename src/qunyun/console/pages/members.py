@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
-from starlette.datastructures import FormData
 
 from qunyun.acquisition.service import channel_names
 from qunyun.analytics.portrait import age_band, member_tiers
-from qunyun.auth.csrf import check_csrf, session_csrf_token
 from qunyun.console.pages.moderation import member_section
-from qunyun.console.web import ConsolePage, int_param, path_id
+from qunyun.console.web import ConsolePage, Form, check_form, int_param, path_id
 from qunyun.crm.service import (
     MemberFilter,
     count_members,
@@ -131,10 +128,6 @@ def member_detail(page: ConsolePage, member_id: str) -> Response:
     )
 
 
-async def _form(request: Request) -> FormData:
-    return await request.form()
-
-
 @router.get("/members/{member_id}/export")
 def member_export(page: ConsolePage, member_id: str) -> Response:
     """The member's data as a JSON download (lead only, like the API)."""
@@ -145,9 +138,8 @@ def member_export(page: ConsolePage, member_id: str) -> Response:
 
 
 @router.post("/members/{member_id}/erase")
-def member_erase(page: ConsolePage, member_id: str, form: Annotated[FormData, Depends(_form)]) -> Response:
-    token = form.get("csrf_token")
-    check_csrf(session_csrf_token(page.principal.token.id), token if isinstance(token, str) else None)
+def member_erase(page: ConsolePage, member_id: str, form: Form) -> Response:
+    check_form(page, form)
     member = path_id(member_id, Msg("tables.no_member", id=member_id))
     if form.get("confirm") != "1":  # erasure cannot be undone: the box must be ticked
         raise InvalidInput(Msg("privacy.err.unconfirmed"), field="confirm")

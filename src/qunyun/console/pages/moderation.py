@@ -23,8 +23,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
 from qunyun.api.pagination import BigId, Id
-from qunyun.auth.csrf import check_csrf, session_csrf_token
-from qunyun.console.web import ConsolePage, Page, int_param
+from qunyun.console.web import ConsolePage, Page, check_form, int_param
 from qunyun.errors import Conflict, Forbidden, InvalidInput, NotFound, QunyunError
 from qunyun.locale import FALLBACK, Msg, Translator, catalogue
 from qunyun.models import ModerationPolicy, PolicyTarget, Role
@@ -58,11 +57,6 @@ async def form_data(request: Request) -> AsyncIterator[FormData]:
 
 
 Form = Annotated[FormData, Depends(form_data)]
-
-
-def _check_form(page: Page, form: FormData) -> None:
-    token = form.get("csrf_token")
-    check_csrf(session_csrf_token(page.principal.token.id), token if isinstance(token, str) else None)
 
 
 def _text(form: FormData, key: str) -> str:
@@ -310,7 +304,7 @@ def _target(value: str) -> tuple[str, int | None]:
 
 @router.post("/moderation/policies/new")
 def policy_create(page: ConsolePage, form: Form) -> Response:
-    _check_form(page, form)
+    check_form(page, form)
     if not _may_create(page):
         raise Forbidden(Msg("moderation.engine.err.editors"))
     try:
@@ -450,7 +444,7 @@ def policy_detail(page: ConsolePage, policy_id: Id) -> Response:
 
 @router.post("/moderation/policies/{policy_id}/edit")
 def policy_edit(page: ConsolePage, policy_id: Id, form: Form) -> Response:
-    _check_form(page, form)
+    check_form(page, form)
     try:
         settings, window = _settings_from_form(form)
         changes = {
@@ -471,7 +465,7 @@ def policy_words(page: ConsolePage, policy_id: Id, form: Form) -> Response:
     """The word list (``word<TAB>category`` a line; a line without a category takes the one
     chosen) and the allow list (a term a line), replaced together. A list too long to edit here
     is not in the form (import and export it): then only the allow list changes."""
-    _check_form(page, form)
+    check_form(page, form)
     words_text, allow_text = _raw(form, "words"), _raw(form, "allow")
     try:
         category = _category(form)
@@ -519,7 +513,7 @@ def policy_import(
 ) -> Response:
     """A word file (text, or .xlsx) added to the list or replacing it; a bad line or row refuses
     the whole file, naming it, and nothing is imported."""
-    _check_form(page, form)
+    check_form(page, form)
     data, filename = upload.data, upload.filename
     try:
         if not data:
@@ -568,7 +562,7 @@ def _download(body: bytes, media_type: str, filename: str) -> Response:
 @router.post("/moderation/policies/{policy_id}/test")
 def policy_test(page: ConsolePage, policy_id: Id, form: Form) -> Response:
     """What the policy decides on a message (nothing is recorded or sent)."""
-    _check_form(page, form)
+    check_form(page, form)
     values = {
         "text": _raw(form, "text"),
         "msg_type": _text(form, "msg_type") or "text",
@@ -596,7 +590,7 @@ def policy_test(page: ConsolePage, policy_id: Id, form: Form) -> Response:
 
 @router.post("/moderation/policies/{policy_id}/delete")
 def policy_delete(page: ConsolePage, policy_id: Id, form: Form) -> Response:
-    _check_form(page, form)
+    check_form(page, form)
     service.delete_policy(page.db, page.scope, policy_id, request=page.request)
     return RedirectResponse("/moderation?done=deleted", status_code=303)
 
@@ -737,7 +731,7 @@ def _back_query(form: FormData) -> str:
 @router.post("/moderation/decisions/{decision_id}/reverse")
 def decision_reverse(page: ConsolePage, decision_id: BigId, form: Form) -> Response:
     """An appeal granted: the decision stops counting; a reason is required."""
-    _check_form(page, form)
+    check_form(page, form)
     reason = _text(form, "reason")
     back = _back_query(form)
     try:
