@@ -13,6 +13,11 @@
    minute): 4 processes of a bare loop — claim up to 32 due planned runs with
    `SELECT … FOR UPDATE SKIP LOCKED`, mark them sent, commit — and its lateness.
 
+Cost per run, from the worker processes themselves (``QUNYUN_WORKER_IMPORTS`` loads this module
+in each, which counts from the due time on): SQL statements per run (by kind with
+``--statements``) and CPU seconds per run of the 4 processes together (fire and perform). Wall
+figures depend on the machine's load: the load average is printed with them.
+
 The 2.24 M other runs stay in the table (due later), as they would be. Reproduce:
 `.venv/bin/python -m bench.bench_sop` (`--groups 1000` for a quick look).
 """
@@ -20,11 +25,15 @@ The 2.24 M other runs stay in the table (due later), as they would be. Reproduce
 from __future__ import annotations
 
 import argparse
+import atexit
+import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
 from zoneinfo import ZoneInfo
@@ -39,6 +48,7 @@ SLOTS = [(8, 0, "早安语"), (9, 30, "内容推送"), (11, 0, "商品推送"), 
 SLOTS += [(14, 0, "活跃活动"), (16, 0, "新品预告"), (18, 0, "内容推送"), (20, 0, "晚安语")]
 WORKERS = 4
 BATCH = 32
+PROBE_ENV = "QUNYUN_BENCH_SOP_PROBE"  # "<due epoch seconds>:<output file>" in a worker process
 
 
 def setup(url: str, groups: int) -> tuple[int, int, list[int]]:
@@ -196,15 +206,58 @@ def wait_for(url: str, ids: list[int], due: datetime, *, sent: bool, timeout: fl
         time.sleep(1)
 
 
-def ours(url: str, count: int) -> dict[str, list[float]]:
+def install_probe(spec: str) -> None:
+    """In a worker process: count its SQL statements (by their first words) and its CPU seconds
+    from the due time on, and write them to a JSON file when the process exits."""
+    from sqlalchemy import Engine, event
+
+    due_text, out = spec.split(":", 1)
+    due = float(due_text)
+    kinds: Counter[str] = Counter()
+    started: list[float] = []  # the process's CPU time at its first statement after the due time
+
+    def before(conn: object, cursor: object, statement: str, params: object, context: object, many: bool) -> None:
+        if time.time() < due:
+            return
+        if not started:
+            started.append(time.process_time())
+        kinds[_statement_kind(statement)] += 1
+
+    event.listen(Engine, "before_cursor_execute", before)
+
+    def write() -> None:
+        cpu = time.process_time() - started[0] if started else 0.0
+        with open(out, "w") as f:
+            json.dump({"cpu": cpu, "statements": dict(kinds)}, f)
+
+    atexit.register(write)
+
+
+def _statement_kind(statement: str) -> str:
+    """A statement's verb and first table (``UPDATE jobs``, ``SELECT sop_runs``…)."""
+    text = " ".join(statement.split())
+    verb = text.split(" ", 1)[0].upper()
+    if verb == "WITH":
+        match = re.search(r"\)\s*(INSERT INTO|UPDATE|DELETE FROM|SELECT .*? FROM)\s+(\w+)", text, re.I)
+        return f"WITH … {match.group(1).split()[0].upper()} {match.group(2)}" if match else "WITH"
+    match = re.search(r"\b(?:FROM|INTO|UPDATE)\s+(\w+)", text, re.I)
+    return f"{verb} {match.group(1)}" if match else verb
+
+
+if os.environ.get(PROBE_ENV):
+    install_probe(os.environ[PROBE_ENV])
+
+
+def ours(url: str, count: int, probes: list[str]) -> dict[str, list[float]]:
     due = next_minute(20)
     ids = make_due(url, due, count)
     env = {**os.environ, "QUNYUN_DATABASE_URL": url, "QUNYUN_ENV": "development"}
+    env["QUNYUN_WORKER_IMPORTS"] = ",".join(filter(None, [env.get("QUNYUN_WORKER_IMPORTS"), "bench.bench_sop"]))
     procs = [
         subprocess.Popen(
             [*QUNYUN, "worker", "--batch", str(BATCH), "--name", f"bench-sop-{i}"],
             cwd=ROOT,
-            env=env,
+            env={**env, PROBE_ENV: f"{due.timestamp()}:{probes[i]}"},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -218,6 +271,22 @@ def ours(url: str, count: int) -> dict[str, list[float]]:
         for proc in procs:
             proc.wait(60)
     return {"handed": lateness(url, ids, due, sent=False), "sent": lateness(url, ids, due, sent=True)}
+
+
+def costs(probes: list[str]) -> tuple[float, Counter[str]]:
+    """The workers' CPU seconds and statements (by kind) from the due time on, all together."""
+    cpu = 0.0
+    kinds: Counter[str] = Counter()
+    for path in probes:
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            print(f"  (no probe figures from {path}: the worker did not exit cleanly)")
+            continue
+        cpu += data["cpu"]
+        kinds.update(data["statements"])
+    return cpu, kinds
 
 
 def bare(url: str, count: int) -> dict[str, list[float]]:
@@ -275,6 +344,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--groups", type=int, default=10_000)
     parser.add_argument("--due", type=int, default=None, help="runs due in the minute (default: one per group)")
+    parser.add_argument("--statements", action="store_true", help="print the workers' statements by kind")
     parser.add_argument("--bare-loop", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--until", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -293,13 +363,29 @@ def main() -> None:
     print(f"\nmaterialization: {args.groups:,} groups × 28 days × {len(SLOTS)} slots = {made:,} runs")
     print(f"  {seconds:.1f} s, {made / seconds:,.0f} runs/s")
     count = args.due or args.groups
-    figures = ours(url, count)
+    probes = [str(ROOT / "var" / "bench" / f"sop-probe-{i}.json") for i in range(WORKERS)]
+    os.makedirs(ROOT / "var" / "bench", exist_ok=True)
+    for path in probes:
+        if os.path.exists(path):
+            os.remove(path)
+    load_dispatch = os.getloadavg()
+    figures = ours(url, count, probes)
+    cpu, kinds = costs(probes)
     baseline = bare(url, count)
     print(f"\ndispatch: {count:,} runs due in one minute, {WORKERS} processes, PostgreSQL")
     print(f"  qunyun workers, handed on : {describe(figures['handed'], count)}")
     print(f"  qunyun workers, sent      : {describe(figures['sent'], count)}")
     print(f"  bare SKIP LOCKED loop     : {describe(baseline['handed'], count)}")
     print("  goal: all sent within 60 s, p99 under 30 s")
+    statements = sum(kinds.values())
+    print(f"  load average during dispatch (1 min): {load_dispatch[0]:.1f} at its start")
+    print(
+        f"  cost per run (4 worker processes, fire + perform): {statements / count:.1f} statements, "
+        f"{cpu / count * 1000:.2f} ms CPU ({statements:,} statements, {cpu:.1f} s CPU in all)"
+    )
+    if args.statements:
+        for kind, n in kinds.most_common():
+            print(f"    {n / count:6.2f}/run  {kind}")
     load_after = os.getloadavg()
     print(f"load average (1, 5, 15 min): {_load(load_before)} before, {_load(load_after)} after")
 
