@@ -192,6 +192,11 @@ class ActionRequest:
     member_id: int | None = None
     assignee_id: int | None = None
     run_at: datetime | None = None
+    # The caller made the key new (from a new event's id, say): it is inserted without being
+    # looked up first. Should it exist after all, the insert finds it and it is looked up then,
+    # as a key a concurrent request committed first (the same row, or a Conflict) — only a
+    # request that no longer routes reports its own error rather than the existing row.
+    new_key: bool = False
 
 
 def request_action(
@@ -252,8 +257,9 @@ def request_actions(
     session: Session, org_id: int, requests: Sequence[ActionRequest]
 ) -> list[OutboundAction | QunyunError]:
     """:func:`request_action` for many requests at once, in a few statements for the whole batch:
-    one look-up of the keys, one each of the groups, members, connections and assignees named,
-    and one INSERT each of the new actions, their history and their perform jobs.
+    one look-up of the keys (none for keys marked ``new_key``), one each of the groups (with
+    their connections, and with the member when the batch names one), members, connections and
+    assignees named, and one INSERT each of the new actions, their history and their perform jobs.
 
     Returns, in the order asked, each request's action, or the error that
     :func:`request_action` would have raised for it (nothing is written for a request that
@@ -278,7 +284,7 @@ def request_actions(
             repeats.append(i)
         else:
             first_of[key] = i
-    existing = _by_keys(session, org_id, list(first_of))
+    existing = _by_keys(session, org_id, [key for key, i in first_of.items() if not requests[i].new_key])
     fresh: list[int] = []
     for key, i in first_of.items():
         request = requests[i]
@@ -336,19 +342,27 @@ class _Targets:
         staff_ids = {r.assignee_id for r in requests if r.assignee_id is not None}
         groups: dict[int, Group] = {}
         connections: dict[int, Connection] = {}
+        members: dict[int, Member] = {}
         ordered = sorted(group_ids)
+        # One member named (a kick, a mute): read with the groups, in the same round trip.
+        joined = next(iter(member_ids)) if len(member_ids) == 1 and ordered else None
         for i in range(0, len(ordered), REQUEST_CHUNK):
             # The groups with their connections: one round trip for the usual request.
-            query = (
+            query: Any = (
                 select(Group, Connection)
                 .outerjoin(Connection, Connection.id == Group.connection_id)
                 .where(Group.id.in_(ordered[i : i + REQUEST_CHUNK]))
             )
-            for group, connection in session.execute(query):
+            if joined is not None:
+                query = query.add_columns(Member).outerjoin(Member, Member.id == joined)
+            for row in session.execute(query):
+                group, connection = row[0], row[1]
                 groups[group.id] = group
                 if connection is not None:
                     connections[connection.id] = connection
-        members = _rows_by_id(session, Member, member_ids)
+                if joined is not None and row[2] is not None:
+                    members[row[2].id] = row[2]
+        members.update(_rows_by_id(session, Member, member_ids - members.keys()))
         connection_ids = {r.connection_id for r in requests if r.connection_id is not None} - connections.keys()
         connections.update(_rows_by_id(session, Connection, connection_ids))
         staff: set[int] = set()

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qunyun.config import get_settings
-from qunyun.connectors.dispatch import ActionRequest, request_action, request_actions
+from qunyun.connectors.dispatch import ActionRequest, request_action
 from qunyun.errors import QunyunError
 from qunyun.locale import Msg
 from qunyun.models import (
@@ -123,19 +123,19 @@ def _request(
     return row.id
 
 
-def perform(session: Session, decision: ModerationDecision, *, member_name: str, mute_seconds: int | None) -> list[int]:
-    """Request the outbound actions of an engine decision on a message or a join; the ids of
-    the actions. Dry runs and ``allow`` request nothing. An action that cannot be requested (the
-    group's platform is unknown, a bad message id) is noted in ``detail.action_error``; the
-    others still go.
+def requests_for(decision: ModerationDecision, *, member_name: str, membership: int | None) -> list[ActionRequest]:
+    """The outbound actions an engine decision on a message or a join asks for (none for dry
+    runs and ``allow``). ``membership``: the join event of the member's open span in the group
+    (the kick's key; None when they are not known as a member: the decision's own key).
 
-    The decision may not be in the session yet (the engine adds it afterwards with the ids, so
-    that it is written once); it is added and flushed here when a task needs its id."""
+    The decision need not be written yet (the engine writes it once, with the actions' ids):
+    its keys come from its event, which is new, so the actions are inserted without a look-up
+    of their keys (``new_key``); a kick's key is the membership's, which an earlier message may
+    have used: the insert then finds it, and it is that kick (dispatch looks it up then)."""
     action = Action(decision.action)
     if decision.dry_run or action is Action.ALLOW or decision.group_id is None or decision.member_id is None:
         return []
     key = f"moderation:{decision.event_id}" if decision.event_id is not None else f"moderation:d{decision.id}"
-    group_id = decision.group_id
     steps: list[tuple[str, str, dict[str, Any], bool]] = []  # (kind, step, payload, targets the member)
     if action is Action.WARN:
         steps.append(("send_group_message", "warn", {"text": warning_text(decision, member_name)}, False))
@@ -143,59 +143,55 @@ def perform(session: Session, decision: ModerationDecision, *, member_name: str,
         if decision.message_ref and SEVERITY[action] >= SEVERITY[Action.DELETE]:
             steps.append(("delete_message", "delete", {"message": decision.message_ref}, False))
         if action is Action.MUTE:
-            steps.append(("mute", "mute", {"seconds": mute_seconds} if mute_seconds else {}, True))
+            seconds = decision.mute_seconds
+            steps.append(("mute", "mute", {"seconds": seconds} if seconds else {}, True))
         elif action in (Action.KICK, Action.BLACKLIST):
             steps.append(("kick", "kick", {"reason": evidence_text(decision)}, True))
-    requests = [
+    return [
         ActionRequest(
             kind,
             payload,
-            f"{_membership_key(session, decision) if kind == 'kick' else key}:{step}",
-            group_id=group_id,
+            f"{membership_key(decision, membership) if kind == 'kick' else key}:{step}",
+            group_id=decision.group_id,
             member_id=decision.member_id if member else None,
+            new_key=True,
         )
         for kind, step, payload, member in steps
     ]
-    # One batch: the steps' actions are looked up and written together.
-    return _requested(session, decision, request_actions(session, decision.org_id, requests))
 
 
-def _requested(
-    session: Session, decision: ModerationDecision, outcomes: list[OutboundAction | QunyunError]
-) -> list[int]:
-    """The ids of the actions requested for ``decision``; an error is noted in its detail, and
-    a task opened for an action gets the decision's evidence."""
+def settle(
+    decision: ModerationDecision, outcomes: list[OutboundAction | QunyunError]
+) -> tuple[list[int], list[OutboundAction]]:
+    """The ids of the actions requested for ``decision``, and those handed to a person (their
+    tasks get the evidence once the decision has its id: :func:`attach_evidence`). An action
+    that could not be requested is noted in the decision's ``detail.action_error``; the
+    decision stands rather than failing the ingest."""
     ids: list[int] = []
+    delegated: list[OutboundAction] = []
     for outcome in outcomes:
         if isinstance(outcome, QunyunError):
             decision.detail = {**(decision.detail or {}), "action_error": str(outcome)}
             continue
         if outcome.state == OutboundState.DELEGATED:
-            if decision.id is None:
-                session.add(decision)
-                session.flush()
-            _attach_evidence(session, outcome, decision)
+            delegated.append(outcome)
         ids.append(outcome.id)
-    return ids
+    return ids, delegated
 
 
-def _membership_key(session: Session, decision: ModerationDecision) -> str:
+def attach_evidence(session: Session, decision: ModerationDecision, rows: list[OutboundAction]) -> None:
+    """The tasks dispatch opened for ``rows`` get the (written) decision's evidence."""
+    for row in rows:
+        _attach_evidence(session, row, decision)
+
+
+def membership_key(decision: ModerationDecision, join_event_id: int | None) -> str:
     """The key of a kick: one per membership (the open span's join), so that the messages a
     member posts between the decision to remove them and their removal ask for one kick, not one
     each; after a rejoin, a new membership can be removed again."""
-    join_id = session.scalar(
-        select(MembershipSpan.join_event_id)
-        .where(
-            MembershipSpan.group_id == decision.group_id,
-            MembershipSpan.member_id == decision.member_id,
-            MembershipSpan.left_at.is_(None),
-        )
-        .order_by(MembershipSpan.joined_at.desc())
-        .limit(1)
-    )
-    if join_id is None:  # not known as a member: the decision's own key
+    if join_event_id is None:  # not known as a member: the decision's own key
         return f"moderation:{decision.event_id}" if decision.event_id is not None else f"moderation:d{decision.id}"
-    return f"moderation:g{decision.group_id}:m{decision.member_id}:j{join_id}"
+    return f"moderation:g{decision.group_id}:m{decision.member_id}:j{join_event_id}"
 
 
 def request_unmute(session: Session, decision: ModerationDecision) -> int | None:

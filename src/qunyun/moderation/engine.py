@@ -21,21 +21,20 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.orm import Session
 
-from qunyun.db.base import from_micros
+from qunyun.connectors.dispatch import request_actions
 from qunyun.ingestion.followups import LiveEvent, follow_up
 from qunyun.livecodes.blacklist import register_check
 from qunyun.models import (
     Connection,
     Group,
-    MembershipSpan,
     ModerationDecision,
     ModerationPolicy,
+    OutboundAction,
     PolicyTarget,
 )
 from qunyun.models.event import EventKind
@@ -69,9 +68,11 @@ class _Batch:
     policies: dict[int, _Policy]  # by group id
     names: dict[int, tuple[str, str]] = field(default_factory=dict)  # member id → (name, corp)
     joined: dict[tuple[int, int], int] = field(default_factory=dict)  # (group, member) → join ts
+    # (group, member) → the join event of the open membership (a kick's key)
+    join_events: dict[tuple[int, int], int | None] = field(default_factory=dict)
     recent: dict[tuple[int, int], list[Recent]] = field(default_factory=lambda: defaultdict(list))
     own_corps: dict[int, frozenset[str]] = field(default_factory=dict)  # connection id → corps
-    strikes: dict[int, int] | None = None
+    strikes: dict[int, int] = field(default_factory=dict)  # member id → strikes (none: left out)
 
 
 # The hot path's statements, written once: built per call with the ORM they cost more than the
@@ -83,10 +84,34 @@ _POLICIES = text(
 _GROUP_PLACES = text("SELECT id, playbook_id, community_id FROM groups WHERE id IN :groups").bindparams(
     bindparam("groups", expanding=True)
 )
+# The batch's members in one round trip: name and corp, their roles in the batch's groups (exempt
+# roles), their open memberships there (join time for the new-member rule, join event for a
+# kick's key) and their strikes (decisions in force of action ≥ warn since :since, as
+# ``state.strikes`` counts them). A clean message reads it all too: the strikes and spans are
+# index look-ups, cheaper than the round trip a firing message would otherwise make for them.
 _MEMBERS = text(
-    "SELECT m.id, m.display_name, m.corp, r.group_id, r.role FROM members m"
-    " LEFT JOIN member_group_roles r ON r.member_id = m.id WHERE m.id IN :members"
-).bindparams(bindparam("members", expanding=True))
+    "SELECT m.id, m.display_name, m.corp, r.group_id, r.role, s.group_id, s.joined_at, s.join_event_id,"
+    " (SELECT count(*) FROM moderation_decisions d WHERE d.member_id = m.id AND d.org_id = :org"
+    "  AND d.at >= :since AND d.action IN :strike_actions AND d.dry_run = :no"
+    "  AND NOT EXISTS (SELECT 1 FROM moderation_reversals v WHERE v.decision_id = d.id)) AS strikes"
+    " FROM members m"
+    " LEFT JOIN member_group_roles r ON r.member_id = m.id AND r.group_id IN :groups"
+    " LEFT JOIN membership_spans s ON s.member_id = m.id AND s.group_id IN :groups AND s.left_at IS NULL"
+    " WHERE m.id IN :members"
+).bindparams(
+    bindparam("members", expanding=True),
+    bindparam("groups", expanding=True),
+    bindparam("strike_actions", expanding=True),
+)
+# A joining member's open membership (a blacklisted join's kick key; judged events read theirs
+# with the members).
+_JOIN_EVENT = text(
+    "SELECT join_event_id FROM membership_spans WHERE group_id = :group AND member_id = :member"
+    " AND left_at IS NULL ORDER BY joined_at DESC LIMIT 1"
+)
+_DECISIONS = cast(Table, ModerationDecision.__table__)
+# Decisions are append-only: written once, with Core (no ORM object, no flush).
+_INSERT_DECISION = insert(_DECISIONS).returning(_DECISIONS.c.id)
 _RECENT = text(
     "SELECT r.event_id, r.group_id, r.member_id, r.ts, t.text FROM moderation_recent_messages r"
     " LEFT JOIN message_texts t ON t.event_id = r.event_id"
@@ -164,37 +189,48 @@ def _effective(session: Session, org_id: int, group_ids: set[int]) -> dict[int, 
 
 
 def _members(session: Session, batch: _Batch, events: list[LiveEvent]) -> set[tuple[int, int]]:
-    """Names and corps of the batch's members (into ``batch.names``), and the (group, member)
-    pairs whose member holds one of their group policy's exempt roles. One query."""
+    """Names and corps of the batch's members, their open memberships in the batch's groups and
+    their strikes (into ``batch``), and the (group, member) pairs whose member holds one of their
+    group policy's exempt roles. One query."""
     member_ids = sorted({e.member_id for e in events if e.member_id is not None})
+    group_ids = sorted({e.group_id for e in events if e.group_id is not None})
     pairs = {(e.group_id, e.member_id) for e in events}
+    # The strike window ends at the events' own (platform) time: decisions are dated by theirs.
+    window = max(p.strike_window_days for p in batch.policies.values())
+    since = min(e.ts for e in events) - window * 86_400 * _SECOND
     exempt: set[tuple[int, int]] = set()
-    for mid, name, corp, group_id, role in session.execute(_MEMBERS, {"members": member_ids}):
+    rows = session.execute(
+        _MEMBERS,
+        {
+            "members": member_ids,
+            "groups": group_ids,
+            "org": batch.org_id,
+            "since": since,
+            "strike_actions": list(state.STRIKE_ACTIONS),
+            "no": False,
+        },
+    )
+    for mid, name, corp, role_group, role, span_group, joined_at, join_event, strikes in rows:
         batch.names[mid] = (name or "", corp or "")
-        policy = batch.policies.get(group_id) if group_id is not None else None
-        if policy is not None and (group_id, mid) in pairs and role in policy.compiled.exempt_roles:
-            exempt.add((group_id, mid))
+        if strikes:
+            batch.strikes[mid] = int(strikes)
+        if span_group is not None and joined_at is not None:
+            pair = (span_group, mid)
+            if int(joined_at) > batch.joined.get(pair, -1):
+                batch.joined[pair] = int(joined_at)
+                batch.join_events[pair] = int(join_event)
+        policy = batch.policies.get(role_group) if role_group is not None else None
+        if policy is not None and (role_group, mid) in pairs and role in policy.compiled.exempt_roles:
+            exempt.add((role_group, mid))
     return exempt
 
 
 def _load_context(session: Session, batch: _Batch, events: list[LiveEvent]) -> None:
-    """Names and corps, join times, recent messages and own corps: only what the batch's
-    policies need."""
+    """Own corps and recent messages: only what the batch's policies need (names, corps and join
+    times came with the members)."""
     kinds: set[RuleKind] = set()
     for p in batch.policies.values():
         kinds |= p.kinds
-    member_ids = sorted({e.member_id for e in events if e.member_id is not None})
-    if RuleKind.NEW_MEMBER in kinds:
-        for g, m, joined_at in session.execute(
-            select(MembershipSpan.group_id, MembershipSpan.member_id, MembershipSpan.joined_at).where(
-                MembershipSpan.member_id.in_(member_ids),
-                MembershipSpan.group_id.in_(sorted({e.group_id for e in events if e.group_id is not None})),
-                MembershipSpan.left_at.is_(None),
-            )
-        ):
-            ts = int(joined_at.timestamp() * _SECOND) if joined_at is not None else None
-            if ts is not None and ts > batch.joined.get((g, m), -1):
-                batch.joined[(g, m)] = ts
     if RuleKind.OTHER_CORP in kinds:
         connection_ids = sorted({e.connection_id for e in events if e.connection_id is not None})
         for cid, settings in session.execute(
@@ -269,18 +305,6 @@ def _context(batch: _Batch, e: LiveEvent, policy: _Policy) -> MessageContext:
     )
 
 
-def _strikes(session: Session, batch: _Batch, member_id: int, policy: _Policy, events: list[LiveEvent]) -> int:
-    """The member's strikes (one query for every member of the batch, on first need)."""
-    if batch.strikes is None:
-        # The window ends at the events' own (platform) time: decisions are dated by theirs.
-        window = max(p.strike_window_days for p in batch.policies.values())
-        since = from_micros(min(e.ts for e in events)) - timedelta(days=window)
-        batch.strikes = state.strikes(
-            session, batch.org_id, {e.member_id for e in events if e.member_id is not None}, since
-        )
-    return batch.strikes.get(member_id, 0)
-
-
 def _record(
     session: Session,
     batch: _Batch,
@@ -288,7 +312,8 @@ def _record(
     decision: Decision,
     policy: _Policy | None,
     ctx: MessageContext | None,
-) -> ModerationDecision:
+) -> int:
+    """Request the decision's actions and write it (once, with their ids); its id."""
     assert e.group_id is not None and e.member_id is not None
     matches = [{"word": h.word, "category": h.category, "start": h.start, "end": h.end} for h in decision.matches]
     if decision.rule_kind is RuleKind.NAME_CARD and ctx is not None and not (ctx.text and ctx.msg_type):
@@ -297,46 +322,63 @@ def _record(
         source = (ctx.text if ctx is not None else None) or (ctx.member_name if ctx is not None else "")
     dry_run = bool(policy is not None and policy.compiled.dry_run)
     action = decision.action
-    row = ModerationDecision(
-        org_id=batch.org_id,
-        group_id=e.group_id,
-        member_id=e.member_id,
-        event_id=e.event_id,
-        event_external_id=e.external_id,
-        message_ref=e.message,
-        policy_id=policy.id if policy is not None else None,
-        policy_version=policy.version if policy is not None else None,
-        rule=decision.rule,
-        rule_kind=str(decision.rule_kind) if decision.rule_kind is not None else None,
-        category=decision.category,
-        action=str(action),
-        matches=matches,
-        detail=dict(decision.detail),
-        excerpt=actions.excerpt((source or "")[:MAX_EXCERPT_SOURCE], matches),
-        dry_run=dry_run,
-        source="engine",
-        mute_seconds=decision.detail.get("mute_seconds") if action is Action.MUTE else None,
-        action_ids=[],
-        at=from_micros(e.ts),
-    )
+    values: dict[str, Any] = {
+        "org_id": batch.org_id,
+        "group_id": e.group_id,
+        "member_id": e.member_id,
+        "event_id": e.event_id,
+        "event_external_id": e.external_id,
+        "message_ref": e.message,
+        "policy_id": policy.id if policy is not None else None,
+        "policy_version": policy.version if policy is not None else None,
+        "rule": decision.rule,
+        "rule_kind": str(decision.rule_kind) if decision.rule_kind is not None else None,
+        "category": decision.category,
+        "action": str(action),
+        "matches": matches,
+        "detail": dict(decision.detail),
+        "excerpt": actions.excerpt((source or "")[:MAX_EXCERPT_SOURCE], matches),
+        "dry_run": dry_run,
+        "source": "engine",
+        "decided_by_id": None,
+        "blacklist_scope": None,
+        "community_id": None,
+        "mute_seconds": decision.detail.get("mute_seconds") if action is Action.MUTE else None,
+        "action_ids": [],
+        "erased_at": None,
+        "at": e.ts,
+    }
     if action is Action.BLACKLIST and policy is not None:
-        row.blacklist_scope = policy.compiled.policy.blacklist_scope
-        if row.blacklist_scope == "community":
-            row.community_id = session.scalar(select(Group.community_id).where(Group.id == e.group_id))
-            if row.community_id is None:
-                row.blacklist_scope = "group"
-    if not dry_run:
+        values["blacklist_scope"] = policy.compiled.policy.blacklist_scope
+        if values["blacklist_scope"] == "community":
+            values["community_id"] = session.scalar(select(Group.community_id).where(Group.id == e.group_id))
+            if values["community_id"] is None:
+                values["blacklist_scope"] = "group"
+    delegated: list[OutboundAction] = []
+    draft: ModerationDecision | None = None
+    if not dry_run and action is not Action.ALLOW:
+        # What the texts and the evidence read; never added to the session (written below).
+        draft = ModerationDecision(**values)
         name = ctx.member_name if ctx is not None and ctx.member_name else batch.names.get(e.member_id, ("", ""))[0]
-        # The actions first, the decision then written once with their ids (it is added earlier
-        # only when a task needs its id). An action that cannot be requested leaves the decision
-        # standing, with the reason in its detail, rather than failing the ingest.
-        row.action_ids = actions.perform(
-            session, row, member_name=name or e.member or "", mute_seconds=row.mute_seconds
+        pair = (e.group_id, e.member_id)
+        if action in (Action.KICK, Action.BLACKLIST) and pair not in batch.join_events:
+            batch.join_events[pair] = session.scalar(_JOIN_EVENT, {"group": e.group_id, "member": e.member_id})
+        requests = actions.requests_for(
+            draft,
+            member_name=name or e.member or "",
+            membership=batch.join_events[pair] if action in (Action.KICK, Action.BLACKLIST) else None,
         )
-        if SEVERITY[action] >= SEVERITY[Action.WARN] and batch.strikes is not None:
+        # An action that cannot be requested leaves the decision standing, with the reason in
+        # its detail, rather than failing the ingest.
+        values["action_ids"], delegated = actions.settle(draft, request_actions(session, batch.org_id, requests))
+        values["detail"] = draft.detail
+        if SEVERITY[action] >= SEVERITY[Action.WARN]:
             batch.strikes[e.member_id] = batch.strikes.get(e.member_id, 0) + 1
-    session.add(row)
-    return row
+    decision_id = int(session.execute(_INSERT_DECISION, values).scalar_one())
+    if delegated and draft is not None:
+        draft.id = decision_id
+        actions.attach_evidence(session, draft, delegated)
+    return decision_id
 
 
 @follow_up(MESSAGE, JOIN)
@@ -378,7 +420,7 @@ def moderate(session: Session, org_id: int, events: list[LiveEvent]) -> None:
         ctx = _context(batch, e, policy)
         decision = evaluate(policy.compiled, ctx)
         if decision.action is not Action.ALLOW:
-            decision = evaluate(policy.compiled, ctx, strikes=_strikes(session, batch, e.member_id, policy, judged))
+            decision = evaluate(policy.compiled, ctx, strikes=batch.strikes.get(e.member_id, 0))
             _record(session, batch, e, decision, policy, ctx)
         if e.kind == MESSAGE and policy.compiled.history_seconds:
             batch.recent[(e.group_id, e.member_id)].append(Recent(e.ts, e.text))
