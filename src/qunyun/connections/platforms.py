@@ -114,6 +114,9 @@ PLATFORMS: dict[str, PlatformSetup] = {
             # The callback's token (3-32 letters and digits) and EncodingAESKey (43 characters).
             SetupField("token", secret=True, pattern=r"[A-Za-z0-9]{3,32}"),
             SetupField("aes_key", secret=True, pattern=r"[A-Za-z0-9]{43}", hint="43"),
+            # The welcome a new customer contact gets (send_welcome_msg) when its State names no
+            # live code with one of its own; empty: none.
+            SetupField("welcome_text", required=False, hint="您好，欢迎添加！"),
         ),
     ),
     "telegram": PlatformSetup(

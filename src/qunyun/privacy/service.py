@@ -84,6 +84,7 @@ def _enum_name(enum_type: Any, value: int | None) -> str | None:
 
 def export_member(session: Session, scope: Scope, member_id: int) -> dict[str, Any]:
     """Everything the organisation holds about one member, as one JSON-able document."""
+    from qunyun.connectors.wecom.contacts import export_member_contacts
     from qunyun.moderation.service import export_member_evidence
 
     require_lead(scope)
@@ -260,6 +261,7 @@ def export_member(session: Session, scope: Scope, member_id: int) -> dict[str, A
             "benefits": [{"group_id": g.group_id, "status": g.status, "code": code} for g, code in grants],
         },
         "moderation": export_member_evidence(session, org_id, member.id),
+        "wecom_contacts": export_member_contacts(session, org_id, member),
         "outbound_actions": [
             {
                 "id": a.id,
@@ -310,6 +312,7 @@ def _rowcount(result: Any) -> int:
 def erase_member(session: Session, scope: Scope, member_id: int, *, request: Any = None) -> dict[str, int]:
     """Erase one member's personal data (see the module's docstring); returns what was erased,
     per section. A member erased already is a Conflict. Flushes; the caller commits."""
+    from qunyun.connectors.wecom.contacts import erase_member_contacts
     from qunyun.moderation.service import erase_member_evidence
 
     require_lead(scope)
@@ -347,6 +350,8 @@ def erase_member(session: Session, scope: Scope, member_id: int, *, request: Any
         )
     counts["live_code_scans"] = scans
     counts["moderation_decisions"] = erase_member_evidence(session, org_id, member.id, staff_id=scope.staff_id or None)
+    erased_wecom = erased_external_id(member.platform, member.external_id)
+    counts["wecom_contacts"] = erase_member_contacts(session, org_id, member, erased_wecom)
     actions = session.scalars(
         select(OutboundAction).where(OutboundAction.org_id == org_id, OutboundAction.member_id == member.id)
     ).all()

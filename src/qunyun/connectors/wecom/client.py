@@ -31,7 +31,26 @@ TOKEN_ERRORS = frozenset({40014, 42001})
 BUSY_ERRORS = frozenset({-1, 45009, 45033})
 # Codes whose meaning the catalogues spell out (others show WeCom's errmsg).
 KNOWN_ERRORS = frozenset(
-    {-1, 40001, 40003, 40013, 40014, 40056, 40058, 40096, 41001, 41004, 42001, 45009, 45033, 48002, 60011, 84061}
+    {
+        -1,
+        40001,
+        40003,
+        40013,
+        40014,
+        40056,
+        40058,
+        40096,
+        41001,
+        41004,
+        41051,
+        41096,
+        42001,
+        45009,
+        45033,
+        48002,
+        60011,
+        84061,
+    }
 )
 MAX_RETRIES = 3
 BACKOFF = 0.2  # seconds; doubled each retry
@@ -275,14 +294,19 @@ class WeComClient:
         return self.call("externalcontact/add_msg_template", body)
 
     def get_groupmsg_list_v2(
-        self, start_time: int, end_time: int, *, creator: str | None = None
+        self, start_time: int, end_time: int, *, creator: str | None = None, filter_type: int | None = None
     ) -> list[dict[str, Any]]:
+        """Group mass sends created between the times (at most a month apart), every page.
+        ``filter_type`` 0: made by the enterprise (API or admin), 1: by staff, 2 or None: all.
+        Mass sends made through the API carry no ``creator``."""
         out: list[dict[str, Any]] = []
         cursor = ""
         while True:
             body: dict[str, Any] = {"chat_type": "group", "start_time": start_time, "end_time": end_time, "limit": 100}
             if creator:
                 body["creator"] = creator
+            if filter_type is not None:
+                body["filter_type"] = filter_type
             if cursor:
                 body["cursor"] = cursor
             data = self.call("externalcontact/get_groupmsg_list_v2", body)

@@ -18,6 +18,21 @@ WeCom cannot answer, the callback's own events go through as they are.
   member's first follow user;
 - anything else (kick, mute, delete, create a group, private messages) is refused: the
   dispatcher makes it a staff task (``capabilities.PROFILE`` says why).
+
+``record_extras`` applies ``change_external_contact`` callbacks in the inbox's transaction and
+enqueues the new contact's welcome (``contacts``: send_welcome_msg within 20 s, never retried).
+
+``reconcile`` (``reconciles = True``): an attempt found ``sending`` (its worker died after the
+call, before recording it) is looked up on WeCom instead of being sent again or handed to a
+person. A mass send: get_groupmsg_list_v2 (chat_type group, enterprise-created) over the
+action's attempts, with the exact text, whose task (get_groupmsg_task) and chats
+(get_groupmsg_send_result) include the target group and whose msgid no other action holds →
+that msgid is adopted and the action waits for the owner's confirmation as usual. Not found once
+the last send attempt is over :data:`SETTLE` old (no call of it can still arrive) → it never
+reached WeCom and is sent now. Too early, or WeCom cannot answer → the dispatcher checks again
+later, and hands it to a person once its checks are used up. Intercept rules and tags are set
+again (idempotent: by rule name, by tag name); an invite link is found by its join way's state
+when it was recorded; anything else cannot be told (None: a person checks).
 """
 
 from __future__ import annotations
@@ -25,7 +40,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -41,14 +57,26 @@ from qunyun.connectors.actions import (
     SyncInterceptRules,
     WelcomeMembers,
 )
-from qunyun.connectors.base import ActionResult, Connector, MemberProfile, UnsupportedAction
+from qunyun.connectors.base import ActionResult, Connector, MemberProfile, TransientError, UnsupportedAction
 from qunyun.connectors.wecom import events as wx_events
 from qunyun.connectors.wecom.capabilities import PROFILE
 from qunyun.connectors.wecom.client import WeComApiError, WeComBusy, WeComClient
-from qunyun.models.wecom_state import WeComJoinWay
+from qunyun.models.wecom_state import WeComCorpTag, WeComJoinWay
 from qunyun.timeutil import utcnow
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from qunyun.models import Connection
+
 log = logging.getLogger(__name__)
+
+# A send attempt this old can no longer reach WeCom: its worker's calls (groupchat/get and
+# add_msg_template, 10 s timeout each, retried for under 2 s) have ended by then.
+SETTLE = timedelta(minutes=2)
+# Slack around an attempt's window for the difference between WeCom's clock and ours.
+CLOCK_SLACK = timedelta(minutes=5)
+LIST_WINDOW = timedelta(days=30)  # get_groupmsg_list_v2: start and end at most a month apart
 
 TAG_GROUP = "qunyun"
 MAX_RULE_WORDS = 300
@@ -62,7 +90,7 @@ def join_way_state(idempotency_key: str) -> str:
 class WeComConnector(Connector):
     profile = PROFILE
     key_idempotent = False
-    reconciles = False
+    reconciles = True
 
     def __init__(self, connection_id: int, client: WeComClient, *, enrich: bool = True) -> None:
         self.connection_id = connection_id
@@ -115,6 +143,22 @@ class WeComConnector(Connector):
                 )
             )
             return {state: qr for state, qr in rows if qr}
+
+    def record_extras(self, session: Session, connection: Connection, raw: Mapping[str, Any]) -> None:
+        """A ``change_external_contact`` callback: the contact recorded and its welcome enqueued
+        (``contacts.apply_contact_callback``), in the inbox's transaction."""
+        from qunyun.connectors.wecom import contacts
+
+        if not contacts.is_contact_change(raw):
+            return
+        now = utcnow()
+        sent = wx_events.instant(raw.get("CreateTime"))
+        # The earlier of WeCom's CreateTime and now: the 20 s of the welcome code run from it.
+        received_at = min(now, datetime.fromisoformat(sent).astimezone(UTC))
+        key = wx_events.event_id(
+            *(str(raw.get(k) or "") for k in ("ChangeType", "UserID", "ExternalUserID", "CreateTime", "WelcomeCode"))
+        )
+        contacts.apply_contact_callback(session, connection, raw, received_at=received_at, key=key)
 
     # -- outbound --------------------------------------------------------------------------------
 
@@ -209,8 +253,21 @@ class WeComConnector(Connector):
             return ActionResult.done(rule_id, "updated")
         return ActionResult.done(self.client.add_intercept_rule(name, words), "added")
 
+    def _stored_tags(self) -> dict[str, str]:
+        """The corp tag library as last synced (``wecom_corp_tags``): name → tag id."""
+        from qunyun.db.session import get_sessionmaker
+
+        with get_sessionmaker()() as session:
+            rows = session.execute(
+                select(WeComCorpTag.name, WeComCorpTag.tag_id).where(WeComCorpTag.connection_id == self.connection_id)
+            )
+            return {name: tag_id for name, tag_id in rows}
+
     def _tags(self, action: SetTags) -> ActionResult:
-        ids = {str(t["name"]): str(t["id"]) for g in self.client.get_corp_tag_list() for t in g.get("tag") or []}
+        ids = self._stored_tags()
+        if any(n not in ids for n in (*action.add, *action.remove)):
+            # Not synced yet (or created since): WeCom's own list names them.
+            ids = {str(t["name"]): str(t["id"]) for g in self.client.get_corp_tag_list() for t in g.get("tag") or []}
         missing = [n for n in action.add if n not in ids]
         if missing:
             for tag in self.client.add_corp_tag(TAG_GROUP, missing):
@@ -224,6 +281,104 @@ class WeComConnector(Connector):
             userid, action.member, [ids[n] for n in action.add], [ids[n] for n in action.remove if n in ids]
         )
         return ActionResult.done(action.member)
+
+    # -- after a crash ----------------------------------------------------------------------------
+
+    def reconcile(self, action: Action, idempotency_key: str) -> ActionResult | None:
+        """What became of an attempt found ``sending`` (see the module's docstring)."""
+        match action:
+            case SendGroupMessage() | SendWelcome() | WelcomeMembers() | RemindNameCard():
+                return self._reconcile_mass_send(action.group, action.text, idempotency_key)
+            case SyncInterceptRules() | SetTags():
+                return self.perform(action, idempotency_key)  # the same state again: safe
+            case CreateInviteLink():
+                return self._recorded_join_way(idempotency_key)
+        return None
+
+    def _recorded_join_way(self, key: str) -> ActionResult | None:
+        from qunyun.db.session import get_sessionmaker
+
+        with get_sessionmaker()() as session:
+            qr_code = session.scalar(
+                select(WeComJoinWay.qr_code).where(
+                    WeComJoinWay.connection_id == self.connection_id, WeComJoinWay.state == join_way_state(key)
+                )
+            )
+        return ActionResult.done(qr_code, "join way recorded before the crash") if qr_code else None
+
+    def _attempt_window(self, key: str) -> tuple[int, datetime, datetime, set[str]] | None:
+        """The action's id, its first ``sending`` and its last send attempt, and the msgids other
+        actions of the connection hold."""
+        from qunyun.db.session import get_sessionmaker
+        from qunyun.models import OutboundAction, OutboundActionTransition, OutboundState
+
+        with get_sessionmaker()() as session:
+            action_id = session.scalar(
+                select(OutboundAction.id).where(
+                    OutboundAction.connection_id == self.connection_id, OutboundAction.idempotency_key == key
+                )
+            )
+            if action_id is None:
+                return None
+            moves = session.execute(
+                select(OutboundActionTransition.at, OutboundActionTransition.from_state)
+                .where(
+                    OutboundActionTransition.action_id == action_id,
+                    OutboundActionTransition.to_state == OutboundState.SENDING.value,
+                )
+                .order_by(OutboundActionTransition.at, OutboundActionTransition.id)
+            ).all()
+            if not moves:
+                return None
+            sends = [at for at, before in moves if before != OutboundState.SENDING.value] or [moves[0][0]]
+            held = set(
+                session.scalars(
+                    select(OutboundAction.external_ref).where(
+                        OutboundAction.connection_id == self.connection_id,
+                        OutboundAction.id != action_id,
+                        OutboundAction.external_ref.is_not(None),
+                    )
+                )
+            )
+        return action_id, moves[0][0], sends[-1], {str(h) for h in held}
+
+    def _reconcile_mass_send(self, chat_id: str, text: str, key: str) -> ActionResult | None:
+        window = self._attempt_window(key)
+        if window is None:
+            return None
+        _action_id, first, last, held = window
+        now = utcnow()
+        end = now + CLOCK_SLACK
+        start = max(first - CLOCK_SLACK, end - LIST_WINDOW)
+        try:
+            msgid = self._find_mass_send(chat_id, text, int(start.timestamp()), int(end.timestamp()), held)
+        except WeComApiError as exc:
+            raise TransientError(f"get_groupmsg_list_v2: {exc.errcode} {exc.localized('en')}") from None
+        if msgid is not None:
+            return ActionResult.awaiting_confirmation(msgid, "mass send found on WeCom after a crash")
+        if now - last < SETTLE:
+            raise TransientError("no mass send on WeCom yet, but the attempt may still reach it: check later")
+        result = self._mass_send(chat_id, text)
+        detail = "no mass send of it on WeCom: sent again" + (f" ({result.detail})" if result.detail else "")
+        return ActionResult(result.status, result.external_ref, detail)
+
+    def _find_mass_send(self, chat_id: str, text: str, start: int, end: int, held: set[str]) -> str | None:
+        """The msgid of an enterprise mass send of exactly ``text`` to ``chat_id`` created between
+        ``start`` and ``end`` (Unix seconds) that no other action holds, or None."""
+        for item in self.client.get_groupmsg_list_v2(start, end, filter_type=0):
+            msgid = str(item.get("msgid") or "")
+            content = (item.get("text") or {}).get("content") if isinstance(item.get("text"), dict) else None
+            if not msgid or msgid in held or (content or "") != text:
+                continue
+            if int(item.get("create_type") or 0) != 0:
+                continue  # a staff member's own mass send, not one made through the API
+            for task in self.client.get_groupmsg_task(msgid):
+                userid = str(task.get("userid") or "")
+                if userid and any(
+                    r.get("chat_id") == chat_id for r in self.client.get_groupmsg_send_result(msgid, userid)
+                ):
+                    return msgid
+        return None
 
     def fetch_member_profiles(self, external_ids: Sequence[str]) -> dict[str, MemberProfile]:
         out: dict[str, MemberProfile] = {}

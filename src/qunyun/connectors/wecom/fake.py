@@ -6,6 +6,10 @@ WeCom's answers and documented errors: gettoken (40013 wrong corp id, 40001 wron
 (``fail_next``), 40058 for more than 5 groups in a join way or more than 300 words in an
 intercept rule, 41001 without a token. Changes to its customer groups produce the callback XML
 WeCom would send (``add_member`` …), and ``confirm`` is the owner pressing send on a mass send.
+Customer contacts too: ``add_contact`` (add_external_contact with State and a WelcomeCode that
+send_welcome_msg accepts once, within 20 s: 41051 when used again, 40058 when unknown or
+expired), ``delete_contact``, ``lose_contact``, ``edit_contact``, ``transfer_fail``; and corp tags
+(``add_tag_group``, ``rename_tag``, ``delete_tag``: their change_external_tag callbacks).
 
 Run it in a thread with :func:`serve` (uvicorn on 127.0.0.1, a free port).
 """
@@ -81,6 +85,8 @@ class FakeWeCom:
         self.tag_groups: list[dict[str, Any]] = []
         self.marks: list[dict[str, Any]] = []
         self.contacts: dict[str, dict[str, Any]] = {}
+        self.welcome_codes: dict[str, dict[str, Any]] = {}  # code -> issued (epoch), used, contact
+        self.welcome_ttl = 20.0  # seconds: WeCom's limit for send_welcome_msg
         self._ids = itertools.count(1)
         self.app = Starlette(routes=[Route("/cgi-bin/{api:path}", self._endpoint, methods=["GET", "POST"])])
 
@@ -193,6 +199,122 @@ class FakeWeCom:
             parts.append(f"<CurMemVer><![CDATA[{cur}]]></CurMemVer>")
         parts.append("</xml>")
         return "".join(parts)
+
+    # -- customer contacts -----------------------------------------------------------------------
+
+    def add_contact(
+        self,
+        userid: str,
+        external_userid: str,
+        *,
+        name: str | None = None,
+        state: str | None = None,
+        welcome: bool = True,
+        half: bool = False,
+        at: int | None = None,
+    ) -> str:
+        """A customer adds staff member ``userid`` (through a contact way with ``state``); returns
+        the add_external_contact (or add_half_external_contact) callback, with a fresh WelcomeCode."""
+        with self.lock:
+            contact = self.contacts.setdefault(
+                external_userid, {"name": name or external_userid, "follow_user": [], "gender": 0}
+            )
+            if name:
+                contact["name"] = name
+            follow = {"userid": userid, "createtime": at or int(time.time()), "tags": []}
+            if state:
+                follow["state"] = state
+            contact["follow_user"] = [f for f in contact["follow_user"] if f["userid"] != userid] + [follow]
+            code = None
+            if welcome:
+                code = secrets.token_urlsafe(16)
+                self.welcome_codes[code] = {"issued": time.time(), "used": False, "external_userid": external_userid}
+            change = "add_half_external_contact" if half else "add_external_contact"
+            return self.contact_change_xml(change, userid, external_userid, at=at, State=state, WelcomeCode=code)
+
+    def delete_contact(self, userid: str, external_userid: str, *, source: str | None = None) -> str:
+        """The staff member deletes the customer (del_external_contact)."""
+        with self.lock:
+            self._unfollow(userid, external_userid)
+            return self.contact_change_xml("del_external_contact", userid, external_userid, Source=source)
+
+    def lose_contact(self, userid: str, external_userid: str) -> str:
+        """The customer deletes the staff member (del_follow_user)."""
+        with self.lock:
+            self._unfollow(userid, external_userid)
+            return self.contact_change_xml("del_follow_user", userid, external_userid)
+
+    def edit_contact(self, userid: str, external_userid: str, *, name: str | None = None) -> str:
+        with self.lock:
+            if name and external_userid in self.contacts:
+                self.contacts[external_userid]["name"] = name
+            return self.contact_change_xml("edit_external_contact", userid, external_userid)
+
+    def transfer_fail(self, userid: str, external_userid: str, reason: str = "customer_refused") -> str:
+        return self.contact_change_xml("transfer_fail", userid, external_userid, FailReason=reason)
+
+    def _unfollow(self, userid: str, external_userid: str) -> None:
+        contact = self.contacts.get(external_userid)
+        if contact is not None:
+            contact["follow_user"] = [f for f in contact["follow_user"] if f["userid"] != userid]
+
+    def contact_change_xml(
+        self, change: str, userid: str, external_userid: str, *, at: int | None = None, **extra: str | None
+    ) -> str:
+        parts = [
+            f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName>",
+            "<FromUserName><![CDATA[sys]]></FromUserName>",
+            f"<CreateTime>{at or int(time.time())}</CreateTime>",
+            "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event>",
+            f"<ChangeType><![CDATA[{change}]]></ChangeType>",
+            f"<UserID><![CDATA[{userid}]]></UserID><ExternalUserID><![CDATA[{external_userid}]]></ExternalUserID>",
+        ]
+        parts.extend(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in extra.items() if v is not None)
+        parts.append("</xml>")
+        return "".join(parts)
+
+    # -- corp tags ----------------------------------------------------------------------------------
+
+    def add_tag_group(self, group_name: str, names: list[str]) -> str:
+        """An admin creates a tag group with tags in the admin console: its callback."""
+        with self.lock:
+            group = {
+                "group_id": self.new_id("etg"),
+                "group_name": group_name,
+                "create_time": int(time.time()),
+                "order": len(self.tag_groups),
+                "tag": [
+                    {"id": self.new_id("et"), "name": n, "create_time": int(time.time()), "order": i}
+                    for i, n in enumerate(names)
+                ],
+            }
+            self.tag_groups.append(group)
+            return self.tag_change_xml("create", str(group["group_id"]), "tag_group")
+
+    def rename_tag(self, tag_id: str, name: str) -> str:
+        with self.lock:
+            for group in self.tag_groups:
+                for tag in group["tag"]:
+                    if tag["id"] == tag_id:
+                        tag["name"] = name
+            return self.tag_change_xml("update", tag_id, "tag")
+
+    def delete_tag(self, tag_id: str) -> str:
+        with self.lock:
+            for group in self.tag_groups:
+                group["tag"] = [t for t in group["tag"] if t["id"] != tag_id]
+            self.tag_groups = [g for g in self.tag_groups if g["tag"]]  # an empty group goes with it
+            return self.tag_change_xml("delete", tag_id, "tag")
+
+    def tag_change_xml(self, change: str, item_id: str, tag_type: str) -> str:
+        return (
+            f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName>"
+            "<FromUserName><![CDATA[sys]]></FromUserName>"
+            f"<CreateTime>{int(time.time())}</CreateTime>"
+            "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_tag]]></Event>"
+            f"<Id><![CDATA[{item_id}]]></Id><TagType><![CDATA[{tag_type}]]></TagType>"
+            f"<ChangeType><![CDATA[{change}]]></ChangeType></xml>"
+        )
 
     def confirm(self, msgid: str) -> None:
         """The owner presses send on mass send ``msgid``: every group of it receives it."""
@@ -357,8 +479,17 @@ class FakeWeCom:
         return _ok()
 
     def _api_send_welcome_msg(self, body: dict[str, Any]) -> dict[str, Any]:
-        if not body.get("welcome_code"):
-            return _err(40058, "welcome_code missing")
+        code = self.welcome_codes.get(str(body.get("welcome_code") or ""))
+        if code is None:
+            return _err(40058, "invalid welcome_code")
+        if code["used"]:
+            return _err(41051, "externaluser has started chatting")
+        if time.time() - code["issued"] > self.welcome_ttl:
+            return _err(40058, "welcome_code expired")
+        text = str((body.get("text") or {}).get("content") or "")
+        if not text and not body.get("attachments"):
+            return _err(40058, "text or attachments required")
+        code["used"] = True
         self.welcomes_sent.append(body)
         return _ok()
 
@@ -383,17 +514,28 @@ class FakeWeCom:
         return _ok(fail_list=[], msgid=msgid)
 
     def _api_get_groupmsg_list_v2(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            start, end = int(body["start_time"]), int(body["end_time"])
+            limit = int(body.get("limit") or 50)
+        except (KeyError, TypeError, ValueError):
+            return _err(40058, "start_time and end_time are required")
+        if end < start or end - start > 31 * 86400:
+            return _err(40058, "start_time and end_time must be at most a month apart")
+        if body.get("chat_type", "single") != "group":
+            return _ok(next_cursor="", group_msg_list=[])
+        limit = limit if 1 <= limit <= 100 else 50
+        # Mass sends made through the API are the enterprise's (create_type 0) and carry no creator.
+        if body.get("creator") or int(body.get("filter_type", 2)) == 1:
+            return _ok(next_cursor="", group_msg_list=[])
         items = [
-            {
-                "msgid": k,
-                "creator": v["sender"],
-                "create_type": 0,
-                "create_time": v["create_time"],
-                "text": {"content": v["text"]},
-            }
+            {"msgid": k, "create_type": 0, "create_time": v["create_time"], "text": {"content": v["text"]}}
             for k, v in self.msg_templates.items()
+            if start <= v["create_time"] <= end
         ]
-        return _ok(next_cursor="", group_msg_list=items)
+        offset = int(body.get("cursor") or 0)
+        page = items[offset : offset + limit]
+        nxt = str(offset + limit) if offset + limit < len(items) else ""
+        return _ok(next_cursor=nxt, group_msg_list=page)
 
     def _api_get_groupmsg_task(self, body: dict[str, Any]) -> dict[str, Any]:
         task = self.msg_templates.get(str(body.get("msgid")))
@@ -469,11 +611,11 @@ class FakeWeCom:
         name = str(body.get("group_name") or "")
         group = next((g for g in self.tag_groups if g["group_name"] == name), None)
         if group is None:
-            group = {"group_id": self.new_id("etg"), "group_name": name, "tag": []}
+            group = {"group_id": self.new_id("etg"), "group_name": name, "create_time": int(time.time()), "tag": []}
             self.tag_groups.append(group)
         added = []
         for t in body.get("tag") or []:
-            tag = {"id": self.new_id("et"), "name": t["name"]}
+            tag = {"id": self.new_id("et"), "name": t["name"], "create_time": int(time.time())}
             group["tag"].append(tag)
             added.append(tag)
         return _ok(tag_group={"group_id": group["group_id"], "group_name": name, "tag": added})
@@ -496,8 +638,13 @@ class FakeWeCom:
                 return _err(84061, "not external contact")
             contact = {"name": userid, "follow_user": [{"userid": owners[0]}]}
         return _ok(
-            external_contact={"external_userid": userid, "name": contact["name"], "gender": contact.get("gender", 0)},
-            follow_user=contact["follow_user"],
+            external_contact={
+                "external_userid": userid,
+                "name": contact["name"],
+                "type": 1,
+                "gender": contact.get("gender", 0),
+            },
+            follow_user=[dict(f) for f in contact["follow_user"]],
         )
 
     def _api_add_moment_task(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,8 @@ follow-up (renames, dismissals, owners, version gaps) and mass-send confirmation
   cursor: a change whose LastMemVer is not the member_version we hold means a change was missed,
   and that group is synced again in full (``version_gap``); names, owners, notices and
   dismissals are applied; the version we hold becomes CurMemVer.
+- corp tags: a ``change_external_tag`` callback, the first sync and the nightly one read the
+  tag library again (``contacts.sync_corp_tags``);
 - :func:`confirm_mass_sends` asks get_groupmsg_task / get_groupmsg_send_result about every mass
   send waiting for its owner and confirms those the owner sent (the SOP run's action then reads
   ``confirmed``).
@@ -32,6 +34,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from qunyun.connectors.registry import config_of
+from qunyun.connectors.wecom import contacts  # also registers the wecom.welcome job
 from qunyun.connectors.wecom import events as wx_events
 from qunyun.connectors.wecom.client import WeComApiError, WeComBusy, WeComClient
 from qunyun.connectors.wecom.factory import client_for
@@ -304,14 +307,25 @@ def process_callbacks(
         return 0
     report = Reconciliation()
     gaps: set[str] = set()
+    tags_changed = False
     for delivery_id, payload in rows:
         cursor.callbacks_after = int(delivery_id)
+        if payload and contacts.is_tag_change(payload):
+            tags_changed = True
+            continue
         if not payload or not wx_events.is_chat_change(payload):
             continue
         try:
             _apply_callback(session, connection, client, payload, report, gaps, now)
         except (WeComApiError, WeComBusy) as exc:
             log.info("wecom callback %s of connection %s: %s", delivery_id, connection.id, type(exc).__name__)
+    if tags_changed:
+        # change_external_tag says what changed, not what it is now: the library is read again.
+        try:
+            with session.begin_nested():
+                contacts.sync_corp_tags(session, connection.id, client, now=now)
+        except (WeComApiError, WeComBusy) as exc:
+            log.info("wecom corp tags of connection %s: %s", connection.id, type(exc).__name__)
     if gaps:
         row = WeComSyncReport(
             connection_id=connection.id,
@@ -419,10 +433,20 @@ def run_connection(session: Session, connection: Connection, *, now: datetime | 
             )
             if not first:
                 full_sync(session, connection, client, reason="added", now=now)
+                _sync_tags(session, connection, client)
             process_callbacks(session, connection, client, now=now)
             confirm_mass_sends(session, connection, client)
     finally:
         client.close()
+
+
+def _sync_tags(session: Session, connection: Connection, client: WeComClient) -> None:
+    """The corp tag library, read again; a failure leaves the stored one as it was."""
+    try:
+        with session.begin_nested():
+            contacts.sync_corp_tags(session, connection.id, client)
+    except (WeComApiError, WeComBusy) as exc:
+        log.info("wecom corp tags of connection %s: %s", connection.id, type(exc).__name__)
 
 
 @periodic("wecom.callbacks", every=timedelta(seconds=10), payload=PeriodicPayload)
@@ -441,5 +465,6 @@ def nightly_job(session: Session, payload: PeriodicPayload) -> None:
         try:
             with client.tokens.using(session), session.begin_nested():
                 full_sync(session, connection, client, reason="nightly")
+                _sync_tags(session, connection, client)
         finally:
             client.close()
