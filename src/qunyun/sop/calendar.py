@@ -216,17 +216,22 @@ def calendar(
     first, last, previous, following = span(view, anchor)
     if group_id is not None:
         require_group(session, scope, group_id)
-    wanted: set[int] | None = None
-    if staff_id is not None:
-        wanted = set(staff_group_ids(session, scope, staff_id))
-        if group_id is not None:
-            wanted &= {group_id}
+    # A staff member's calendar asks the database for the runs of their groups only.
+    wanted = staff_group_ids(session, scope, staff_id) if staff_id is not None else None
     start = datetime.combine(first, time(), zone)
     end = datetime.combine(last + timedelta(days=1), time(), zone)
     rows: list[RunRow] = []
     if wanted is None or wanted:
-        single = group_id if group_id is not None else (next(iter(wanted)) if wanted and len(wanted) == 1 else None)
-        rows = list_runs(session, scope, group_id=single, plan_id=plan_id, start=start, end=end, limit=MAX_RUNS + 1)
+        rows = list_runs(
+            session,
+            scope,
+            group_id=group_id,
+            group_ids=wanted,
+            plan_id=plan_id,
+            start=start,
+            end=end,
+            limit=MAX_RUNS + 1,
+        )
     truncated = len(rows) > MAX_RUNS
     rows = rows[:MAX_RUNS]
     shown = [first + timedelta(days=i) for i in range((last - first).days + 1)]
@@ -236,8 +241,6 @@ def calendar(
             cell.in_range = d.month == anchor.month
     counts: Counter[RunState] = Counter()
     for row in rows:
-        if wanted is not None and row.group_id not in wanted:
-            continue
         if states is not None and row.state not in states:
             continue
         at = row.due_at.astimezone(zone)

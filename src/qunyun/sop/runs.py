@@ -541,9 +541,10 @@ def list_runs(
     end: datetime | None = None,
     limit: int | None = None,
     offset: int = 0,
+    group_ids: Sequence[int] | None = None,
 ) -> list[RunRow]:
-    """Runs of the groups the scope sees (one group's if ``group_id``), due in [start, end),
-    oldest first, with their effective state."""
+    """Runs of the groups the scope sees (one group's if ``group_id``; only those among
+    ``group_ids`` when given), due in [start, end), oldest first, with their effective state."""
     if group_id is not None:
         require_group(session, scope, group_id)
     if plan_id is not None:
@@ -571,7 +572,7 @@ def list_runs(
         .outerjoin(SopGroupPause, SopGroupPause.group_id == SopRun.group_id)
         .outerjoin(OutboundAction, OutboundAction.id == SopRun.action_id)
         .outerjoin(StaffTask, StaffTask.id == SopRun.task_id)
-        .where(*_filters(scope, group_id, plan_id, start, end))
+        .where(*_filters(scope, group_id, plan_id, start, end, group_ids))
         .order_by(SopRun.due_at, SopRun.id)
     )
     if limit is not None:
@@ -644,11 +645,18 @@ def count_runs(
 
 
 def _filters(
-    scope: Scope, group_id: int | None, plan_id: int | None, start: datetime | None, end: datetime | None
+    scope: Scope,
+    group_id: int | None,
+    plan_id: int | None,
+    start: datetime | None,
+    end: datetime | None,
+    group_ids: Sequence[int] | None = None,
 ) -> list[ColumnElement[bool]]:
     where = [SopRun.org_id == scope.org_id, group_visible(scope)]
     if group_id is not None:
         where.append(SopRun.group_id == group_id)
+    if group_ids is not None:
+        where.append(SopRun.group_id.in_(group_ids))
     if plan_id is not None:
         where.append(SopRun.plan_id == plan_id)
     if start is not None:
