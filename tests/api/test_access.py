@@ -592,6 +592,9 @@ API_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, Any]]] = {
         ("/api/v1/livecodes/groups/{g3}/qr-images", {"image_base64": "iVBORw0KGgoAAAAA"})
     ],
     ("DELETE", "/api/v1/livecodes/qr-images/{image_id}"): [("/api/v1/livecodes/qr-images/1", None)],
+    # Join requests: deciding one (none of another's groups is visible: 404).
+    ("POST", "/api/v1/join-requests/{request_id}/approve"): [("/api/v1/join-requests/1/approve", None)],
+    ("POST", "/api/v1/join-requests/{request_id}/decline"): [("/api/v1/join-requests/1/decline", None)],
     # Moderation: a policy of a group outside the scope, a decision, a blacklist entry or a role
     # there, or an organisation-wide blacklist entry.
     ("POST", "/api/v1/moderation/policies"): [
@@ -641,6 +644,8 @@ API_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, Any]]] = {
     ("DELETE", "/api/v1/auth/tokens/current"): [("/api/v1/auth/tokens/current", None)],
 }
 CONSOLE_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, dict[str, str]]]] = {
+    ("POST", "/join-requests/{request_id}/approve"): [("/join-requests/1/approve", {})],
+    ("POST", "/join-requests/{request_id}/decline"): [("/join-requests/1/decline", {})],
     ("POST", "/communities/{community_id}/edit"): [("/communities/1/edit", {"name": "Mine", "brand": "x"})],
     ("POST", "/communities/setup/start"): [("/communities/setup/start", {"name": "Mine", "brand": "x"})],
     ("POST", "/communities/{community_id}/setup/{key}"): [("/communities/1/setup/groups", {"count": "3"})],

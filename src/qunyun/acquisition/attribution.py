@@ -6,7 +6,10 @@ membership carries its channel and live code (``live_code_joins``; docs/acquisit
    pool, so the live code and its channel are certain; the scan is the latest first scan through
    that link of that group before the join, not matched yet (the platform does not say which
    visitor it was).
-2. **By time window** otherwise (WeChat QR images, platforms that do not say): the latest first
+2. **By invitation** (Matrix: joins carry no link): the member was invited by their platform id
+   from a live code's page (``livecodes/invitations.py``) into this group within the last 7
+   days; the join belongs to that code, its channel and the visitor's first scan.
+3. **By time window** otherwise (WeChat QR images, platforms that do not say): the latest first
    scan routed to the join's group within :data:`WINDOW` before the join and not matched yet;
    when the join names a channel, only scans of that channel. Joins with an inviter (scene
    ``invite``: pulled in by a member) are not scans and are left alone.
@@ -24,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from qunyun.ingestion.followups import LiveEvent, follow_up
 from qunyun.livecodes.attribution import entry_for_link, first_scans, record_join
+from qunyun.livecodes.invitations import match_join
 from qunyun.models import LiveCode
 from qunyun.models.event import EventKind
 
@@ -44,7 +48,7 @@ def attribute_joins(session: Session, org_id: int, events: list[LiveEvent]) -> N
 
 
 def attribute(session: Session, org_id: int, event: LiveEvent) -> str | None:
-    """Attribute one join; returns how (``link`` or ``window``), or None when no scan or link
+    """Attribute one join; returns how (``link``, ``invitation`` or ``window``), or None when no scan or link
     of a live code explains it."""
     assert event.group_id is not None and event.member_id is not None
     if event.link:
@@ -72,6 +76,21 @@ def attribute(session: Session, org_id: int, event: LiveEvent) -> str | None:
                 scan_id=scans[0].scan_id if scans else None,
             )
             return "link"
+    invited = match_join(session, org_id, event.group_id, event.member_id, event.event_id, event.at)
+    if invited is not None:
+        record_join(
+            session,
+            org_id=org_id,
+            live_code_id=invited.live_code_id,
+            channel_id=invited.channel_id,
+            group_id=event.group_id,
+            member_id=event.member_id,
+            event_id=event.event_id,
+            joined_at=event.at,
+            matched_by="invitation",
+            scan_id=invited.scan_id,
+        )
+        return "invitation"
     if event.scene == "invite" or event.inviter_id is not None:
         return None
     candidates = first_scans(

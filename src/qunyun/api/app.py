@@ -38,6 +38,7 @@ from qunyun.hooks.endpoints import router as hooks_router
 from qunyun.ingestion.endpoints import fast_post, serve_post
 from qunyun.ingestion.endpoints import router as events_router
 from qunyun.livecodes.endpoints import router as livecodes_router
+from qunyun.livecodes.join_request_endpoints import router as join_requests_router
 from qunyun.livecodes.scan import install as install_scan_paths
 from qunyun.locale import Msg
 from qunyun.moderation.endpoints import router as moderation_router
@@ -110,6 +111,7 @@ def api_router() -> APIRouter:
         connections_router,
         tasks_router,
         livecodes_router,
+        join_requests_router,
         moderation_router,
         sop_router,
         privacy_router,

@@ -28,7 +28,10 @@ from qunyun.locale import Msg
 from qunyun.timeutil import utcnow
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from qunyun.connectors.actions import Action
+    from qunyun.models import Connection
 
 
 class Capability(enum.StrEnum):
@@ -213,6 +216,11 @@ class Connector(ABC):
     @abstractmethod
     def normalize(self, raw: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Turn one raw platform payload into interchange-format v1 events (maybe none)."""
+
+    def record_extras(self, session: Session, connection: Connection, raw: Mapping[str, Any]) -> None:
+        """Store what a payload carries besides its events, in the transaction that ingests
+        them (Telegram: join requests); nothing for most platforms."""
+        return None
 
     @abstractmethod
     def perform(self, action: Action, idempotency_key: str) -> ActionResult:

@@ -189,6 +189,7 @@ def process_delivery(
                 live=True,
                 connection_id=connection.id,
             )
+            connector.record_extras(session, connection, payload)
     except (QunyunError, DataError, OverflowError) as exc:
         # DataError/OverflowError: a value no column holds (rolled back with the savepoint).
         _fail(delivery, failure_reason(exc), now)

@@ -110,6 +110,7 @@ def live_code_out(session: Session, scope: Scope, row: LiveCode) -> LiveCodeOut:
         fallback_text=row.fallback_text,
         has_fallback_image=row.fallback_image is not None,
         threshold=row.threshold,
+        join_request_policy=row.join_request_policy,
         playbook_id=row.playbook_id,
         qr_alert_minutes=row.qr_alert_minutes,
         full_since=row.full_since,

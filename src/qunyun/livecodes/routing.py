@@ -39,6 +39,7 @@ from qunyun.livecodes.visitors import ip_prefix, ua_class
 from qunyun.livecodes.writes import INSERT_SCAN_ID, Writes
 from qunyun.models import (
     Channel,
+    Connection,
     Group,
     GroupQrImage,
     LiveCode,
@@ -72,6 +73,7 @@ class Entry:
     image_id: int | None
     image_expires_at: datetime | None
     full: bool = False
+    platform: str = ""  # the platform of the group's connection ("": none)
 
     def servable(self, now: datetime) -> bool:
         """Whether a visitor can be shown a way in: an invite link, or an image not about to expire."""
@@ -143,8 +145,10 @@ def load(session: Session, code: str) -> CachedCode | None:
             LiveCodeGroup.region,
             LiveCodeGroup.invite_link,
             OutboundAction.external_ref,
+            Connection.platform,
         )
         .join(Group, Group.id == LiveCodeGroup.group_id)
+        .outerjoin(Connection, Connection.id == Group.connection_id)
         .outerjoin(
             OutboundAction,
             and_(
@@ -178,6 +182,7 @@ def load(session: Session, code: str) -> CachedCode | None:
             image_id=images[r.group_id][0] if r.group_id in images else None,
             image_expires_at=images[r.group_id][1] if r.group_id in images else None,
             full=r.routed >= r.scan_limit,
+            platform=r.platform or "",
         )
         for r in rows
     ]

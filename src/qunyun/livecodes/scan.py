@@ -31,7 +31,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from qunyun.auth.address import client_address
 from qunyun.db.errors import database_unavailable
 from qunyun.db.session import unit_of_work
-from qunyun.livecodes import routing
+from qunyun.errors import InvalidInput, NotFound
+from qunyun.livecodes import invitations, routing
 from qunyun.livecodes.lane import lanes
 from qunyun.livecodes.routing import ScanResult, Visit
 from qunyun.livecodes.storage import qr_file, sign, signature_ok
@@ -178,7 +179,10 @@ def _respond(request: Request, result: ScanResult, visit: Visit, given: dict[str
     response: Response
     if outcome == ScanOutcome.ROUTED and result.entry is not None:
         link = result.entry.invite_link
-        if link and link.startswith(("https://", "http://")):
+        if result.entry.platform in invitations.PLATFORMS and link:
+            # A join through the link is not attributable there: offer an invitation too.
+            response = _invitation_page(lang, cc.code, cc.hook_text, result.entry, visit.visitor)
+        elif link and link.startswith(("https://", "http://")):
             response = RedirectResponse(link, status_code=302, headers=_NO_STORE)
         else:
             image = _image_url(cc.code, "qr", result.entry.image_id) if not link and result.entry.image_id else None
@@ -250,6 +254,86 @@ def _respond(request: Request, result: ScanResult, visit: Visit, given: dict[str
     return response
 
 
+def _invitation_page(
+    lang: str,
+    code: str,
+    hook: str,
+    entry: routing.Entry,
+    visitor: str,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    given: str = "",
+) -> HTMLResponse:
+    return _render(
+        "scan_group.html",
+        lang,
+        status,
+        title=Msg("scan.title").render(lang),
+        hook=hook,
+        group_name=entry.group_name,
+        image_url=None,
+        link=entry.invite_link,
+        invite_action=f"/c/{code}/invite",
+        entry_id=entry.id,
+        visitor=visitor,
+        signature=sign("invite", code, entry.id, visitor),
+        error=error,
+        given=given,
+    )
+
+
+def _invite(code: str, entry_id: int, visitor: str, user_id: str) -> tuple[str, str]:
+    with unit_of_work() as session:
+        invited = invitations.invite(session, code, entry_id, visitor, user_id)
+        return invited.invitation.user_id, invited.group_name
+
+
+async def invite_form(request: Request) -> Response:
+    """``POST /c/{code}/invite``: the visitor's Matrix ID; the bot invites them (the page again
+    with 400 naming ``matrix_id`` when it is not one)."""
+    code = request.path_params["code"]
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return PlainTextResponse("form too large", status_code=413)
+    form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    visitor = valid_visitor_id(form.get("_v")) or ""
+    entry_id = form.get("_e", "")
+    signature = form.get("_sig", "")
+    if not visitor or not entry_id.isdigit() or not signature_ok(signature, "invite", code, entry_id, visitor):
+        return RedirectResponse(f"/c/{code}", status_code=303, headers=_NO_STORE)
+    lang = _language(request)
+    given = form.get("matrix_id", "")
+    try:
+        user, group = await anyio.to_thread.run_sync(
+            _invite, code, int(entry_id), visitor, given, limiter=_limiters.get()
+        )
+    except InvalidInput as exc:
+        with unit_of_work(write=False) as session:
+            cc = routing.cached(session, code)
+        entry = cc.entry(int(entry_id)) if cc is not None else None
+        if cc is None or entry is None:
+            return RedirectResponse(f"/c/{code}", status_code=303, headers=_NO_STORE)
+        error = f"{exc.field}: {exc.localized(lang)}"
+        return _invitation_page(lang, code, cc.hook_text, entry, visitor, status=400, error=error, given=given[:255])
+    except NotFound:
+        return RedirectResponse(f"/c/{code}", status_code=303, headers=_NO_STORE)
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        log.warning("invitation from %s: database unavailable: %s", code, exc)
+        return _unavailable(request)
+    return _render(
+        "scan_message.html",
+        lang,
+        title=Msg("scan.invited_title").render(lang),
+        heading=Msg("scan.invited_title").render(lang),
+        text=Msg("scan.invited", user=user, group=group).render(lang),
+    )
+
+
 def _image_path(code: str, kind: str, ref: int) -> tuple[Path, str] | None:
     """The file behind a signed link, if it may still be shown: a group image that has not
     expired (nor is about to) and was not withdrawn, or the code's fallback image."""
@@ -309,6 +393,8 @@ def _match(method: str, path: str) -> tuple[Endpoint | None, dict[str, Any], int
     if path == "/c/scan.css":
         return (stylesheet, {}, 200) if reading else (None, {}, 405)
     parts = path[3:].split("/")
+    if len(parts) == 2 and parts[0] and parts[1] == "invite":
+        return (invite_form, {"code": parts[0]}, 200) if method == "POST" else (None, {}, 405)
     if len(parts) == 1 and parts[0]:
         if reading:
             return scan_page, {"code": parts[0]}, 200

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -14,6 +14,7 @@ from qunyun.models import RoutingPolicy
 ScanLimit = Annotated[int, Field(ge=1, le=100_000, description="First scans a group takes at most")]
 FallbackUrl = Annotated[str, Field(max_length=500, pattern=r"^(https?://\S+)?$", description="http(s) URL or empty")]
 AlertMinutes = Annotated[int, Field(ge=0, le=30 * 24 * 60)]
+JoinRequestPolicy = Literal["review", "approve"]
 
 
 class LiveCodeCreate(BaseModel):
@@ -31,6 +32,10 @@ class LiveCodeCreate(BaseModel):
     fallback_url: FallbackUrl = ""
     fallback_text: str = Field(default="", max_length=2000)
     threshold: dict[str, Any] | None = Field(default=None, description="Entry threshold (docs/livecodes.md)")
+    join_request_policy: JoinRequestPolicy = Field(
+        default="review",
+        description="Requests to join through its links: review (staff decide) or approve; blacklisted: declined",
+    )
     playbook_id: Id | None = Field(default=None, description="Create the next group from it when all are full")
     qr_alert_minutes: AlertMinutes = 24 * 60
     paused: bool = False
@@ -48,12 +53,21 @@ class LiveCodeUpdate(BaseModel):
     fallback_url: FallbackUrl | None = None
     fallback_text: str | None = Field(default=None, max_length=2000)
     threshold: dict[str, Any] | None = None
+    join_request_policy: JoinRequestPolicy | None = None
     playbook_id: Id | None = None
     qr_alert_minutes: AlertMinutes | None = None
     paused: bool | None = None
 
     _not_null = field_validator(
-        "name", "policy", "hook_text", "fallback_url", "fallback_text", "qr_alert_minutes", "paused", mode="before"
+        "name",
+        "policy",
+        "hook_text",
+        "fallback_url",
+        "fallback_text",
+        "join_request_policy",
+        "qr_alert_minutes",
+        "paused",
+        mode="before",
     )(reject_null)
 
 
@@ -118,6 +132,7 @@ class LiveCodeOut(BaseModel):
     fallback_text: str
     has_fallback_image: bool
     threshold: dict[str, Any] | None
+    join_request_policy: str
     playbook_id: int | None
     qr_alert_minutes: int
     full_since: datetime | None

@@ -11,6 +11,9 @@
   agent's class and the IP truncated to /24 or /48 (never the full address).
 - ``live_code_joins``: joins attributed to a live code (by the funnel's matching), one per join
   event: the membership's channel and live code.
+- ``live_code_invitations``: a visitor of a code who asked to be invited by their platform id
+  (Matrix): the bot invites them, and their join of that group within a window is attributed to
+  the code (livecodes/invitations.py).
 """
 
 from __future__ import annotations
@@ -64,6 +67,10 @@ class LiveCode(Base):
     fallback_text: Mapped[str] = mapped_column(Text, default="")
     # Entry threshold (a question or a short survey), see livecodes/threshold.py; None: none.
     threshold: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Requests to join through its links (Telegram links that create join requests), see
+    # livecodes/join_requests.py: "review" (staff decide) or "approve" (let everyone in); members
+    # on the blacklist are declined either way.
+    join_request_policy: Mapped[str] = mapped_column(String(16), default="review", server_default="review")
     # New groups are created from this playbook when every group is full (where the platform can).
     playbook_id: Mapped[int | None] = mapped_column(ForeignKey("playbooks.id", ondelete="SET NULL"), nullable=True)
     # The owner of a group gets a task this many minutes before its QR image expires.
@@ -192,3 +199,27 @@ class LiveCodeJoin(Base):
     scan_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     matched_by: Mapped[str] = mapped_column(String(16))  # link | window | manual
     joined_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class LiveCodeInvitation(Base):
+    """A visitor's request to be invited into a group of a code's pool by their platform id (a
+    Matrix user id), and whether they joined: their join within the window is attributed."""
+
+    __tablename__ = "live_code_invitations"
+    __table_args__ = (
+        Index("ix_live_code_invitations_group_user", "group_id", "user_id"),
+        Index("ix_live_code_invitations_member", "member_id"),
+    )
+
+    id: Mapped[int] = mapped_column(_BIGINT, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    live_code_id: Mapped[int] = mapped_column(ForeignKey("live_codes.id", ondelete="CASCADE"))
+    channel_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    visitor: Mapped[str] = mapped_column(String(32))  # the scan page's visitor cookie
+    user_id: Mapped[str] = mapped_column(String(255))  # the platform id entered (@local:server)
+    member_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    action_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # the invite_member action
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    joined_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    join_event_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -6,7 +6,8 @@ keeps about one person, and erasure cannot be undone.
 **Export** (:func:`export_member`) gathers, per section: the profile and tags, memberships,
 every event (with the message text still within the retention window), orders and refunds, live
 code visits and attributed joins, onboarding notices and benefits, moderation decisions and roles,
-outbound actions aimed at the member and the staff tasks behind them.
+outbound actions aimed at the member and the staff tasks behind them, join requests and
+live-code invitations.
 
 **Erasure** (:func:`erase_member`) removes what identifies the person and keeps the facts the
 metrics are built from, under the member's internal id only:
@@ -34,6 +35,7 @@ from sqlalchemy.orm import Session
 from qunyun.audit.service import record_by
 from qunyun.auth.scope import Scope, require_lead, require_member
 from qunyun.errors import Conflict
+from qunyun.livecodes.join_requests import erase_for_member, export_for_member
 from qunyun.locale import Msg
 from qunyun.models import (
     BenefitGrant,
@@ -254,6 +256,7 @@ def export_member(session: Session, scope: Scope, member_id: int) -> dict[str, A
                 for j in joins
             ],
         },
+        **export_for_member(session, org_id, member.id),
         "onboarding": {
             "notices": [
                 {"group_id": n.group_id, "kind": n.kind, "status": n.status, "at": _iso(n.created_at)} for n in notices
@@ -374,7 +377,9 @@ def erase_member(session: Session, scope: Scope, member_id: int, *, request: Any
         if task.evidence_text:
             task.evidence_text = _scrub(task.evidence_text, names)
     counts["tasks"] = len(tasks)
-    member.external_id = erased_external_id(member.platform, member.external_id)
+    erased_id = erased_external_id(member.platform, member.external_id)
+    counts["join_requests"] = erase_for_member(session, org_id, member.id, erased_id)
+    member.external_id = erased_id
     member.display_name = ""
     member.display_name_at = now
     member.gender = ""

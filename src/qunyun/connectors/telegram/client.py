@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
 from qunyun.connectors.actions import (
     Action,
@@ -50,7 +51,8 @@ from qunyun.connectors.actions_entry import (
 from qunyun.connectors.base import ActionResult, Connector, TransientError, UnsupportedAction, missing_capabilities
 from qunyun.connectors.telegram.botapi import BotApi, BotApiError, ChatMigrated, RateLimited
 from qunyun.connectors.telegram.capabilities import PROFILE
-from qunyun.connectors.telegram.updates import MIGRATION_PREFIX, migration_of, parse_update, to_events
+from qunyun.connectors.telegram.updates import MIGRATION_PREFIX, join_requests, migration_of, parse_update, to_events
+from qunyun.models import Connection
 
 GROUP_PER_MINUTE = 20
 OVERALL_PER_SECOND = 30
@@ -190,6 +192,28 @@ class TelegramConnector(Connector):
         if migration is not None:
             self.learn_migration(migration.old_chat, migration.new_chat)
         return to_events(update, bot=self.bot_id, resolve=self.group_of)
+
+    def record_extras(self, session: Session, connection: Connection, raw: Mapping[str, Any]) -> None:
+        """Store the join request an update carries and decide it (``livecodes.join_requests``)."""
+        if "chat_join_request" not in raw:
+            return
+        from qunyun.livecodes.join_requests import Requested, record_requests
+
+        requests = [
+            Requested(
+                chat=r.chat,
+                group=self.group_of(r.chat),
+                user=r.user,
+                name=r.name,
+                at=r.at,
+                link=r.link,
+                username=r.username,
+                bio=r.bio,
+            )
+            for r in join_requests(parse_update(raw))
+        ]
+        if requests:
+            record_requests(session, connection, requests)
 
     # --- outbound -----------------------------------------------------------------------------
 

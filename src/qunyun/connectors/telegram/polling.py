@@ -63,6 +63,8 @@ def poll_connection(session: Session, connection: Connection, *, limit: int = BA
             live=True,
             connection_id=connection.id,
         )
+    for raw in updates:
+        connector.record_extras(session, connection, raw)  # join requests
     state.next_offset = last + 1
     state.updated_at = utcnow()
     session.flush()

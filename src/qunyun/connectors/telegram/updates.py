@@ -17,7 +17,9 @@ What becomes what (groups and supergroups only; private chats and channels are i
   (``MIGRATION_PREFIX``), and
   every later update of the new chat id is reported under the old one (see ``client.py``);
 - ``chat_join_request`` produces no event (the interchange has no kind for it):
-  :func:`join_requests` lists them for whoever answers them.
+  :func:`join_requests` reads them, and the connector stores them in the ingest's transaction
+  (``TelegramConnector.record_extras`` → ``qunyun.livecodes.join_requests``), where they are
+  decided as entry thresholds.
 
 ``new_chat_members`` / ``left_chat_member`` service messages are ignored: ``chat_member`` reports
 the same joins with the invite link, and counting both would count each join twice.
@@ -53,6 +55,8 @@ class JoinRequest:
     name: str
     at: datetime
     link: str | None
+    username: str = ""
+    bio: str = ""
 
 
 @dataclass(frozen=True)
@@ -227,4 +231,14 @@ def join_requests(update: Update) -> list[JoinRequest]:
         return []
     link = request.invite_link.invite_link if request.invite_link is not None else None
     user = request.from_user
-    return [JoinRequest(str(request.chat.id), str(user.id), _name(user) or "", request.date, link)]
+    return [
+        JoinRequest(
+            str(request.chat.id),
+            str(user.id),
+            _name(user) or "",
+            request.date,
+            link[:500] if link else None,
+            username=(user.username or "")[:64],
+            bio=(request.bio or "")[:500],
+        )
+    ]
