@@ -1,14 +1,17 @@
 """A task made from an SOP step that asks for a screenshot is completed only with an uploaded
-image: without one the API answers 422 naming ``evidence_image`` and the task stays open."""
+image: without one the API answers 422 naming ``evidence_image`` and the task stays open. The
+inbox's form says so before anything is sent: its file input is required and labelled 必填."""
 
 from __future__ import annotations
 
 import base64
+import re
 
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import World
+from tests.api.conftest import World, console_login, csrf_from
 from tests.tasks.conftest import PNG, load, open_in
+from tests.tasks.test_console import card
 
 
 def sop_task(world: World, *, evidence_required: bool) -> int:
@@ -53,3 +56,38 @@ def test_steps_without_the_rule_and_other_tasks_complete_without_an_image(client
     for task_id in (plain, other):
         response = client.post(f"/api/v1/tasks/{task_id}/complete", headers=world.headers("owner"), json={})
         assert response.status_code == 200, response.text
+
+
+def _image_input(html: str, task_id: int) -> tuple[str, str]:
+    """The label and the file input of the task's completion form."""
+    found = re.search(
+        rf'<label for="image-{task_id}">([^<]*)</label>\s*(<input type="file" id="image-{task_id}"[^>]*>)',
+        card(html, task_id),
+    )
+    assert found, card(html, task_id)
+    return found.group(1), found.group(2)
+
+
+def test_the_inbox_marks_the_screenshot_required(client: TestClient, world: World) -> None:
+    shot = sop_task(world, evidence_required=True)
+    plain = sop_task(world, evidence_required=False)
+    console_login(client, "owner")
+    page = client.get("/tasks?view=open").text
+    label, field = _image_input(page, shot)
+    assert "必填" in label and " required" in field and 'name="evidence_image"' in field
+    label, field = _image_input(page, plain)
+    assert "选填" in label and " required" not in field
+    label, field = _image_input(client.get("/tasks?view=open&lang=en").text, shot)
+    assert "required" in label
+
+    # A form sent without the image anyway (an old browser) is still refused, on the task's card.
+    token = csrf_from(page)
+    refused = client.post(
+        f"/tasks/{shot}/complete", data={"csrf_token": token, "view": "open", "evidence_text": "发过了"}
+    )
+    assert refused.status_code == 422
+    task = card(refused.text, shot)
+    assert 'data-field="evidence_image"' in task and "发过了" in task
+    assert " required" in _image_input(refused.text, shot)[1]
+    with world.db() as s:
+        assert load(s, shot).status == "open"

@@ -69,6 +69,11 @@ class TaskItem:
     escalated_to_name: str | None = None
     completed_by_name: str | None = None
 
+    @property
+    def needs_image(self) -> bool:
+        """Completing it takes an uploaded screenshot that it does not have yet."""
+        return requires_image(self.task) and not self.task.evidence_image
+
 
 @dataclass
 class Sweep:
