@@ -70,6 +70,8 @@ def test_matrix_rooms() -> None:
     for can in (C.SEND_GROUP_MESSAGE, C.DELETE_MESSAGE, C.KICK, C.MUTE, C.CREATE_GROUP, C.CREATE_INVITE_LINK):
         assert can in matrix, can
     assert C.INVITE_LINK_MEMBER_LIMIT not in matrix and C.INVITE_LINK_EXPIRY not in matrix
+    # A join names no link; a live code invites the visitor by their Matrix ID instead.
+    assert C.INVITE_LINK_ATTRIBUTION not in matrix and C.INVITATION_ATTRIBUTION in matrix
 
 
 def test_simulator_can_do_everything_without_confirmation() -> None:

@@ -50,6 +50,9 @@ class Capability(enum.StrEnum):
     INVITE_LINK_EXPIRY = "invite_link_expiry"
     # Joins through a link are reported with that link, so they can be attributed to its channel.
     INVITE_LINK_ATTRIBUTION = "invite_link_attribution"
+    # A visitor can be invited by their platform id (a live code's page asks for it), and their
+    # join is reported as that id's, so it can be attributed to the code (Matrix).
+    INVITATION_ATTRIBUTION = "invitation_attribution"
     READ_MESSAGES = "read_messages"
     MEMBERSHIP_EVENTS = "membership_events"
     # The platform (or our bot) greets every joiner with a configured welcome message.

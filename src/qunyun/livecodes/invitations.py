@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qunyun.connectors.actions_rooms import InviteMember
+from qunyun.connectors.base import Capability, get_profile
 from qunyun.connectors.dispatch import request_action
 from qunyun.errors import InvalidInput, NotFound
 from qunyun.livecodes.join_requests import member_for
@@ -30,11 +31,21 @@ from qunyun.timeutil import utcnow
 
 # A join this long after the invitation is still the invitation's.
 WINDOW = timedelta(days=7)
-# The platforms whose pool entries offer an invitation on the scan page.
-PLATFORMS = frozenset({"matrix"})
 MAX_USER_ID = 255
 # The user id grammar of the Matrix spec (historical localparts allowed, as servers accept them).
 _MATRIX_ID = re.compile(r"@[\x21-\x39\x3b-\x7e]+:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?")
+
+
+def offers_invitation(platform: str) -> bool:
+    """Whether the scan page offers an invitation for a group on ``platform``: it can invite by
+    id and attribute that join, and a join through the link is not attributable."""
+    if not platform:
+        return False
+    try:
+        profile = get_profile(platform)
+    except InvalidInput:
+        return False
+    return profile.has(Capability.INVITATION_ATTRIBUTION) and not profile.has(Capability.INVITE_LINK_ATTRIBUTION)
 
 
 def matrix_id(value: str | None, field: str = "matrix_id") -> str:
@@ -69,7 +80,7 @@ def invite(
         .join(Connection, Connection.id == Group.connection_id)
         .where(LiveCode.code == code, LiveCodeGroup.id == entry_id, LiveCodeGroup.active.is_(True))
     ).first()
-    if found is None or found[3] not in PLATFORMS or found[0].paused:
+    if found is None or not offers_invitation(found[3]) or found[0].paused:
         raise NotFound(Msg("err.invitation.no_group"), field="entry")
     live_code, _, group, _ = found
     user = matrix_id(user_id)

@@ -179,7 +179,7 @@ def _respond(request: Request, result: ScanResult, visit: Visit, given: dict[str
     response: Response
     if outcome == ScanOutcome.ROUTED and result.entry is not None:
         link = result.entry.invite_link
-        if result.entry.platform in invitations.PLATFORMS and link:
+        if link and invitations.offers_invitation(result.entry.platform):
             # A join through the link is not attributable there: offer an invitation too.
             response = _invitation_page(lang, cc.code, cc.hook_text, result.entry, visit.visitor)
         elif link and link.startswith(("https://", "http://")):

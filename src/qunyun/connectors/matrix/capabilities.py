@@ -16,6 +16,7 @@ PROFILE = PlatformProfile(
             Capability.KICK,
             Capability.CREATE_GROUP,
             Capability.CREATE_INVITE_LINK,
+            Capability.INVITATION_ATTRIBUTION,
             Capability.READ_MESSAGES,
             Capability.MEMBERSHIP_EVENTS,
             Capability.MENTION,
@@ -33,7 +34,13 @@ PROFILE = PlatformProfile(
         Capability.CREATE_INVITE_LINK: "A matrix.to link to a room alias: no member limit, no expiry.",
         Capability.INVITE_LINK_MEMBER_LIMIT: "Room links have no member limit.",
         Capability.INVITE_LINK_EXPIRY: "Room links do not expire (revoking removes the alias).",
-        Capability.INVITE_LINK_ATTRIBUTION: "A join does not say which alias or link was used.",
+        Capability.INVITE_LINK_ATTRIBUTION: (
+            "A join does not say which alias or link was used: a live code's page offers an invitation instead."
+        ),
+        Capability.INVITATION_ATTRIBUTION: (
+            "The visitor enters their Matrix ID on the live code's page; the bot invites them and their join "
+            "of that room within 7 days is attributed to the code."
+        ),
         Capability.READ_MESSAGES: "Not in end-to-end encrypted rooms: the bot holds no keys.",
         Capability.WELCOME_ON_JOIN: "No platform welcome: qunyun posts its own welcome message on a join.",
         Capability.TAGS: "Matrix has no member tags; qunyun keeps tags itself.",
