@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime, time
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -10,9 +12,15 @@ from qunyun.api.pagination import Id
 from qunyun.models import SopAttachment, SopPlan
 from qunyun.sop.calendar import Calendar, Gantt
 from qunyun.sop.reports import ON_TIME_TOLERANCE, ExecutionReport, ExecutionRow, WorkloadReport
-from qunyun.sop.runs import RunRow
+from qunyun.sop.runs import RunRow, to_date
 from qunyun.sop.service import QuietHours
 from qunyun.sop.types import Executor, Material, MaterialKind, Phase, PlanKind, StepSpec
+
+
+def same_names(names: Iterable[str], source: object, **given: Any) -> dict[str, Any]:
+    """Keyword arguments for a shape with fields ``names``: each read from ``source``'s attribute
+    of the same name, but for those ``given`` (renamed or converted ones)."""
+    return {name: given[name] if name in given else getattr(source, name) for name in names}
 
 
 class MaterialIO(BaseModel):
@@ -44,36 +52,18 @@ class StepIO(BaseModel):
 
     def spec(self) -> StepSpec:
         return StepSpec(
-            at=self.at.replace(second=0, microsecond=0, tzinfo=None),
-            category=self.category,
-            title=self.title,
-            detail=self.detail,
-            script=self.script,
-            materials=tuple(Material(m.kind, m.value, m.title) for m in self.materials),
-            prompt=self.prompt,
-            executor=self.executor,
-            evidence_required=self.evidence_required,
-            phase=self.phase,
-            day=self.day,
-            on=self.on,
+            **same_names(
+                StepIO.model_fields,
+                self,
+                at=self.at.replace(second=0, microsecond=0, tzinfo=None),
+                materials=tuple(Material(m.kind, m.value, m.title) for m in self.materials),
+            )
         )
 
     @classmethod
     def of(cls, spec: StepSpec) -> StepIO:
-        return cls(
-            at=spec.at,
-            category=spec.category,
-            title=spec.title,
-            detail=spec.detail,
-            script=spec.script,
-            materials=[MaterialIO(kind=m.kind, value=m.value, title=m.title) for m in spec.materials],
-            prompt=spec.prompt,
-            executor=spec.executor,
-            evidence_required=spec.evidence_required,
-            phase=spec.phase,
-            day=spec.day,
-            on=spec.on,
-        )
+        materials = [MaterialIO(kind=m.kind, value=m.value, title=m.title) for m in spec.materials]
+        return cls(**same_names(cls.model_fields, spec, materials=materials))
 
 
 class QuietHoursIO(BaseModel):
@@ -174,9 +164,7 @@ class AttachmentOut(BaseModel):
 
     @classmethod
     def of(cls, row: SopAttachment) -> AttachmentOut:
-        start = None
-        if row.start_day is not None:
-            start = date(row.start_day // 10000, row.start_day // 100 % 100, row.start_day % 100)
+        start = to_date(row.start_day) if row.start_day is not None else None
         return cls(id=row.id, plan_id=row.plan_id, target=row.target, target_id=row.target_id, start=start)
 
 
@@ -212,26 +200,8 @@ class RunOut(BaseModel):
 
     @classmethod
     def of(cls, row: RunRow) -> RunOut:
-        return cls(
-            id=row.id,
-            plan_id=row.plan_id,
-            plan_name=row.plan_name,
-            step_id=row.step_id,
-            category=row.category,
-            title=row.title,
-            executor=row.executor,
-            group_id=row.group_id,
-            group=row.group_external_id,
-            group_name=row.group_name,
-            day=date(row.day // 10000, row.day // 100 % 100, row.day % 100),
-            due_at=row.due_at,
-            fire_at=row.fire_at,
-            fired_at=row.fired_at,
-            state=row.state.value,
-            reason=row.reason,
-            action_id=row.action_id,
-            task_id=row.task_id,
-        )
+        given = {"group": row.group_external_id, "day": to_date(row.day), "state": row.state.value}
+        return cls(**same_names(cls.model_fields, row, **given))
 
 
 # --- calendar, Gantt and reports (sop.calendar, sop.reports) ---------------------------------------
@@ -287,20 +257,7 @@ class CalendarOut(BaseModel):
                     in_range=d.in_range,
                     counts={s.value: n for s, n in d.counts.items()},
                     runs=[
-                        CalendarRunOut(
-                            id=r.id,
-                            plan_id=r.plan_id,
-                            plan_name=r.plan_name,
-                            category=r.category,
-                            title=r.title,
-                            executor=r.executor,
-                            group_id=r.group_id,
-                            group_name=r.group_name,
-                            at=r.at,
-                            state=r.state.value,
-                            reason=r.reason,
-                            task_id=r.task_id,
-                        )
+                        CalendarRunOut(**same_names(CalendarRunOut.model_fields, r, state=r.state.value))
                         for r in d.runs
                     ],
                 )
@@ -357,12 +314,7 @@ class GanttOut(BaseModel):
             first=g.offsets[0] if g.offsets else None,
             last=g.offsets[-1] if g.offsets else None,
             phases=[PhaseOut(phase=p.phase, first=p.first, last=p.last) for p in g.phases],
-            steps=[
-                GanttStepOut(
-                    id=s.id, phase=s.phase, day=s.day, at=s.at, category=s.category, title=s.title, executor=s.executor
-                )
-                for s in g.steps
-            ],
+            steps=[GanttStepOut(**same_names(GanttStepOut.model_fields, s)) for s in g.steps],
             groups=[
                 GanttRowOut(
                     application_id=r.application_id,
@@ -393,18 +345,11 @@ class ExecutionRowOut(BaseModel):
 
     @classmethod
     def of(cls, row: ExecutionRow) -> ExecutionRowOut:
-        return cls(
-            key=row.key,
-            name=row.name,
-            due=row.due,
-            executed=row.executed,
-            on_time=row.on_time,
-            missed=row.missed,
-            waiting=row.waiting,
-            execution_rate=None if row.execution_rate is None else round(row.execution_rate, 4),
-            on_time_rate=None if row.on_time_rate is None else round(row.on_time_rate, 4),
-            average_delay_minutes=row.average_delay_minutes,
-        )
+        rates = {
+            "execution_rate": None if row.execution_rate is None else round(row.execution_rate, 4),
+            "on_time_rate": None if row.on_time_rate is None else round(row.on_time_rate, 4),
+        }
+        return cls(**same_names(cls.model_fields, row, **rates))
 
 
 class ExecutionOut(BaseModel):
@@ -452,14 +397,9 @@ class WorkloadOut(BaseModel):
             end=end,
             rows=[
                 WorkloadLineOut(
-                    staff_id=r.staff_id,
-                    name=r.name,
-                    role=r.role,
-                    groups=r.groups,
-                    open_tasks=r.open_tasks,
-                    overdue_tasks=r.overdue_tasks,
-                    load=r.load,
-                    sop=ExecutionRowOut.of(r.sop) if r.sop is not None else None,
+                    **same_names(
+                        WorkloadLineOut.model_fields, r, sop=ExecutionRowOut.of(r.sop) if r.sop is not None else None
+                    )
                 )
                 for r in report.rows
             ],
