@@ -38,8 +38,17 @@ def fake() -> Iterator[tuple[FakeWeCom, str]]:
     tokens.forget_memory()
 
 
-def add_wecom(world: World, api_base: str | None = None, *, org_id: int | None = None, name: str = "wecom") -> int:
+def add_wecom(
+    world: World,
+    api_base: str | None = None,
+    *,
+    org_id: int | None = None,
+    name: str = "wecom",
+    welcome_text: str | None = None,
+) -> int:
     settings: dict[str, object] = {"corp_id": CORP_ID}
+    if welcome_text:
+        settings["welcome_text"] = welcome_text
     if api_base:
         settings["api_base"] = api_base
     with world.db() as s:

@@ -490,7 +490,8 @@ class FakeWeCom:
         if not text and not body.get("attachments"):
             return _err(40058, "text or attachments required")
         code["used"] = True
-        self.welcomes_sent.append(body)
+        # ``after``: seconds from the callback (the code's issue) to this call.
+        self.welcomes_sent.append(dict(body, after=time.time() - code["issued"]))
         return _ok()
 
     def _api_add_msg_template(self, body: dict[str, Any]) -> dict[str, Any]:
