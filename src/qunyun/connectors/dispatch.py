@@ -31,14 +31,16 @@ the whole story.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, inspect, select
+from sqlalchemy import Table, bindparam, func, insert, inspect, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from qunyun.connections.service import default_connection
@@ -62,6 +64,7 @@ from qunyun.connectors.base import (
     UnsupportedAction,
     missing_capabilities,
 )
+from qunyun.db.base import to_micros
 from qunyun.errors import Conflict, InvalidInput, NotFound, QunyunError
 from qunyun.locale import Msg, catalogue
 from qunyun.models import (
@@ -151,6 +154,7 @@ def _record(
     detail: Msg | str,
     attempt: int | None = None,
 ) -> None:
+    settle_batch(session)  # a batch's deferred writes first: the history stays in order
     now = utcnow()
     action.updated_at = now
     session.add(
@@ -515,14 +519,19 @@ def _targets_of(request: ActionRequest) -> tuple[int | None, int | None, int | N
 
 
 def _history_row(
-    action_id: int, from_state: OutboundState | None, to_state: OutboundState, detail: Msg | str, at: datetime
+    action_id: int,
+    from_state: OutboundState | None,
+    to_state: OutboundState,
+    detail: Msg | str,
+    at: datetime,
+    attempt: int | None = None,
 ) -> dict[str, Any]:
     """An ``OutboundActionTransition`` as the values of a bulk insert (as :func:`_record` writes it)."""
     return {
         "action_id": action_id,
         "from_state": from_state.value if from_state is not None else None,
         "to_state": to_state.value,
-        "attempt": None,
+        "attempt": attempt,
         "at": at,
         "detail": str(detail)[:2000],
         "detail_key": detail.key if isinstance(detail, Msg) else None,
@@ -576,13 +585,32 @@ class PreparedCall:
 
 # session.info: the actions this transaction holds locked, by id (and their groups and members)
 _LOCKED = "qunyun.dispatch.locked"
+# session.info: the writes a batch's prepare or record calls deferred to :func:`settle_batch`
+_DEFERRED = "qunyun.dispatch.deferred"
+_ACTIONS = cast(Table, OutboundAction.__table__)
 
 
-def lock_batch(session: Session, action_ids: Sequence[int], *, with_targets: bool = True) -> None:
+@dataclass
+class _Deferred:
+    """The usual moves of a batch's actions (queued → sending, sending → sent), written at the
+    batch's end in one UPDATE of the actions and one INSERT of their history rows."""
+
+    rows: dict[int, OutboundAction] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def lock_batch(session: Session, action_ids: Sequence[int], *, with_targets: bool = True, defer: bool = False) -> None:
     """Lock the actions of a batch of perform jobs in one statement (in id order, so that two
     workers never wait on each other in a cycle), with their groups, members and connections loaded
     (``with_targets``): each job's :func:`prepare` or :func:`record` then finds its row without a
-    round trip of its own (its connection's too)."""
+    round trip of its own (its connection's too).
+
+    With ``defer``, the usual moves that the batch's :func:`prepare` and :func:`record` make
+    (queued → sending with the attempt, sending → sent) are kept in memory until
+    :func:`settle_batch` writes them all, which the caller must do in the same transaction before
+    it commits (the worker does, before the jobs' completions)."""
+    if defer:
+        session.info[_DEFERRED] = _Deferred()
     ids = sorted(set(action_ids))
     rows: list[OutboundAction] = []
     for i in range(0, len(ids), REQUEST_CHUNK):
@@ -603,6 +631,120 @@ def lock_batch(session: Session, action_ids: Sequence[int], *, with_targets: boo
         held.update({(Group, k): v for k, v in groups.items()})
         held.update({(Member, k): v for k, v in members.items()})
         held.update({(Connection, k): v for k, v in connections.items()})
+
+
+_SETTLE_PG = text(
+    """
+    UPDATE outbound_actions AS a
+    SET state = moved.state, attempts = moved.attempts, external_ref = moved.external_ref,
+        last_error = moved.last_error, updated_at = moved.updated_at
+    FROM unnest(
+        CAST(:ids AS BIGINT[]), CAST(:states AS VARCHAR[]), CAST(:attempts AS INTEGER[]),
+        CAST(:refs AS VARCHAR[]), CAST(:errors AS TEXT[]), CAST(:at AS BIGINT[])
+    ) AS moved(id, state, attempts, external_ref, last_error, updated_at)
+    WHERE a.id = moved.id
+    """
+)
+# The history rows, one statement (the driver's executemany would send one a row).
+_HISTORY_PG = text(
+    """
+    INSERT INTO outbound_action_transitions
+        (action_id, from_state, to_state, attempt, at, detail, detail_key, detail_values)
+    SELECT action_id, from_state, to_state, attempt, at, detail, detail_key, CAST(detail_values AS JSON)
+    FROM unnest(
+        CAST(:ids AS BIGINT[]), CAST(:froms AS VARCHAR[]), CAST(:tos AS VARCHAR[]), CAST(:attempts AS INTEGER[]),
+        CAST(:at AS BIGINT[]), CAST(:details AS TEXT[]), CAST(:keys AS VARCHAR[]), CAST(:values AS TEXT[])
+    ) AS h(action_id, from_state, to_state, attempt, at, detail, detail_key, detail_values)
+    """
+)
+_SETTLE = (
+    update(_ACTIONS)
+    .where(_ACTIONS.c.id == bindparam("b_id"))
+    .values(
+        state=bindparam("b_state"),
+        attempts=bindparam("b_attempts"),
+        external_ref=bindparam("b_ref"),
+        last_error=bindparam("b_error"),
+        updated_at=bindparam("b_at"),
+    )
+)
+
+
+def settle_batch(session: Session) -> int:
+    """Write the moves deferred since :func:`lock_batch` (``defer``) or the last call: the
+    actions' rows as they are in memory now, in one statement, and their history rows in order,
+    in another. Returns how many actions were written."""
+    deferred: _Deferred | None = session.info.get(_DEFERRED)
+    if deferred is None or not deferred.rows:
+        return 0
+    rows, history = list(deferred.rows.values()), deferred.history
+    deferred.rows, deferred.history = {}, []
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            _HISTORY_PG,
+            {
+                "ids": [h["action_id"] for h in history],
+                "froms": [h["from_state"] for h in history],
+                "tos": [h["to_state"] for h in history],
+                "attempts": [h["attempt"] for h in history],
+                "at": [to_micros(h["at"]) for h in history],
+                "details": [h["detail"] for h in history],
+                "keys": [h["detail_key"] for h in history],
+                "values": [None if h["detail_values"] is None else json.dumps(h["detail_values"]) for h in history],
+            },
+        )
+        session.execute(
+            _SETTLE_PG,
+            {
+                "ids": [row.id for row in rows],
+                "states": [row.state for row in rows],
+                "attempts": [row.attempts for row in rows],
+                "refs": [row.external_ref for row in rows],
+                "errors": [row.last_error for row in rows],
+                "at": [to_micros(row.updated_at) for row in rows],
+            },
+        )
+    else:
+        session.execute(
+            _SETTLE,
+            [
+                {
+                    "b_id": row.id,
+                    "b_state": row.state,
+                    "b_attempts": row.attempts,
+                    "b_ref": row.external_ref,
+                    "b_error": row.last_error,
+                    "b_at": row.updated_at,
+                }
+                for row in rows
+            ],
+        )
+        session.execute(insert(_TRANSITIONS), history)
+    return len(rows)
+
+
+def _move(
+    session: Session, row: OutboundAction, to_state: OutboundState, detail: Msg, *, attempt: int, **changes: Any
+) -> None:
+    """:func:`transition` with ``changes`` to the row's columns, deferred to :func:`settle_batch`
+    in a batch that defers its writes (the row in memory changes now, without the ORM writing
+    it), else written at once."""
+    deferred: _Deferred | None = session.info.get(_DEFERRED)
+    if deferred is None:
+        for name, value in changes.items():
+            setattr(row, name, value)
+        transition(session, row, to_state, detail, attempt=attempt)
+        return
+    current = OutboundState(row.state)
+    if to_state not in ALLOWED_TRANSITIONS[current]:
+        raise Conflict(
+            Msg("err.outbound.bad_transition", id=row.id, current=current.value, to=to_state.value), field="state"
+        )
+    now = utcnow()
+    for name, value in {**changes, "state": to_state.value, "updated_at": now}.items():
+        set_committed_value(row, name, value)
+    deferred.rows[row.id] = row
+    deferred.history.append(_history_row(row.id, current, to_state, detail, now, attempt))
 
 
 def _locked(session: Session, action_id: int) -> OutboundAction | None:
@@ -646,9 +788,9 @@ def prepare(session: Session, action_id: int) -> PreparedCall | None:
     if missing:
         _delegate(session, row, typed, _missing_reason(connector.profile, missing), missing=missing)
         return None
-    row.attempts += 1
-    transition(session, row, S.SENDING, Msg("sends.history.attempt", attempt=row.attempts), attempt=row.attempts)
-    return PreparedCall(row.id, row.attempts, CallMode.SEND, typed, row.idempotency_key, connector)
+    attempt = row.attempts + 1
+    _move(session, row, S.SENDING, Msg("sends.history.attempt", attempt=attempt), attempt=attempt, attempts=attempt)
+    return PreparedCall(row.id, attempt, CallMode.SEND, typed, row.idempotency_key, connector)
 
 
 def call(prepared: PreparedCall) -> ActionResult | None:
@@ -1087,13 +1229,13 @@ def _check_later(session: Session, row: OutboundAction, typed: Action, error: st
 def _apply_result(
     session: Session, row: OutboundAction, typed: Action, result: ActionResult, *, reconciled: bool = False
 ) -> None:
-    row.external_ref = result.external_ref
     how = "sends.history.reconciled" if reconciled else "sends.history.attempt"
     detail = Msg(f"{how}_detail" if result.detail else how, attempt=row.attempts, detail=result.detail)
     if result.status == ResultStatus.DONE:
-        row.last_error = None
-        transition(session, row, S.SENT, detail, attempt=row.attempts)
-    elif result.status == ResultStatus.AWAITING_CONFIRMATION:
+        _move(session, row, S.SENT, detail, attempt=row.attempts, external_ref=result.external_ref, last_error=None)
+        return
+    row.external_ref = result.external_ref
+    if result.status == ResultStatus.AWAITING_CONFIRMATION:
         row.last_error = None
         transition(session, row, S.AWAITING_CONFIRMATION, detail, attempt=row.attempts)
         _open_task(session, row, typed, TaskKind.CONFIRM_SEND, result.detail or Msg("sends.reason.held"))

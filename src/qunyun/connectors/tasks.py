@@ -43,7 +43,11 @@ class PerformAction(TwoPhaseJob[PerformPayload, PreparedCall, ActionResult | Non
     transaction, record the outcome (``qunyun.connectors.dispatch``: prepare, call, record)."""
 
     def warm(self, session: Session, payloads: list[PerformPayload], *, recording: bool) -> None:
-        dispatch.lock_batch(session, [p.action_id for p in payloads], with_targets=not recording)
+        # The batch's usual moves (sending, sent) are written at its end, by settle.
+        dispatch.lock_batch(session, [p.action_id for p in payloads], with_targets=not recording, defer=True)
+
+    def settle(self, session: Session, *, recording: bool) -> None:
+        dispatch.settle_batch(session)
 
     def prepare(self, session: Session, payload: PerformPayload) -> PreparedCall | None:
         return dispatch.prepare(session, payload.action_id)

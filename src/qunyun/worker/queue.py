@@ -56,6 +56,12 @@ class TwoPhaseJob(Generic[P, T, R]):
         the batch instead of one a job. The worker calls it on its optimistic path only, so a job
         must not depend on it."""
 
+    def settle(self, session: Session, *, recording: bool) -> None:
+        """Optional, after the ``prepare`` (``recording``: ``record``) calls of a batch that
+        ``warm`` saw, in their transaction and before it commits: write what they left to the
+        end of the batch (one statement for the batch instead of one a job). A failure here fails
+        the batch's transaction, whose jobs then run one at a time."""
+
     def prepare(self, session: Session, payload: P) -> T | None:
         raise NotImplementedError
 

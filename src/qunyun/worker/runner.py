@@ -197,17 +197,21 @@ class _CommitGuard:
             raise HandlerCommitted("the handler committed its own transaction")
 
 
-def _warm(session: Session, items: list[_Item], *, recording: bool) -> None:
+def _warm(session: Session, items: list[_Item], *, recording: bool) -> list[Any]:
     """Let each two-phase handler of the batch load or lock what its jobs need at once
-    (``TwoPhaseJob.warm``); a failure here fails the transaction, which runs again job by job."""
+    (``TwoPhaseJob.warm``); a failure here fails the transaction, which runs again job by job.
+    Returns the handlers warmed, whose ``settle`` runs after the batch's jobs."""
     by_handler: dict[int, tuple[Any, list[Any]]] = {}
     for item in items:
         handler = item.handler
         if item.failure is None and handler is not None and handler.two_phase is not None:
             by_handler.setdefault(id(handler.two_phase), (handler.two_phase, []))[1].append(item.payload)
+    warmed = []
     for two_phase, payloads in by_handler.values():
         if len(payloads) > 1:
             two_phase.warm(session, payloads, recording=recording)
+            warmed.append(two_phase)
+    return warmed
 
 
 class _HandlerFailed(Exception):
@@ -457,8 +461,8 @@ class Worker:
             guard = _CommitGuard(session)
             root = session.get_transaction()
             assert root is not None
-            if not careful:
-                _warm(session, items, recording=work is Worker._record_phase)
+            recording = work is Worker._record_phase
+            warmed = _warm(session, items, recording=recording) if not careful else []
             for n, item in enumerate(items):
                 job = item.job
                 if held is not None and job.id not in held:
@@ -508,6 +512,9 @@ class Worker:
                 finally:
                     guard.tripped = False
                     _current_job.reset(token)
+            for two_phase in warmed:
+                # What the warmed jobs left to the batch's end, before their completions.
+                two_phase.settle(session, recording=recording)
             now = self.clock()
             done = complete(session, completed, now=now)
             extended = extend(session, prepared, expiry=now + self.lease_seconds * MICROS)
