@@ -17,7 +17,7 @@ from qunyun.db.session import unit_of_work
 from qunyun.livecodes import service as livecodes
 from qunyun.livecodes.jobs import maintain
 from qunyun.livecodes.schemas import LiveCodeCreate
-from qunyun.models import Channel, Group, LiveCodeJoin, Member, OutboundAction
+from qunyun.models import Channel, Group, LiveCodeGroup, LiveCodeJoin, Member, OutboundAction
 from qunyun.models.livecode import LiveCodeInvitation
 from qunyun.timeutil import utcnow
 from tests.connectors.matrix.homeserver import User
@@ -53,6 +53,20 @@ def test_a_visitor_invited_from_the_code_page_joins_attributed(loop: Loop, new_u
         group.owner_id = loop.owner_id
         channel = Channel(org_id=loop.org_id, code="meetup", name="线下聚会", kind="offline", created_at=utcnow())
         s.add(channel)
+        s.flush()
+        # The homeserver outlives each test's database: a link's alias derives from its pool
+        # entry's id, so this test's entry must not share test_loop's id (1) in either order.
+        spare = livecodes.create_live_code(s, loop.scope(), LiveCodeCreate(name="占位", paused=True))
+        s.add(
+            LiveCodeGroup(
+                org_id=loop.org_id,
+                live_code_id=spare.id,
+                group_id=group.id,
+                scan_limit=1,
+                active=False,
+                added_at=utcnow(),
+            )
+        )
         s.flush()
         code = livecodes.create_live_code(
             s, loop.scope(), LiveCodeCreate(name="聚会活码", group_ids=[group.id], channel_id=channel.id)

@@ -95,6 +95,7 @@ def test_a_join_request_is_listed_but_not_ingested() -> None:
         "Zhang",
         "https://t.me/+Req99",
     )
+    assert (request.username, request.bio) == ("zhang_runs", "马拉松爱好者")
 
 
 def test_a_new_title_renames_the_group_and_adding_the_bot_announces_it() -> None:

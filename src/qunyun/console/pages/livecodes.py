@@ -217,6 +217,7 @@ def _settings(form: FormData, *, lead: bool) -> dict[str, Any]:
         "fallback_text": _text(form, "fallback_text"),
         "threshold": _threshold_from_form(form),
         "qr_alert_minutes": hours * 60 if hours is not None else 24 * 60,
+        "join_request_policy": _text(form, "join_request_policy") or "review",
     }
     if lead:  # connections are the lead's to see
         values["connection_id"] = _number(form, "connection_id", maximum=MAX_ID)
@@ -226,7 +227,7 @@ def _settings(form: FormData, *, lead: bool) -> dict[str, Any]:
 def _form_values(row: LiveCode | None) -> dict[str, Any]:
     """What the form shows for ``row`` (or a new code)."""
     if row is None:
-        return {"policy": RoutingPolicy.FILL.value, "qr_alert_hours": "24"}
+        return {"policy": RoutingPolicy.FILL.value, "qr_alert_hours": "24", "join_request_policy": "review"}
     values: dict[str, Any] = {
         "name": row.name,
         "channel_id": str(row.channel_id or ""),
@@ -237,6 +238,7 @@ def _form_values(row: LiveCode | None) -> dict[str, Any]:
         "fallback_url": row.fallback_url,
         "fallback_text": row.fallback_text,
         "qr_alert_hours": str(row.qr_alert_minutes // 60),
+        "join_request_policy": row.join_request_policy,
     }
     threshold = row.threshold
     if threshold and _simple_threshold(threshold):
