@@ -106,6 +106,9 @@ class Verified:
     delivery_id: str | None = None
     sent_at: datetime | None = None
     reply: Reply | None = None
+    # The processing job's priority: above 0 for a delivery whose follow-up cannot wait behind a
+    # backlog (WeCom's new contact: its welcome code is good for 20 s).
+    priority: int = 0
 
 
 Verifier = Callable[[WebhookRequest, ConnectionConfig, datetime, int], Verified]

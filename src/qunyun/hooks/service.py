@@ -115,7 +115,7 @@ def receive(session: Session, connection: Connection, verified: Verified, body: 
         with session.begin_nested():
             session.add(delivery)
             session.flush()
-            _enqueue_processing(session, delivery)
+            _enqueue_processing(session, delivery, priority=verified.priority)
     except IntegrityError:
         # The same delivery arrived twice at once (a platform retrying early): the other one won.
         existing = session.scalar(known)
@@ -125,7 +125,7 @@ def receive(session: Session, connection: Connection, verified: Verified, body: 
     return Receipt(delivery.id, created=True)
 
 
-def _enqueue_processing(session: Session, delivery: WebhookDelivery) -> None:
+def _enqueue_processing(session: Session, delivery: WebhookDelivery, *, priority: int = 0) -> None:
     # One job per processing attempt: the first is #0, a replay after n attempts is #n.
     enqueue(
         session,
@@ -133,6 +133,7 @@ def _enqueue_processing(session: Session, delivery: WebhookDelivery) -> None:
         ProcessDelivery(delivery_id=delivery.id).model_dump(),
         org_id=delivery.org_id,
         key=f"{PROCESS_KIND}:{delivery.id}#{delivery.attempts}",
+        priority=priority,
     )
 
 

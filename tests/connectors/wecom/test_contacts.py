@@ -305,3 +305,53 @@ def test_contacts_are_in_the_members_export_and_erased_with_them(
     assert len(rows) == 1
     assert rows[0].external_userid.startswith("erased:") and rows[0].name == "" and rows[0].welcome_text == ""
     assert rows[0].status == "added" and rows[0].userid == STAFF  # the fact stays, pseudonymous
+
+
+def test_with_a_running_worker_the_welcome_goes_out_well_within_20_seconds(
+    client: TestClient, world: World, fake: tuple[FakeWeCom, str], crypto: WeComCrypto
+) -> None:
+    from qunyun.worker.runner import InProcessWorker
+
+    server, base = fake
+    cid = add_wecom(world, base, welcome_text="欢迎")
+    with unit_of_work(world.db) as s:  # the first sync, so the worker's periodic pass has little to do
+        callbacks_job(s, PeriodicPayload())
+    pool = InProcessWorker(1, factory=world.db, name="wecom-welcome")
+    pool.start()
+    try:
+        started = time.monotonic()
+        _post(client, cid, crypto, server.add_contact(STAFF, "wmlive000001"))
+        while not server.welcomes_sent and time.monotonic() - started < 20:
+            time.sleep(0.05)
+        elapsed = time.monotonic() - started
+    finally:
+        pool.stop(timeout=10)
+    assert server.welcomes_sent, "no welcome within 20 s"
+    assert server.welcomes_sent[0]["after"] < 20 and elapsed < 10, elapsed
+    assert pool.failures == []
+
+
+def test_a_new_contacts_callback_and_its_welcome_go_ahead_of_a_backlog(
+    client: TestClient, world: World, fake: tuple[FakeWeCom, str], crypto: WeComCrypto
+) -> None:
+    from qunyun.models import Job
+    from qunyun.worker.queue import enqueue
+
+    server, base = fake
+    cid = add_wecom(world, base, welcome_text="欢迎")
+    with unit_of_work(world.db) as s:  # a backlog of ordinary jobs, due before the callback
+        for i in range(20):
+            enqueue(s, "wecom.test.backlog", {"i": i}, key=f"backlog:{i}")
+    _post(client, cid, crypto, server.add_contact(STAFF, "wmurgent0001"))
+    _post(client, cid, crypto, server.add_tag_group("其他", ["甲"]))  # no welcome code: no hurry
+    with world.db() as s:
+        jobs = list(s.scalars(select(Job).where(Job.kind == "hooks.process").order_by(Job.id)))
+    assert [j.priority for j in jobs] == [contacts.WELCOME_PRIORITY, 0]
+    from qunyun.worker.runner import Worker
+
+    worker = Worker("urgent-first", factory=world.db, batch=1)  # one job at a time: the order shows
+    assert worker.run_next()  # the contact's callback first, then its welcome: before any backlog job
+    assert worker.run_next()
+    assert len(server.welcomes_sent) == 1
+    with world.db() as s:
+        assert s.scalar(select(Job).where(Job.kind == "wecom.test.backlog", Job.status != "queued")) is None

@@ -7,10 +7,11 @@ What a callback alone says becomes events at once:
   scanning the group's QR code);
 - ``del_member``: a ``member.left`` per member, ``reason`` ``removed`` when QuitScene is 1 (the
   owner or an admin removed them), else ``left``;
-- the other changes (create, change_owner, change_name, change_notice, dismiss), contacts
-  (``change_external_contact``) and tags (``change_external_tag``) carry no membership: they
-  yield no event here and are applied by the callback sync job (``sync.process_callbacks``),
-  which also calls groupchat/get for names, inviters and the join way's state.
+- the other changes (create, change_owner, change_name, change_notice, dismiss) and tags
+  (``change_external_tag``) carry no membership: they yield no event here and are applied by the
+  callback sync job (``sync.process_callbacks``), which also calls groupchat/get for names,
+  inviters and the join way's state; contacts (``change_external_contact``) are no group
+  membership either: ``contacts.apply_contact_callback`` records them.
 
 Optional fields are read leniently (real payloads differ from older docs): a missing or
 non-numeric scene is no scene, an empty MemChangeList no event.

@@ -10,7 +10,8 @@ WeCom calls ``/hooks/wecom/{connection_id}?msg_signature=…&timestamp=…&nonce
 
 The connection's secrets ``token`` and ``aes_key`` and its setting ``corp_id`` (the receive id
 the plaintext must end with) are what is checked. A retry of the same event decrypts to the same
-XML: its SHA-256 is the delivery id, so a redelivery is stored once.
+XML: its SHA-256 is the delivery id, so a redelivery is stored once. A new contact's callback with
+a WelcomeCode is processed at the welcome's priority: its code is good for 20 s.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from qunyun.connectors.webhooks import (
     digest_equal,
     unix_time,
 )
+from qunyun.connectors.wecom.contacts import WELCOME_PRIORITY
 from qunyun.connectors.wecom.crypto import CryptoError, WeComCrypto, parse_xml
 
 MAX_BODY = 256 * 1024
@@ -91,4 +93,12 @@ def verify(request: WebhookRequest, config: ConnectionConfig, now: datetime, max
     except (CryptoError, UnicodeDecodeError):
         raise WebhookRejected(RejectReason.MALFORMED) from None
     delivery_id = "x-" + hashlib.sha256(plain).hexdigest()
-    return Verified(payload=payload, delivery_id=delivery_id, sent_at=sent_at, reply=Reply(200, b"", "text/plain"))
+    # A new contact's welcome code is good for 20 s: its processing goes ahead of any backlog.
+    urgent = payload.get("Event") == "change_external_contact" and bool(payload.get("WelcomeCode"))
+    return Verified(
+        payload=payload,
+        delivery_id=delivery_id,
+        sent_at=sent_at,
+        reply=Reply(200, b"", "text/plain"),
+        priority=WELCOME_PRIORITY if urgent else 0,
+    )
