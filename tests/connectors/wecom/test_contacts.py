@@ -176,6 +176,14 @@ def test_a_welcome_interrupted_mid_call_is_unknown_and_not_sent_again(
     assert prepared is not None and prepared.code is not None
     contacts.call_contact(prepared)
     assert len(server.welcomes_sent) == 1
+    # Meanwhile another job of the contact (its name after an edit; another welcome job on its
+    # first attempt) leaves the mark alone: it is not its own.
+    with unit_of_work(world.db) as s:
+        other = contacts.prepare_contact(s, contact_id, welcome=False)
+        assert other is not None and other.code is None
+        first_try = contacts.prepare_contact(s, contact_id, rerun=False)
+        assert first_try is not None and first_try.code is None
+    assert _contact(world, "wmcrash00001").welcome_status == "sending"
     # The job runs again: it finds its own "sending" mark and does not call again.
     with unit_of_work(world.db) as s:
         again = contacts.prepare_contact(s, contact_id)

@@ -183,7 +183,7 @@ def apply_contact_callback(
         enqueue(
             session,
             WELCOME_JOB,
-            {"contact_id": contact.id},
+            {"contact_id": contact.id, "welcome": welcome},
             org_id=connection.org_id,
             key=f"{WELCOME_JOB}:{contact.id}:{key}",
             priority=WELCOME_PRIORITY if welcome else 0,
@@ -199,6 +199,7 @@ class WelcomePayload(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     contact_id: int
+    welcome: bool = False  # this job sends the contact's pending welcome (else: only the name)
 
 
 @dataclass(frozen=True)
@@ -238,14 +239,24 @@ def _finish_welcome(contact: WeComContact, status: str, error: str | None, now: 
     contact.updated_at = now
 
 
-def prepare_contact(session: Session, contact_id: int, *, now: datetime | None = None) -> ContactCall | None:
-    """Phase 1: decide what to call for the contact, committing ``sending`` for a welcome."""
+def prepare_contact(
+    session: Session, contact_id: int, *, welcome: bool = True, rerun: bool = True, now: datetime | None = None
+) -> ContactCall | None:
+    """Phase 1: decide what to call for the contact, committing ``sending`` for a welcome.
+
+    Only a ``welcome`` job touches the welcome. One that finds ``sending`` and is a ``rerun`` (its
+    own earlier attempt died during the call) records ``unknown``; on its first attempt the mark
+    is another welcome job's, still under way, and is left to it."""
     now = now or utcnow()
     contact = session.get(WeComContact, contact_id, with_for_update=True)
     if contact is None:
         return None
     code: str | None = None
-    if contact.welcome_status == WelcomeStatus.SENDING:
+    if not welcome:
+        pass
+    elif contact.welcome_status == WelcomeStatus.SENDING and not rerun:
+        pass  # another job's call is under way
+    elif contact.welcome_status == WelcomeStatus.SENDING:
         # An earlier attempt died during its call: it may have gone out, and the code is spent.
         _finish_welcome(contact, WelcomeStatus.UNKNOWN, "the worker stopped during send_welcome_msg", now)
         log.warning("wecom contact %s: welcome outcome unknown (worker stopped mid-call)", contact.id)
@@ -324,7 +335,10 @@ class ContactJob(TwoPhaseJob[WelcomePayload, ContactCall, ContactOutcome]):
     """A new contact's welcome (send_welcome_msg within 20 s, never retried) and name."""
 
     def prepare(self, session: Session, payload: WelcomePayload) -> ContactCall | None:
-        return prepare_contact(session, payload.contact_id)
+        from qunyun.worker.runner import current_job
+
+        rerun = current_job().attempt > 1
+        return prepare_contact(session, payload.contact_id, welcome=payload.welcome, rerun=rerun)
 
     def call(self, prepared: ContactCall) -> ContactOutcome:
         return call_contact(prepared)
