@@ -153,7 +153,7 @@ def _decide_by_rule(session: Session, row: JoinRequest) -> None:
             "member": row.name,
             "username": row.username,
             "bio": row.bio,
-            "link": "/console/join-requests",
+            "link": "/join-requests",
         },
         group_id=row.group_id,
     )
@@ -330,7 +330,7 @@ def erase_for_member(session: Session, org_id: int, member_id: int, erased_id: s
                 values = dict(task.title_values or {})
                 values["member"] = "—"
                 task.title_values = values
-                task.detail = {"join_request_id": row.id, "link": "/console/join-requests"}
+                task.detail = {"join_request_id": row.id, "link": "/join-requests"}
         changed += 1
     for invitation in session.scalars(
         select(LiveCodeInvitation).where(LiveCodeInvitation.org_id == org_id, LiveCodeInvitation.member_id == member_id)
