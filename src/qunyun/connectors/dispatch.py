@@ -330,6 +330,16 @@ def _same_or_error(
         return exc
 
 
+# The statements of the usual batch, built once (an ORM select built at each call costs more
+# than its round trip): the groups with their connections, and with one member.
+_GROUPS = (
+    select(Group, Connection)
+    .outerjoin(Connection, Connection.id == Group.connection_id)
+    .where(Group.id.in_(bindparam("groups", expanding=True)))
+)
+_GROUPS_AND_MEMBER = _GROUPS.add_columns(Member).outerjoin(Member, Member.id == bindparam("member"))
+
+
 @dataclass
 class _Targets:
     """The groups, members, connections and staff a batch of requests names, loaded at once."""
@@ -353,14 +363,13 @@ class _Targets:
         joined = next(iter(member_ids)) if len(member_ids) == 1 and ordered else None
         for i in range(0, len(ordered), REQUEST_CHUNK):
             # The groups with their connections: one round trip for the usual request.
-            query: Any = (
-                select(Group, Connection)
-                .outerjoin(Connection, Connection.id == Group.connection_id)
-                .where(Group.id.in_(ordered[i : i + REQUEST_CHUNK]))
-            )
-            if joined is not None:
-                query = query.add_columns(Member).outerjoin(Member, Member.id == joined)
-            for row in session.execute(query):
+            chunk = ordered[i : i + REQUEST_CHUNK]
+            rows: Any
+            if joined is None:
+                rows = session.execute(_GROUPS, {"groups": chunk})
+            else:
+                rows = session.execute(_GROUPS_AND_MEMBER, {"groups": chunk, "member": joined})
+            for row in rows:
                 group, connection = row[0], row[1]
                 groups[group.id] = group
                 if connection is not None:
@@ -473,8 +482,14 @@ def _insert_actions(session: Session, org_id: int, routed: list[_Routed]) -> lis
     ]
     # Executemany (batched into one INSERT … RETURNING by the driver layer): its statement is
     # compiled once per process, where a multi-row VALUES would be compiled at each call.
-    statement = _insert_ignoring(session, OutboundAction).returning(OutboundAction)
-    rows = session.scalars(statement, values, execution_options={"render_nulls": True})
+    rows: Any
+    if len(values) == 1:
+        # One row (the usual request): a plain INSERT … RETURNING loaded as the entity, which
+        # costs less than the ORM's bulk insert.
+        rows = session.scalars(_insert_one(session), values[0])
+    else:
+        statement = _insert_ignoring(session, OutboundAction).returning(OutboundAction)
+        rows = session.scalars(statement, values, execution_options={"render_nulls": True})
     inserted = {row.idempotency_key: row for row in rows}
     out: list[tuple[_Routed, OutboundAction]] = []
     history: list[dict[str, Any]] = []
@@ -499,7 +514,7 @@ def _insert_actions(session: Session, org_id: int, routed: list[_Routed]) -> lis
         else:
             delegated.append((item, row))
     if history:
-        session.execute(insert(_TRANSITIONS), history)
+        session.execute(_INSERT_TRANSITIONS, history)
     if jobs:
         session.execute(_insert_ignoring(session, _JOBS), jobs)
     for item, row in delegated:
@@ -557,11 +572,33 @@ def _perform_job_row(row: OutboundAction, run_at: datetime, now: datetime) -> di
     }
 
 
+_INSERT_ONE: dict[str, Any] = {}  # dialect name → the statement of :func:`_insert_one`
+
+
+def _insert_one(session: Session) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING of one action, as an ORM statement that loads
+    the inserted row (built once per dialect)."""
+    name = session.get_bind().dialect.name
+    if name not in _INSERT_ONE:
+        _INSERT_ONE[name] = select(OutboundAction).from_statement(
+            _insert_ignoring(session, OutboundAction).returning(OutboundAction)
+        )
+    return _INSERT_ONE[name]
+
+
+_INSERT_TRANSITIONS = insert(_TRANSITIONS)
+_IGNORING: dict[tuple[str, Any], Any] = {}  # (dialect name, model) → its statement
+
+
 def _insert_ignoring(session: Session, model: Any) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING in the session's dialect (SQLite or PostgreSQL)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(model).on_conflict_do_nothing()
-    return sqlite.insert(model).on_conflict_do_nothing()
+    """INSERT … ON CONFLICT DO NOTHING in the session's dialect (SQLite or PostgreSQL), built
+    once per dialect and model (statements are immutable: a caller's ``returning`` makes another)."""
+    name = session.get_bind().dialect.name
+    found = _IGNORING.get((name, model))
+    if found is None:
+        dialect = postgresql if name == "postgresql" else sqlite
+        found = _IGNORING[(name, model)] = dialect.insert(model).on_conflict_do_nothing()
+    return found
 
 
 # --- performing: the two phases of the perform job -----------------------------------------------

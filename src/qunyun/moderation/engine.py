@@ -72,6 +72,8 @@ class _Batch:
     join_events: dict[tuple[int, int], int | None] = field(default_factory=dict)
     recent: dict[tuple[int, int], list[Recent]] = field(default_factory=lambda: defaultdict(list))
     own_corps: dict[int, frozenset[str]] = field(default_factory=dict)  # connection id → corps
+    # (group, member, ts, event id, text) of moderation_recent_messages, read with the members
+    recent_rows: list[tuple[int, int, int, int, str | None]] = field(default_factory=list)
     strikes: dict[int, int] = field(default_factory=dict)  # member id → strikes (none: left out)
 
 
@@ -87,22 +89,29 @@ _GROUP_PLACES = text("SELECT id, playbook_id, community_id FROM groups WHERE id 
 # The batch's members in one round trip: name and corp, their roles in the batch's groups (exempt
 # roles), their open memberships there (join time for the new-member rule, join event for a
 # kick's key) and their strikes (decisions in force of action ≥ warn since :since, as
-# ``state.strikes`` counts them). A clean message reads it all too: the strikes and spans are
-# index look-ups, cheaper than the round trip a firing message would otherwise make for them.
-_MEMBERS = text(
-    "SELECT m.id, m.display_name, m.corp, r.group_id, r.role, s.group_id, s.joined_at, s.join_event_id,"
+# ``state.strikes`` counts them). A clean message reads the strikes and spans too: index
+# look-ups, cheaper than the round trip a firing message would otherwise make for them.
+_STRIKE_ACTIONS = ", ".join(f"'{a}'" for a in state.STRIKE_ACTIONS)  # constants: written inline
+_MEMBERS_SQL = (
+    "SELECT 0 AS part, m.id, m.display_name, m.corp, r.group_id, r.role, s.group_id, s.joined_at, s.join_event_id,"
     " (SELECT count(*) FROM moderation_decisions d WHERE d.member_id = m.id AND d.org_id = :org"
-    "  AND d.at >= :since AND d.action IN :strike_actions AND d.dry_run = :no"
-    "  AND NOT EXISTS (SELECT 1 FROM moderation_reversals v WHERE v.decision_id = d.id)) AS strikes"
+    f"  AND d.at >= :since AND d.action IN ({_STRIKE_ACTIONS}) AND NOT d.dry_run"
+    "  AND NOT EXISTS (SELECT 1 FROM moderation_reversals v WHERE v.decision_id = d.id))"
     " FROM members m"
     " LEFT JOIN member_group_roles r ON r.member_id = m.id AND r.group_id IN :groups"
     " LEFT JOIN membership_spans s ON s.member_id = m.id AND s.group_id IN :groups AND s.left_at IS NULL"
     " WHERE m.id IN :members"
-).bindparams(
-    bindparam("members", expanding=True),
-    bindparam("groups", expanding=True),
-    bindparam("strike_actions", expanding=True),
 )
+# With the members' recent messages in the batch's groups (policies with a history window), in
+# the same round trip: rows of part 1 are (1, member, text, -, group, -, -, ts, event id, -).
+_RECENT_SQL = (
+    "SELECT 1, r.member_id, t.text, NULL, r.group_id, NULL, NULL, r.ts, r.event_id, NULL"
+    " FROM moderation_recent_messages r LEFT JOIN message_texts t ON t.event_id = r.event_id"
+    " WHERE r.member_id IN :members AND r.group_id IN :groups"
+)
+_EXPANDING: tuple[Any, ...] = (bindparam("members", expanding=True), bindparam("groups", expanding=True))
+_MEMBERS = text(_MEMBERS_SQL).bindparams(*_EXPANDING)
+_MEMBERS_AND_RECENT = text(f"{_MEMBERS_SQL} UNION ALL {_RECENT_SQL} ORDER BY 1, 8, 9").bindparams(*_EXPANDING)
 # A joining member's open membership (a blacklisted join's kick key; judged events read theirs
 # with the members).
 _JOIN_EVENT = text(
@@ -112,11 +121,6 @@ _JOIN_EVENT = text(
 _DECISIONS = cast(Table, ModerationDecision.__table__)
 # Decisions are append-only: written once, with Core (no ORM object, no flush).
 _INSERT_DECISION = insert(_DECISIONS).returning(_DECISIONS.c.id)
-_RECENT = text(
-    "SELECT r.event_id, r.group_id, r.member_id, r.ts, t.text FROM moderation_recent_messages r"
-    " LEFT JOIN message_texts t ON t.event_id = r.event_id"
-    " WHERE r.member_id IN :members AND r.group_id IN :groups ORDER BY r.ts, r.event_id"
-).bindparams(bindparam("members", expanding=True), bindparam("groups", expanding=True))
 _ADD_RECENT = text(
     "INSERT INTO moderation_recent_messages (event_id, org_id, group_id, member_id, ts)"
     " VALUES (:event_id, :org_id, :group_id, :member_id, :ts)"
@@ -199,18 +203,18 @@ def _members(session: Session, batch: _Batch, events: list[LiveEvent]) -> set[tu
     window = max(p.strike_window_days for p in batch.policies.values())
     since = min(e.ts for e in events) - window * 86_400 * _SECOND
     exempt: set[tuple[int, int]] = set()
-    rows = session.execute(
-        _MEMBERS,
-        {
-            "members": member_ids,
-            "groups": group_ids,
-            "org": batch.org_id,
-            "since": since,
-            "strike_actions": list(state.STRIKE_ACTIONS),
-            "no": False,
-        },
+    with_recent = any(
+        e.kind == MESSAGE and e.group_id in batch.policies and batch.policies[e.group_id].compiled.history_seconds
+        for e in events
     )
-    for mid, name, corp, role_group, role, span_group, joined_at, join_event, strikes in rows:
+    rows = session.execute(
+        _MEMBERS_AND_RECENT if with_recent else _MEMBERS,
+        {"members": member_ids, "groups": group_ids, "org": batch.org_id, "since": since},
+    )
+    for part, mid, name, corp, role_group, role, span_group, joined_at, join_event, strikes in rows:
+        if part == 1:  # a recent message: (1, member, text, -, group, -, -, ts, event id, -)
+            batch.recent_rows.append((role_group, mid, int(joined_at), int(join_event), name))
+            continue
         batch.names[mid] = (name or "", corp or "")
         if strikes:
             batch.strikes[mid] = int(strikes)
@@ -255,14 +259,13 @@ def _load_recent(session: Session, batch: _Batch, events: list[LiveEvent]) -> No
     window = max(batch.policies[g].compiled.history_seconds for g, _ in pairs)
     cutoff = earliest - window * _SECOND
     stale: list[int] = []
-    rows = session.execute(
-        _RECENT,
-        {
-            "members": sorted({m for _, m in pairs if m is not None}),
-            "groups": sorted({g for g, _ in pairs if g is not None}),
-        },
-    )
-    for event_id, g, m, ts, body in rows:
+    members = {m for _, m in pairs}
+    groups = {g for g, _ in pairs}
+    # The rows came with the members (of every member and group of the batch, in time order):
+    # those of these members in these groups are theirs.
+    for g, m, ts, event_id, body in batch.recent_rows:
+        if m not in members or g not in groups:
+            continue
         if ts < cutoff:
             stale.append(event_id)
         elif (g, m) in pairs:
@@ -418,9 +421,10 @@ def moderate(session: Session, org_id: int, events: list[LiveEvent]) -> None:
         assert e.group_id is not None and e.member_id is not None
         policy = policies[e.group_id]
         ctx = _context(batch, e, policy)
-        decision = evaluate(policy.compiled, ctx)
+        # Judged once, with the member's strikes (read with the members): they pick a ladder
+        # rule's step only, and whether anything fires does not depend on them.
+        decision = evaluate(policy.compiled, ctx, strikes=batch.strikes.get(e.member_id, 0))
         if decision.action is not Action.ALLOW:
-            decision = evaluate(policy.compiled, ctx, strikes=batch.strikes.get(e.member_id, 0))
             _record(session, batch, e, decision, policy, ctx)
         if e.kind == MESSAGE and policy.compiled.history_seconds:
             batch.recent[(e.group_id, e.member_id)].append(Recent(e.ts, e.text))
