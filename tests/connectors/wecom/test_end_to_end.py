@@ -1,8 +1,9 @@
 """The whole WeCom flow against the fake server (issue 13): add a connection from the command line
 → full sync → a live code's join way → a scan → the join callback (attributed by the join way's
-state) → the welcome template → a mass send waiting for the owner → the owner confirms on the
-fake server → the action and the stats reconcile. Then a missed callback: the next one's
-LastMemVer differs from the version held and the group is synced again in full."""
+state) → the welcome template → a customer contact and its welcome → a mass send waiting for
+the owner → the owner confirms on the fake server → the action and the stats reconcile. Then a
+missed callback: the next one's LastMemVer differs from the version held and the group is synced
+again in full."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from qunyun.livecodes import routing, service
 from qunyun.livecodes.schemas import LiveCodeCreate
 from qunyun.livecodes.visitors import new_visitor_id
 from qunyun.models import Connection, Group, LiveCodeJoin, OutboundAction, Role
-from qunyun.models.wecom_state import WeComJoinWay, WeComSyncReport
+from qunyun.models.wecom_state import WeComContact, WeComJoinWay, WeComSyncReport
 from qunyun.modules import load_domain_modules
 from qunyun.worker.scheduler import PeriodicPayload
 from tests.api.conftest import World
@@ -123,6 +124,21 @@ def test_the_wecom_flow_end_to_end(
         )  # fmt: skip
     run_jobs(world.db)
     assert list(server.welcome_templates.values()) == ["欢迎加入！"]
+
+    # 6b. A customer adds the owner through a contact way whose state is the live code's: the
+    # contact is recorded with it, and welcomed with the connection's text within WeCom's 20 s.
+    with unit_of_work(world.db) as s:
+        row = s.get(Connection, cid)
+        assert row is not None
+        row.settings = {**row.settings, "welcome_text": "您好，我是群主，欢迎入群"}
+    _post(client, cid, crypto, server.add_contact("owner1", "wmcontact777", name="小赵", state=code))
+    run_jobs(world.db)
+    with world.db() as s:
+        contact = s.scalar(select(WeComContact).where(WeComContact.external_userid == "wmcontact777"))
+        assert contact is not None and contact.live_code_id is not None and contact.name == "小赵"
+        assert contact.welcome_status == "sent"
+    assert server.welcomes_sent[-1]["text"] == {"content": "您好，我是群主，欢迎入群"}
+    assert server.welcomes_sent[-1]["after"] < 20
 
     # 7. An SOP-style mass send: it waits for the owner's confirmation with WeCom's msgid.
     with unit_of_work(world.db) as s:
