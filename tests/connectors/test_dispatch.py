@@ -23,6 +23,7 @@ from qunyun.connectors.dispatch import (
     TASK_CONFIRM_SEND,
     TASK_PLATFORM_ACTION,
     TASK_UNCERTAIN_SEND,
+    ActionRequest,
     call,
     confirm,
     expire_overdue,
@@ -31,6 +32,7 @@ from qunyun.connectors.dispatch import (
     prepare,
     record,
     request_action,
+    request_actions,
 )
 from qunyun.connectors.registry import bind
 from qunyun.connectors.simulator import SimulatorConnector, ingest_sink
@@ -222,6 +224,25 @@ def test_same_key_same_action(session: Session, org: Organisation, setup: tuple[
             idempotency_key="k1",
         )
     assert exc.value.field == "idempotency_key"
+
+
+def test_a_key_marked_new_is_not_looked_up_but_still_one_action(
+    session: Session, org: Organisation, setup: tuple[Group, Member]
+) -> None:
+    """``new_key`` skips the look-up of the key, not its idempotency: a key that exists after all
+    is found by the insert and is the same action (or a Conflict for another request)."""
+    group, member = setup
+    kick = ActionRequest("kick", {}, "k-new", group_id=group.id, member_id=member.id, new_key=True)
+    (first,) = request_actions(session, org.id, [kick])
+    assert isinstance(first, OutboundAction)
+    (again,) = request_actions(session, org.id, [kick])
+    assert again is first
+    message = ActionRequest("send_group_message", {"text": "hi"}, "k-new", group_id=group.id, new_key=True)
+    (other,) = request_actions(session, org.id, [message])
+    assert isinstance(other, Conflict) and other.field == "idempotency_key"
+    assert session.scalar(select(func.count()).select_from(OutboundAction)) == 1
+    assert len(perform_jobs(session, first.id)) == 1
+    assert len(history(session, first.id)) == 2
 
 
 def test_a_crash_after_the_platform_call_never_sends_twice(

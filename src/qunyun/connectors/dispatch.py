@@ -441,9 +441,12 @@ def _route(
     return _Routed(index, request, kind, connection, typed, stored, deadline)
 
 
-def _insert_actions(session: Session, org_id: int, routed: list[_Routed]) -> list[tuple[_Routed, OutboundAction]]:
-    """Insert the rows of routed requests (one statement; a key that a concurrent request
-    committed first is that request's row), their history and their perform jobs."""
+def _insert_actions(
+    session: Session, org_id: int, routed: list[_Routed]
+) -> list[tuple[_Routed, OutboundAction | QunyunError]]:
+    """Insert the rows of routed requests (one statement; a key that exists already — one a
+    concurrent request committed first, or a ``new_key`` that was not new — is that row, or a
+    Conflict when it is another request's), their history and their perform jobs."""
     if not routed:
         return []
     now = utcnow()
@@ -491,7 +494,7 @@ def _insert_actions(session: Session, org_id: int, routed: list[_Routed]) -> lis
         statement = _insert_ignoring(session, OutboundAction).returning(OutboundAction)
         rows = session.scalars(statement, values, execution_options={"render_nulls": True})
     inserted = {row.idempotency_key: row for row in rows}
-    out: list[tuple[_Routed, OutboundAction]] = []
+    out: list[tuple[_Routed, OutboundAction | QunyunError]] = []
     history: list[dict[str, Any]] = []
     jobs: list[dict[str, Any]] = []
     delegated: list[tuple[_Routed, OutboundAction]] = []
@@ -526,7 +529,7 @@ def _insert_actions(session: Session, org_id: int, routed: list[_Routed]) -> lis
             winner = winners.get(item.request.idempotency_key)
             if winner is None:  # the conflict was not the key's (cannot be: the key is the only unique one)
                 raise Conflict(Msg("err.outbound.key_reused", idempotency_key=item.request.idempotency_key))
-            out.append((item, _same_request(winner, org_id, item.kind, *_targets_of(item.request))))
+            out.append((item, _same_or_error(winner, org_id, item.kind, item.request)))
     return out
 
 
