@@ -147,3 +147,39 @@ def test_too_early_to_tell_or_wecom_not_answering_leaves_it_sending_to_check_lat
     action = _action(world, action_id)
     assert action.state == "awaiting_confirmation" and action.external_ref in server.msg_templates
     assert len(server.msg_templates) == 1
+
+
+def test_a_mass_send_whose_answer_is_lost_is_reconciled_not_retried(world: World, fake: tuple[FakeWeCom, str]) -> None:
+    import httpx
+
+    from qunyun.connectors import registry
+    from qunyun.connectors.wecom.connector import WeComConnector
+    from qunyun.models import Connection
+
+    server, base = fake
+    group_id = _setup(world, server, base)
+    with world.db() as s:
+        connection = s.scalar(select(Connection).where(Connection.platform == "wecom"))
+        assert connection is not None
+        connector = registry.connector_of(connection)
+    assert isinstance(connector, WeComConnector)
+    connector.client.http.timeout = httpx.Timeout(0.5)
+    # WeCom makes the mass send, but its answer comes after the client gave up.
+    server.delay_next["externalcontact/add_msg_template"] = 1.5
+    action_id = _request(world, group_id, "sop:run:9:step:1")
+    run_jobs(world.db)
+    action = _action(world, action_id)
+    assert action.state == "sending" and "add_msg_template" in (action.last_error or "")
+    [msgid] = server.msg_templates  # made once; not sent again as a "temporary" failure
+
+    with unit_of_work(world.db) as s:
+        s.execute(
+            update(OutboundActionTransition)
+            .where(OutboundActionTransition.action_id == action_id)
+            .values(at=utcnow() - timedelta(minutes=10))
+        )
+    _due_now(world)
+    run_jobs(world.db)
+    action = _action(world, action_id)
+    assert (action.state, action.external_ref) == ("awaiting_confirmation", msgid)
+    assert list(server.msg_templates) == [msgid]

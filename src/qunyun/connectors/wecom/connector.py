@@ -10,7 +10,9 @@ WeCom cannot answer, the callback's own events go through as they are.
 - a group message (SendGroupMessage, SendWelcome, WelcomeMembers, RemindNameCard) becomes a mass
   send to the group (add_msg_template, chat_type group, sent by the group's owner) →
   ``awaiting_confirmation`` with the msgid; the callback sync job confirms it once
-  get_groupmsg_task / get_groupmsg_send_result say the owner sent it;
+  get_groupmsg_task / get_groupmsg_send_result say the owner sent it. add_msg_template without
+  an answer (a timeout) raises :class:`OutcomeUnknown`: the mass send may exist, so it is
+  reconciled, not retried;
 - CreateInviteLink → a 「加入群聊」 join way for the group (add_join_way, its ``state`` derived
   from the idempotency key) → ``done`` with its QR code URL; RevokeInviteLink → del_join_way;
 - SetWelcomeMessage → group_welcome_template/add; SyncInterceptRules → add or update the rule
@@ -80,6 +82,11 @@ LIST_WINDOW = timedelta(days=30)  # get_groupmsg_list_v2: start and end at most 
 
 TAG_GROUP = "qunyun"
 MAX_RULE_WORDS = 300
+
+
+class OutcomeUnknown(Exception):
+    """The call was sent but its answer was lost (a timeout, a dropped connection): WeCom may have
+    done it. Not a TransientError, so the dispatcher reconciles instead of sending it again."""
 
 
 def join_way_state(idempotency_key: str) -> str:
@@ -188,7 +195,12 @@ class WeComConnector(Connector):
         owner = str(self.client.get_group_chat(chat_id).get("owner") or "")
         if not owner:
             return ActionResult.failed("groupchat/get named no owner")
-        data = self.client.add_group_msg_template(owner, [chat_id], text)
+        try:
+            data = self.client.add_group_msg_template(owner, [chat_id], text)
+        except WeComBusy as exc:
+            if exc.errcode is None:  # no answer: the mass send may exist all the same
+                raise OutcomeUnknown(f"add_msg_template: {exc}") from None
+            raise  # WeCom answered busy: nothing was made, retried later
         msgid = str(data.get("msgid") or "")
         if not msgid:
             return ActionResult.failed(f"add_msg_template: no msgid (fail_list {data.get('fail_list')})")

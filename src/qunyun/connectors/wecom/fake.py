@@ -16,6 +16,7 @@ Run it in a thread with :func:`serve` (uvicorn on 127.0.0.1, a free port).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import secrets
@@ -76,6 +77,7 @@ class FakeWeCom:
         self.gettoken_calls = 0
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.fail_next: dict[str, list[int]] = {}  # api -> errcodes to answer next
+        self.delay_next: dict[str, float] = {}  # api -> seconds the next answer is held back
         self.groups: dict[str, FakeGroup] = {}
         self.join_ways: dict[str, dict[str, Any]] = {}
         self.msg_templates: dict[str, dict[str, Any]] = {}
@@ -349,7 +351,11 @@ class FakeWeCom:
                     return JSONResponse(_err(47001, "data format error"))
                 body = parsed
         with self.lock:
-            return JSONResponse(self.handle(api, query, body))
+            answer = self.handle(api, query, body)
+            delay = self.delay_next.pop(api, 0.0)
+        if delay:
+            await asyncio.sleep(delay)  # done, but the answer comes late (a client timing out loses it)
+        return JSONResponse(answer)
 
     def handle(self, api: str, query: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         self.calls.append((api, body))
