@@ -6,17 +6,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
+import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from qunyun.auth.scope import Scope
 from qunyun.connectors.base import get_profile
 from qunyun.db.session import unit_of_work
+from qunyun.ingestion import followups
 from qunyun.ingestion.service import ingest
 from qunyun.models import ModerationDecision, Role
-from qunyun.moderation import service
+from qunyun.moderation import engine, service
 from tests.onboarding.harness import Org, organisation
 
 SPAM = "加我微信领红包"
@@ -265,3 +269,41 @@ def test_messages_posted_before_the_removal_ask_for_one_kick(db: sessionmaker[Se
         assert not org.sim.sim.is_member("spammer", "G1")
         # Each message that earned a removal is deleted.
         assert sum(1 for a in org.actions() if a.action == "delete_message") == 3
+
+
+def test_a_message_is_judged_in_a_few_statements(db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's round trips per live message, with a flood rule (recent messages) and the
+    ladder: two for a clean message (the members with their roles, memberships, strikes and
+    recent messages; the message's own recent row), seven for one that queues an action (then
+    the group with its connection and member, the actions, their history, their perform jobs and
+    the decision) — a removal as much as a warning."""
+    seen: list[list[str]] = []
+
+    def counted(session: Session, org_id: int, events: list[Any]) -> None:
+        sent: list[str] = []
+
+        def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if "moderation_policies" not in statement:  # the policy rows' 1 s cache may run out
+                sent.append(statement)
+
+        bind = session.get_bind()
+        sa_event.listen(bind, "before_cursor_execute", before)
+        try:
+            engine.moderate(session, org_id, events)
+        finally:
+            sa_event.remove(bind, "before_cursor_execute", before)
+        seen.append(sent)
+
+    registry = [replace(f, handler=counted) if f.handler is engine.moderate else f for f in followups._REGISTRY]
+    monkeypatch.setattr(followups, "_REGISTRY", registry)
+    settings = {**RULES, "rules": [*RULES["rules"], {"name": "刷屏", "kind": "flood", "count": 20, "seconds": 60}]}
+    with moderated(db, settings=settings) as org:
+        org.join("spammer")
+        org.step()
+        for text in ("你好", "大家好", SPAM, SPAM, SPAM):
+            org.advance(90)
+            org.sim.sim.post("spammer", "G1", text)
+            org.step()
+        assert [d.action for d in decisions(org)] == ["warn", "warn", "kick"]
+        messages = seen[-5:]
+        assert [len(statements) for statements in messages] == [2, 2, 7, 7, 7]

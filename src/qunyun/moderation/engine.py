@@ -125,6 +125,10 @@ _ADD_RECENT = text(
     "INSERT INTO moderation_recent_messages (event_id, org_id, group_id, member_id, ts)"
     " VALUES (:event_id, :org_id, :group_id, :member_id, :ts)"
 )
+_REUSE_RECENT = text(
+    "UPDATE moderation_recent_messages SET event_id = :event_id, org_id = :org_id, group_id = :group_id,"
+    " member_id = :member_id, ts = :ts WHERE event_id = :old"
+)
 _DROP_RECENT = text("DELETE FROM moderation_recent_messages WHERE event_id IN :ids").bindparams(
     bindparam("ids", expanding=True)
 )
@@ -270,22 +274,20 @@ def _load_recent(session: Session, batch: _Batch, events: list[LiveEvent]) -> No
             stale.append(event_id)
         elif (g, m) in pairs:
             batch.recent[(g, m)].append(Recent(int(ts), body))
-    if stale:
-        session.execute(_DROP_RECENT, {"ids": stale})
-    session.execute(
-        _ADD_RECENT,
-        [
-            {
-                "event_id": e.event_id,
-                "org_id": batch.org_id,
-                "group_id": e.group_id,
-                "member_id": e.member_id,
-                "ts": e.ts,
-            }
-            for e in events
-            if e.kind == MESSAGE and (e.group_id, e.member_id) in pairs
-        ],
-    )
+    added = [
+        {"event_id": e.event_id, "org_id": batch.org_id, "group_id": e.group_id, "member_id": e.member_id, "ts": e.ts}
+        for e in events
+        if e.kind == MESSAGE and (e.group_id, e.member_id) in pairs
+    ]
+    # A row that fell out of the window becomes a new message's (one statement where a member
+    # who posts less often than the window would otherwise cost a DELETE and an INSERT).
+    reused = min(len(stale), len(added))
+    if reused:
+        session.execute(_REUSE_RECENT, [{**row, "old": old} for row, old in zip(added, stale, strict=False)])
+    if len(stale) > reused:
+        session.execute(_DROP_RECENT, {"ids": stale[reused:]})
+    if len(added) > reused:
+        session.execute(_ADD_RECENT, added[reused:])
 
 
 def _context(batch: _Batch, e: LiveEvent, policy: _Policy) -> MessageContext:
