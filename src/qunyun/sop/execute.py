@@ -23,11 +23,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BigInteger, Text, any_, bindparam, cast, func, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from qunyun.connectors.base import get_profile
-from qunyun.connectors.dispatch import JOB_MAX_ATTEMPTS, ActionRequest, request_actions
+from qunyun.connectors.dispatch import JOB_MAX_ATTEMPTS, ActionRequest, pg_array, request_actions
 from qunyun.db.base import to_micros
 from qunyun.errors import QunyunError
 from qunyun.locale import Msg
@@ -155,19 +156,11 @@ def fire_runs(session: Session, run_ids: Sequence[int], now: datetime | None = N
     again, or two jobs naming one run, act once)."""
     now = now or utcnow()
     fired = Fired()
-    runs = list(
-        session.scalars(
-            select(SopRun)
-            .where(
-                SopRun.id.in_(list(run_ids)),
-                SopRun.state == RunState.QUEUED.value,
-                SopRun.action_id.is_(None),
-                SopRun.task_id.is_(None),
-            )
-            .order_by(SopRun.id)
-            .with_for_update()
-        )
-    )
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:  # one statement text whatever the chunk's size: parsed and planned once
+        runs = list(session.scalars(_QUEUED_PG, {"ids": pg_array(sorted(set(run_ids)))}))
+    else:
+        runs = list(session.scalars(_QUEUED.where(SopRun.id.in_(list(run_ids)))))
     if not runs:
         return fired
     ctx = _load(session, runs)
@@ -210,11 +203,27 @@ def _request_sends(session: Session, sends: list[_Send], now: datetime, fired: F
             _settle(run, RunState.SENDING if state == RunState.QUEUED else state, "", now, fired.sent)
 
 
+_QUEUED = (
+    select(SopRun)
+    .where(SopRun.state == RunState.QUEUED.value, SopRun.action_id.is_(None), SopRun.task_id.is_(None))
+    .order_by(SopRun.id)
+    .with_for_update()
+)
+_QUEUED_PG = _QUEUED.where(SopRun.id == any_(cast(bindparam("ids", type_=Text()), postgresql.ARRAY(BigInteger()))))
+_BY_ANY_ID: dict[Any, Any] = {}  # model → its SELECT … WHERE id = ANY(:ids) (PostgreSQL)
+
+
 def _load(session: Session, runs: Sequence[SopRun]) -> _Context:
     ctx = _Context()
+    postgres = session.get_bind().dialect.name == "postgresql"
 
     def by_id(model: Any, ids: set[int]) -> dict[int, Any]:
-        return {row.id: row for row in session.scalars(select(model).where(model.id.in_(ids)))}
+        if not postgres:
+            return {row.id: row for row in session.scalars(select(model).where(model.id.in_(ids)))}
+        if model not in _BY_ANY_ID:
+            array = cast(bindparam("ids", type_=Text()), postgresql.ARRAY(BigInteger()))
+            _BY_ANY_ID[model] = select(model).where(model.id == any_(array))
+        return {row.id: row for row in session.scalars(_BY_ANY_ID[model], {"ids": pg_array(sorted(ids))})}
 
     ctx.plans = by_id(SopPlan, {r.plan_id for r in runs})
     ctx.steps = by_id(SopStep, {r.step_id for r in runs})
