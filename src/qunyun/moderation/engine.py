@@ -74,6 +74,7 @@ class _Batch:
     own_corps: dict[int, frozenset[str]] = field(default_factory=dict)  # connection id → corps
     # (group, member, ts, event id, text) of moderation_recent_messages, read with the members
     recent_rows: list[tuple[int, int, int, int, str | None]] = field(default_factory=list)
+    recent_written: bool = False  # the batch's own rows written, stale ones deleted (PostgreSQL)
     strikes: dict[int, int] = field(default_factory=dict)  # member id → strikes (none: left out)
 
 
@@ -112,6 +113,30 @@ _RECENT_SQL = (
 _EXPANDING: tuple[Any, ...] = (bindparam("members", expanding=True), bindparam("groups", expanding=True))
 _MEMBERS = text(_MEMBERS_SQL).bindparams(*_EXPANDING)
 _MEMBERS_AND_RECENT = text(f"{_MEMBERS_SQL} UNION ALL {_RECENT_SQL} ORDER BY 1, 8, 9").bindparams(*_EXPANDING)
+# PostgreSQL: the same, and in the same statement the batch's messages written to
+# moderation_recent_messages and the rows out of the window deleted (data-modifying CTEs see the
+# statement's snapshot: the SELECT reads neither, hence its ``ts >= :cutoff``). Built per number
+# of messages (up to RECENT_IN_CTE; more go the separate way).
+RECENT_IN_CTE = 100
+_PG_MEMBERS_AND_RECENT: dict[int, Any] = {}
+
+
+def _pg_members_and_recent(count: int) -> Any:
+    found = _PG_MEMBERS_AND_RECENT.get(count)
+    if found is None:
+        values = ", ".join(f"(:e{i}, :org, :g{i}, :m{i}, :t{i})" for i in range(count))
+        found = text(
+            "WITH dropped AS (DELETE FROM moderation_recent_messages"
+            " WHERE member_id IN :recent_members AND group_id IN :recent_groups AND ts < :cutoff),"
+            " added AS (INSERT INTO moderation_recent_messages (event_id, org_id, group_id, member_id, ts)"
+            f" VALUES {values}) {_MEMBERS_SQL} UNION ALL {_RECENT_SQL} AND r.ts >= :cutoff ORDER BY 1, 8, 9"
+        ).bindparams(
+            *_EXPANDING, bindparam("recent_members", expanding=True), bindparam("recent_groups", expanding=True)
+        )
+        _PG_MEMBERS_AND_RECENT[count] = found
+    return found
+
+
 # A joining member's open membership (a blacklisted join's kick key; judged events read theirs
 # with the members).
 _JOIN_EVENT = text(
@@ -207,14 +232,20 @@ def _members(session: Session, batch: _Batch, events: list[LiveEvent]) -> set[tu
     window = max(p.strike_window_days for p in batch.policies.values())
     since = min(e.ts for e in events) - window * 86_400 * _SECOND
     exempt: set[tuple[int, int]] = set()
-    with_recent = any(
-        e.kind == MESSAGE and e.group_id in batch.policies and batch.policies[e.group_id].compiled.history_seconds
-        for e in events
-    )
-    rows = session.execute(
-        _MEMBERS_AND_RECENT if with_recent else _MEMBERS,
-        {"members": member_ids, "groups": group_ids, "org": batch.org_id, "since": since},
-    )
+    params: dict[str, Any] = {"members": member_ids, "groups": group_ids, "org": batch.org_id, "since": since}
+    recent = _recent_events(batch, events)
+    statement = _MEMBERS_AND_RECENT if recent else _MEMBERS
+    if recent and len(recent) <= RECENT_IN_CTE and session.get_bind().dialect.name == "postgresql":
+        # One round trip for the members and the recent messages, written and read. (An exempt
+        # member's message is kept too: it is not judged now, and would be if they lost the role.)
+        statement = _pg_members_and_recent(len(recent))
+        params["recent_members"] = sorted({e.member_id for e in recent})
+        params["recent_groups"] = sorted({e.group_id for e in recent})
+        params["cutoff"] = _cutoff(batch, recent)
+        for i, e in enumerate(recent):
+            params.update({f"e{i}": e.event_id, f"g{i}": e.group_id, f"m{i}": e.member_id, f"t{i}": e.ts})
+        batch.recent_written = True
+    rows = session.execute(statement, params)
     for part, mid, name, corp, role_group, role, span_group, joined_at, join_event, strikes in rows:
         if part == 1:  # a recent message: (1, member, text, -, group, -, -, ts, event id, -)
             batch.recent_rows.append((role_group, mid, int(joined_at), int(join_event), name))
@@ -249,19 +280,35 @@ def _load_context(session: Session, batch: _Batch, events: list[LiveEvent]) -> N
     _load_recent(session, batch, events)
 
 
+def _recent_events(batch: _Batch, events: list[LiveEvent]) -> list[LiveEvent]:
+    """The messages whose group's policy has a history window (flood): they go to
+    moderation_recent_messages."""
+    return [
+        e
+        for e in events
+        if e.kind == MESSAGE and e.group_id in batch.policies and batch.policies[e.group_id].compiled.history_seconds
+    ]
+
+
+def _cutoff(batch: _Batch, recent: list[LiveEvent]) -> int:
+    """Rows of moderation_recent_messages older than this are out of every window of the batch."""
+    window = max(batch.policies[e.group_id].compiled.history_seconds for e in recent if e.group_id is not None)
+    return min(e.ts for e in recent) - window * _SECOND
+
+
 def _load_recent(session: Session, batch: _Batch, events: list[LiveEvent]) -> None:
     """Earlier messages of the batch's members in moderated groups with a history window;
     rows that fell out of the window are deleted as they are seen."""
-    pairs = {
-        (e.group_id, e.member_id)
-        for e in events
-        if e.kind == MESSAGE and e.group_id in batch.policies and batch.policies[e.group_id].compiled.history_seconds
-    }
+    recent = _recent_events(batch, events)
+    pairs = {(e.group_id, e.member_id) for e in recent}
     if not pairs:
         return
-    earliest = min(e.ts for e in events if (e.group_id, e.member_id) in pairs)
-    window = max(batch.policies[g].compiled.history_seconds for g, _ in pairs)
-    cutoff = earliest - window * _SECOND
+    cutoff = _cutoff(batch, recent)
+    if batch.recent_written:  # read, written and pruned with the members (PostgreSQL)
+        for g, m, ts, _event_id, body in batch.recent_rows:
+            if ts >= cutoff and (g, m) in pairs:
+                batch.recent[(g, m)].append(Recent(int(ts), body))
+        return
     stale: list[int] = []
     members = {m for _, m in pairs}
     groups = {g for g, _ in pairs}
