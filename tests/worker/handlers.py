@@ -158,3 +158,83 @@ def _audit(session: Session, org_id: int, action: str, job_id: int, detail: dict
         AuditLog(org_id=org_id, action=action, target_type="job", target_id=str(job_id), detail=detail, at=utcnow())
     )
     session.flush()
+
+
+SETTLED = "test.settled"
+_PENDING = "test.settled.pending"
+
+
+@dataclass
+class Settles:
+    """The settle calls of ``test.settled`` jobs, and whether the next one fails."""
+
+    calls: list[tuple[bool, int]] = field(default_factory=list)  # (recording, rows written)
+    fail_next: bool = False
+
+
+SETTLES = Settles()
+
+
+@two_phase_handler(SETTLED, payload=TwoPhasePayload)
+class SettledRecord(TwoPhaseJob[TwoPhasePayload, int, str]):
+    """Like ``test.two_phase``, but a warmed batch leaves its ``test.prepared`` and
+    ``test.recorded`` rows to ``settle``, which writes them all at once."""
+
+    def warm(self, session: Session, payloads: list[TwoPhasePayload], *, recording: bool) -> None:
+        session.info[_PENDING] = []
+
+    def prepare(self, session: Session, payload: TwoPhasePayload) -> int | None:
+        job = current_job()
+        _defer(
+            session,
+            AuditLog(
+                org_id=payload.org_id,
+                action="test.prepared",
+                target_type="job",
+                target_id=str(job.id),
+                detail={"attempt": job.attempt},
+                at=utcnow(),
+            ),
+        )
+        return job.id
+
+    def call(self, prepared: int) -> str:
+        job = current_job()
+        CALLS.seen.append((job.id, job.attempt))
+        if CALLS.hook is not None:
+            CALLS.hook(prepared)
+        return f"receipt-{prepared}-{job.attempt}"
+
+    def record(self, session: Session, payload: TwoPhasePayload, prepared: int, outcome: str | BaseException) -> None:
+        job = current_job()
+        detail = {"attempt": job.attempt, "outcome": str(outcome)}
+        _defer(
+            session,
+            AuditLog(
+                org_id=payload.org_id,
+                action="test.recorded",
+                target_type="job",
+                target_id=str(job.id),
+                detail=detail,
+                at=utcnow(),
+            ),
+        )
+
+    def settle(self, session: Session, *, recording: bool) -> None:
+        pending = session.info.pop(_PENDING, [])
+        if SETTLES.fail_next:
+            SETTLES.fail_next = False
+            raise RuntimeError("planned settle failure")
+        session.add_all(pending)
+        session.flush()
+        SETTLES.calls.append((recording, len(pending)))
+
+
+def _defer(session: Session, row: AuditLog) -> None:
+    """Kept for ``settle`` in a warmed batch, else written now."""
+    pending = session.info.get(_PENDING)
+    if pending is None:
+        session.add(row)
+        session.flush()
+    else:
+        pending.append(row)

@@ -18,7 +18,18 @@ from qunyun.timeutil import utcnow
 from qunyun.worker.queue import TwoPhaseJob, enqueue_many, handler_for, two_phase_handler
 from qunyun.worker.runner import Worker
 from tests.worker.conftest import MakeWorker
-from tests.worker.handlers import CALLS, COMMITS, EXECUTION_LOG_ENV, RECORD, TWO_PHASE, TYPED, Crash
+from tests.worker.handlers import (
+    CALLS,
+    COMMITS,
+    EXECUTION_LOG_ENV,
+    RECORD,
+    SETTLED,
+    SETTLES,
+    TWO_PHASE,
+    TYPED,
+    Crash,
+    Settles,
+)
 from tests.worker.support import LEASE, Factory, FakeClock, add_job, effects, get_job, runs, steal
 
 
@@ -464,3 +475,56 @@ def test_periodic_jobs_run_in_batches(db: Factory, make_worker: MakeWorker) -> N
         pass
     with db() as s:
         assert Counter(s.scalars(select(Job.status))) == Counter({JobStatus.DONE.value: len(keys)})
+
+
+# -- warmed two-phase batches: settle
+
+
+@pytest.fixture
+def settles() -> Iterator[Settles]:
+    SETTLES.calls.clear()
+    SETTLES.fail_next = False
+    yield SETTLES
+    SETTLES.calls.clear()
+    SETTLES.fail_next = False
+
+
+def test_a_warmed_batch_settles_its_writes_before_the_calls_and_with_the_completions(
+    db: Factory, org_id: int, make_worker: MakeWorker, settles: Settles
+) -> None:
+    ids = [add_job(db, SETTLED, {"org_id": org_id}) for _ in range(3)]
+    seen_during_calls: list[tuple[int, str]] = []
+
+    def look(job: int) -> None:
+        with db() as s:
+            prepared = s.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "test.prepared"))
+            status = s.scalar(select(Job.status).where(Job.id == job))
+        assert prepared is not None and status is not None
+        seen_during_calls.append((prepared, status))
+
+    CALLS.hook = look
+    assert make_worker().run_next() is True
+
+    # Every prepare's write committed (by settle) before the first call; records with the completions.
+    assert seen_during_calls == [(3, "running")] * 3
+    assert settles.calls == [(False, 3), (True, 3)]
+    assert statuses(db, ids) == ["done"] * 3
+    assert [[r.detail["outcome"] for r in effects(db, i, "test.recorded")] for i in ids] == [
+        [f"receipt-{i}-1"] for i in ids
+    ]
+
+
+def test_a_settle_that_fails_runs_the_batch_again_one_job_at_a_time(
+    db: Factory, org_id: int, make_worker: MakeWorker, settles: Settles
+) -> None:
+    ids = [add_job(db, SETTLED, {"org_id": org_id}) for _ in range(3)]
+    settles.fail_next = True
+
+    assert make_worker().run_next() is True
+
+    # The failed settle took the batch's prepares with it; unwarmed, each job wrote its own, once.
+    assert statuses(db, ids) == ["done"] * 3
+    assert [len(effects(db, i, "test.prepared")) for i in ids] == [1, 1, 1]
+    assert [len(effects(db, i, "test.recorded")) for i in ids] == [1, 1, 1]
+    assert sorted(CALLS.seen) == [(i, 1) for i in ids]
+    assert settles.calls == [(True, 3)]  # the record phase, warmed again, settled
