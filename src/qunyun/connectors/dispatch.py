@@ -178,6 +178,7 @@ def _record(
 # Requests per statement of a batch (the actions' INSERT has 14 parameters a row; SQLite allows
 # 32,766 a statement).
 REQUEST_CHUNK = 500
+FEW_JOBS = 8  # up to this many new actions queued by a batch: history and jobs in one statement
 # Bulk inserts of plain rows go through the tables (Core): the ORM's bulk insert would leave out
 # the columns that are None and split the statement by the keys each row has.
 _TRANSITIONS = cast(Table, OutboundActionTransition.__table__)
@@ -516,10 +517,16 @@ def _insert_actions(
             jobs.append(_perform_job_row(row, item.request.run_at or now, now))
         else:
             delegated.append((item, row))
-    if history:
-        session.execute(_INSERT_TRANSITIONS, history)
-    if jobs:
-        session.execute(_insert_ignoring(session, _JOBS), jobs)
+    if history and 0 < len(jobs) <= FEW_JOBS and session.get_bind().dialect.name == "postgresql":
+        # One round trip: the history rows as a data-modifying CTE of the perform jobs' INSERT
+        # (a few rows: a multi-row VALUES is compiled per size, a large batch goes executemany).
+        history_cte = insert(_TRANSITIONS).values(history).cte("history")
+        session.execute(_insert_ignoring(session, _JOBS).values(jobs).add_cte(history_cte))
+    else:
+        if history:
+            session.execute(_INSERT_TRANSITIONS, history)
+        if jobs:
+            session.execute(_insert_ignoring(session, _JOBS), jobs)
     for item, row in delegated:
         assert item.profile is not None
         _delegate(session, row, item.typed, _missing_reason(item.profile, item.missing), missing=item.missing)
