@@ -23,9 +23,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, Text, any_, bindparam, cast, func, select, update
+from sqlalchemy import BigInteger, Text, any_, bindparam, cast, func, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from qunyun.connectors.base import get_profile
 from qunyun.connectors.dispatch import JOB_MAX_ATTEMPTS, ActionRequest, pg_array, request_actions
@@ -188,6 +189,9 @@ def _request_sends(session: Session, sends: list[_Send], now: datetime, fired: F
     by_org: dict[int, list[_Send]] = {}
     for send in sends:
         by_org.setdefault(send.run.org_id, []).append(send)
+    # PostgreSQL: the runs handed on are written in one statement, not one UPDATE a run.
+    postgres = session.get_bind().dialect.name == "postgresql"
+    handed: list[SopRun] = []
     for org_id, batch in by_org.items():
         outcomes = request_actions(session, org_id, [send.request for send in batch])
         for send, outcome in zip(batch, outcomes, strict=True):
@@ -195,12 +199,45 @@ def _request_sends(session: Session, sends: list[_Send], now: datetime, fired: F
             if isinstance(outcome, QunyunError):
                 _settle(run, RunState.FAILED, Reason.NO_ROUTE, now, fired.failed)
                 continue
-            run.action_id = outcome.id
-            run.text = send.text
-            run.fired_at = now
             # Stored as at least "sending" (handed on); what it is now is its action's state.
             state = action_run_state(outcome.state)
-            _settle(run, RunState.SENDING if state == RunState.QUEUED else state, "", now, fired.sent)
+            values = {
+                "action_id": outcome.id,
+                "text": send.text,
+                "fired_at": now,
+                "state": (RunState.SENDING if state == RunState.QUEUED else state).value,
+                "reason": "",
+                "updated_at": now,
+            }
+            for name, value in values.items():
+                if postgres:  # the row is written below, with the others: the ORM takes it as stored
+                    set_committed_value(run, name, value)
+                else:
+                    setattr(run, name, value)
+            handed.append(run)
+            fired.sent.append(run.id)
+    if postgres and handed:
+        session.execute(
+            _HANDED_PG,
+            {
+                "ids": pg_array([run.id for run in handed]),
+                "actions": pg_array([run.action_id for run in handed]),
+                "states": pg_array([run.state for run in handed]),
+                "texts": pg_array([run.text for run in handed]),
+                "at": to_micros(now),
+            },
+        )
+
+
+_HANDED_PG = text(
+    """
+    UPDATE sop_runs AS r
+    SET action_id = h.action_id, text = h.text, state = h.state, reason = '', fired_at = :at, updated_at = :at
+    FROM unnest(CAST(:ids AS BIGINT[]), CAST(:actions AS BIGINT[]), CAST(:states AS VARCHAR[]), CAST(:texts AS TEXT[]))
+        AS h(id, action_id, state, text)
+    WHERE r.id = h.id
+    """
+)
 
 
 _QUEUED = (
