@@ -520,8 +520,7 @@ def _insert_actions(
     if history and 0 < len(jobs) <= FEW_JOBS and session.get_bind().dialect.name == "postgresql":
         # One round trip: the history rows as a data-modifying CTE of the perform jobs' INSERT
         # (a few rows: a multi-row VALUES is compiled per size, a large batch goes executemany).
-        history_cte = insert(_TRANSITIONS).values(history).cte("history")
-        session.execute(_insert_ignoring(session, _JOBS).values(jobs).add_cte(history_cte))
+        session.execute(_history_and_jobs(len(history), len(jobs)), _numbered(history, "h") | _numbered(jobs, "j"))
     else:
         if history:
             session.execute(_INSERT_TRANSITIONS, history)
@@ -609,6 +608,51 @@ def _insert_ignoring(session: Session, model: Any) -> Any:
         dialect = postgresql if name == "postgresql" else sqlite
         found = _IGNORING[(name, model)] = dialect.insert(model).on_conflict_do_nothing()
     return found
+
+
+_HISTORY_AND_JOBS: dict[tuple[int, int], Any] = {}  # (history rows, jobs) → the statement
+
+
+def _history_and_jobs(history: int, jobs: int) -> Any:
+    """PostgreSQL: INSERT the history rows (a data-modifying CTE) and the perform jobs (ON
+    CONFLICT DO NOTHING) in one statement, built once per number of rows; its parameters are
+    :func:`_numbered`."""
+    found = _HISTORY_AND_JOBS.get((history, jobs))
+    if found is None:
+        binds: list[Any] = []
+
+        def rows(table: Table, prefix: str, count: int, columns: list[str]) -> str:
+            binds.extend(bindparam(f"{prefix}{i}_{c}", type_=table.c[c].type) for i in range(count) for c in columns)
+            return ", ".join("(" + ", ".join(f":{prefix}{i}_{c}" for c in columns) + ")" for i in range(count))
+
+        h_values = rows(_TRANSITIONS, "h", history, _HISTORY_COLUMNS)
+        j_values = rows(_JOBS, "j", jobs, _JOB_COLUMNS)
+        found = text(
+            f"WITH history AS (INSERT INTO outbound_action_transitions ({', '.join(_HISTORY_COLUMNS)})"
+            f" VALUES {h_values}) INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES {j_values}"
+            " ON CONFLICT DO NOTHING"
+        ).bindparams(*binds)
+        _HISTORY_AND_JOBS[(history, jobs)] = found
+    return found
+
+
+_HISTORY_COLUMNS = ["action_id", "from_state", "to_state", "attempt", "at", "detail", "detail_key", "detail_values"]
+_JOB_COLUMNS = [
+    "org_id",
+    "kind",
+    "payload",
+    "key",
+    "status",
+    "priority",
+    "run_at",
+    "attempts",
+    "max_attempts",
+    "created_at",
+]
+
+
+def _numbered(rows: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
+    return {f"{prefix}{i}_{c}": v for i, row in enumerate(rows) for c, v in row.items()}
 
 
 # --- performing: the two phases of the perform job -----------------------------------------------
