@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, make_url, text
@@ -32,6 +33,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         kept = set(keep)
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])
         items[:] = keep
+
+
+# Directories whose modules share what one process builds once: under ``--dist loadscope`` each
+# is one unit of work, so one worker runs all of its modules. The browser tests' demo community
+# is simulated once per process (tests/browser/conftest.py); split over two workers, both
+# simulated it, minutes of CPU each time.
+SHARED_SCOPES = ("tests/browser/",)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadscope`` with the directories of SHARED_SCOPES each kept on one worker."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedScopeScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            for prefix in SHARED_SCOPES:
+                if nodeid.startswith(prefix):
+                    return prefix
+            return str(super()._split_scope(nodeid))
+
+    return SharedScopeScheduling(config, log)
 
 
 def _worker_database(url: str) -> str:
