@@ -240,8 +240,12 @@ def _truncate(engine: Engine) -> None:
 def db(engine: Engine) -> Iterator[sessionmaker[Session]]:
     """A session factory on a database whose tables are empty when the test starts."""
     from qunyun.db.session import get_sessionmaker
+    from qunyun.moderation import cache as moderation_cache
 
     _truncate(engine)
+    # Moderation keeps each organisation's policy rows for a second per engine: the emptied
+    # database reuses the organisations' ids, so the last test's policies must not outlive it.
+    moderation_cache.forget_rows()
     yield get_sessionmaker()
 
 
