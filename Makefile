@@ -20,7 +20,8 @@ run: install
 	$(BIN)/qunyun serve --host 127.0.0.1 --port 8000
 
 # Two processes (pytest-xdist), each on a database of its own; a module's tests stay together so
-# that its module-scoped fixtures (the browser tests' demo community) are built once.
+# that its module-scoped fixtures are built once, and all of tests/browser stays on one worker so
+# that its demo community is simulated once (tests/conftest.py, SHARED_SCOPES).
 TEST_WORKERS ?= 2
 
 test: install
