@@ -318,10 +318,14 @@ class CreateGroup(ActionBase, kind="create_group", capability=Capability.CREATE_
         )
 
 
-def invite_link_capabilities(member_limit: int | None, expire_at: datetime | None) -> frozenset[Capability]:
-    """What creating or editing an invite link needs: a member limit and an expiry each need
-    their own capability on top of creating links."""
+def invite_link_capabilities(
+    member_limit: int | None, expire_at: datetime | None, *, join_request: bool = False
+) -> frozenset[Capability]:
+    """What creating or editing an invite link needs: a member limit, an expiry and joins that
+    wait for approval each need their own capability on top of creating links."""
     needed = {Capability.CREATE_INVITE_LINK}
+    if join_request:
+        needed.add(Capability.JOIN_REQUESTS)
     if member_limit is not None:
         needed.add(Capability.INVITE_LINK_MEMBER_LIMIT)
     if expire_at is not None:
@@ -332,26 +336,36 @@ def invite_link_capabilities(member_limit: int | None, expire_at: datetime | Non
 @dataclass(frozen=True)
 class CreateInviteLink(ActionBase, kind="create_invite_link", capability=Capability.CREATE_INVITE_LINK, targets=GROUP):
     """An invite link (live-code target). A member limit or an expiry needs the matching
-    capability; callers that can do without them should leave them out."""
+    capability; callers that can do without them should leave them out. ``join_request``: a
+    join through the link is a request that waits for approval (Telegram's
+    ``creates_join_request``), which excludes a member limit."""
 
     group: str
     name: str = ""
     member_limit: int | None = None
     expire_at: datetime | None = None
     channel: str | None = None  # channel code the joins through this link are attributed to
+    join_request: bool = False
 
     def required_capabilities(self) -> frozenset[Capability]:
-        return invite_link_capabilities(self.member_limit, self.expire_at)
+        return invite_link_capabilities(self.member_limit, self.expire_at, join_request=self.join_request)
 
     @classmethod
     def parse(cls, f: PayloadFields, *, group: str | None, member: str | None) -> Self:
         assert group is not None
+        join_request = f.payload.get("join_request", False)
+        if not isinstance(join_request, bool):
+            raise f.bad("join_request", Msg("err.action.boolean"))
+        member_limit = f.integer("member_limit")
+        if join_request and member_limit is not None:
+            raise f.bad("member_limit", Msg("err.action.limit_with_join_request"))
         return cls(
             group=group,
             name=f.text("name", required=False, max_len=64) or "",
-            member_limit=f.integer("member_limit"),
+            member_limit=member_limit,
             expire_at=f.instant("expire_at"),
             channel=f.text("channel", required=False, max_len=64),
+            join_request=join_request,
         )
 
 

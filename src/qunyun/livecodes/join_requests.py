@@ -9,10 +9,16 @@ is decided at once, by rule, or handed to staff:
 - a requester on the organisation's blacklist (``blacklist.is_blacklisted``: blacklist tags and
   moderation's blacklist) is **declined**, whatever the code says (rule ``blacklist``);
 - the live code's ``join_request_policy`` ``approve``: **approved** (rule ``approve``);
-- ``review`` (the default, and requests through links of no live code): **pending**, with a task
+- ``review``, and ``direct`` (the default: the code's links are made without approval, so a
+  request through one comes from a link an admin changed by hand) and requests through links of
+  no live code: **pending**, with a task
   in the task inbox of the group's owner; staff approve or decline it on the console's join
   request page or through ``POST /api/v1/join-requests/{id}/approve|decline``
   (:func:`decide`), which completes the task.
+
+A code whose policy is ``review`` or ``approve`` asks the platform for links whose joins are
+requests (``CreateInviteLink.join_request``; Telegram's ``creates_join_request``, which excludes
+a member limit); ``direct`` links let members straight in, member-limited to the entry's room.
 
 A decision is performed through the outbound path (``approve_join_request`` /
 ``decline_join_request`` with ``request_action``: recorded, then called by the worker in two
@@ -46,7 +52,7 @@ from qunyun.models.telegram_state import JoinRequest
 from qunyun.timeutil import utcnow
 
 PENDING, APPROVED, DECLINED = "pending", "approved", "declined"
-POLICIES = ("review", "approve")
+POLICIES = ("direct", "review", "approve")
 MAX_BIO = 500
 
 
@@ -206,6 +212,26 @@ def list_requests(
         query = query.where(JoinRequest.status == status)
     rows = session.scalars(query.order_by(JoinRequest.id.desc()).limit(limit).offset(offset))
     return list(rows)
+
+
+def names_for(session: Session, scope: Scope, rows: Sequence[JoinRequest]) -> tuple[dict[int, str], dict[int, str]]:
+    """The names of the groups and live codes the listed requests point at (of ``scope``'s
+    organisation): ``(groups, codes)`` by id."""
+    group_ids = {r.group_id for r in rows if r.group_id is not None}
+    code_ids = {r.live_code_id for r in rows if r.live_code_id is not None}
+    groups: dict[int, str] = {}
+    codes: dict[int, str] = {}
+    if group_ids:
+        found = session.execute(
+            select(Group.id, Group.name).where(Group.org_id == scope.org_id, Group.id.in_(group_ids))
+        )
+        groups = {i: n for i, n in found}
+    if code_ids:
+        named = session.execute(
+            select(LiveCode.id, LiveCode.name).where(LiveCode.org_id == scope.org_id, LiveCode.id.in_(code_ids))
+        )
+        codes = {i: n for i, n in named}
+    return groups, codes
 
 
 def get_request(session: Session, scope: Scope, request_id: int) -> JoinRequest:

@@ -14,7 +14,7 @@ from qunyun.models import RoutingPolicy
 ScanLimit = Annotated[int, Field(ge=1, le=100_000, description="First scans a group takes at most")]
 FallbackUrl = Annotated[str, Field(max_length=500, pattern=r"^(https?://\S+)?$", description="http(s) URL or empty")]
 AlertMinutes = Annotated[int, Field(ge=0, le=30 * 24 * 60)]
-JoinRequestPolicy = Literal["review", "approve"]
+JoinRequestPolicy = Literal["direct", "review", "approve"]
 
 
 class LiveCodeCreate(BaseModel):
@@ -33,8 +33,11 @@ class LiveCodeCreate(BaseModel):
     fallback_text: str = Field(default="", max_length=2000)
     threshold: dict[str, Any] | None = Field(default=None, description="Entry threshold (docs/livecodes.md)")
     join_request_policy: JoinRequestPolicy = Field(
-        default="review",
-        description="Requests to join through its links: review (staff decide) or approve; blacklisted: declined",
+        default="direct",
+        description=(
+            "Joins through its invite links: direct (no request), or a join request that staff review"
+            " or that is approved automatically; blacklisted requesters are declined"
+        ),
     )
     playbook_id: Id | None = Field(default=None, description="Create the next group from it when all are full")
     qr_alert_minutes: AlertMinutes = 24 * 60

@@ -382,7 +382,11 @@ def request_invite_link(
     from qunyun.connectors.dispatch import request_action
 
     payload: dict[str, Any] = {"name": f"qunyun {row.code}"[:32]}
-    if profile is not None and profile.has(Capability.INVITE_LINK_MEMBER_LIMIT):
+    if row.join_request_policy != "direct" and profile is not None and profile.has(Capability.JOIN_REQUESTS):
+        # joins through the link wait for approval (the code's policy decides them); such a
+        # link has no member limit on Telegram, the pool's scan limit still routes visitors
+        payload["join_request"] = True
+    elif profile is not None and profile.has(Capability.INVITE_LINK_MEMBER_LIMIT):
         payload["member_limit"] = max(entry.scan_limit - entry.routed, 1)
     channel = _channel(session, row.org_id, row.channel_id)
     if channel is not None:

@@ -70,7 +70,7 @@ class LiveCode(Base):
     # Requests to join through its links (Telegram links that create join requests), see
     # livecodes/join_requests.py: "review" (staff decide) or "approve" (let everyone in); members
     # on the blacklist are declined either way.
-    join_request_policy: Mapped[str] = mapped_column(String(16), default="review", server_default="review")
+    join_request_policy: Mapped[str] = mapped_column(String(16), default="direct", server_default="direct")
     # New groups are created from this playbook when every group is full (where the platform can).
     playbook_id: Mapped[int | None] = mapped_column(ForeignKey("playbooks.id", ondelete="SET NULL"), nullable=True)
     # The owner of a group gets a task this many minutes before its QR image expires.

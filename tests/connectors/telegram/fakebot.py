@@ -62,6 +62,12 @@ class FakeBotApi:
                     "description": "Bad Request: group chat was upgraded to a supergroup chat",
                     "parameters": {"migrate_to_chat_id": self.migrated[chat]},
                 }
+            if params.get("creates_join_request") and params.get("member_limit") is not None:
+                return 400, {
+                    "ok": False,
+                    "error_code": 400,
+                    "description": "Bad Request: member limit can't be specified for links requiring approval",
+                }
             return 200, {"ok": True, "result": self._result(method, params)}
 
     def _result(self, method: str, params: dict[str, Any]) -> Any:
@@ -81,14 +87,14 @@ class FakeBotApi:
         if method in {"createChatInviteLink", "editChatInviteLink", "revokeChatInviteLink"}:
             link = params.get("invite_link") or f"https://t.me/+fake{next(self._ids)}"
             entry = self.links.setdefault(link, {"invite_link": link, "chat_id": params["chat_id"]})
-            for key in ("name", "member_limit", "expire_date"):
+            for key in ("name", "member_limit", "expire_date", "creates_join_request"):
                 if key in params:
                     entry[key] = params[key]
             entry["is_revoked"] = method == "revokeChatInviteLink"
             return {
                 "invite_link": link,
                 "creator": {"id": 1, "is_bot": True, "first_name": "qunyun"},
-                "creates_join_request": False,
+                "creates_join_request": bool(entry.get("creates_join_request")),
                 "is_primary": False,
                 "is_revoked": entry["is_revoked"],
                 **{k: v for k, v in entry.items() if k in ("name", "member_limit", "expire_date")},

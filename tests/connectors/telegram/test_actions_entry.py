@@ -30,6 +30,18 @@ def test_payloads_round_trip_and_bad_fields_are_named() -> None:
     assert action_from_payload("set_group_description", {}, group="g") == SetGroupDescription(group="g", text="")
 
 
+def test_a_link_whose_joins_are_requests_needs_join_requests_and_has_no_member_limit() -> None:
+    link = action_from_payload("create_invite_link", {"name": "活码", "join_request": True}, group="g")
+    assert Capability.JOIN_REQUESTS in link.required_capabilities()
+    assert action_from_payload("create_invite_link", link.to_payload(), group="g") == link
+    with pytest.raises(InvalidInput) as raised:
+        action_from_payload("create_invite_link", {"join_request": True, "member_limit": 5}, group="g")
+    assert raised.value.field == "payload.member_limit"
+    with pytest.raises(InvalidInput) as raised:
+        action_from_payload("create_invite_link", {"join_request": "yes"}, group="g")
+    assert raised.value.field == "payload.join_request"
+
+
 def test_capabilities_route_them() -> None:
     wecom, telegram = get_profile("wecom").capabilities, get_profile("telegram").capabilities
     approve = action_from_payload("approve_join_request", {}, group="g", member="m")

@@ -254,3 +254,21 @@ def test_the_console_lists_pending_requests_and_decides_them(
     [after] = world.requests()
     assert (after.status, after.decided_by) == ("declined", "staff")
     assert "阿强" not in anon.get("/join-requests").text
+
+
+@pytest.mark.parametrize("policy", ["review", "approve"])
+def test_a_code_that_decides_requests_makes_links_whose_joins_are_requests(
+    anon: TestClient, db: sessionmaker[Session], fakebot: FakeBotApi, forget_connectors: None, policy: str
+) -> None:
+    make_setup(db, anon, fakebot, policy)
+    [params] = fakebot.called("createChatInviteLink")
+    # Telegram refuses a member limit on such a link; the pool's scan limit still routes visitors.
+    assert params["creates_join_request"] is True and "member_limit" not in params
+
+
+def test_a_direct_code_makes_member_limited_links_that_let_members_straight_in(
+    anon: TestClient, db: sessionmaker[Session], fakebot: FakeBotApi, forget_connectors: None
+) -> None:
+    make_setup(db, anon, fakebot, "direct")
+    [params] = fakebot.called("createChatInviteLink")
+    assert "creates_join_request" not in params and params["member_limit"] >= 1

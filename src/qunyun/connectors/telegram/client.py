@@ -288,7 +288,7 @@ class TelegramConnector(Connector):
             case CreateInviteLink():
                 result = self._call(
                     "createChatInviteLink",
-                    _link_params(action.name, action.member_limit, action.expire_at),
+                    _link_params(action.name, action.member_limit, action.expire_at, action.join_request),
                     action.group,
                 )
                 return ActionResult.done(str(result["invite_link"]))
@@ -342,8 +342,12 @@ def _until(now: datetime, seconds: int | None) -> int | None:
     return int(now.timestamp()) + seconds
 
 
-def _link_params(name: str, member_limit: int | None, expire_at: datetime | None) -> dict[str, Any]:
+def _link_params(
+    name: str, member_limit: int | None, expire_at: datetime | None, join_request: bool = False
+) -> dict[str, Any]:
     params: dict[str, Any] = {}
+    if join_request:
+        params["creates_join_request"] = True  # Telegram refuses it together with a member limit
     if name:
         params["name"] = name[:32]
     if member_limit is not None:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 
 from qunyun.console.web import ConsolePage, Form, check_form, path_id
 from qunyun.livecodes import join_requests
 from qunyun.locale import Msg
-from qunyun.models import Group, LiveCode
 
 router = APIRouter()
 
@@ -23,16 +21,7 @@ def join_request_list(page: ConsolePage) -> Response:
     rows = join_requests.list_requests(
         page.db, page.scope, status=None if show_all else join_requests.PENDING, limit=PAGE_SIZE
     )
-    group_ids = {r.group_id for r in rows if r.group_id is not None}
-    code_ids = {r.live_code_id for r in rows if r.live_code_id is not None}
-    groups = (
-        dict(page.db.execute(select(Group.id, Group.name).where(Group.id.in_(group_ids))).all()) if group_ids else {}
-    )
-    codes = (
-        dict(page.db.execute(select(LiveCode.id, LiveCode.name).where(LiveCode.id.in_(code_ids))).all())
-        if code_ids
-        else {}
-    )
+    groups, codes = join_requests.names_for(page.db, page.scope, rows)
     return page.render(
         "join_requests.html",
         "livecodes",

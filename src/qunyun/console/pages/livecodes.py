@@ -217,7 +217,7 @@ def _settings(form: FormData, *, lead: bool) -> dict[str, Any]:
         "fallback_text": _text(form, "fallback_text"),
         "threshold": _threshold_from_form(form),
         "qr_alert_minutes": hours * 60 if hours is not None else 24 * 60,
-        "join_request_policy": _text(form, "join_request_policy") or "review",
+        "join_request_policy": _text(form, "join_request_policy") or "direct",
     }
     if lead:  # connections are the lead's to see
         values["connection_id"] = _number(form, "connection_id", maximum=MAX_ID)
@@ -227,7 +227,7 @@ def _settings(form: FormData, *, lead: bool) -> dict[str, Any]:
 def _form_values(row: LiveCode | None) -> dict[str, Any]:
     """What the form shows for ``row`` (or a new code)."""
     if row is None:
-        return {"policy": RoutingPolicy.FILL.value, "qr_alert_hours": "24", "join_request_policy": "review"}
+        return {"policy": RoutingPolicy.FILL.value, "qr_alert_hours": "24", "join_request_policy": "direct"}
     values: dict[str, Any] = {
         "name": row.name,
         "channel_id": str(row.channel_id or ""),

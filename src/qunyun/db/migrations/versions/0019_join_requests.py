@@ -31,7 +31,7 @@ def _fk(table: str, column: str, target: str, ondelete: str) -> sa.ForeignKeyCon
 def upgrade() -> None:
     with op.batch_alter_table("live_codes", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("join_request_policy", sa.String(length=16), nullable=False, server_default="review")
+            sa.Column("join_request_policy", sa.String(length=16), nullable=False, server_default="direct")
         )
     op.create_table(
         "join_requests",
