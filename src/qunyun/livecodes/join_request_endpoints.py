@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
-from qunyun.api.pagination import MAX_LIMIT, Id
+from qunyun.api.pagination import MAX_LIMIT, Id, Offset
 from qunyun.auth.deps import CurrentScope, DbSession
 from qunyun.livecodes import join_requests
 from qunyun.models.telegram_state import JoinRequest
@@ -51,7 +51,7 @@ def list_join_requests(
     scope: CurrentScope,
     status: Annotated[Literal["pending", "approved", "declined", "all"], Query()] = "pending",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query(description="Rows to skip")] = 0,
 ) -> list[JoinRequestOut]:
     rows = join_requests.list_requests(
         db, scope, status=None if status == "all" else status, limit=limit, offset=offset
