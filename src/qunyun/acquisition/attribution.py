@@ -50,53 +50,40 @@ def attribute_joins(session: Session, org_id: int, events: list[LiveEvent]) -> N
 def attribute(session: Session, org_id: int, event: LiveEvent) -> str | None:
     """Attribute one join; returns how (``link``, ``invitation`` or ``window``), or None when no scan or link
     of a live code explains it."""
-    assert event.group_id is not None and event.member_id is not None
-    if event.link:
-        entry = entry_for_link(session, org_id, event.link)
-        if entry is not None and entry.group_id == event.group_id:
-            scans = first_scans(
-                session,
-                org_id,
-                event.group_id,
-                until=event.at,
-                live_code_id=entry.live_code_id,
-                link=event.link,
-                limit=1,
-            )
-            record_join(
-                session,
-                org_id=org_id,
-                live_code_id=entry.live_code_id,
-                channel_id=entry.channel_id,
-                group_id=event.group_id,
-                member_id=event.member_id,
-                event_id=event.event_id,
-                joined_at=event.at,
-                matched_by="link",
-                scan_id=scans[0].scan_id if scans else None,
-            )
-            return "link"
-    invited = match_join(session, org_id, event.group_id, event.member_id, event.event_id, event.at)
-    if invited is not None:
+    group_id, member_id = event.group_id, event.member_id
+    assert group_id is not None and member_id is not None
+
+    def matched(how: str, live_code_id: int, channel_id: int | None, scan_id: int | None) -> str:
         record_join(
             session,
             org_id=org_id,
-            live_code_id=invited.live_code_id,
-            channel_id=invited.channel_id,
-            group_id=event.group_id,
-            member_id=event.member_id,
+            live_code_id=live_code_id,
+            channel_id=channel_id,
+            group_id=group_id,
+            member_id=member_id,
             event_id=event.event_id,
             joined_at=event.at,
-            matched_by="invitation",
-            scan_id=invited.scan_id,
+            matched_by=how,
+            scan_id=scan_id,
         )
-        return "invitation"
+        return how
+
+    if event.link:
+        entry = entry_for_link(session, org_id, event.link)
+        if entry is not None and entry.group_id == group_id:
+            scans = first_scans(
+                session, org_id, group_id, until=event.at, live_code_id=entry.live_code_id, link=event.link, limit=1
+            )
+            return matched("link", entry.live_code_id, entry.channel_id, scans[0].scan_id if scans else None)
+    invited = match_join(session, org_id, group_id, member_id, event.event_id, event.at)
+    if invited is not None:
+        return matched("invitation", invited.live_code_id, invited.channel_id, invited.scan_id)
     if event.scene == "invite" or event.inviter_id is not None:
         return None
     candidates = first_scans(
         session,
         org_id,
-        event.group_id,
+        group_id,
         until=event.at,
         since=event.at - WINDOW,
         limit=CANDIDATES if event.channel_id is not None else 1,
@@ -104,16 +91,4 @@ def attribute(session: Session, org_id: int, event: LiveEvent) -> str | None:
     scan = next((s for s in candidates if event.channel_id is None or s.channel_id == event.channel_id), None)
     if scan is None:
         return None
-    record_join(
-        session,
-        org_id=org_id,
-        live_code_id=scan.live_code_id,
-        channel_id=scan.channel_id,
-        group_id=event.group_id,
-        member_id=event.member_id,
-        event_id=event.event_id,
-        joined_at=event.at,
-        matched_by="window",
-        scan_id=scan.scan_id,
-    )
-    return "window"
+    return matched("window", scan.live_code_id, scan.channel_id, scan.scan_id)
