@@ -244,6 +244,25 @@ def request_action(
     return outcome
 
 
+@dataclass(frozen=True, slots=True)
+class ActionRef:
+    """An action :func:`request_action_refs` recorded or found: its id and state (for callers
+    that keep no more of it than that, the entity is not loaded)."""
+
+    id: int
+    state: OutboundState
+
+
+def request_action_refs(
+    session: Session, org_id: int, requests: Sequence[ActionRequest]
+) -> list[ActionRef | QunyunError]:
+    """:func:`request_actions` returning each action's id and state rather than its entity:
+    a new action is inserted with a plain INSERT … RETURNING of its id (the firing path of
+    moderation, where loading the inserted row as an entity was most of the client's time)."""
+    outcomes = _request_actions(session, org_id, requests, refs=True)
+    return [o if isinstance(o, (ActionRef, QunyunError)) else ActionRef(o.id, OutboundState(o.state)) for o in outcomes]
+
+
 @dataclass
 class _Routed:
     """A request that builds and routes, before its row exists."""
@@ -251,7 +270,7 @@ class _Routed:
     index: int
     request: ActionRequest
     kind: ActionKind
-    connection: Connection
+    connection: Any  # a _ConnectionRow, or the Connection entity
     typed: Action
     stored: dict[str, Any]
     deadline: datetime | None
@@ -272,7 +291,15 @@ def request_actions(
     fails; the others still are). A key asked for twice in one batch is one action: the later
     requests must be the same request, as with a key asked for again later.
     """
-    outcomes: list[OutboundAction | QunyunError | None] = [None] * len(requests)
+    return _request_actions(session, org_id, requests, refs=False)  # type: ignore[return-value]
+
+
+def _request_actions(
+    session: Session, org_id: int, requests: Sequence[ActionRequest], *, refs: bool
+) -> list[OutboundAction | ActionRef | QunyunError]:
+    """:func:`request_actions`; with ``refs``, the actions inserted are :class:`ActionRef`
+    (those found by key are still entities)."""
+    outcomes: list[OutboundAction | ActionRef | QunyunError | None] = [None] * len(requests)
     kinds: dict[int, ActionKind] = {}
     first_of: dict[str, int] = {}  # key → the index of its first request in the batch
     repeats: list[int] = []
@@ -311,7 +338,9 @@ def request_actions(
             except QunyunError as exc:
                 outcomes[i] = exc
     for chunk in range(0, len(routed), REQUEST_CHUNK):
-        for item, row in _insert_actions(session, org_id, routed[chunk : chunk + REQUEST_CHUNK]):
+        # A key asked for again in the batch is compared with its first request's entity.
+        chunk_refs = refs and not repeats
+        for item, row in _insert_actions(session, org_id, routed[chunk : chunk + REQUEST_CHUNK], refs=chunk_refs):
             outcomes[item.index] = row
     for i in repeats:
         first = outcomes[first_of[requests[i].idempotency_key]]
@@ -331,23 +360,58 @@ def _same_or_error(
         return exc
 
 
-# The statements of the usual batch, built once (an ORM select built at each call costs more
-# than its round trip): the groups with their connections, and with one member.
+@dataclass(frozen=True, slots=True)
+class _GroupRow:
+    """What routing reads of a group (a plain row: loading the entity costs more than its use)."""
+
+    id: int
+    org_id: int
+    connection_id: int | None
+    platform: str
+    external_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _MemberRow:
+    id: int
+    org_id: int
+    platform: str
+    external_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _ConnectionRow:
+    """What routing reads of a connection (``registry.profile_of`` reads the same columns)."""
+
+    id: int
+    org_id: int
+    platform: str
+    name: str
+    updated_at: datetime
+
+
+# The statements of the usual batch, built once (a select built at each call costs more than its
+# round trip): the groups with their connections, and with one member, as plain columns.
+_GROUP_COLUMNS = (Group.id, Group.org_id, Group.connection_id, Group.platform, Group.external_id)
+_CONNECTION_COLUMNS = (Connection.id, Connection.org_id, Connection.platform, Connection.name, Connection.updated_at)
+_MEMBER_COLUMNS = (Member.id, Member.org_id, Member.platform, Member.external_id)
 _GROUPS = (
-    select(Group, Connection)
+    select(*_GROUP_COLUMNS, *_CONNECTION_COLUMNS)
     .outerjoin(Connection, Connection.id == Group.connection_id)
     .where(Group.id.in_(bindparam("groups", expanding=True)))
 )
-_GROUPS_AND_MEMBER = _GROUPS.add_columns(Member).outerjoin(Member, Member.id == bindparam("member"))
+_GROUPS_AND_MEMBER = _GROUPS.add_columns(*_MEMBER_COLUMNS).outerjoin(Member, Member.id == bindparam("member"))
+_G, _C = len(_GROUP_COLUMNS), len(_CONNECTION_COLUMNS)
 
 
 @dataclass
 class _Targets:
-    """The groups, members, connections and staff a batch of requests names, loaded at once."""
+    """The groups, members, connections and staff a batch of requests names, loaded at once
+    (plain rows, or the entities where the session holds them or a batch names them apart)."""
 
-    groups: dict[int, Group]
-    members: dict[int, Member]
-    connections: dict[int, Connection]
+    groups: dict[int, Any]  # id → _GroupRow
+    members: dict[int, Any]  # id → _MemberRow or Member
+    connections: dict[int, Any]  # id → _ConnectionRow or Connection
     staff: set[int]
     defaults: dict[str, Connection] = field(default_factory=dict)  # platform → default connection
 
@@ -356,27 +420,29 @@ class _Targets:
         group_ids = {r.group_id for r in requests if r.group_id is not None}
         member_ids = {r.member_id for r in requests if r.member_id is not None}
         staff_ids = {r.assignee_id for r in requests if r.assignee_id is not None}
-        groups: dict[int, Group] = {}
-        connections: dict[int, Connection] = {}
-        members: dict[int, Member] = {}
+        groups: dict[int, Any] = {}
+        connections: dict[int, Any] = {}
+        members: dict[int, Any] = {}
         ordered = sorted(group_ids)
         # One member named (a kick, a mute): read with the groups, in the same round trip.
         joined = next(iter(member_ids)) if len(member_ids) == 1 and ordered else None
+        if ordered and session.autoflush:
+            session.flush()  # as the ORM's execute would: the rows read are the session's
+        db = session.connection()
         for i in range(0, len(ordered), REQUEST_CHUNK):
             # The groups with their connections: one round trip for the usual request.
             chunk = ordered[i : i + REQUEST_CHUNK]
             rows: Any
             if joined is None:
-                rows = session.execute(_GROUPS, {"groups": chunk})
+                rows = db.execute(_GROUPS, {"groups": chunk})
             else:
-                rows = session.execute(_GROUPS_AND_MEMBER, {"groups": chunk, "member": joined})
+                rows = db.execute(_GROUPS_AND_MEMBER, {"groups": chunk, "member": joined})
             for row in rows:
-                group, connection = row[0], row[1]
-                groups[group.id] = group
-                if connection is not None:
-                    connections[connection.id] = connection
-                if joined is not None and row[2] is not None:
-                    members[row[2].id] = row[2]
+                groups[row[0]] = _GroupRow(*row[:_G])
+                if row[_G] is not None:
+                    connections[row[_G]] = _ConnectionRow(*row[_G : _G + _C])
+                if joined is not None and row[_G + _C] is not None:
+                    members[row[_G + _C]] = _MemberRow(*row[_G + _C :])
         members.update(_rows_by_id(session, Member, member_ids - members.keys()))
         connection_ids = {r.connection_id for r in requests if r.connection_id is not None} - connections.keys()
         connections.update(_rows_by_id(session, Connection, connection_ids))
@@ -385,7 +451,7 @@ class _Targets:
             staff = set(session.scalars(select(Staff.id).where(Staff.id.in_(staff_ids), Staff.org_id == org_id)))
         return cls(groups, members, connections, staff)
 
-    def group(self, org_id: int, group_id: int | None) -> Group | None:
+    def group(self, org_id: int, group_id: int | None) -> Any:
         if group_id is None:
             return None
         group = self.groups.get(group_id)
@@ -393,7 +459,7 @@ class _Targets:
             raise InvalidInput(Msg("err.outbound.no_group", id=group_id), field="group_id")
         return group
 
-    def member(self, org_id: int, member_id: int | None) -> Member | None:
+    def member(self, org_id: int, member_id: int | None) -> Any:
         if member_id is None:
             return None
         member = self.members.get(member_id)
@@ -443,8 +509,8 @@ def _route(
 
 
 def _insert_actions(
-    session: Session, org_id: int, routed: list[_Routed]
-) -> list[tuple[_Routed, OutboundAction | QunyunError]]:
+    session: Session, org_id: int, routed: list[_Routed], *, refs: bool = False
+) -> list[tuple[_Routed, OutboundAction | ActionRef | QunyunError]]:
     """Insert the rows of routed requests (one statement; a key that exists already — one a
     concurrent request committed first, or a ``new_key`` that was not new — is that row, or a
     Conflict when it is another request's), their history and their perform jobs."""
@@ -487,7 +553,16 @@ def _insert_actions(
     # Executemany (batched into one INSERT … RETURNING by the driver layer): its statement is
     # compiled once per process, where a multi-row VALUES would be compiled at each call.
     rows: Any
-    if len(values) == 1:
+    if refs:
+        # Plain Core on the session's connection: the ids, no entity loaded.
+        if session.autoflush:
+            session.flush()  # as the ORM's execute would (a no-op when the targets were read)
+        params: Any = values[0] if len(values) == 1 else values
+        inserted_ids = {
+            key: action_id for action_id, key in session.connection().execute(_insert_refs(session), params)
+        }
+        rows = [_Inserted(action_id, org_id, key) for key, action_id in inserted_ids.items()]
+    elif len(values) == 1:
         # One row (the usual request): a plain INSERT … RETURNING loaded as the entity, which
         # costs less than the ORM's bulk insert.
         rows = session.scalars(_insert_one(session), values[0])
@@ -495,10 +570,10 @@ def _insert_actions(
         statement = _insert_ignoring(session, OutboundAction).returning(OutboundAction)
         rows = session.scalars(statement, values, execution_options={"render_nulls": True})
     inserted = {row.idempotency_key: row for row in rows}
-    out: list[tuple[_Routed, OutboundAction | QunyunError]] = []
+    out: list[tuple[_Routed, OutboundAction | ActionRef | QunyunError]] = []
     history: list[dict[str, Any]] = []
     jobs: list[dict[str, Any]] = []
-    delegated: list[tuple[_Routed, OutboundAction]] = []
+    delegated: list[tuple[_Routed, Any]] = []
     late: list[_Routed] = []
     requested = Msg("sends.history.requested")
     for item in routed:
@@ -506,9 +581,12 @@ def _insert_actions(
         if row is None:  # a concurrent request with the same key committed first: that one is the action
             late.append(item)
             continue
-        out.append((item, row))
-        history.append(_history_row(row.id, None, S.PLANNED, requested, now))
         state = decided[item.index]
+        if refs:
+            out.append((item, ActionRef(row.id, S.DELEGATED if state == S.PLANNED else state)))
+        else:
+            out.append((item, row))
+        history.append(_history_row(row.id, None, S.PLANNED, requested, now))
         if state == S.EXPIRED:
             reason = Msg("sends.reason.expired_before_queued", deadline=item.deadline.isoformat())  # type: ignore[union-attr]
             history.append(_history_row(row.id, S.PLANNED, S.EXPIRED, reason, now))
@@ -517,18 +595,23 @@ def _insert_actions(
             jobs.append(_perform_job_row(row, item.request.run_at or now, now))
         else:
             delegated.append((item, row))
-    if history and 0 < len(jobs) <= FEW_JOBS and session.get_bind().dialect.name == "postgresql":
+    # Plain Core statements on the session's connection (its transaction): the ORM's execute
+    # path (autoflush, ORM compile state) costs more than the round trip, and the rows they
+    # refer to were flushed by the INSERT above.
+    db = session.connection()
+    if history and 0 < len(jobs) <= FEW_JOBS and db.dialect.name == "postgresql":
         # One round trip: the history rows as a data-modifying CTE of the perform jobs' INSERT
         # (a few rows: a multi-row VALUES is compiled per size, a large batch goes executemany).
-        session.execute(_history_and_jobs(len(history), len(jobs)), _numbered(history, "h") | _numbered(jobs, "j"))
+        db.execute(_history_and_jobs(len(history), len(jobs)), _numbered(history, "h") | _numbered(jobs, "j"))
     else:
         if history:
-            session.execute(_INSERT_TRANSITIONS, history)
+            db.execute(_INSERT_TRANSITIONS, history)
         if jobs:
-            session.execute(_insert_ignoring(session, _JOBS), jobs)
+            db.execute(_insert_ignoring(session, _JOBS), jobs)
     for item, row in delegated:
         assert item.profile is not None
-        _delegate(session, row, item.typed, _missing_reason(item.profile, item.missing), missing=item.missing)
+        entity = row if isinstance(row, OutboundAction) else session.get_one(OutboundAction, row.id)
+        _delegate(session, entity, item.typed, _missing_reason(item.profile, item.missing), missing=item.missing)
     if late:
         winners = _by_keys(session, org_id, [item.request.idempotency_key for item in late])
         for item in late:
@@ -564,7 +647,7 @@ def _history_row(
     }
 
 
-def _perform_job_row(row: OutboundAction, run_at: datetime, now: datetime) -> dict[str, Any]:
+def _perform_job_row(row: OutboundAction | _Inserted, run_at: datetime, now: datetime) -> dict[str, Any]:
     """The action's perform job as the values of a bulk insert (as ``enqueue`` writes it, under
     the key that :func:`request_action` always gave it)."""
     return {
@@ -593,6 +676,29 @@ def _insert_one(session: Session) -> Any:
             _insert_ignoring(session, OutboundAction).returning(OutboundAction)
         )
     return _INSERT_ONE[name]
+
+
+@dataclass(frozen=True, slots=True)
+class _Inserted:
+    """An action inserted without loading its entity (:func:`_insert_refs`)."""
+
+    id: int
+    org_id: int
+    idempotency_key: str
+
+
+_INSERT_REFS: dict[str, Any] = {}  # dialect name → the statement of :func:`_insert_refs`
+
+
+def _insert_refs(session: Session) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING the id and key of actions, as a Core statement
+    (built once per dialect)."""
+    name = session.get_bind().dialect.name
+    if name not in _INSERT_REFS:
+        _INSERT_REFS[name] = _insert_ignoring(session, OutboundAction).returning(
+            OutboundAction.id, OutboundAction.idempotency_key
+        )
+    return _INSERT_REFS[name]
 
 
 _INSERT_TRANSITIONS = insert(_TRANSITIONS)
@@ -1226,10 +1332,10 @@ def _resolve_connection(
     session: Session,
     org_id: int,
     connection_id: int | None,
-    group: Group | None,
-    member: Member | None,
+    group: Any,
+    member: Any,
     targets: _Targets,
-) -> Connection:
+) -> Any:
     """The connection the action goes through (see :func:`request_action`), its targets checked."""
     if connection_id is not None:
         found = targets.connections.get(connection_id)
@@ -1239,7 +1345,7 @@ def _resolve_connection(
     elif group is not None and group.connection_id is not None:
         connection = targets.connections[group.connection_id]
     elif group is not None or member is not None:
-        platform = group.platform if group is not None else member.platform  # type: ignore[union-attr]
+        platform = group.platform if group is not None else member.platform
         if platform not in targets.defaults:
             targets.defaults[platform] = default_connection(session, org_id, platform)
         connection = targets.defaults[platform]

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qunyun.config import get_settings
-from qunyun.connectors.dispatch import ActionRequest, request_action
+from qunyun.connectors.dispatch import ActionRef, ActionRequest, request_action
 from qunyun.errors import QunyunError
 from qunyun.locale import Msg
 from qunyun.models import (
@@ -91,7 +91,7 @@ def warning_text(decision: ModerationDecision, name: str) -> str:
     return Msg("moderation.engine.warn.text", name=name, rule=rule_label(decision)).render(language())
 
 
-def _attach_evidence(session: Session, row: OutboundAction, decision: ModerationDecision) -> None:
+def _attach_evidence(session: Session, row: OutboundAction | ActionRef, decision: ModerationDecision) -> None:
     """A task dispatch opened for the action gets the decision's evidence in its detail."""
     if row.state != OutboundState.DELEGATED:
         return  # no task (a task opened later, at run time, has the kick's reason)
@@ -160,15 +160,13 @@ def requests_for(decision: ModerationDecision, *, member_name: str, membership: 
     ]
 
 
-def settle(
-    decision: ModerationDecision, outcomes: list[OutboundAction | QunyunError]
-) -> tuple[list[int], list[OutboundAction]]:
+def settle(decision: ModerationDecision, outcomes: list[ActionRef | QunyunError]) -> tuple[list[int], list[ActionRef]]:
     """The ids of the actions requested for ``decision``, and those handed to a person (their
     tasks get the evidence once the decision has its id: :func:`attach_evidence`). An action
     that could not be requested is noted in the decision's ``detail.action_error``; the
     decision stands rather than failing the ingest."""
     ids: list[int] = []
-    delegated: list[OutboundAction] = []
+    delegated: list[ActionRef] = []
     for outcome in outcomes:
         if isinstance(outcome, QunyunError):
             decision.detail = {**(decision.detail or {}), "action_error": str(outcome)}
@@ -179,7 +177,7 @@ def settle(
     return ids, delegated
 
 
-def attach_evidence(session: Session, decision: ModerationDecision, rows: list[OutboundAction]) -> None:
+def attach_evidence(session: Session, decision: ModerationDecision, rows: list[ActionRef]) -> None:
     """The tasks dispatch opened for ``rows`` get the (written) decision's evidence."""
     for row in rows:
         _attach_evidence(session, row, decision)

@@ -32,7 +32,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.orm import Session
 
-from qunyun.connectors.dispatch import request_actions
+from qunyun.connectors.dispatch import ActionRef, request_action_refs
 from qunyun.ingestion.followups import LiveEvent, follow_up
 from qunyun.livecodes.blacklist import register_check
 from qunyun.models import (
@@ -40,7 +40,6 @@ from qunyun.models import (
     Group,
     ModerationDecision,
     ModerationPolicy,
-    OutboundAction,
     PolicyTarget,
 )
 from qunyun.models.event import EventKind
@@ -412,7 +411,7 @@ def _record(
             values["community_id"] = session.scalar(select(Group.community_id).where(Group.id == e.group_id))
             if values["community_id"] is None:
                 values["blacklist_scope"] = "group"
-    delegated: list[OutboundAction] = []
+    delegated: list[ActionRef] = []
     draft: ModerationDecision | None = None
     if not dry_run and action is not Action.ALLOW:
         # What the texts and the evidence read; never added to the session (written below).
@@ -428,7 +427,7 @@ def _record(
         )
         # An action that cannot be requested leaves the decision standing, with the reason in
         # its detail, rather than failing the ingest.
-        values["action_ids"], delegated = actions.settle(draft, request_actions(session, batch.org_id, requests))
+        values["action_ids"], delegated = actions.settle(draft, request_action_refs(session, batch.org_id, requests))
         values["detail"] = draft.detail
         if SEVERITY[action] >= SEVERITY[Action.WARN]:
             batch.strikes[e.member_id] = batch.strikes.get(e.member_id, 0) + 1
