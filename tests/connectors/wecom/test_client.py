@@ -159,6 +159,13 @@ def test_the_connectors_actions(world: World, fake: tuple[FakeWeCom, str]) -> No
     again = connector.perform(SyncInterceptRules(name="qunyun-广告-1", words=("加微信",)), "rules:2")
     assert (first.detail, again.detail, first.external_ref) == ("added", "updated", again.external_ref)
     assert server.rules[str(first.external_ref)]["word_list"] == ["加微信"]
+    # The rule list is a GET in WeCom's documentation, the rest of them POSTs.
+    rule_calls = {(m, a) for m, a in server.methods if "intercept_rule" in a}
+    assert rule_calls == {
+        ("GET", "externalcontact/get_intercept_rule_list"),
+        ("POST", "externalcontact/add_intercept_rule"),
+        ("POST", "externalcontact/update_intercept_rule"),
+    }
     big = connector.perform(SyncInterceptRules(name="big", words=tuple(f"w{i}" for i in range(301))), "rules:3")
     assert big.status == ResultStatus.FAILED and "300" in big.detail
 

@@ -12,7 +12,7 @@ from qunyun.connectors.wecom.factory import client_for
 from qunyun.connectors.wecom.fake import FakeWeCom, callback_request
 from qunyun.connectors.wecom.sync import full_sync, run_connection
 from qunyun.db.session import unit_of_work
-from qunyun.models import Connection, Group
+from qunyun.models import Connection, Event, EventKind, Group, Member
 from qunyun.models.wecom_state import WeComGroup, WeComSyncReport
 from tests.api.conftest import World
 from tests.connectors.wecom.conftest import add_wecom
@@ -94,3 +94,21 @@ def test_dismiss_and_rename_callbacks(
     with world.db() as s:
         group = s.scalar(select(Group).where(Group.external_id == "c1"))
     assert group is not None and group.name == "新名字" and group.status == "dismissed"
+
+
+def test_a_sync_reads_groupchat_get_join_scenes_as_documented(world: World, fake: tuple[FakeWeCom, str]) -> None:
+    # groupchat/get: join_scene 1 invited directly, 2 through an invite link, 3 by the group's QR
+    # code (the callback's JoinScene is 0 for both invitations: tests/connectors/wecom/test_callbacks.py).
+    server, base = fake
+    cid = add_wecom(world, base)
+    server.add_group("c1", "一群", "o1", {"wm1": {"join_scene": 1}, "wm2": {"join_scene": 2}, "wm3": {}})
+    _run(world, cid)
+    with world.db() as s:
+        scenes = dict(
+            s.execute(
+                select(Member.external_id, Event.scene)
+                .join(Event, Event.member_id == Member.id)
+                .where(Event.kind == EventKind.MEMBER_JOINED, Member.external_id.in_(["wm1", "wm2", "wm3"]))
+            ).all()
+        )
+    assert scenes == {"wm1": "invite", "wm2": "link", "wm3": "qr"}

@@ -352,7 +352,8 @@ class WeComClient:
         return str(self.call("externalcontact/add_intercept_rule", body)["rule_id"])
 
     def get_intercept_rule_list(self) -> list[dict[str, Any]]:
-        return list(self.call("externalcontact/get_intercept_rule_list", {}).get("rule_list") or [])
+        # A GET in WeCom's documentation (the other intercept-rule APIs are POSTs).
+        return list(self.call("externalcontact/get_intercept_rule_list", method="GET").get("rule_list") or [])
 
     def get_intercept_rule(self, rule_id: str) -> dict[str, Any]:
         return dict(self.call("externalcontact/get_intercept_rule", {"rule_id": rule_id}).get("rule") or {})

@@ -3,8 +3,9 @@
 What a callback alone says becomes events at once:
 
 - ``change_external_chat`` / ``update`` / ``add_member``: a ``member.joined`` per MemChangeList
-  member, with the scene of JoinScene (0: invited directly, 1: through an invite link, 3: by
-  scanning the group's QR code);
+  member, with the scene of JoinScene (0: invited by a member, directly or through an invite
+  link; 3: by scanning the group's QR code; 1 is read as a link should WeCom ever send it —
+  groupchat/get numbers its ``join_scene`` 1 direct, 2 link, 3 QR: ``sync.SCENES``);
 - ``del_member``: a ``member.left`` per member, ``reason`` ``removed`` when QuitScene is 1 (the
   owner or an admin removed them), else ``left``;
 - the other changes (create, change_owner, change_name, change_notice, dismiss) and tags

@@ -76,6 +76,7 @@ class FakeWeCom:
         self.tokens: dict[str, float] = {}  # token -> expiry (epoch seconds)
         self.gettoken_calls = 0
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.methods: list[tuple[str, str]] = []  # (HTTP method, api) of each request
         self.fail_next: dict[str, list[int]] = {}  # api -> errcodes to answer next
         self.delay_next: dict[str, float] = {}  # api -> seconds the next answer is held back
         self.groups: dict[str, FakeGroup] = {}
@@ -337,6 +338,7 @@ class FakeWeCom:
     async def _endpoint(self, request: Request) -> JSONResponse:
         api = request.path_params["api"]
         query = dict(request.query_params)
+        self.methods.append((request.method, api))
         body: dict[str, Any] = {}
         if request.method == "POST":
             raw = await request.body()

@@ -49,7 +49,9 @@ from qunyun.worker.scheduler import PeriodicPayload, periodic
 
 log = logging.getLogger(__name__)
 
-SCENES = {0: "invite", 1: "link", 3: "qr"}
+# groupchat/get's member join_scene: 1 invited directly, 2 through an invite link, 3 by scanning
+# the group's QR code (the callback's JoinScene numbers differently: events.JOIN_SCENES).
+SCENES = {1: "invite", 2: "link", 3: "qr"}
 CALLBACK_BATCH = 500
 MAX_DIFFERENCES = 2000  # lines kept in one report
 
