@@ -1,13 +1,14 @@
 """The whole WeCom flow against the fake server (issue 13): add a connection from the command line
 → full sync → a live code's join way → a scan → the join callback (attributed by the join way's
-state) → the welcome template → a customer contact and its welcome → a mass send waiting for
-the owner → the owner confirms on the fake server → the action and the stats reconcile. Then a
-missed callback: the next one's LastMemVer differs from the version held and the group is synced
-again in full."""
+state) → the welcome template → a customer contact and its welcome → an SOP run's mass send
+waiting for the owner → the owner confirms on the fake server → the action, the run and the SOP
+report reconcile. Then a missed callback: the next one's LastMemVer differs from the version held
+and the group is synced again in full."""
 
 from __future__ import annotations
 
 import json
+from datetime import time, timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 from qunyun.auth.scope import Scope
 from qunyun.cli import app as cli_app
-from qunyun.connectors.actions import SendGroupMessage, SetWelcomeMessage
+from qunyun.connectors.actions import SetWelcomeMessage
 from qunyun.connectors.dispatch import request_action
 from qunyun.connectors.wecom.crypto import WeComCrypto
 from qunyun.connectors.wecom.fake import FakeWeCom, callback_request
@@ -24,9 +25,14 @@ from qunyun.db.session import unit_of_work
 from qunyun.livecodes import routing, service
 from qunyun.livecodes.schemas import LiveCodeCreate
 from qunyun.livecodes.visitors import new_visitor_id
-from qunyun.models import Connection, Group, LiveCodeJoin, OutboundAction, Role
+from qunyun.models import Connection, Group, LiveCodeJoin, OutboundAction, Role, SopRun
 from qunyun.models.wecom_state import WeComContact, WeComJoinWay, WeComSyncReport
 from qunyun.modules import load_domain_modules
+from qunyun.sop import reports as sop_reports
+from qunyun.sop import runs as sop_runs
+from qunyun.sop import service as sop_service
+from qunyun.sop.execute import claim_due
+from qunyun.sop.types import RunState, StepSpec
 from qunyun.worker.scheduler import PeriodicPayload
 from tests.api.conftest import World
 from tests.connectors.wecom.conftest import AES_KEY, CORP_ID, SECRET, TOKEN
@@ -140,28 +146,55 @@ def test_the_wecom_flow_end_to_end(
     assert server.welcomes_sent[-1]["text"] == {"content": "您好，我是群主，欢迎入群"}
     assert server.welcomes_sent[-1]["after"] < 20
 
-    # 7. An SOP-style mass send: it waits for the owner's confirmation with WeCom's msgid.
+    # 7. An SOP run over the group: fired at its time, it becomes a mass send (add_msg_template)
+    # waiting for the owner's confirmation with WeCom's msgid; the run reads awaiting_confirmation.
     with unit_of_work(world.db) as s:
-        action_id = request_action(
-            s, world.org_a, SendGroupMessage.kind, group_id=group.id,
-            payload={"text": "今晚 8 点直播"}, idempotency_key="sop:run:1",
-        ).id  # fmt: skip
-    run_jobs(world.db)
+        step = StepSpec(at=time(20), category="内容推送", script="今晚 8 点直播")
+        plan = sop_service.create_plan(s, lead, name="企微推送", kind="daily", steps=[step])
+        sop_runs.apply(s, lead, plan.id, group.id, None)
+    with world.db() as s:
+        run = s.scalars(select(SopRun).where(SopRun.plan_id == plan.id).order_by(SopRun.due_at)).first()
+        assert run is not None
+        run_id, due = run.id, run.due_at
+    with unit_of_work(world.db) as s:
+        assert claim_due(s, due, org_id=world.org_a) == 1  # its time: the sop.fire job is queued
+    run_jobs(world.db)  # sop.fire, then the connector's send
+
+    def sop_run() -> tuple[RunState, int | None, int, int]:
+        """The run's state and action, and the SOP report's executed and waiting counts for it."""
+        with world.db() as s:
+            row = next(r for r in sop_runs.list_runs(s, lead, group_id=group.id) if r.id == run_id)
+            day = due.date()
+            figures = sop_reports.execution(
+                s,
+                lead,
+                start=day - timedelta(days=1),
+                end=day + timedelta(days=1),
+                group_id=group.id,
+                now=due + timedelta(minutes=1),
+            ).total
+            return row.state, row.action_id, figures.executed, figures.waiting
+
+    state, action_id, executed, waiting = sop_run()
+    assert (state, executed, waiting) == (RunState.AWAITING_CONFIRMATION, 0, 1)
     with world.db() as s:
         action = s.get(OutboundAction, action_id)
         assert action is not None and action.state == "awaiting_confirmation"
         msgid = action.external_ref
     assert msgid in server.msg_templates
     assert server.msg_templates[msgid]["sender"] == "owner1"
+    assert server.msg_templates[msgid]["text"] == "今晚 8 点直播"
 
     # Not yet sent: the job leaves it waiting.
     _sync(world)
-    with world.db() as s:
-        assert s.get(OutboundAction, action_id).state == "awaiting_confirmation"  # type: ignore[union-attr]
+    assert sop_run()[0] == RunState.AWAITING_CONFIRMATION
 
-    # 8. The owner presses send; the next pass reconciles from get_groupmsg_send_result.
+    # 8. The owner presses send; the next pass reconciles from get_groupmsg_task /
+    # get_groupmsg_send_result: the action, the run and the SOP report say it went out.
     server.confirm(str(msgid))
     _sync(world)
+    state, _, executed, waiting = sop_run()
+    assert (state, executed, waiting) == (RunState.CONFIRMED, 1, 0)
     with world.db() as s:
         assert s.get(OutboundAction, action_id).state == "confirmed"  # type: ignore[union-attr]
 
