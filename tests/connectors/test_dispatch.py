@@ -519,6 +519,34 @@ def test_transient_errors_retry_with_backoff_then_fail(
     assert states(session, doomed.id)[-1] == ("sending", "failed")
 
 
+def test_a_rate_limit_retries_after_the_wait_the_platform_asked_for(
+    session: Session,
+    org: Organisation,
+    setup: tuple[Group, Member],
+    sim: SimulatorConnector,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from qunyun.connectors.telegram.botapi import RateLimited
+
+    group, _ = setup
+    action = send(session, org, group, "a")
+    waits = [600.0, 5.0]
+
+    def limited(*_args: Any) -> Any:
+        raise RateLimited(waits.pop(0))  # Telegram's 429 with retry_after
+
+    monkeypatch.setattr(sim, "perform", limited)
+    before = utcnow()
+    run_perform_job(session, action.id)
+    assert action.state == "queued" and action.attempts == 1
+    retry = perform_jobs(session, action.id)[-1]
+    assert retry.run_at >= before + timedelta(seconds=600)  # not the 30 s backoff
+    run_perform_job(session, action.id)
+    again = perform_jobs(session, action.id)[-1]
+    assert again.run_at >= before + timedelta(seconds=60)  # a short wait: the backoff is longer
+    assert again.run_at < utcnow() + timedelta(seconds=61)
+
+
 def test_platform_refusal_fails_the_action(
     session: Session, org: Organisation, setup: tuple[Group, Member], sim: SimulatorConnector
 ) -> None:

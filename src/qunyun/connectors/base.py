@@ -139,7 +139,11 @@ class MemberProfile:
 
 
 class TransientError(Exception):
-    """A temporary platform failure (timeout, rate limit, 5xx): retry later with the same key."""
+    """A temporary platform failure (timeout, rate limit, 5xx): retry later with the same key.
+    ``retry_after`` (seconds), when the platform said how long to wait (a 429): the retry waits
+    at least that long."""
+
+    retry_after: float | None = None
 
 
 class UnsupportedAction(Exception):

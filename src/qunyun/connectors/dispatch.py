@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -253,14 +253,44 @@ class ActionRef:
     state: OutboundState
 
 
+# The caller's record of a batch of actions (a moderation decision): from their outcomes, the
+# table and the values of the one row that names them (its ``id`` is returned).
+Record = Callable[[list["ActionRef | QunyunError"]], tuple[Table, dict[str, Any]]]
+
+
 def request_action_refs(
-    session: Session, org_id: int, requests: Sequence[ActionRequest]
-) -> list[ActionRef | QunyunError]:
+    session: Session,
+    org_id: int,
+    requests: Sequence[ActionRequest],
+    *,
+    known: Iterable[GroupRow | MemberRow | ConnectionRow] = (),
+    record: Record | None = None,
+) -> tuple[list[ActionRef | QunyunError], int | None]:
     """:func:`request_actions` returning each action's id and state rather than its entity:
     a new action is inserted with a plain INSERT … RETURNING of its id (the firing path of
-    moderation, where loading the inserted row as an entity was most of the client's time)."""
-    outcomes = _request_actions(session, org_id, requests, refs=True)
-    return [o if isinstance(o, (ActionRef, QunyunError)) else ActionRef(o.id, OutboundState(o.state)) for o in outcomes]
+    moderation, where loading the inserted row as an entity was most of the client's time).
+
+    ``known``: targets the caller has read already in this transaction (the moderation engine
+    reads them with its members), not read again. ``record``: the caller's row that names the
+    actions (the decision that asked for them), built from their outcomes and inserted with the
+    actions' history and jobs, in one round trip on PostgreSQL; its id is returned (else None).
+    """
+    pending: _Pending | None = _Pending() if record is not None else None
+    outcomes = _request_actions(session, org_id, requests, refs=True, known=known, pending=pending)
+    refs = [o if isinstance(o, (ActionRef, QunyunError)) else ActionRef(o.id, OutboundState(o.state)) for o in outcomes]
+    if record is None:
+        return refs, None
+    table, values = record(refs)
+    assert pending is not None
+    return refs, _write_pending(session, pending, (table, values))
+
+
+@dataclass
+class _Pending:
+    """History rows and perform jobs of inserted actions, written with the caller's record."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -270,7 +300,7 @@ class _Routed:
     index: int
     request: ActionRequest
     kind: ActionKind
-    connection: Any  # a _ConnectionRow, or the Connection entity
+    connection: Any  # a ConnectionRow, or the Connection entity
     typed: Action
     stored: dict[str, Any]
     deadline: datetime | None
@@ -295,10 +325,18 @@ def request_actions(
 
 
 def _request_actions(
-    session: Session, org_id: int, requests: Sequence[ActionRequest], *, refs: bool
+    session: Session,
+    org_id: int,
+    requests: Sequence[ActionRequest],
+    *,
+    refs: bool,
+    known: Iterable[GroupRow | MemberRow | ConnectionRow] = (),
+    pending: _Pending | None = None,
 ) -> list[OutboundAction | ActionRef | QunyunError]:
     """:func:`request_actions`; with ``refs``, the actions inserted are :class:`ActionRef`
-    (those found by key are still entities)."""
+    (those found by key are still entities). ``known``: targets already read; ``pending``: the
+    history and jobs of a single chunk without delegations or late keys are left to the caller
+    to write (:func:`_write_pending`)."""
     outcomes: list[OutboundAction | ActionRef | QunyunError | None] = [None] * len(requests)
     kinds: dict[int, ActionKind] = {}
     first_of: dict[str, int] = {}  # key → the index of its first request in the batch
@@ -331,16 +369,18 @@ def _request_actions(
 
     routed: list[_Routed] = []
     if fresh:
-        targets = _Targets.load(session, org_id, [requests[i] for i in fresh])
+        targets = _Targets.load(session, org_id, [requests[i] for i in fresh], known)
         for i in fresh:
             try:
                 routed.append(_route(session, org_id, i, requests[i], kinds[i], targets))
             except QunyunError as exc:
                 outcomes[i] = exc
+    single = len(routed) <= REQUEST_CHUNK
     for chunk in range(0, len(routed), REQUEST_CHUNK):
         # A key asked for again in the batch is compared with its first request's entity.
         chunk_refs = refs and not repeats
-        for item, row in _insert_actions(session, org_id, routed[chunk : chunk + REQUEST_CHUNK], refs=chunk_refs):
+        part = routed[chunk : chunk + REQUEST_CHUNK]
+        for item, row in _insert_actions(session, org_id, part, refs=chunk_refs, pending=pending if single else None):
             outcomes[item.index] = row
     for i in repeats:
         first = outcomes[first_of[requests[i].idempotency_key]]
@@ -361,7 +401,7 @@ def _same_or_error(
 
 
 @dataclass(frozen=True, slots=True)
-class _GroupRow:
+class GroupRow:
     """What routing reads of a group (a plain row: loading the entity costs more than its use)."""
 
     id: int
@@ -372,7 +412,7 @@ class _GroupRow:
 
 
 @dataclass(frozen=True, slots=True)
-class _MemberRow:
+class MemberRow:
     id: int
     org_id: int
     platform: str
@@ -380,7 +420,7 @@ class _MemberRow:
 
 
 @dataclass(frozen=True, slots=True)
-class _ConnectionRow:
+class ConnectionRow:
     """What routing reads of a connection (``registry.profile_of`` reads the same columns)."""
 
     id: int
@@ -409,20 +449,30 @@ class _Targets:
     """The groups, members, connections and staff a batch of requests names, loaded at once
     (plain rows, or the entities where the session holds them or a batch names them apart)."""
 
-    groups: dict[int, Any]  # id → _GroupRow
-    members: dict[int, Any]  # id → _MemberRow or Member
-    connections: dict[int, Any]  # id → _ConnectionRow or Connection
+    groups: dict[int, Any]  # id → GroupRow
+    members: dict[int, Any]  # id → MemberRow or Member
+    connections: dict[int, Any]  # id → ConnectionRow or Connection
     staff: set[int]
     defaults: dict[str, Connection] = field(default_factory=dict)  # platform → default connection
 
     @classmethod
-    def load(cls, session: Session, org_id: int, requests: Sequence[ActionRequest]) -> _Targets:
-        group_ids = {r.group_id for r in requests if r.group_id is not None}
-        member_ids = {r.member_id for r in requests if r.member_id is not None}
-        staff_ids = {r.assignee_id for r in requests if r.assignee_id is not None}
+    def load(
+        cls,
+        session: Session,
+        org_id: int,
+        requests: Sequence[ActionRequest],
+        known: Iterable[GroupRow | MemberRow | ConnectionRow] = (),
+    ) -> _Targets:
         groups: dict[int, Any] = {}
         connections: dict[int, Any] = {}
         members: dict[int, Any] = {}
+        for row in known:
+            {GroupRow: groups, MemberRow: members, ConnectionRow: connections}[type(row)][row.id] = row
+        # A known group is only as good as its connection: without it, it is read again.
+        groups = {k: g for k, g in groups.items() if g.connection_id is None or g.connection_id in connections}
+        group_ids = {r.group_id for r in requests if r.group_id is not None} - groups.keys()
+        member_ids = {r.member_id for r in requests if r.member_id is not None} - members.keys()
+        staff_ids = {r.assignee_id for r in requests if r.assignee_id is not None}
         ordered = sorted(group_ids)
         # One member named (a kick, a mute): read with the groups, in the same round trip.
         joined = next(iter(member_ids)) if len(member_ids) == 1 and ordered else None
@@ -438,11 +488,11 @@ class _Targets:
             else:
                 rows = db.execute(_GROUPS_AND_MEMBER, {"groups": chunk, "member": joined})
             for row in rows:
-                groups[row[0]] = _GroupRow(*row[:_G])
+                groups[row[0]] = GroupRow(*row[:_G])
                 if row[_G] is not None:
-                    connections[row[_G]] = _ConnectionRow(*row[_G : _G + _C])
+                    connections[row[_G]] = ConnectionRow(*row[_G : _G + _C])
                 if joined is not None and row[_G + _C] is not None:
-                    members[row[_G + _C]] = _MemberRow(*row[_G + _C :])
+                    members[row[_G + _C]] = MemberRow(*row[_G + _C :])
         members.update(_rows_by_id(session, Member, member_ids - members.keys()))
         connection_ids = {r.connection_id for r in requests if r.connection_id is not None} - connections.keys()
         connections.update(_rows_by_id(session, Connection, connection_ids))
@@ -509,11 +559,12 @@ def _route(
 
 
 def _insert_actions(
-    session: Session, org_id: int, routed: list[_Routed], *, refs: bool = False
+    session: Session, org_id: int, routed: list[_Routed], *, refs: bool = False, pending: _Pending | None = None
 ) -> list[tuple[_Routed, OutboundAction | ActionRef | QunyunError]]:
     """Insert the rows of routed requests (one statement; a key that exists already — one a
     concurrent request committed first, or a ``new_key`` that was not new — is that row, or a
-    Conflict when it is another request's), their history and their perform jobs."""
+    Conflict when it is another request's), their history and their perform jobs (left in
+    ``pending`` when given and nothing was delegated or found late: the caller writes them)."""
     if not routed:
         return []
     now = utcnow()
@@ -595,19 +646,10 @@ def _insert_actions(
             jobs.append(_perform_job_row(row, item.request.run_at or now, now))
         else:
             delegated.append((item, row))
-    # Plain Core statements on the session's connection (its transaction): the ORM's execute
-    # path (autoflush, ORM compile state) costs more than the round trip, and the rows they
-    # refer to were flushed by the INSERT above.
-    db = session.connection()
-    if history and 0 < len(jobs) <= FEW_JOBS and db.dialect.name == "postgresql":
-        # One round trip: the history rows as a data-modifying CTE of the perform jobs' INSERT
-        # (a few rows: a multi-row VALUES is compiled per size, a large batch goes executemany).
-        db.execute(_history_and_jobs(len(history), len(jobs)), _numbered(history, "h") | _numbered(jobs, "j"))
+    if pending is not None and not delegated and not late:
+        pending.history, pending.jobs = history, jobs
     else:
-        if history:
-            db.execute(_INSERT_TRANSITIONS, history)
-        if jobs:
-            db.execute(_insert_ignoring(session, _JOBS), jobs)
+        _write_pending(session, _Pending(history, jobs))
     for item, row in delegated:
         assert item.profile is not None
         entity = row if isinstance(row, OutboundAction) else session.get_one(OutboundAction, row.id)
@@ -716,29 +758,62 @@ def _insert_ignoring(session: Session, model: Any) -> Any:
     return found
 
 
-_HISTORY_AND_JOBS: dict[tuple[int, int], Any] = {}  # (history rows, jobs) → the statement
+def _write_pending(
+    session: Session, pending: _Pending, record: tuple[Table, dict[str, Any]] | None = None
+) -> int | None:
+    """Write the history rows and perform jobs of inserted actions and, when given, the caller's
+    record of them (its id returned). Plain Core statements on the session's connection (its
+    transaction): the ORM's execute path (autoflush, ORM compile state) costs more than the round
+    trip, and the rows they refer to were flushed by the actions' INSERT."""
+    history, jobs = pending.history, pending.jobs
+    db = session.connection()
+    if db.dialect.name == "postgresql" and len(jobs) <= FEW_JOBS and len(history) <= 2 * FEW_JOBS:
+        parts = (len(history), len(jobs), record[0] if record else None, tuple(record[1]) if record else ())
+        if (history and jobs) or (history and record):
+            # One round trip: the history rows (and the jobs) as data-modifying CTEs of the last
+            # INSERT (a few rows: a multi-row VALUES is compiled per size, a large batch goes
+            # executemany).
+            params = _numbered(history, "h") | _numbered(jobs, "j") | _numbered([record[1]] if record else [], "r")
+            result = db.execute(_combined(*parts), params)
+            return int(result.scalar_one()) if record else None
+    if history:
+        db.execute(_INSERT_TRANSITIONS, history)
+    if jobs:
+        db.execute(_insert_ignoring(session, _JOBS), jobs)
+    if record is None:
+        return None
+    table, values = record
+    return int(db.execute(insert(table).returning(table.c.id), values).scalar_one())
 
 
-def _history_and_jobs(history: int, jobs: int) -> Any:
-    """PostgreSQL: INSERT the history rows (a data-modifying CTE) and the perform jobs (ON
-    CONFLICT DO NOTHING) in one statement, built once per number of rows; its parameters are
-    :func:`_numbered`."""
-    found = _HISTORY_AND_JOBS.get((history, jobs))
+_COMBINED: dict[tuple[Any, ...], Any] = {}  # (history rows, jobs, record table, its columns) → the statement
+
+
+def _combined(history: int, jobs: int, record: Table | None, columns: tuple[str, ...]) -> Any:
+    """PostgreSQL: INSERT the history rows, the perform jobs (ON CONFLICT DO NOTHING) and the
+    caller's record (RETURNING its id) in one statement, each but the last a data-modifying CTE;
+    built once per shape. Its parameters are :func:`_numbered` (h, j, r)."""
+    key = (history, jobs, record, columns)
+    found = _COMBINED.get(key)
     if found is None:
         binds: list[Any] = []
+        quote = postgresql.dialect().identifier_preparer.quote
 
-        def rows(table: Table, prefix: str, count: int, columns: list[str]) -> str:
-            binds.extend(bindparam(f"{prefix}{i}_{c}", type_=table.c[c].type) for i in range(count) for c in columns)
-            return ", ".join("(" + ", ".join(f":{prefix}{i}_{c}" for c in columns) + ")" for i in range(count))
+        def insert_sql(table: Table, prefix: str, count: int, names: Sequence[str]) -> str:
+            binds.extend(bindparam(f"{prefix}{i}_{c}", type_=table.c[c].type) for i in range(count) for c in names)
+            values = ", ".join("(" + ", ".join(f":{prefix}{i}_{c}" for c in names) + ")" for i in range(count))
+            return f"INSERT INTO {table.name} ({', '.join(quote(c) for c in names)}) VALUES {values}"
 
-        h_values = rows(_TRANSITIONS, "h", history, _HISTORY_COLUMNS)
-        j_values = rows(_JOBS, "j", jobs, _JOB_COLUMNS)
-        found = text(
-            f"WITH history AS (INSERT INTO outbound_action_transitions ({', '.join(_HISTORY_COLUMNS)})"
-            f" VALUES {h_values}) INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES {j_values}"
-            " ON CONFLICT DO NOTHING"
-        ).bindparams(*binds)
-        _HISTORY_AND_JOBS[(history, jobs)] = found
+        inserts = []
+        if history:
+            inserts.append(insert_sql(_TRANSITIONS, "h", history, _HISTORY_COLUMNS))
+        if jobs:
+            inserts.append(insert_sql(_JOBS, "j", jobs, _JOB_COLUMNS) + " ON CONFLICT DO NOTHING")
+        if record is not None:
+            inserts.append(insert_sql(record, "r", 1, columns) + f" RETURNING {record.name}.id")
+        ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(inserts[:-1]))
+        found = text(f"WITH {ctes} {inserts[-1]}").bindparams(*binds)
+        _COMBINED[key] = found
     return found
 
 
@@ -1076,7 +1151,7 @@ def record(session: Session, prepared: PreparedCall, outcome: ActionResult | Bas
         if checking:
             _check_later(session, row, typed, error)
         else:
-            _retry_or_fail(session, row, error)
+            _retry_or_fail(session, row, error, wait=outcome.retry_after)
     elif isinstance(outcome, UnsupportedAction) and not checking:
         row.last_error = str(outcome)
         _delegate(session, row, typed, Msg("sends.reason.refused", detail=str(outcome)))
@@ -1424,8 +1499,16 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0), RETRY_MAX_SECONDS))
 
 
-def _retry_or_fail(session: Session, row: OutboundAction, error: str) -> None:
-    """A send that changed nothing: queued again with a retry job, or failed after MAX_ATTEMPTS."""
+def _platform_wait(seconds: float | None) -> timedelta:
+    if seconds is None or not seconds > 0:
+        return timedelta(0)
+    return timedelta(seconds=min(seconds, RETRY_MAX_SECONDS))
+
+
+def _retry_or_fail(session: Session, row: OutboundAction, error: str, *, wait: float | None = None) -> None:
+    """A send that changed nothing: queued again with a retry job, or failed after MAX_ATTEMPTS.
+    The retry comes after the backoff, or after ``wait`` (the platform's ``retry_after``, at most
+    RETRY_MAX_SECONDS) when that is longer."""
     row.last_error = error
     if row.attempts >= MAX_ATTEMPTS:
         reason = Msg("sends.reason.gave_up", attempts=row.attempts, error=error)
@@ -1443,7 +1526,7 @@ def _retry_or_fail(session: Session, row: OutboundAction, error: str) -> None:
         PERFORM_JOB,
         {"action_id": row.id},
         org_id=row.org_id,
-        run_at=utcnow() + _backoff(row.attempts),
+        run_at=utcnow() + max(_backoff(row.attempts), _platform_wait(wait)),
         key=f"{PERFORM_JOB}:{row.id}:retry{row.attempts}",
         max_attempts=JOB_MAX_ATTEMPTS,
     )

@@ -57,6 +57,8 @@ class BotApiError(Exception):
 
 
 class RateLimited(TransientError):
+    retry_after: float
+
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"rate limited: retry after {retry_after:g} s")
         self.retry_after = retry_after
