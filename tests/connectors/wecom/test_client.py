@@ -198,3 +198,43 @@ def test_the_connection_check_names_the_gettoken_error(world: World, fake: tuple
     server.secret = "rotated-secret-000"
     reason = probe(config)
     assert reason is not None and "40001" in reason and "secret" in reason
+
+
+def test_the_rest_of_the_clients_endpoints_against_the_fake(world: World, fake: tuple[FakeWeCom, str]) -> None:
+    server, base = fake
+    cid = add_wecom(world, base)
+    for i in range(1, 7):
+        server.add_group(f"c{i}", f"群{i}", "owner1", {f"wm{i}": {}})
+    client = _client(cid, base)
+
+    # Join ways: updated to another ≤5 groups; 6 is WeCom's 40058; deleted.
+    config_id = client.add_join_way(["c1"], state="qytest")
+    client.update_join_way(config_id, ["c1", "c2", "c3", "c4", "c5"], state="qytest")
+    assert client.get_join_way(config_id)["chat_id_list"] == ["c1", "c2", "c3", "c4", "c5"]
+    with pytest.raises(WeComApiError) as six:
+        client.update_join_way(config_id, [f"c{i}" for i in range(1, 7)], state="qytest")
+    assert six.value.errcode == 40058
+    client.del_join_way(config_id)
+    assert server.join_ways == {}
+
+    # A contact way with a state, the group statistic by day, a moment task.
+    assert client.add_contact_way(["owner1"], state="qycontact")["config_id"]
+    (day,) = client.group_statistic_by_day(1764720000, ["owner1"])
+    assert day["data"]["member_total"] == 12  # 6 groups of the owner and one customer each
+    assert client.add_moment_task("新品上市")
+
+    # A mass send: reminded at most 3 times, then cancelled.
+    msgid = str(client.add_group_msg_template("owner1", ["c1"], "早安")["msgid"])
+    for _ in range(3):
+        client.remind_groupmsg_send(msgid)
+    with pytest.raises(WeComApiError):
+        client.remind_groupmsg_send(msgid)
+    client.cancel_groupmsg_send(msgid)
+    assert server.msg_templates[msgid]["cancelled"]
+
+    # An intercept rule read back and deleted.
+    rule_id = client.add_intercept_rule("广告", ["加微信"])
+    assert client.get_intercept_rule(rule_id)["word_list"] == ["加微信"]
+    client.del_intercept_rule(rule_id)
+    assert client.get_intercept_rule_list() == []
+    client.close()
