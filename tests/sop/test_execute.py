@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -163,6 +164,24 @@ def test_telegram_runs_over_twenty_a_minute_wait_a_minute(telegram_world: SopWor
         assert {r.fire_at for r in delayed} == {at + timedelta(minutes=1)}
         assert {r.due_at for r in delayed} == {at}
         assert s.scalar(select(func.count()).select_from(OutboundAction)) == 20
+
+
+def test_a_per_minute_cap_declared_by_the_profile_is_the_one_applied(
+    telegram_world: SopWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Telegram's profile declares ``messages_per_minute_per_group``: a profile saying 5 holds a
+    group to 5 sends a minute (the built-in 20 is only for a profile that declares nothing)."""
+    world = telegram_world
+    profile = get_profile("telegram")
+    assert profile.limits["messages_per_minute_per_group"] == 20
+    strict = replace(profile, limits={**profile.limits, "messages_per_minute_per_group": 5})
+    monkeypatch.setattr("qunyun.sop.execute.get_profile", lambda platform: strict)
+    applied(world, [StepSpec(at=time(10), category="内容推送", script=f"第{n}条") for n in range(8)])
+    rows = world.runs()[:8]
+    with unit_of_work(world.db) as s:
+        claim_due(s, rows[0].due_at)
+        out = fire_runs(s, [r.id for r in rows], rows[0].due_at)
+    assert len(out.sent) == 5 and len(out.delayed) == 3
 
 
 def test_due_runs_are_claimed_once(sop_world: SopWorld) -> None:

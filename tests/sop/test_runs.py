@@ -92,6 +92,27 @@ def test_editing_a_plan_changes_future_runs_only(sop_world: SopWorld) -> None:
     assert steps == new_steps
 
 
+def test_a_run_due_but_held_back_by_a_cap_survives_an_edit(sop_world: SopWorld) -> None:
+    """A run due a moment ago and put back a minute by a platform's per-minute cap (still planned,
+    ``fire_at`` ahead) is not a future run: editing the plan keeps it, it is not lost."""
+    plan_id = make_plan(sop_world)
+    with unit_of_work(sop_world.db) as s:
+        runs.apply(s, sop_world.scope(), plan_id, sop_world.groups["S1"], tomorrow())
+    held = sop_world.runs()[0]
+    now = datetime.now(UTC)
+    with unit_of_work(sop_world.db) as s:
+        s.execute(
+            update(SopRun)
+            .where(SopRun.id == held.id)
+            .values(due_at=now - timedelta(seconds=30), fire_at=now + timedelta(seconds=30), reason="minute_cap")
+        )
+    with unit_of_work(sop_world.db) as s:
+        service.replace_steps(s, sop_world.scope(), plan_id, [StepSpec(at=time(9), category="早安语", script="早")])
+    rows = sop_world.runs()
+    assert rows[0].id == held.id and rows[0].state == "planned" and rows[0].step_id == held.step_id
+    assert len(rows) == 1 + 28 and {r.step_id for r in rows[1:]} != {held.step_id}
+
+
 def test_attachments_reach_the_groups_of_a_playbook_now_and_later(sop_world: SopWorld) -> None:
     plan_id = make_plan(sop_world)
     campaign_id = make_plan(sop_world, "campaign", "营")

@@ -66,6 +66,8 @@ KEY_PREFIX = "sop:run:"
 # Telegram's ~20 messages a minute per group.
 MONTHLY_CAP_PLATFORMS = frozenset({"wecom"})
 PER_MINUTE_CAP: dict[str, int] = {"telegram": 20}
+# The profile keys of a per-minute cap per group (Telegram's profile declares the second).
+PER_MINUTE_KEYS = ("group_messages_per_minute", "messages_per_minute_per_group")
 WEEKDAYS = ("星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日")
 
 
@@ -492,7 +494,7 @@ def _over_cap(
         )
         if (count or 0) + pending >= cap:
             return Reason.MONTHLY_CAP
-    per_minute = limits.get("group_messages_per_minute", PER_MINUTE_CAP.get(group.platform))
+    per_minute = next((limits[key] for key in PER_MINUTE_KEYS if key in limits), PER_MINUTE_CAP.get(group.platform))
     if per_minute is not None:
         count = session.scalar(
             select(func.count()).select_from(SopRun).where(*sent, SopRun.fired_at > now - timedelta(minutes=1))

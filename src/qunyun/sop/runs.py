@@ -392,8 +392,10 @@ def _insert_ignoring(session: Session, table: Table) -> Any:
 
 def rebuild_plan(session: Session, plan: SopPlan, now: datetime) -> int:
     """After a plan changed: delete its runs not yet due and make them again from its current
-    steps (future runs only). Returns the runs made."""
-    session.execute(delete(SopRun).where(SopRun.plan_id == plan.id, SopRun.state.in_(UNFIRED), SopRun.fire_at > now))
+    steps (future runs only). Returns the runs made. "Not yet due" is by the due time: a run due
+    already but held back a minute by a platform's cap (``fire_at`` later) is not a future run,
+    and would not be made again (:func:`materialize` makes none in the past)."""
+    session.execute(delete(SopRun).where(SopRun.plan_id == plan.id, SopRun.state.in_(UNFIRED), SopRun.due_at >= now))
     apps = list(session.scalars(select(SopApplication).where(SopApplication.plan_id == plan.id)))
     for app in apps:
         app.through_day = None
