@@ -60,6 +60,27 @@ def _payload_text(item: TaskItem) -> str:
     return json.dumps(payload, ensure_ascii=False, indent=2)
 
 
+MATERIAL_KINDS = ("image", "link", "miniprogram", "file")  # an SOP step's materials shown beside its text
+
+
+def _sop_step(item: TaskItem) -> dict[str, Any] | None:
+    """An SOP step's instructions (详情) and the materials its text does not hold (images,
+    mini-programs, files; links again, to open): what the person needs besides what they copy.
+    A material's value is a link only when it is a web address."""
+    if item.task.kind != "sop_step":
+        return None
+    detail = item.task.detail or {}
+    materials = []
+    for material in detail.get("materials") or []:
+        if not isinstance(material, dict) or material.get("kind") not in MATERIAL_KINDS:
+            continue
+        value, title = str(material.get("value") or ""), str(material.get("title") or "")
+        web = value.startswith(("http://", "https://")) and not any(c.isspace() for c in value)
+        materials.append({"kind": material["kind"], "title": title, "value": value, "href": value if web else ""})
+    instructions = detail.get("detail")
+    return {"detail": instructions if isinstance(instructions, str) else "", "materials": materials}
+
+
 def _inbox(
     page: ConsolePage,
     *,
@@ -94,6 +115,7 @@ def _inbox(
             "reason": task_reason(item.task, lang),
             "overdue": item.task.status == "open" and item.task.due_at is not None and item.task.due_at < now,
             "copy_text": _payload_text(item),
+            "sop": _sop_step(item),
             "notice": noticed.get(item.task.id),
             "history": [
                 {
