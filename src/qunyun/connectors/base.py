@@ -19,7 +19,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -192,15 +192,18 @@ class Connector(ABC):
     A connector declares what its platform can tell after a crash (docs/connectors.md):
 
     - ``key_idempotent``: the platform itself performs a call once per key and answers a repeated
-      call with the first result (Matrix's transaction id), so calling again is safe;
-    - ``reconciles``: :meth:`reconcile` can ask the platform what became of a key (Matrix:
-      the event sent with that transaction id; WeCom: the mass-send task behind a msgid).
+      call with the first result (Matrix's transaction id), so calling again is safe for as long
+      as it remembers the key (``key_memory`` from the first attempt; None: always). An attempt
+      that may have reached it is settled by calling again with the same key;
+    - ``reconciles``: :meth:`reconcile` can ask the platform what became of a key (WeCom: the
+      mass-send task behind a msgid).
 
     A connector with neither: an attempt that may have reached the platform is handed to a
     person ("may have been sent: check and confirm"), never repeated blindly.
     """
 
     key_idempotent: bool = False
+    key_memory: timedelta | None = None
     reconciles: bool = False
 
     profile: PlatformProfile

@@ -1115,10 +1115,11 @@ def call(prepared: PreparedCall) -> ActionResult | None:
 
     A send returns the platform's answer. A reconciliation returns what the platform did with
     the key (its answer then), or, when it never received it: the answer to sending it now if
-    the platform dedupes by key (safe), else None.
+    the platform dedupes by key (safe), else None. A platform that dedupes by key but cannot be
+    asked (Matrix) is simply called again with the key: it answers with the first call's answer.
     """
     connector = prepared.connector
-    if prepared.mode == CallMode.SEND:
+    if prepared.mode == CallMode.SEND or not connector.reconciles:  # not reconciles: key_idempotent
         return connector.perform(prepared.action, prepared.idempotency_key)
     found = connector.reconcile(prepared.action, prepared.idempotency_key)
     if found is not None:
@@ -1134,7 +1135,8 @@ def record(session: Session, prepared: PreparedCall, outcome: ActionResult | Bas
     An answer: sent, awaiting_confirmation (+ a task to confirm) or failed. ``UnsupportedAction``:
     delegated. ``TransientError`` (nothing changed): queued again with a retry job and backoff,
     failed after MAX_ATTEMPTS. Anything else means the outcome is unknown: the action stays
-    ``sending`` for a reconciliation if the connector can do one, else it becomes ``uncertain``.
+    ``sending`` for a reconciliation if the connector can do one or its platform dedupes by key,
+    else it becomes ``uncertain``.
     If the action moved on meanwhile (another attempt took over), nothing is written.
     """
     row = _locked(session, prepared.action_id)
@@ -1158,7 +1160,7 @@ def record(session: Session, prepared: PreparedCall, outcome: ActionResult | Bas
     else:
         # The call broke off: it may or may not have reached the platform.
         error = _describe(outcome)
-        if prepared.connector.reconciles:
+        if prepared.connector.reconciles or prepared.connector.key_idempotent:
             _check_later(session, row, typed, error)
         else:
             _uncertain(session, row, typed, Msg("sends.reason.no_answer", attempt=row.attempts, error=error))
@@ -1175,7 +1177,7 @@ def _prepare_check(session: Session, row: OutboundAction) -> PreparedCall | None
         )
         return None
     platform = platform_label(row.platform)
-    if not connector.reconciles:
+    if not connector.reconciles and not _repeat_is_safe(session, connector, row):
         _uncertain(session, row, typed, Msg("sends.reason.cannot_tell", attempt=sent_by, platform=platform))
         return None
     if row.attempts >= MAX_ATTEMPTS + MAX_CHECKS:
@@ -1184,6 +1186,22 @@ def _prepare_check(session: Session, row: OutboundAction) -> PreparedCall | None
     row.attempts += 1
     _record(session, row, S.SENDING, S.SENDING, Msg("sends.history.reconcile", attempt=row.attempts), row.attempts)
     return PreparedCall(row.id, row.attempts, CallMode.RECONCILE, typed, row.idempotency_key, connector)
+
+
+def _repeat_is_safe(session: Session, connector: Connector, row: OutboundAction) -> bool:
+    """Whether calling again with the action's key is answered with the first call's answer: the
+    platform performs a call once per key (Matrix's transaction ids) and still remembers it,
+    counted from the action's first ``sending`` (committed before its first call)."""
+    if not connector.key_idempotent:
+        return False
+    if connector.key_memory is None:
+        return True
+    first = session.scalar(
+        select(func.min(OutboundActionTransition.at)).where(
+            OutboundActionTransition.action_id == row.id, OutboundActionTransition.to_state == S.SENDING.value
+        )
+    )
+    return first is not None and first >= utcnow() - connector.key_memory
 
 
 # --- people ---------------------------------------------------------------------------------------

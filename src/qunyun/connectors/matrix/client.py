@@ -13,8 +13,10 @@ Idempotency (``key_idempotent``): every call is safe to repeat with the same key
 - Kick, ban, invite and power levels are states: a repeat finds the state reached and is done.
 
 The homeserver forgets transaction ids after a while (Synapse: at least 30 minutes, per device):
-a send retried later than that may be sent twice. There is no way to ask what became of a
-transaction id, so the connector does not ``reconcile``.
+a send repeated later than that may be sent twice. There is no way to ask what became of a
+transaction id, so the connector does not ``reconcile``; an attempt that may have reached the
+homeserver (its worker died, the connection broke) is settled by repeating it with the same
+transaction id within ``key_memory`` of the first attempt, and handed to a person after that.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import hashlib
 import html
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -91,6 +94,7 @@ class MatrixConnector(Connector):
     or an application service's ``as_token``)."""
 
     key_idempotent = True
+    key_memory = timedelta(minutes=30)  # Synapse's transaction cache, counted from before the first PUT
     reconciles = False
 
     def __init__(
