@@ -16,13 +16,15 @@ are printed per message, clean and firing: on a loaded machine they are the figu
 ``--trace`` prints the statements of the first firing message.
 
     .venv/bin/python -m bench.bench_moderation_ingest [--messages 3000] [--words 10000] [--db sqlite,pg]
-        [--listed 0.05] [--trace]
+        [--listed 0.05] [--trace] [--profile 30]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import random
 import statistics
 import tempfile
@@ -164,6 +166,8 @@ def run(label: str, url: str, args: argparse.Namespace) -> None:
     engine_times.clear()
     _ENGINE_STATEMENTS.clear()
     _ENGINE_CPU.clear()
+    if args.profile:
+        _PROFILER[:] = [cProfile.Profile(time.thread_time)]  # CPU time: the waits on the server are not the code's
     for i, event in enumerate(batch):
         order = (moderated, plain) if i % 2 == 0 else (plain, moderated)
         for org in order:
@@ -205,6 +209,10 @@ def run(label: str, url: str, args: argparse.Namespace) -> None:
             f"{cpus[len(cpus) // 2] * 1000:9.2f}{cpus[min(len(cpus) - 1, int(len(cpus) * 0.99))] * 1000:9.2f}"
         )
     print(f"  load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if _PROFILER:
+        profiler = _PROFILER.pop()
+        print("the engine's calls, by own CPU time (--profile):")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
     if args.trace:
         first = next((c for c, e in zip(statements, batch, strict=True) if e["listed"]), [])
         print("statements of the first firing message:")
@@ -216,6 +224,7 @@ _ENGINE_TIMES: dict[int, list[float]] = {}
 _ENGINE_STATEMENTS: dict[int, list[list[str]]] = {}
 _ENGINE_CPU: dict[int, list[float]] = {}
 _CURRENT: list[list[str]] = []  # the statements of the engine call in progress (none: not counting)
+_PROFILER: list[cProfile.Profile] = []  # --profile: the engine's calls only, warm-up excluded
 
 
 def _count_statements(factory: sessionmaker[Session]) -> None:
@@ -240,9 +249,13 @@ def _time_the_engine() -> dict[int, list[float]]:
         _CURRENT.append([])
         started = time.perf_counter()
         cpu = time.thread_time()
+        if _PROFILER:
+            _PROFILER[0].enable()
         try:
             engine.moderate(session, org_id, events)
         finally:
+            if _PROFILER:
+                _PROFILER[0].disable()
             _ENGINE_CPU.setdefault(org_id, []).append(time.thread_time() - cpu)
             _ENGINE_TIMES.setdefault(org_id, []).append(time.perf_counter() - started)
             _ENGINE_STATEMENTS.setdefault(org_id, []).append(_CURRENT.pop())
@@ -264,6 +277,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--listed", type=float, default=0.05, help="share of messages carrying a listed word")
     parser.add_argument("--trace", action="store_true", help="print the statements of the first firing message")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the engine's N costliest functions")
     args = parser.parse_args()
     for db in args.db.split(","):
         if db == "sqlite":

@@ -47,6 +47,9 @@ MIN_KILLS = {"postgresql": 10, "sqlite": 5}
 # A kill comes once this many more actions have settled since the last one (whatever the speed of
 # the machine, workers get to work between kills, and are killed in the middle of it).
 KILL_AFTER = {"postgresql": (10, 60), "sqlite": (3, 12)}
+# ... or once this many seconds have passed since the last kill with some progress made (a run that
+# settles many actions between two polls, on a quiet machine, is still killed often enough).
+KILL_EVERY = {"postgresql": 2.0, "sqlite": 0.6}
 # About a minute in CI; a generous bound for a loaded machine (worker start-up alone can take seconds).
 DEADLINE_SECONDS = 600
 
@@ -237,14 +240,19 @@ def test_killed_workers_never_send_twice_nor_lose_a_send(
     try:
         workers.keep(WORKERS)
         next_kill = rng.randint(*kill_after)
+        last_kill_done, last_kill_at = 0, time.monotonic()
         while time.monotonic() - started < DEADLINE_SECONDS:
             with db() as session:
                 done = settled(session)
                 if unfinished(session) == (0, 0):
                     break
-                sending = holding_sends(session) if done >= next_kill else set()
-            if workers.killed < KILLS and done >= next_kill and workers.kill_one(rng, sending):
+                due = done >= next_kill or (
+                    done > last_kill_done and time.monotonic() - last_kill_at >= KILL_EVERY[dialect]
+                )
+                sending = holding_sends(session) if due else set()
+            if workers.killed < KILLS and due and workers.kill_one(rng, sending):
                 next_kill = done + rng.randint(*kill_after)
+                last_kill_done, last_kill_at = done, time.monotonic()
             workers.keep(WORKERS)
             time.sleep(rng.uniform(0.02, 0.2))
     finally:

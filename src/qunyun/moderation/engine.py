@@ -18,7 +18,7 @@ Per ingest batch (a handful of queries for the whole batch, never one per event)
    append-only), all in the ingest transaction: nothing reaches the platform before the ingest
    commits. Dry-run policies record decisions and request nothing.
 
-A clean message costs 2 statements (1 on PostgreSQL), one that queues an action 7 (5): see
+A clean message costs 2 statements (1 on PostgreSQL), one that queues an action 6 (3): see
 docs/moderation.md.
 """
 
@@ -32,7 +32,9 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.orm import Session
 
-from qunyun.connectors.dispatch import ActionRef, request_action_refs
+from qunyun.connectors.dispatch import ActionRef, ConnectionRow, GroupRow, MemberRow, request_action_refs
+from qunyun.db.base import from_micros
+from qunyun.errors import QunyunError
 from qunyun.ingestion.followups import LiveEvent, follow_up
 from qunyun.livecodes.blacklist import register_check
 from qunyun.models import (
@@ -81,6 +83,18 @@ class _Batch:
     recent_rows: list[tuple[int, int, int, int, str | None]] = field(default_factory=list)
     recent_written: bool = False  # the batch's own rows written, stale ones deleted (PostgreSQL)
     strikes: dict[int, int] = field(default_factory=dict)  # member id → strikes (none: left out)
+    # (group, member) → the rows dispatch routes their actions by (members of the group only)
+    routes: dict[tuple[int, int], tuple[GroupRow, MemberRow, ConnectionRow]] = field(default_factory=dict)
+
+
+def _route(member_id: int, group_id: int, route: list[Any]) -> tuple[GroupRow, MemberRow, ConnectionRow]:
+    """A member's routing rows, from the ``_ROUTE_SQL`` columns of their row."""
+    m_org, m_platform, m_external, g_org, connection_id, g_platform, g_external, c_org, c_platform, name, at = route
+    return (
+        GroupRow(group_id, g_org, connection_id, g_platform, g_external),
+        MemberRow(member_id, m_org, m_platform, m_external),
+        ConnectionRow(connection_id, c_org, c_platform, name, from_micros(int(at))),
+    )
 
 
 # The hot path's statements, written once: built per call with the ORM they cost more than the
@@ -98,21 +112,31 @@ _GROUP_PLACES = text("SELECT id, playbook_id, community_id FROM groups WHERE id 
 # ``state.strikes`` counts them). A clean message reads the strikes and spans too: index
 # look-ups, cheaper than the round trip a firing message would otherwise make for them.
 _STRIKE_ACTIONS = ", ".join(f"'{a}'" for a in state.STRIKE_ACTIONS)  # constants: written inline
+# With each open membership, what dispatch routes an action by (the group, its connection, the
+# member: ``ROUTE_COLUMNS``), so that a firing message's actions need not read them again.
+_ROUTE_SQL = (
+    "m.org_id, m.platform, m.external_id, g.org_id, g.connection_id, g.platform, g.external_id,"
+    " c.org_id, c.platform, c.name, c.updated_at"
+)
+ROUTE_COLUMNS = 11
 _MEMBERS_SQL = (
     "SELECT 0 AS part, m.id, m.display_name, m.corp, r.group_id, r.role, s.group_id, s.joined_at, s.join_event_id,"
     " (SELECT count(*) FROM moderation_decisions d WHERE d.member_id = m.id AND d.org_id = :org"
     f"  AND d.at >= :since AND d.action IN ({_STRIKE_ACTIONS}) AND NOT d.dry_run"
-    "  AND NOT EXISTS (SELECT 1 FROM moderation_reversals v WHERE v.decision_id = d.id))"
+    "  AND NOT EXISTS (SELECT 1 FROM moderation_reversals v WHERE v.decision_id = d.id)),"
+    f" {_ROUTE_SQL}"
     " FROM members m"
     " LEFT JOIN member_group_roles r ON r.member_id = m.id AND r.group_id IN :groups"
     " LEFT JOIN membership_spans s ON s.member_id = m.id AND s.group_id IN :groups AND s.left_at IS NULL"
+    " LEFT JOIN groups g ON g.id = s.group_id LEFT JOIN connections c ON c.id = g.connection_id"
     " WHERE m.id IN :members"
 )
 # With the members' recent messages in the batch's groups (policies with a history window), in
-# the same round trip: rows of part 1 are (1, member, text, -, group, -, -, ts, event id, -).
+# the same round trip: rows of part 1 are (1, member, text, -, group, -, -, ts, event id, -, …).
 _RECENT_SQL = (
     "SELECT 1, r.member_id, t.text, NULL, r.group_id, NULL, NULL, r.ts, r.event_id, NULL"
-    " FROM moderation_recent_messages r LEFT JOIN message_texts t ON t.event_id = r.event_id"
+    + ", NULL" * ROUTE_COLUMNS
+    + " FROM moderation_recent_messages r LEFT JOIN message_texts t ON t.event_id = r.event_id"
     " WHERE r.member_id IN :members AND r.group_id IN :groups"
 )
 _EXPANDING: tuple[Any, ...] = (bindparam("members", expanding=True), bindparam("groups", expanding=True))
@@ -251,8 +275,8 @@ def _members(session: Session, batch: _Batch, events: list[LiveEvent]) -> set[tu
             params.update({f"e{i}": e.event_id, f"g{i}": e.group_id, f"m{i}": e.member_id, f"t{i}": e.ts})
         batch.recent_written = True
     rows = session.execute(statement, params)
-    for part, mid, name, corp, role_group, role, span_group, joined_at, join_event, strikes in rows:
-        if part == 1:  # a recent message: (1, member, text, -, group, -, -, ts, event id, -)
+    for part, mid, name, corp, role_group, role, span_group, joined_at, join_event, strikes, *route in rows:
+        if part == 1:  # a recent message: (1, member, text, -, group, -, -, ts, event id, -, …)
             batch.recent_rows.append((role_group, mid, int(joined_at), int(join_event), name))
             continue
         batch.names[mid] = (name or "", corp or "")
@@ -263,6 +287,8 @@ def _members(session: Session, batch: _Batch, events: list[LiveEvent]) -> set[tu
             if int(joined_at) > batch.joined.get(pair, -1):
                 batch.joined[pair] = int(joined_at)
                 batch.join_events[pair] = int(join_event)
+            if route[4] is not None and route[7] is not None:  # the group and its connection
+                batch.routes[pair] = _route(mid, span_group, route)
         policy = batch.policies.get(role_group) if role_group is not None else None
         if policy is not None and (role_group, mid) in pairs and role in policy.compiled.exempt_roles:
             exempt.add((role_group, mid))
@@ -425,13 +451,26 @@ def _record(
             member_name=name or e.member or "",
             membership=batch.join_events[pair] if action in (Action.KICK, Action.BLACKLIST) else None,
         )
-        # An action that cannot be requested leaves the decision standing, with the reason in
-        # its detail, rather than failing the ingest.
-        values["action_ids"], delegated = actions.settle(draft, request_action_refs(session, batch.org_id, requests))
-        values["detail"] = draft.detail
+        written = draft
+
+        def record(outcomes: list[ActionRef | QunyunError]) -> tuple[Table, dict[str, Any]]:
+            # An action that cannot be requested leaves the decision standing, with the reason
+            # in its detail, rather than failing the ingest.
+            values["action_ids"], found = actions.settle(written, outcomes)
+            values["detail"] = written.detail
+            delegated.extend(found)
+            return _DECISIONS, values
+
+        # The decision is written with its actions' history (one round trip on PostgreSQL).
+        _, recorded = request_action_refs(
+            session, batch.org_id, requests, known=batch.routes.get(pair, ()), record=record
+        )
+        assert recorded is not None
+        decision_id = recorded
         if SEVERITY[action] >= SEVERITY[Action.WARN]:
             batch.strikes[e.member_id] = batch.strikes.get(e.member_id, 0) + 1
-    decision_id = int(session.execute(_INSERT_DECISION, values).scalar_one())
+    else:
+        decision_id = int(session.execute(_INSERT_DECISION, values).scalar_one())
     if delegated and draft is not None:
         draft.id = decision_id
         actions.attach_evidence(session, draft, delegated)
