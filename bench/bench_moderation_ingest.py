@@ -185,7 +185,16 @@ def run(label: str, url: str, args: argparse.Namespace) -> None:
     mine = engine_times[moderated]
     rows = [
         ("ingest + commit, with the policy", times[moderated]),
+        (
+            "  messages without a listed word",
+            [t for t, e in zip(times[moderated], batch, strict=True) if not e["listed"]],
+        ),
+        (
+            "  messages with one (action queued)",
+            [t for t, e in zip(times[moderated], batch, strict=True) if e["listed"]],
+        ),
         ("ingest + commit, no policy", times[plain]),
+        ("  the same messages as those with one", [t for t, e in zip(times[plain], batch, strict=True) if e["listed"]]),
         ("the engine alone, with the policy", mine),
         ("  messages without a listed word", [t for t, e in zip(mine, batch, strict=True) if not e["listed"]]),
         ("  messages with one (action queued)", [t for t, e in zip(mine, batch, strict=True) if e["listed"]]),
