@@ -1,5 +1,6 @@
 """The task inbox page (/tasks) over HTTP: made for a phone, in Chinese by default, complete a
-task with a plain form (no script), leads filter by assignee; the staff page counts tasks."""
+task with a plain form (no script needed; one small script of ours adds one-tap copy), leads
+filter by assignee; the staff page counts tasks."""
 
 from __future__ import annotations
 
@@ -33,16 +34,53 @@ def test_the_inbox_renders_for_a_phone(client: TestClient, world: World) -> None
     assert '<a href="/tasks" aria-current="page">任务</a>' in html  # the navigation, in Chinese
     for tab in ("今天", "已逾期", "已完成", "全部待办"):
         assert tab in html
-    assert "<table" not in html and "<script" not in html  # one column of cards; works without script
+    assert "<table" not in html  # one column of cards
+    # One script, ours, from /static and deferred (the CSP allows no inline script): one-tap copy.
+    assert re.findall(r"<script.*?</script>", html, re.S) == ['<script src="/static/copy.js" defer></script>']
+    assert "script-src 'self'" in response.headers["content-security-policy"]
     assert '<link rel="stylesheet" href="/static/tasks.css">' in html and "<style" not in html  # CSP: 'self'
     assert "min-height: 44px" in client.get("/static/tasks.css").text  # tap targets a thumb can hit
     task = card(html, task_id)
     assert "将 张三 移出「Alpha」（在企业微信上手动完成）" in task
     assert "Alpha 福利群" in task and "截止：" in task
     assert '<textarea class="copy"' in task and "本周精华已整理好" in task  # the text to copy
+    # … with its copy button, hidden until the script shows it (without script: select by hand).
+    assert f'<button type="button" class="copy-button" data-copy="copy-{task_id}" hidden>复制</button>' in task
+    assert 'data-copied="已复制"' in html and 'data-copy-failed="复制失败：已选中，请手动复制"' in html
     assert 'enctype="multipart/form-data"' in task and 'type="file"' in task and 'name="evidence_image"' in task
     english = client.get("/tasks?lang=en").text
     assert "Remove 张三 from Alpha (by hand on WeCom)" in card(english, task_id)
+    assert f'data-copy="copy-{task_id}" hidden>Copy</button>' in card(english, task_id)
+    assert 'data-copied="Copied"' in english
+
+
+def test_the_copy_script_is_ours_and_served_from_static(client: TestClient) -> None:
+    script = client.get("/static/copy.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    # The Clipboard API where the browser has it, the selection and copy command where not.
+    assert "navigator.clipboard.writeText" in script.text and 'execCommand("copy")' in script.text
+    assert "http://" not in script.text and "https://" not in script.text  # nothing loaded from elsewhere
+
+
+def test_a_link_material_has_a_copy_button_for_its_address(client: TestClient, world: World) -> None:
+    detail = {
+        "payload": {"text": "周末骑行路线已更新，{group_name} 不见不散"},
+        "materials": [
+            {"kind": "link", "value": "https://example.com/route?day=sat&n=1", "title": "周六路线"},
+            {"kind": "link", "value": "群公告第 3 条", "title": ""},
+            {"kind": "miniprogram", "value": "wx1234567890abcdef/pages/item?id=cage", "title": "骑迹商城"},
+        ],
+    }
+    task_id = open_in(world, "g1", kind="sop_step", detail=detail, assignee="owner")
+    console_login(client, "owner")
+    task = card(client.get("/tasks?view=open").text, task_id)
+    # The script as the card shows it, and each link's address exactly, in a field to select by hand.
+    assert f'data-copy="copy-{task_id}" hidden>复制</button>' in task
+    for n, value in ((1, "https://example.com/route?day=sat&amp;n=1"), (2, "群公告第 3 条")):
+        assert f'data-copy="copy-{task_id}-{n}" hidden>复制</button>' in task
+        assert f'id="copy-{task_id}-{n}" value="{value}" readonly hidden aria-label="链接："' in task
+    assert f"copy-{task_id}-3" not in task  # a mini-program is opened, not pasted
+    assert task.count('class="copy-button"') == 3
 
 
 def test_complete_a_task_from_the_inbox_form(client: TestClient, world: World) -> None:

@@ -1,5 +1,6 @@
 """The task inbox: today's tasks, the overdue ones and the done ones, each with what to copy and a
-form to complete it with evidence. Made for a phone: one column, big tap targets, no script."""
+form to complete it with evidence. Made for a phone: one column, big tap targets; it works without
+script, and static/copy.js adds one-tap copy buttons."""
 
 from __future__ import annotations
 
