@@ -28,7 +28,7 @@ from qunyun.sop import runs, service
 from qunyun.sop.runs import FIRE_DUE_JOB, schedule_minutes
 from qunyun.sop.types import StepSpec
 from qunyun.team.service import create_organisation, create_staff
-from tests.connectors.test_kill_sends import GROUPS, Workers, add_connection
+from tests.connectors.test_kill_sends import GROUPS, KILL_EVERY, Workers, add_connection
 
 RUNS = {"postgresql": 1000, "sqlite": 200}
 WORKERS = 3
@@ -117,15 +117,24 @@ def test_killed_workers_never_send_a_run_twice_nor_lose_one(
     try:
         workers.keep(WORKERS)
         next_kill = rng.randint(*kill_after)
+        # A kill comes after some settled runs, or (a quiet machine settles many between polls)
+        # after a while with some progress since the last one.
+        last_kill_done, last_kill_at = 0, time.monotonic()
         while time.monotonic() - started < DEADLINE_SECONDS:
             with db() as session:
                 handed, settled, live = progress(session)
                 if handed == total and settled == total and live == 0:
                     break
                 done = handed + settled
-                busy = holding(session) if done >= next_kill else set()
-            if workers.killed < KILLS and done >= next_kill and workers.kill_one(rng, busy):
+                due = done >= next_kill or (
+                    workers.killed < min(MIN_KILLS[dialect], KILLS)
+                    and done > last_kill_done
+                    and time.monotonic() - last_kill_at >= KILL_EVERY[dialect]
+                )
+                busy = holding(session) if due else set()
+            if workers.killed < KILLS and due and workers.kill_one(rng, busy):
                 next_kill = done + rng.randint(*kill_after)
+                last_kill_done, last_kill_at = done, time.monotonic()
             workers.keep(WORKERS)
             time.sleep(rng.uniform(0.02, 0.2))
     finally:
