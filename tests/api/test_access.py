@@ -640,6 +640,9 @@ API_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, Any]]] = {
     ("POST", "/api/v1/sop/plans/{plan_id}/attachments"): [("/api/v1/sop/plans/1/attachments", {"group_id": 3})],
     ("POST", "/api/v1/sop/plans/{plan_id}/apply"): [("/api/v1/sop/plans/1/apply", {"group_id": 3})],
     ("PUT", "/api/v1/sop/groups/{group_id}/pause"): [("/api/v1/sop/groups/3/pause", {"paused": True})],
+    # SOP retries: a run, or the failed runs, of a group outside the scope.
+    ("POST", "/api/v1/sop/runs/{run_id}/retry"): [("/api/v1/sop/runs/1/retry", None)],
+    ("POST", "/api/v1/sop/runs/retry"): [("/api/v1/sop/runs/retry", {"group_id": 3})],
     # Last: revokes the token used so far.
     ("DELETE", "/api/v1/auth/tokens/current"): [("/api/v1/auth/tokens/current", None)],
 }
@@ -678,6 +681,7 @@ CONSOLE_SCOPE_WRITES: dict[tuple[str, str], list[tuple[str, dict[str, str]]]] = 
     ("POST", "/moderation/policies/{policy_id}/delete"): [("/moderation/policies/1/delete", {})],
     ("POST", "/moderation/decisions/{decision_id}/reverse"): [("/moderation/decisions/1/reverse", {"reason": "x"})],
     ("POST", "/members/{member_id}/erase"): [("/members/1/erase", {"confirm": "1"})],
+    ("POST", "/sop/runs/{run_id}/retry"): [("/sop/runs/1/retry", {})],
     ("POST", "/logout"): [("/logout", {})],
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}

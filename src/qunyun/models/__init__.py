@@ -46,7 +46,15 @@ from qunyun.models.onboarding import (
 from qunyun.models.organisation import Organisation
 from qunyun.models.outbound import OutboundAction, OutboundActionTransition, OutboundState
 from qunyun.models.rollup import GroupDaily, MemberDay, OrgDaily
-from qunyun.models.sop import SopApplication, SopAttachment, SopGroupPause, SopPlan, SopRun, SopStep
+from qunyun.models.sop import (
+    SopApplication,
+    SopAttachment,
+    SopGroupPause,
+    SopPlan,
+    SopRun,
+    SopRunRetry,
+    SopStep,
+)
 from qunyun.models.staff import AuthToken, Role, Staff, StaffGroupAssignment
 from qunyun.models.task import (
     StaffTask,
@@ -119,6 +127,7 @@ __all__ = [
     "SopGroupPause",
     "SopPlan",
     "SopRun",
+    "SopRunRetry",
     "SopStep",
     "Staff",
     "StaffGroupAssignment",

@@ -10,6 +10,8 @@
 - ``sop_group_pauses``: groups whose SOP is paused.
 - ``sop_runs``: one group × step × day, with its fire time; what it became is its outbound
   action (``action_id``, automatic) or its staff task (``task_id``, assisted).
+- ``sop_run_retries``: each retry of a failed run (append-only): who asked, when, and the
+  failed attempt's action and reason.
 """
 
 from __future__ import annotations
@@ -150,3 +152,31 @@ class SopRun(Base):
     task_id: Mapped[int | None] = mapped_column(ForeignKey("staff_tasks.id", ondelete="SET NULL"), nullable=True)
     text: Mapped[str | None] = mapped_column(Text, nullable=True)  # the script as rendered when it fired
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    # The current attempt: 1, then +1 each time a failed run is retried (sop.retry). The send's
+    # idempotency key names it from the second on, so a retry is a new action, not the failed one.
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # When a retried attempt became due (the retry, or the end of quiet hours after it): its
+    # lateness is counted from then, not from ``due_at``. None for the first attempt.
+    attempt_due_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+class SopRunRetry(Base):
+    """A failed run sent again (append-only): who asked and when, and what the failed attempt
+    was — its outbound action (kept, with its own history) and why it failed."""
+
+    __tablename__ = "sop_run_retries"
+    __table_args__ = (UniqueConstraint("run_id", "attempt"),)
+
+    id: Mapped[int] = mapped_column(_BIGINT, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int] = mapped_column(_BIGINT, ForeignKey("sop_runs.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)  # the attempt the retry started (2 for the first)
+    failed_action_id: Mapped[int | None] = mapped_column(
+        _BIGINT, ForeignKey("outbound_actions.id", ondelete="SET NULL"), nullable=True
+    )
+    # The failed attempt's reason (sop.execute.Reason; "platform" when the platform refused the
+    # send) and, for a refused send, the platform's error.
+    failed_reason: Mapped[str] = mapped_column(String(64))
+    failed_detail: Mapped[str] = mapped_column(Text, default="")
+    retried_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"), nullable=True)
+    retried_at: Mapped[datetime] = mapped_column(Timestamp)

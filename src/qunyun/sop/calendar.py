@@ -109,6 +109,7 @@ class CalendarRun:
     state: RunState
     reason: str
     task_id: int | None
+    attempt: int = 1  # 2 and on: a failed run retried (sop.retry)
 
 
 @dataclass
@@ -258,6 +259,7 @@ def calendar(
             state=row.state,
             reason=row.reason,
             task_id=row.task_id,
+            attempt=row.attempt,
         )
         on = days.get(at.date())
         if on is not None:

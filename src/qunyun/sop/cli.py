@@ -3,7 +3,7 @@
 - ``sop import FILE.xlsx|FILE.csv --org SLUG --name NAME --format json`` prints ``{"plan": ID,
   "steps": N}``; a bad table prints one line per problem (row and column) and imports nothing;
 - ``sop export PLAN -o FILE.xlsx|FILE.csv`` writes the plan's table (the same columns);
-- ``sop apply`` and ``sop runs`` are in ``runs_cli.py``, registered here.
+- ``sop apply``, ``sop runs`` and ``sop retry`` are in ``runs_cli.py``, registered here.
 """
 
 from __future__ import annotations
@@ -104,4 +104,4 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-register_runs(app)  # sop apply, sop runs (after import and export in --help)
+register_runs(app)  # sop apply, sop runs, sop retry (after import and export in --help)

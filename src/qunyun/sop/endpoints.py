@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Request, status
 
-from qunyun.api.pagination import Id, Page, Paging
+from qunyun.api.errors import api_language
+from qunyun.api.pagination import BigId, Id, Page, Paging
 from qunyun.auth.deps import CurrentScope, DbSession
 from qunyun.errors import InvalidInput
 from qunyun.locale import Msg
-from qunyun.sop import calendar, reports, runs, service
+from qunyun.sop import calendar, reports, retry, runs, service
 from qunyun.sop.schemas import (
     AppliedOut,
     ApplyIn,
@@ -25,6 +26,10 @@ from qunyun.sop.schemas import (
     PlanCreate,
     PlanOut,
     PlanUpdate,
+    RetriedOut,
+    RetryFailedIn,
+    RetryRefusedOut,
+    RunDetailOut,
     RunOut,
     StepsReplace,
     WorkloadOut,
@@ -33,6 +38,7 @@ from qunyun.sop.schemas import (
 router = APIRouter(prefix="/sop", tags=["sop"])
 PlanId = Annotated[Id, Path(description="SOP plan id")]
 GroupId = Annotated[Id, Path(description="Group id")]
+RunId = Annotated[BigId, Path(description="SOP run id")]
 
 
 @router.get("/plans", response_model=list[PlanOut], summary="The organisation's SOP plans, by name")
@@ -131,6 +137,25 @@ def list_runs(
     items = [RunOut.of(r) for r in rows]
     total = runs.count_runs(db, scope, **where)
     return Page[RunOut](items=items, total=total, limit=paging.limit, offset=paging.offset)
+
+
+@router.post("/runs/{run_id}/retry", response_model=RunDetailOut, summary="Send a failed run again")
+def retry_run(run_id: RunId, db: DbSession, scope: CurrentScope) -> RunDetailOut:
+    """Queue a failed run again as a new attempt (its own idempotency key); 409 unless it is failed,
+    or when its group is dismissed, its SOP paused or the platform's monthly cap reached."""
+    retry.retry_run(db, scope, run_id)
+    return RunDetailOut.with_retries(runs.get_run(db, scope, run_id), retry.retries_of(db, scope, run_id))
+
+
+@router.post("/runs/retry", response_model=RetriedOut, summary="Send a group's or a plan's failed runs again")
+def retry_failed(body: RetryFailedIn, db: DbSession, scope: CurrentScope, request: Request) -> RetriedOut:
+    zone = runs.zone_of(db, scope.org_id)
+    start = datetime.combine(body.date_from, time(), zone) if body.date_from is not None else None
+    end = datetime.combine(body.date_to + timedelta(days=1), time(), zone) if body.date_to is not None else None
+    done = retry.retry_failed(db, scope, group_id=body.group_id, plan_id=body.plan_id, start=start, end=end)
+    lang = api_language(request)
+    refused = [RetryRefusedOut(run_id=i, code=e.code, message=e.localized(lang)) for i, e in done.refused]
+    return RetriedOut(retried=done.retried, refused=refused)
 
 
 # --- calendar, Gantt and reports ------------------------------------------------------------------

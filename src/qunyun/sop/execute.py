@@ -11,8 +11,9 @@ completion (docs/jobs.md):
 2. ``sop.fire`` locks each run, and if it is still ``queued``: skips it (plan, group or
    application paused; group dismissed), expires it (later than :data:`LATE_LIMIT`), fails it
    (over a platform's monthly cap) or delays it (over a per-minute cap), or requests the send
-   under the idempotency key ``sop:run:<id>`` — the two-phase send path does the rest, and a
-   crash anywhere never sends twice — or opens the task.
+   under the idempotency key ``sop:run:<id>`` (``sop:run:<id>:<attempt>`` for a retried run,
+   :func:`run_key`) — the two-phase send path does the rest, and a crash anywhere never sends
+   twice — or opens the task.
 """
 
 from __future__ import annotations
@@ -81,6 +82,13 @@ class Reason:
     MINUTE_CAP = "minute_cap"  # delayed, not failed
     NO_ROUTE = "no_route"  # no connection, or the action was refused at request
     NO_TEXT = "no_text"
+
+
+def run_key(run: SopRun) -> str:
+    """The idempotency key of the send of a run's current attempt: ``sop:run:<id>``, and from a
+    retry on ``sop:run:<id>:<attempt>`` — a new action, where the failed attempt's key would
+    only give back the failed action."""
+    return f"{KEY_PREFIX}{run.id}" if run.attempt <= 1 else f"{KEY_PREFIX}{run.id}:{run.attempt}"
 
 
 # --- fanning out ----------------------------------------------------------------------------------
@@ -299,7 +307,8 @@ def _fire(session: Session, ctx: _Context, run: SopRun, now: datetime, fired: Fi
         return _settle(run, RunState.SKIPPED, Reason.DISMISSED, now, fired.skipped)
     if plan.paused or app.paused or group.id in ctx.paused_groups:
         return _settle(run, RunState.SKIPPED, Reason.PAUSED, now, fired.skipped)
-    if now - run.due_at > LATE_LIMIT:
+    # A retried attempt is late counting from when it became due, not from the run's due time.
+    if now - (run.attempt_due_at or run.due_at) > LATE_LIMIT:
         return _settle(run, RunState.EXPIRED, Reason.LATE, now, fired.expired)
     zone = ctx.zones[run.org_id]
     text = compose(session, ctx, run, step, plan, group, app, zone)
@@ -309,7 +318,7 @@ def _fire(session: Session, ctx: _Context, run: SopRun, now: datetime, fired: Fi
     if not text.strip() and not _media(step):
         return _settle(run, RunState.FAILED, Reason.NO_TEXT, now, fired.failed)
     pending = ctx.pending.get(group.id, 0)  # sends of this batch in the group, not yet requested
-    cap = _over_cap(session, run, group, zone, now, pending)
+    cap = _over_cap(session, group, zone, now, pending)
     if cap == Reason.MONTHLY_CAP:
         return _settle(run, RunState.FAILED, Reason.MONTHLY_CAP, now, fired.failed)
     if cap == Reason.MINUTE_CAP:
@@ -322,7 +331,7 @@ def _fire(session: Session, ctx: _Context, run: SopRun, now: datetime, fired: Fi
     media = _media(step)
     if media is not None:
         payload["material"] = media
-    request = ActionRequest("send_group_message", payload, f"{KEY_PREFIX}{run.id}", group_id=group.id)
+    request = ActionRequest("send_group_message", payload, run_key(run), group_id=group.id)
     sends.append(_Send(run, text, request))
     ctx.pending[group.id] = pending + 1
     return None
@@ -473,9 +482,14 @@ def _next_activity(session: Session, run: SopRun) -> str:
 # --- caps -----------------------------------------------------------------------------------------
 
 
-def _over_cap(
-    session: Session, run: SopRun, group: Group, zone: ZoneInfo, now: datetime, pending: int = 0
-) -> str | None:
+def monthly_cap_reached(session: Session, group: Group, zone: ZoneInfo, now: datetime, *, replacing: int = 0) -> bool:
+    """Whether a send in ``group`` now would be over its platform's monthly cap (a retry is refused
+    rather than failed again at once); ``replacing``: sends counted so far that it replaces (a
+    retried run's failed send of this month, no longer counted once it is retried)."""
+    return _over_cap(session, group, zone, now, -replacing) == Reason.MONTHLY_CAP
+
+
+def _over_cap(session: Session, group: Group, zone: ZoneInfo, now: datetime, pending: int = 0) -> str | None:
     """Which platform cap a send in ``group`` now would break, if any (counted over the SOP's own
     sends in the group, ``pending`` of them in this batch and not yet requested)."""
     try:

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from qunyun.auth.scope import Scope, group_visible, require_group
 from qunyun.db.base import to_micros
-from qunyun.errors import InvalidInput
+from qunyun.errors import InvalidInput, NotFound
 from qunyun.locale import Msg
 from qunyun.models import (
     Group,
@@ -531,6 +531,7 @@ class RunRow:
     reason: str
     action_id: int | None
     task_id: int | None
+    attempt: int = 1  # 2 and on: retried (sop.retry)
 
 
 def list_runs(
@@ -544,9 +545,11 @@ def list_runs(
     limit: int | None = None,
     offset: int = 0,
     group_ids: Sequence[int] | None = None,
+    run_id: int | None = None,
 ) -> list[RunRow]:
     """Runs of the groups the scope sees (one group's if ``group_id``; only those among
-    ``group_ids`` when given), due in [start, end), oldest first, with their effective state."""
+    ``group_ids`` when given; only run ``run_id`` when given), due in [start, end), oldest
+    first, with their effective state."""
     if group_id is not None:
         require_group(session, scope, group_id)
     if plan_id is not None:
@@ -577,6 +580,8 @@ def list_runs(
         .where(*_filters(scope, group_id, plan_id, start, end, group_ids))
         .order_by(SopRun.due_at, SopRun.id)
     )
+    if run_id is not None:
+        query = query.where(SopRun.id == run_id)
     if limit is not None:
         query = query.limit(limit).offset(offset)
     out = []
@@ -622,9 +627,18 @@ def list_runs(
                 reason=run.reason,
                 action_id=run.action_id,
                 task_id=run.task_id,
+                attempt=run.attempt,
             )
         )
     return out
+
+
+def get_run(session: Session, scope: Scope, run_id: int) -> RunRow:
+    """One run the scope sees, with its effective state (NotFound otherwise, as for a missing one)."""
+    found = list_runs(session, scope, run_id=run_id)
+    if not found:
+        raise NotFound(Msg("err.sop.no_run", id=run_id), field="run_id")
+    return found[0]
 
 
 def count_runs(

@@ -5,7 +5,9 @@
 - ``sop runs --group EXT [--from YYYY-MM-DD --to YYYY-MM-DD] --format json|csv|table``: one row
   per run with ``run``, ``plan``, ``step``, ``group``, ``fire_at`` (ISO 8601 with the
   organisation's offset) and ``state``; ``--from``/``--to`` are days in the organisation's
-  zone, both included.
+  zone, both included;
+- ``sop retry RUN --format json`` sends a failed run again (``sop.retry``) and prints
+  ``{"run": ID, "state": "queued", "attempt": N, "fire_at": "…"}``.
 
 The command line acts as the organisation's lead.
 """
@@ -138,10 +140,41 @@ def runs_command(
         tell(Msg("cli.sop.no_runs"))
 
 
+def retry_command(
+    run: Annotated[int, typer.Argument(min=1, help="The failed run's id (see sop runs)")],
+    org: OrgOption = None,
+    fmt: Annotated[ApplyFormat, typer.Option("--format", help="json (stable) or table")] = ApplyFormat.table,
+) -> None:
+    """Send a failed SOP run again, as a new attempt: queued now, or when the plan's quiet hours
+    end. Refused unless the run failed, or when its group is dismissed or its SOP paused."""
+    from qunyun.db.session import unit_of_work
+    from qunyun.sop.retry import retry_run
+    from qunyun.sop.runs import zone_of
+
+    require_schema()
+    org_id = resolve_org_id(org)
+    scope = lead_scope_of(org_id)
+    with unit_of_work() as session:
+        retried = retry_run(session, scope, run)
+        zone = zone_of(session, org_id)
+        out = {
+            "run": retried.id,
+            "state": retried.state,
+            "attempt": retried.attempt,
+            "fire_at": retried.fire_at.astimezone(zone).isoformat(),
+        }
+    if fmt == ApplyFormat.json:
+        print(json.dumps(out))
+    else:
+        print("\t".join(f"{key}\t{value}" for key, value in out.items()))
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``apply`` and ``runs`` to the ``qunyun sop`` app (once)."""
+    """Add ``apply``, ``runs`` and ``retry`` to the ``qunyun sop`` app (once)."""
     have = {command.name for command in app.registered_commands}
     if "apply" not in have:
         app.command("apply")(apply_command)
     if "runs" not in have:
         app.command("runs")(runs_command)
+    if "retry" not in have:
+        app.command("retry")(retry_command)

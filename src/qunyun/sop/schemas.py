@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from qunyun.api.pagination import Id
-from qunyun.models import SopAttachment, SopPlan
+from qunyun.models import SopAttachment, SopPlan, SopRunRetry
 from qunyun.sop.calendar import Calendar, Gantt
 from qunyun.sop.reports import ON_TIME_TOLERANCE, ExecutionReport, ExecutionRow, WorkloadReport
 from qunyun.sop.runs import RunRow, to_date
@@ -197,11 +197,57 @@ class RunOut(BaseModel):
     reason: str
     action_id: int | None
     task_id: int | None
+    attempt: int = Field(description="1, then 2 and on once retried")
 
     @classmethod
     def of(cls, row: RunRow) -> RunOut:
         given = {"group": row.group_external_id, "day": to_date(row.day), "state": row.state.value}
         return cls(**same_names(cls.model_fields, row, **given))
+
+
+class RetryOut(BaseModel):
+    """One retry of a run: who asked, when, and the failed attempt it replaced."""
+
+    attempt: int = Field(description="The attempt the retry started (2 for the first retry)")
+    failed_action_id: int | None = Field(description="The failed attempt's outbound action (kept, with its history)")
+    failed_reason: str = Field(description="no_route, no_text, monthly_cap, platform (the platform refused it) …")
+    failed_detail: str = Field(description="The platform's error, for a refused send")
+    retried_by: int | None = Field(description="The staff member (null: the command line)")
+    retried_at: datetime
+
+    @classmethod
+    def of(cls, row: SopRunRetry) -> RetryOut:
+        return cls(**same_names(cls.model_fields, row))
+
+
+class RunDetailOut(RunOut):
+    retries: list[RetryOut] = Field(default_factory=list, description="The run's retries, the first first")
+
+    @classmethod
+    def with_retries(cls, row: RunRow, retries: Iterable[SopRunRetry]) -> RunDetailOut:
+        base = RunOut.of(row).model_dump()
+        return cls(**base, retries=[RetryOut.of(r) for r in retries])
+
+
+class RetryFailedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # At least one of the two (the service's 422 naming group_id).
+    group_id: Id | None = None
+    plan_id: Id | None = None
+    date_from: date | None = Field(default=None, alias="from", description="First day (organisation's zone)")
+    date_to: date | None = Field(default=None, alias="to", description="Last day, included")
+
+
+class RetryRefusedOut(BaseModel):
+    run_id: int
+    code: str
+    message: str
+
+
+class RetriedOut(BaseModel):
+    retried: list[int] = Field(description="The runs queued again")
+    refused: list[RetryRefusedOut] = Field(description="Failed runs left failed, and why (paused, cap reached …)")
 
 
 # --- calendar, Gantt and reports (sop.calendar, sop.reports) ---------------------------------------
@@ -220,6 +266,7 @@ class CalendarRunOut(BaseModel):
     state: str
     reason: str
     task_id: int | None
+    attempt: int = Field(description="1, then 2 and on once retried")
 
 
 class CalendarDayOut(BaseModel):

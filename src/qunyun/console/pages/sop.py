@@ -1,6 +1,7 @@
 """SOP pages: the group calendar (群日历, month and week, by group, person, plan and state), a
 campaign's Gantt view and the execution and workload reports. They call ``sop.calendar`` and
-``sop.reports`` with the viewer's scope — what an owner sees is what the API gives them.
+``sop.reports`` with the viewer's scope — what an owner sees is what the API gives them. A failed
+run in the week view has a 重试 button (``sop.retry``, as the API's retry).
 
 A query string a person edited by hand falls back to the defaults (this month, no filter)
 rather than an error page; a group or person outside the viewer's scope is the usual 404."""
@@ -11,11 +12,14 @@ from datetime import date, timedelta
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
-from qunyun.console.web import ConsolePage, int_param
+from qunyun.console.web import MAX_BIGINT, ConsolePage, Form, check_form, int_param
+from qunyun.errors import NotFound
+from qunyun.locale import Msg
 from qunyun.sop import calendar as sop_calendar
 from qunyun.sop import reports as sop_reports
+from qunyun.sop import retry as sop_retry
 from qunyun.sop.calendar import LEGEND, OUTCOME, VIEWS, View
 from qunyun.sop.types import PlanKind, RunState
 
@@ -75,8 +79,32 @@ def sop_calendar_page(page: ConsolePage) -> Response:
         "today": page.today(),
         "cell_runs": MONTH_CELL_RUNS,
         "week_of": lambda d: page.url("/sop", view="week", date=d.isoformat()),
+        "can_retry": _retry_check(page),
     }
     return page.render("sop/calendar.html", "sop", context)
+
+
+def _retry_check(page: ConsolePage) -> Any:
+    """Whether the viewer may retry a run of a group they see (its 重试 button)."""
+    groups = sop_retry.retry_groups(page.db, page.scope)
+    return lambda group_id: groups is None or group_id in groups
+
+
+@router.post("/sop/runs/{run_id}/retry")
+def sop_retry_run(page: ConsolePage, run_id: str, form: Form) -> Response:
+    """Send a failed run again, then back to its day's week."""
+    check_form(page, form)
+    run = sop_retry.retry_run(page.db, page.scope, _run_id(run_id))
+    day = run.due_at.astimezone(page.zone).date()
+    return RedirectResponse(page.url("/sop", view="week", date=day.isoformat()), status_code=303)
+
+
+def _run_id(value: str) -> int:
+    """A run id from the URL (a BIGINT): anything else is 404, as a missing run."""
+    number = int_param(value, MAX_BIGINT + 1)
+    if number is None or not 0 < number <= MAX_BIGINT:
+        raise NotFound(Msg("err.sop.no_run", id=value))
+    return number
 
 
 @router.get("/sop/gantt")
