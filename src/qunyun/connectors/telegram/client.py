@@ -10,7 +10,9 @@ Limits: Telegram allows about 20 messages a minute in one group and 30 a second 
 over a group's budget are refused here with :class:`RateLimited` (a ``TransientError``: the
 dispatcher tries again later) before calling; the overall rate is kept by waiting. A 429 from
 Telegram is waited out in place when ``retry_after`` is short, else raised with the wait, and
-every call of the connection is held back until it has passed.
+every call of the bot is held back until it has passed. The budgets are the process's own, or
+shared by all worker processes through Redis when ``QUNYUN_REDIS_URL`` is set
+(:mod:`qunyun.connectors.pace`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import html
 import threading
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -49,6 +50,7 @@ from qunyun.connectors.actions_entry import (
     Unban,
 )
 from qunyun.connectors.base import ActionResult, Connector, TransientError, UnsupportedAction, missing_capabilities
+from qunyun.connectors.pace import LocalWindows, Windows
 from qunyun.connectors.telegram.botapi import BotApi, BotApiError, ChatMigrated, RateLimited
 from qunyun.connectors.telegram.capabilities import PROFILE
 from qunyun.connectors.telegram.updates import MIGRATION_PREFIX, join_requests, migration_of, parse_update, to_events
@@ -77,43 +79,42 @@ MIN_UNTIL, MAX_UNTIL = 30, 366 * 86400
 
 
 class Limiter:
-    """Per-group sliding minute windows for sends, and an overall per-second pace."""
+    """A bot's budgets: a sliding minute window of sends per group, a per-second pace of all its
+    calls, and a block after a 429. Kept in :mod:`~qunyun.connectors.pace` windows: this
+    process's own by default, Redis's (shared by every worker process) with ``QUNYUN_REDIS_URL``;
+    ``prefix`` names the bot there."""
 
     def __init__(
         self,
         per_group: int = GROUP_PER_MINUTE,
         per_second: int = OVERALL_PER_SECOND,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        windows: Windows | None = None,
+        prefix: str = "telegram:",
     ) -> None:
-        self.per_group, self.per_second, self.clock = per_group, per_second, clock
-        self._lock = threading.Lock()
-        self._sends: dict[str, deque[float]] = defaultdict(deque)
-        self._calls: deque[float] = deque()
-        self.blocked_until = 0.0
+        self.per_group, self.per_second = per_group, per_second
+        self.windows = windows or LocalWindows(clock)
+        self.prefix = prefix
 
     def before_call(self, group: str | None, send: bool) -> None:
-        with self._lock:
-            now = self.clock()
-            if now < self.blocked_until:
-                raise RateLimited(round(self.blocked_until - now, 3))
-            if send and group is not None:
-                window = self._sends[group]
-                while window and now - window[0] >= 60:
-                    window.popleft()
-                if len(window) >= self.per_group:
-                    raise RateLimited(round(60 - (now - window[0]), 3))
-                window.append(now)
-            calls = self._calls
-            while calls and now - calls[0] >= 1:
-                calls.popleft()
-            wait = 1 - (now - calls[0]) if len(calls) >= self.per_second else 0.0
-            calls.append(now + wait)
-        if wait > 0:
+        """Refuse a send over its group's minute budget (:class:`RateLimited`, nothing taken) or
+        any call while the bot is blocked; wait for the per-second pace."""
+        blocked = self.windows.blocked(self.prefix + "blocked")
+        if blocked > 0:
+            raise RateLimited(round(blocked, 3))
+        if send and group is not None:
+            wait = self.windows.take(f"{self.prefix}group:{group}", self.per_group, 60)
+            if wait > 0:
+                raise RateLimited(round(wait, 3))
+        while (wait := self.windows.take(self.prefix + "calls", self.per_second, 1)) > 0:
             time.sleep(wait)
 
     def block(self, seconds: float) -> None:
-        with self._lock:
-            self.blocked_until = max(self.blocked_until, self.clock() + seconds)
+        self.windows.block(self.prefix + "blocked", seconds)
+
+    def unblock(self) -> None:
+        self.windows.unblock(self.prefix + "blocked")
 
 
 class TelegramConnector(Connector):
@@ -245,7 +246,7 @@ class TelegramConnector(Connector):
                 if exc.retry_after > self.wait_in_place or attempt == 2:
                     raise
                 time.sleep(exc.retry_after)
-                self.limiter.blocked_until = 0.0
+                self.limiter.unblock()
         raise TransientError(f"{method}: gave up")  # pragma: no cover - the loop returns or raises
 
     def _perform(self, action: Action, group: str | None) -> ActionResult:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from qunyun.connectors.pace import shared_windows
 from qunyun.connectors.registry import ConnectionConfig
 from qunyun.connectors.telegram.botapi import BotApi
-from qunyun.connectors.telegram.client import TelegramConnector
+from qunyun.connectors.telegram.client import Limiter, TelegramConnector
 from qunyun.errors import InvalidInput
 from qunyun.locale import Msg
 
@@ -27,7 +28,12 @@ def _engine() -> Engine:
 
 
 def build(config: ConnectionConfig) -> TelegramConnector:
-    return TelegramConnector(api_of(config), org_id=config.org_id, engine=_engine)
+    """The connection's connector; its rate budgets are the bot's, shared with the other
+    processes through Redis when ``QUNYUN_REDIS_URL`` is set (a bot's limits are Telegram's per
+    bot, whichever process calls)."""
+    api = api_of(config)
+    limiter = Limiter(windows=shared_windows(), prefix=f"telegram:{api.bot_id}:")
+    return TelegramConnector(api, org_id=config.org_id, engine=_engine, limiter=limiter)
 
 
 def check(config: ConnectionConfig) -> None:

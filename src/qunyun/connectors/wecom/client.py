@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 
 from qunyun.connectors.base import TransientError
+from qunyun.connectors.pace import LocalWindows, Windows
 from qunyun.connectors.wecom.tokens import TokenCache
 from qunyun.errors import QunyunError
 from qunyun.locale import Msg, catalogue
@@ -90,25 +90,20 @@ class WeComBusy(TransientError):
 
 
 class RateLimiter:
-    """A token bucket per API: at most ``rate`` calls a second (bursts up to ``rate``)."""
+    """At most ``rate`` calls a second per API (a one-second sliding window each), in
+    :mod:`~qunyun.connectors.pace` windows: this process's own, or Redis's (shared by every worker
+    process of the corp) with ``QUNYUN_REDIS_URL``; ``prefix`` names the corp there."""
 
-    def __init__(self, limits: dict[str, float] | None = None) -> None:
+    def __init__(
+        self, limits: dict[str, float] | None = None, *, windows: Windows | None = None, prefix: str = "wecom:"
+    ) -> None:
         self.limits = dict(limits or RATE_LIMITS)
-        self._lock = threading.Lock()
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self.windows = windows or LocalWindows()
+        self.prefix = prefix
 
     def wait(self, api: str) -> None:
         rate = self.limits.get(api, self.limits.get("default", 50.0))
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                tokens, at = self._buckets.get(api, (rate, now))
-                tokens = min(rate, tokens + (now - at) * rate)
-                if tokens >= 1:
-                    self._buckets[api] = (tokens - 1, now)
-                    return
-                self._buckets[api] = (tokens, now)
-                delay = (1 - tokens) / rate
+        while (delay := self.windows.take(self.prefix + api, max(int(rate), 1), 1.0)) > 0:
             time.sleep(delay)
 
 

@@ -3,19 +3,24 @@ connection check (gettoken with its corp id and secret)."""
 
 from __future__ import annotations
 
+from qunyun.connectors.pace import shared_windows
 from qunyun.connectors.registry import ConnectionConfig
-from qunyun.connectors.wecom.client import WeComClient
+from qunyun.connectors.wecom.client import RateLimiter, WeComClient
 from qunyun.connectors.wecom.connector import WeComConnector
 from qunyun.connectors.wecom.tokens import TokenCache
 
 
 def client_for(config: ConnectionConfig, *, timeout: float = 10.0) -> WeComClient:
+    """The connection's client; its per-API rate windows are the corp's, shared with the other
+    processes through Redis when ``QUNYUN_REDIS_URL`` is set."""
+    corp_id = str(config.settings.get("corp_id") or "")
     return WeComClient(
-        str(config.settings.get("corp_id") or ""),
+        corp_id,
         str(config.secrets.get("secret") or ""),
         TokenCache(config.id),
         api_base=config.settings.get("api_base") or None,
         timeout=timeout,
+        limiter=RateLimiter(windows=shared_windows(), prefix=f"wecom:{corp_id}:"),
     )
 
 
