@@ -256,6 +256,35 @@ def test_a_run_over_the_monthly_cap_is_refused_until_the_month_has_room(wecom_wo
         assert fire_runs(s, [out.sent[0]], now + timedelta(minutes=1)).sent == [out.sent[0]]
 
 
+def test_a_bulk_retry_takes_back_no_more_runs_than_the_month_has_room_for(wecom_world: SopWorld) -> None:
+    """One of the month's sends failed on the platform: a bulk retry of the group queues it again
+    and refuses the runs failed over the cap (they would fail again at once), not all of them."""
+    world = wecom_world
+    steps = [StepSpec(at=time(10), category="内容推送", script=f"第{n}天的推送", day=n) for n in range(35)]
+    with unit_of_work(world.db) as s:
+        plan = service.create_plan(s, world.scope(), name="推送", kind="campaign", steps=steps)
+        runs.apply(s, world.scope(), plan.id, world.groups["S1"], tomorrow())
+    rows = world.runs()
+    now = rows[0].due_at + timedelta(seconds=1)
+    with unit_of_work(world.db) as s:
+        for r in rows:
+            s.get_one(SopRun, r.id).state = "queued"
+        out = fire_runs(s, [r.id for r in rows], now)
+    assert len(out.failed) > 1
+    world.run_jobs()
+    with unit_of_work(world.db) as s:
+        action = s.get_one(OutboundAction, s.get_one(SopRun, out.sent[0]).action_id)
+        transition(s, action, OutboundState.FAILED, "WeCom refused the mass send")
+    with unit_of_work(world.db) as s:
+        done = retry.retry_failed(s, world.scope(), group_id=world.groups["S1"], now=now)
+    assert done.retried == [out.sent[0]]
+    assert sorted(i for i, _ in done.refused) == sorted(out.failed)
+    assert all("群发次数已用完" in e.localized("zh") for _, e in done.refused)
+    with unit_of_work(world.db) as s:
+        fired = fire_runs(s, done.retried, now + timedelta(minutes=1))
+    assert fired.sent == [out.sent[0]] and fired.failed == []
+
+
 def test_the_cli_retries_a_failed_run(sop_world: SopWorld) -> None:
     world = sop_world
     plan_in(world, "S1")

@@ -482,11 +482,14 @@ def _next_activity(session: Session, run: SopRun) -> str:
 # --- caps -----------------------------------------------------------------------------------------
 
 
-def monthly_cap_reached(session: Session, group: Group, zone: ZoneInfo, now: datetime, *, replacing: int = 0) -> bool:
+def monthly_cap_reached(
+    session: Session, group: Group, zone: ZoneInfo, now: datetime, *, pending: int = 0, replacing: int = 0
+) -> bool:
     """Whether a send in ``group`` now would be over its platform's monthly cap (a retry is refused
-    rather than failed again at once); ``replacing``: sends counted so far that it replaces (a
-    retried run's failed send of this month, no longer counted once it is retried)."""
-    return _over_cap(session, group, zone, now, -replacing) == Reason.MONTHLY_CAP
+    rather than failed again at once); ``pending``: sends queued before it and not yet fired (a
+    bulk retry's); ``replacing``: sends counted so far that it replaces (a retried run's failed
+    send of this month, no longer counted once it is retried)."""
+    return _over_cap(session, group, zone, now, pending - replacing) == Reason.MONTHLY_CAP
 
 
 def _over_cap(session: Session, group: Group, zone: ZoneInfo, now: datetime, pending: int = 0) -> str | None:

@@ -133,14 +133,18 @@ def retry_failed(
     )
     zone = zone_of(session, scope.org_id)
     out = RetriedMany()
+    # Bot sends this call queued again, by group: each counts towards the monthly cap before it
+    # fires, so a month with room for one does not take back every run it had refused.
+    queued: dict[int, int] = {}
     for run_id in ids:
         run, group = _locked(session, scope, run_id)
         try:
-            _retry(session, scope, run, group, now, zone)
+            sends = _retry(session, scope, run, group, now, zone, pending=queued.get(group.id, 0))
         except QunyunError as exc:  # checked before anything is written for it
             out.refused.append((run_id, exc))
         else:
             out.retried.append(run_id)
+            queued[group.id] = queued.get(group.id, 0) + sends
     return out
 
 
@@ -179,8 +183,12 @@ def _locked(session: Session, scope: Scope, run_id: int, *, lock: bool = True) -
     return found[0], found[1]
 
 
-def _retry(session: Session, scope: Scope, run: SopRun, group: Group, now: datetime, zone: ZoneInfo) -> None:
-    """Check that ``run`` may go again (nothing written otherwise), record the retry and queue it."""
+def _retry(
+    session: Session, scope: Scope, run: SopRun, group: Group, now: datetime, zone: ZoneInfo, *, pending: int = 0
+) -> int:
+    """Check that ``run`` may go again (nothing written otherwise), record the retry and queue it.
+    ``pending``: bot sends in the group queued again before it and not yet fired (a bulk retry's).
+    Returns 1 when the run is a bot send (it counts towards the monthly cap), else 0."""
     action = session.get(OutboundAction, run.action_id) if run.action_id is not None else None
     task = session.scalar(select(StaffTask.status).where(StaffTask.id == run.task_id)) if run.task_id else None
     state = effective_state(run.state, action_state=action.state if action else None, task_status=task)
@@ -200,7 +208,8 @@ def _retry(session: Session, scope: Scope, run: SopRun, group: Group, now: datet
         and run.fired_at is not None
         and (run.fired_at.astimezone(zone).year, run.fired_at.astimezone(zone).month) == (local.year, local.month)
     )
-    if step.executor == Executor.BOT and monthly_cap_reached(session, group, zone, now, replacing=replacing):
+    bot = step.executor == Executor.BOT
+    if bot and monthly_cap_reached(session, group, zone, now, pending=pending, replacing=replacing):
         raise Conflict(Msg("err.sop.retry_monthly_cap", group=group.name), field="state")
 
     attempt = run.attempt + 1
@@ -233,6 +242,7 @@ def _retry(session: Session, scope: Scope, run: SopRun, group: Group, now: datet
         run.state = RunState.PLANNED.value
         schedule_minutes(session, [to_micros(at)])
     session.flush()
+    return int(bot)
 
 
 def _next_allowed(now: datetime, zone: ZoneInfo, quiet: tuple[int | None, int | None]) -> datetime:
