@@ -66,6 +66,17 @@ def test_a_block_holds_until_it_ends_or_is_lifted(windows: Windows) -> None:
     assert windows.blocked(key) == 0
 
 
+def test_lifting_a_block_within_a_margin_leaves_a_longer_one(windows: Windows) -> None:
+    key = f"test:{uuid.uuid4().hex}"
+    windows.block(key, 30)
+    windows.unblock(key, within=0.5)  # more than half a second left: set by someone else, it stands
+    assert windows.blocked(key) > 29
+    windows.unblock(key)
+    windows.block(key, 0.2)
+    windows.unblock(key, within=0.5)
+    assert windows.blocked(key) == 0
+
+
 SENDER = """
 import sys
 from qunyun.connectors.pace import shared_windows

@@ -40,7 +40,10 @@ class Windows(Protocol):
         """Seconds left of ``key``'s block (0: none)."""
         ...
 
-    def unblock(self, key: str) -> None: ...
+    def unblock(self, key: str, within: float | None = None) -> None:
+        """Lift ``key``'s block; with ``within``, only if at most that many seconds of it are left
+        (a caller lifting the block it waited out leaves a longer one set since by another)."""
+        ...
 
 
 class LocalWindows:
@@ -71,9 +74,10 @@ class LocalWindows:
         with self._lock:
             return max(self._blocks.get(key, 0.0) - self.clock(), 0.0)
 
-    def unblock(self, key: str) -> None:
+    def unblock(self, key: str, within: float | None = None) -> None:
         with self._lock:
-            self._blocks.pop(key, None)
+            if within is None or self._blocks.get(key, 0.0) - self.clock() <= within:
+                self._blocks.pop(key, None)
 
 
 # KEYS[1] the window (a sorted set of call times, microseconds on the server's clock);
@@ -100,6 +104,13 @@ if left < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) 
 return 0
 """
 
+# KEYS[1] the block; ARGV[1] -1, or the most (ms) that may be left of it for it to be lifted.
+_UNBLOCK = """
+local within = tonumber(ARGV[1])
+if within < 0 or redis.call('PTTL', KEYS[1]) <= within then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 class RedisWindows:
     """The windows in Redis, shared by every process that uses the same server."""
@@ -109,6 +120,7 @@ class RedisWindows:
         self.prefix = prefix
         self._take = client.register_script(_TAKE)
         self._block = client.register_script(_BLOCK)
+        self._unblock = client.register_script(_UNBLOCK)
         self._local = LocalWindows()
         self._warned = False
 
@@ -146,12 +158,12 @@ class RedisWindows:
             return self._fallback(exc).blocked(key)
         return max(left / 1000, 0.0)
 
-    def unblock(self, key: str) -> None:
+    def unblock(self, key: str, within: float | None = None) -> None:
         from redis.exceptions import RedisError
 
-        self._local.unblock(key)
+        self._local.unblock(key, within)
         try:
-            self.client.delete(self.prefix + key)
+            self._unblock(keys=[self.prefix + key], args=[-1 if within is None else int(within * 1000)])
         except RedisError as exc:
             self._fallback(exc)
 

@@ -4,6 +4,7 @@ documented errors (429 retry_after, 400 migrate_to_chat_id), the group rate limi
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from qunyun.connectors.actions_entry import (
     Unban,
 )
 from qunyun.connectors.base import ResultStatus, TransientError, UnsupportedAction
+from qunyun.connectors.pace import LocalWindows
 from qunyun.connectors.registry import ConnectionConfig
 from qunyun.connectors.telegram.botapi import BotApi, OutcomeUnknown, RateLimited
 from qunyun.connectors.telegram.client import Limiter, TelegramConnector
@@ -146,6 +148,35 @@ def test_a_short_429_is_waited_out_and_a_long_one_is_transient(fakebot: FakeBotA
     with pytest.raises(RateLimited):  # held back without calling Telegram until the wait has passed
         tg.perform(SendGroupMessage(group=G, text="c"), "k3")
     assert len(fakebot.calls) == calls
+
+
+def test_waiting_out_a_short_429_leaves_a_longer_block_set_meanwhile(fakebot: FakeBotApi) -> None:
+    """Two callers of one bot share its budget (two processes through Redis, here two connectors
+    on one process's windows): one waits out a 1 s 429 while the other meets a 30 s one. The
+    first then lifts only what is left of its own wait; the 30 s block holds them both."""
+    shared = LocalWindows()
+    first, second = (
+        TelegramConnector(BotApi(TOKEN, fakebot.url, timeout=5), limiter=Limiter(windows=shared)) for _ in range(2)
+    )
+    _OPEN.extend([first.api, second.api])
+    fakebot.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)
+    outcome: list[BaseException | ResultStatus] = []
+
+    def send() -> None:
+        try:
+            outcome.append(first.perform(SendGroupMessage(group=G, text="a"), "k").status)
+        except RateLimited as exc:
+            outcome.append(exc)
+
+    waiting = threading.Thread(target=send)
+    waiting.start()
+    time.sleep(0.3)
+    second.limiter.block(30)  # the other caller's 429, while the first waits
+    waiting.join(timeout=10)
+    assert len(outcome) == 1 and isinstance(outcome[0], RateLimited) and outcome[0].retry_after > 25, outcome
+    assert len(fakebot.called("sendMessage")) == 1  # not called again during the 30 s
+    with pytest.raises(RateLimited):
+        second.limiter.before_call(None, send=False)
 
 
 def test_a_migrated_group_is_followed_to_its_supergroup(fakebot: FakeBotApi) -> None:

@@ -59,6 +59,9 @@ from qunyun.models import Connection
 GROUP_PER_MINUTE = 20
 OVERALL_PER_SECOND = 30
 WAIT_IN_PLACE = 5.0  # a 429 asking for at most this many seconds is waited out, then retried once
+# After waiting out a 429, what may still be left of its block (clocks, the trip to Redis) for it
+# to be lifted: a block with more left was set since, by another call of the bot.
+UNBLOCK_SLACK = 0.5
 SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendDocument", "sendVideo"})
 _MEDIA = {"image": ("sendPhoto", "photo"), "file": ("sendDocument", "document"), "video": ("sendVideo", "video")}
 MUTED = {
@@ -113,8 +116,9 @@ class Limiter:
     def block(self, seconds: float) -> None:
         self.windows.block(self.prefix + "blocked", seconds)
 
-    def unblock(self) -> None:
-        self.windows.unblock(self.prefix + "blocked")
+    def unblock(self, within: float | None = None) -> None:
+        """Lift the bot's block (with ``within``: only if no more than that is left of it)."""
+        self.windows.unblock(self.prefix + "blocked", within)
 
 
 class TelegramConnector(Connector):
@@ -246,7 +250,9 @@ class TelegramConnector(Connector):
                 if exc.retry_after > self.wait_in_place or attempt == 2:
                     raise
                 time.sleep(exc.retry_after)
-                self.limiter.unblock()
+                # Lift what is left of the block just waited out, not a longer one another
+                # process (sharing the bot's budget) has set since: that one holds this call too.
+                self.limiter.unblock(within=UNBLOCK_SLACK)
         raise TransientError(f"{method}: gave up")  # pragma: no cover - the loop returns or raises
 
     def _perform(self, action: Action, group: str | None) -> ActionResult:
