@@ -199,3 +199,43 @@ def test_wecom_clients_of_one_corp_share_each_apis_rate(redis_url: str, monkeypa
         for client in clients:
             client.close()
         get_settings.cache_clear()
+
+
+def test_a_redis_that_hangs_costs_one_timeout_then_is_left_alone_for_a_while() -> None:
+    """A server that accepts and never answers: the first call waits for the socket timeout and
+    falls back; the calls after it do not wait again until DOWN_SECONDS have passed; a block set
+    meanwhile holds in this process."""
+    import socket
+
+    import redis
+
+    from qunyun.connectors import pace
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)  # never accepted: connections complete, requests are never answered
+    clock = [1000.0]
+    port = server.getsockname()[1]
+    windows = RedisWindows(
+        redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.3, socket_connect_timeout=0.3),
+        clock=lambda: clock[0],
+    )
+    try:
+        started = time.monotonic()
+        assert windows.take("k", 5, 60) == 0.0  # by this process's own window
+        first = time.monotonic() - started
+        assert first >= 0.25
+        started = time.monotonic()
+        for _ in range(4):
+            windows.take("k", 5, 60)
+        assert windows.take("k", 5, 60) > 0  # the sixth is over the process's own limit
+        windows.block("b", 30)
+        assert windows.blocked("b") > 0
+        assert time.monotonic() - started < 0.2  # none of them waited for Redis
+        clock[0] += pace.DOWN_SECONDS + 1
+        started = time.monotonic()
+        windows.take("other", 5, 60)
+        assert time.monotonic() - started >= 0.25  # Redis is tried again
+    finally:
+        windows.client.close()
+        server.close()

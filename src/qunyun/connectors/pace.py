@@ -24,6 +24,8 @@ from typing import Any, Protocol
 log = logging.getLogger(__name__)
 
 PREFIX = "qunyun:pace:"
+# After Redis fails, it is not asked again for this long (the process's own windows serve).
+DOWN_SECONDS = 10.0
 
 
 class Windows(Protocol):
@@ -113,59 +115,57 @@ return 0
 
 
 class RedisWindows:
-    """The windows in Redis, shared by every process that uses the same server."""
+    """The windows in Redis, shared by every process that uses the same server. Every block is
+    mirrored in this process's own windows, which serve when Redis fails; after a failure Redis is
+    left alone for :data:`DOWN_SECONDS` (a server that hangs costs one timeout, not one a call)."""
 
-    def __init__(self, client: Any, prefix: str = PREFIX) -> None:
+    def __init__(self, client: Any, prefix: str = PREFIX, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.prefix = prefix
+        self.clock = clock
         self._take = client.register_script(_TAKE)
         self._block = client.register_script(_BLOCK)
         self._unblock = client.register_script(_UNBLOCK)
         self._local = LocalWindows()
-        self._warned = False
+        self._down_until = 0.0
 
-    def _fallback(self, exc: Exception) -> LocalWindows:
-        if not self._warned:
-            log.warning("rate windows: Redis unreachable (%s), using this process's own", type(exc).__name__)
-            self._warned = True
-        return self._local
-
-    def take(self, key: str, limit: int, seconds: float) -> float:
+    def _redis(self, call: Callable[[], Any]) -> tuple[bool, Any]:
+        """(True, result) from Redis, or (False, None) when it failed or is resting after a failure."""
         from redis.exceptions import RedisError
 
+        if self.clock() < self._down_until:
+            return False, None
         try:
-            micros = self._take(keys=[self.prefix + key], args=[limit, int(seconds * 1e6), uuid.uuid4().hex])
+            return True, call()
         except RedisError as exc:
-            return self._fallback(exc).take(key, limit, seconds)
-        self._warned = False
+            if self._down_until == 0.0:
+                log.warning("rate windows: Redis unreachable (%s), using this process's own", type(exc).__name__)
+            self._down_until = self.clock() + DOWN_SECONDS
+            return False, None
+
+    def take(self, key: str, limit: int, seconds: float) -> float:
+        ok, micros = self._redis(
+            lambda: self._take(keys=[self.prefix + key], args=[limit, int(seconds * 1e6), uuid.uuid4().hex])
+        )
+        if not ok:
+            return self._local.take(key, limit, seconds)
+        self._down_until = 0.0
         return int(micros) / 1e6
 
     def block(self, key: str, seconds: float) -> None:
-        from redis.exceptions import RedisError
-
         self._local.block(key, seconds)
-        try:
-            self._block(keys=[self.prefix + key], args=[max(int(seconds * 1000), 1)])
-        except RedisError as exc:
-            self._fallback(exc)
+        self._redis(lambda: self._block(keys=[self.prefix + key], args=[max(int(seconds * 1000), 1)]))
 
     def blocked(self, key: str) -> float:
-        from redis.exceptions import RedisError
-
-        try:
-            left = int(self.client.pttl(self.prefix + key))
-        except RedisError as exc:
-            return self._fallback(exc).blocked(key)
-        return max(left / 1000, 0.0)
+        ok, left = self._redis(lambda: int(self.client.pttl(self.prefix + key)))
+        shared = max(left / 1000, 0.0) if ok else 0.0
+        return max(shared, self._local.blocked(key))  # a block set here while Redis was away still holds
 
     def unblock(self, key: str, within: float | None = None) -> None:
-        from redis.exceptions import RedisError
-
         self._local.unblock(key, within)
-        try:
-            self._unblock(keys=[self.prefix + key], args=[-1 if within is None else int(within * 1000)])
-        except RedisError as exc:
-            self._fallback(exc)
+        self._redis(
+            lambda: self._unblock(keys=[self.prefix + key], args=[-1 if within is None else int(within * 1000)])
+        )
 
 
 @lru_cache(maxsize=4)
