@@ -147,6 +147,13 @@ def transition(
     _record(session, action, current, to_state, detail, attempt)
 
 
+def note(session: Session, action: OutboundAction, detail: Msg | str, *, attempt: int | None = None) -> None:
+    """Append a history row to ``action`` that changes nothing (its state stays: from and to are
+    the same): something done for it meanwhile, a sweep or a reminder to the person it waits on."""
+    state = OutboundState(action.state)
+    _record(session, action, state, state, detail, attempt)
+
+
 def _record(
     session: Session,
     action: OutboundAction,
@@ -1320,7 +1327,7 @@ def sweep_stuck(
                 _uncertain(session, row, None, Msg("sends.reason.sweep_sending", attempt=row.attempts))
             sweep.handed_over.append(row.id)
             continue
-        _record(session, row, state, state, Msg(SWEPT), row.attempts if state == S.SENDING else None)
+        note(session, row, Msg(SWEPT), attempt=row.attempts if state == S.SENDING else None)
         enqueue(
             session,
             PERFORM_JOB,

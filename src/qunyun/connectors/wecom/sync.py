@@ -16,7 +16,9 @@ follow-up (renames, dismissals, owners, version gaps) and mass-send confirmation
   tag library again (``contacts.sync_corp_tags``);
 - :func:`confirm_mass_sends` asks get_groupmsg_task / get_groupmsg_send_result about every mass
   send waiting for its owner and confirms those the owner sent (the SOP run's action then reads
-  ``confirmed``).
+  ``confirmed``); one its owner has not sent after :data:`REMIND_AFTER` gets WeCom's own reminder
+  (remind_groupmsg_send: a push in the owner's WeCom client) every :data:`REMIND_EVERY`, at most
+  :data:`REMINDERS_PER_DAY` in 24 hours (WeCom's limit), each recorded in the action's history.
 
 The jobs call WeCom inside their transaction (their writes commit with the job); the token cache
 is read and refreshed in that same transaction.
@@ -39,7 +41,15 @@ from qunyun.connectors.wecom import events as wx_events
 from qunyun.connectors.wecom.client import WeComApiError, WeComBusy, WeComClient
 from qunyun.connectors.wecom.factory import client_for
 from qunyun.ingestion.service import ingest
-from qunyun.models import Connection, ConnectionStatus, Group, Member, OutboundAction, WebhookDelivery
+from qunyun.models import (
+    Connection,
+    ConnectionStatus,
+    Group,
+    Member,
+    OutboundAction,
+    OutboundActionTransition,
+    WebhookDelivery,
+)
 from qunyun.models.membership import MembershipSpan
 from qunyun.models.outbound import OutboundState
 from qunyun.models.webhook import DeliveryStatus
@@ -385,10 +395,22 @@ def _apply_callback(
 # -- mass sends -----------------------------------------------------------------------------------
 
 
-def confirm_mass_sends(session: Session, connection: Connection, client: WeComClient) -> list[int]:
-    """Confirm the connection's mass sends that their owner sent; returns the action ids."""
+# WeCom's reminder of a mass send its owner has not sent yet: the first after this long waiting,
+# then at this interval, never more than WeCom allows (3 per send in 24 hours; errcode 41065).
+REMIND_AFTER = timedelta(minutes=30)
+REMIND_EVERY = timedelta(hours=2)
+REMINDERS_PER_DAY = 3
+REMINDED = "sends.history.reminded_wecom"
+
+
+def confirm_mass_sends(
+    session: Session, connection: Connection, client: WeComClient, *, now: datetime | None = None
+) -> list[int]:
+    """Confirm the connection's mass sends that their owner sent; returns the action ids. Those
+    still unsent are reminded through WeCom when due (:func:`_remind_if_due`)."""
     from qunyun.connectors.dispatch import confirm
 
+    now = now or utcnow()
     waiting = session.execute(
         select(OutboundAction.id, OutboundAction.external_ref).where(
             OutboundAction.connection_id == connection.id,
@@ -408,7 +430,47 @@ def confirm_mass_sends(session: Session, connection: Connection, client: WeComCl
         if any(int(r.get("status") or 0) == 1 for r in results):
             confirm(session, int(action_id), detail=f"sent by its owner (get_groupmsg_send_result of {msgid})")
             confirmed.append(int(action_id))
+        elif not sent_by:
+            _remind_if_due(session, int(action_id), str(msgid), client, now)
     return confirmed
+
+
+def _remind_if_due(session: Session, action_id: int, msgid: str, client: WeComClient, now: datetime) -> None:
+    """WeCom's reminder to the owner of a mass send waiting since over :data:`REMIND_AFTER`, the
+    last reminder over :data:`REMIND_EVERY` ago, fewer than :data:`REMINDERS_PER_DAY` in the last
+    24 hours; recorded in the action's history (append-only) once WeCom accepted it. A crash
+    between the call and the commit can remind once more than recorded: WeCom's own limit still
+    holds."""
+    from qunyun.connectors.dispatch import note
+    from qunyun.locale import Msg
+
+    history = session.execute(
+        select(
+            OutboundActionTransition.from_state,
+            OutboundActionTransition.to_state,
+            OutboundActionTransition.detail_key,
+            OutboundActionTransition.at,
+        )
+        .where(OutboundActionTransition.action_id == action_id)
+        .order_by(OutboundActionTransition.id)
+    ).all()
+    awaiting = OutboundState.AWAITING_CONFIRMATION.value
+    since = max((at for was, to, _, at in history if to == awaiting and was != awaiting), default=None)
+    reminders = [at for _, _, key, at in history if key == REMINDED]
+    if since is None or now - since < REMIND_AFTER:
+        return
+    if reminders and now - reminders[-1] < REMIND_EVERY:
+        return
+    if sum(1 for at in reminders if now - at < timedelta(hours=24)) >= REMINDERS_PER_DAY:
+        return
+    try:
+        client.remind_groupmsg_send(msgid)
+    except (WeComApiError, WeComBusy) as exc:  # 41065: WeCom counts differently (another tool reminded)
+        log.info("wecom mass send %s: reminder not sent (%s)", action_id, type(exc).__name__)
+        return
+    action = session.get(OutboundAction, action_id)
+    if action is not None:
+        note(session, action, Msg(REMINDED, count=len(reminders) + 1))
 
 
 # -- jobs -----------------------------------------------------------------------------------------
