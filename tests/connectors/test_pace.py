@@ -80,25 +80,29 @@ def test_lifting_a_block_within_a_margin_leaves_a_longer_one(windows: Windows) -
 SENDER = """
 import sys
 from qunyun.connectors.pace import shared_windows
-from qunyun.connectors.telegram.botapi import RateLimited
 from qunyun.connectors.telegram.client import Limiter
+from tests.connectors.test_pace import sends
 
 url, prefix, tries = sys.argv[1], sys.argv[2], int(sys.argv[3])
-limiter = Limiter(windows=shared_windows(url), prefix=prefix)
-sent = 0
-for _ in range(tries):
-    try:
-        limiter.before_call("-1001", send=True)
-    except RateLimited:
-        continue
-    sent += 1
-print(sent)
+print(sends(Limiter(windows=shared_windows(url), prefix=prefix), tries))
 """
+
+
+def sends(limiter: Limiter, tries: int) -> int:
+    """How many of ``tries`` sends to one group ``limiter`` lets through."""
+    sent = 0
+    for _ in range(tries):
+        try:
+            limiter.before_call("-1001", send=True)
+        except RateLimited:
+            continue
+        sent += 1
+    return sent
 
 
 def test_worker_processes_share_a_groups_twenty_a_minute(redis_url: str) -> None:
     prefix = f"telegram:test{uuid.uuid4().hex}:"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     procs = [
         subprocess.Popen([sys.executable, "-c", SENDER, redis_url, prefix, "12"], stdout=subprocess.PIPE, env=env)
         for _ in range(3)
@@ -111,18 +115,7 @@ def test_worker_processes_share_a_groups_twenty_a_minute(redis_url: str) -> None
     assert 50 < refused.value.retry_after <= 60
     # Without Redis each process would have its own budget: the same three send 36.
     local = [Limiter(windows=LocalWindows(), prefix=prefix) for _ in range(3)]
-    assert sum(_sends(limiter, 12) for limiter in local) == 36
-
-
-def _sends(limiter: Limiter, tries: int) -> int:
-    sent = 0
-    for _ in range(tries):
-        try:
-            limiter.before_call("-1001", send=True)
-        except RateLimited:
-            continue
-        sent += 1
-    return sent
+    assert sum(sends(limiter, 12) for limiter in local) == 36
 
 
 def test_telegram_connections_share_the_bots_budget_through_redis(
