@@ -352,10 +352,11 @@ def int_param(value: str | None, maximum: int = MAX_ID) -> int | None:
     return maximum if len(value) > len(str(maximum)) else min(int(value), maximum)
 
 
-def path_id(value: str, not_found: Msg) -> int:
-    """An id from a console URL (/groups/{id}): anything but a stored id's digits is 404."""
-    number = int_param(value, MAX_ID + 1)
-    if number is None or not 0 < number <= MAX_ID:
+def path_id(value: str, not_found: Msg, maximum: int = MAX_ID) -> int:
+    """An id from a console URL (/groups/{id}): anything but a stored id's digits is 404
+    (``maximum``: ``MAX_BIGINT`` for a BIGINT key)."""
+    number = int_param(value, maximum + 1)
+    if number is None or not 0 < number <= maximum:
         raise NotFound(not_found)
     return number
 

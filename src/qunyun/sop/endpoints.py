@@ -129,14 +129,23 @@ def list_runs(
     date_from: Annotated[date | None, Query(alias="from", description="First day (organisation's zone)")] = None,
     date_to: Annotated[date | None, Query(alias="to", description="Last day, included")] = None,
 ) -> Page[RunOut]:
-    zone = runs.zone_of(db, scope.org_id)
-    start = datetime.combine(date_from, time(), zone) if date_from is not None else None
-    end = datetime.combine(date_to + timedelta(days=1), time(), zone) if date_to is not None else None
+    start, end = _days(db, scope, date_from, date_to)
     where: dict[str, Any] = {"group_id": group_id, "plan_id": plan_id, "start": start, "end": end}
     rows = runs.list_runs(db, scope, limit=paging.limit, offset=paging.offset, **where)
     items = [RunOut.of(r) for r in rows]
     total = runs.count_runs(db, scope, **where)
     return Page[RunOut](items=items, total=total, limit=paging.limit, offset=paging.offset)
+
+
+def _days(
+    db: DbSession, scope: CurrentScope, first: date | None, last: date | None
+) -> tuple[datetime | None, datetime | None]:
+    """The instants [start, end) of the days ``first`` to ``last`` (both included) in the
+    organisation's zone; None where a bound is not given."""
+    zone = runs.zone_of(db, scope.org_id)
+    start = datetime.combine(first, time(), zone) if first is not None else None
+    end = datetime.combine(last + timedelta(days=1), time(), zone) if last is not None else None
+    return start, end
 
 
 @router.post("/runs/{run_id}/retry", response_model=RunDetailOut, summary="Send a failed run again")
@@ -149,9 +158,7 @@ def retry_run(run_id: RunId, db: DbSession, scope: CurrentScope) -> RunDetailOut
 
 @router.post("/runs/retry", response_model=RetriedOut, summary="Send a group's or a plan's failed runs again")
 def retry_failed(body: RetryFailedIn, db: DbSession, scope: CurrentScope, request: Request) -> RetriedOut:
-    zone = runs.zone_of(db, scope.org_id)
-    start = datetime.combine(body.date_from, time(), zone) if body.date_from is not None else None
-    end = datetime.combine(body.date_to + timedelta(days=1), time(), zone) if body.date_to is not None else None
+    start, end = _days(db, scope, body.date_from, body.date_to)
     done = retry.retry_failed(db, scope, group_id=body.group_id, plan_id=body.plan_id, start=start, end=end)
     lang = api_language(request)
     refused = [RetryRefusedOut(run_id=i, code=e.code, message=e.localized(lang)) for i, e in done.refused]

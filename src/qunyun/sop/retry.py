@@ -246,13 +246,8 @@ def _retry(
 
 
 def _next_allowed(now: datetime, zone: ZoneInfo, quiet: tuple[int | None, int | None]) -> datetime:
-    """``now``, or the end of the quiet hours when they hold now."""
-    start, end = quiet
-    if start is None or end is None:
-        return now
+    """``now``, or the end of the quiet hours when they hold now (:func:`fire_instant` moves the
+    minute out of them)."""
     local = now.astimezone(zone)
-    minute = local.hour * 60 + local.minute
-    inside = start <= minute < end if start < end else (minute >= start or minute < end)
-    if not inside:
-        return now
-    return fire_instant(local.date(), minute, zone, quiet)
+    moved = fire_instant(local.date(), local.hour * 60 + local.minute, zone, quiet)
+    return moved if moved > now else now

@@ -41,6 +41,7 @@ from qunyun.connectors.wecom import events as wx_events
 from qunyun.connectors.wecom.client import WeComApiError, WeComBusy, WeComClient
 from qunyun.connectors.wecom.factory import client_for
 from qunyun.ingestion.service import ingest
+from qunyun.locale import Msg
 from qunyun.models import (
     Connection,
     ConnectionStatus,
@@ -401,6 +402,8 @@ REMIND_AFTER = timedelta(minutes=30)
 REMIND_EVERY = timedelta(hours=2)
 REMINDERS_PER_DAY = 3
 REMINDED = "sends.history.reminded_wecom"
+# A history row as the reminders read it: (from state, to state, detail key, at).
+_Row = tuple[str | None, str, str | None, datetime]
 
 
 def confirm_mass_sends(
@@ -418,6 +421,7 @@ def confirm_mass_sends(
             OutboundAction.external_ref.is_not(None),
         )
     ).all()
+    histories = _waiting_histories(session, [int(action_id) for action_id, _ in waiting])
     confirmed: list[int] = []
     for action_id, msgid in waiting:
         try:
@@ -431,29 +435,47 @@ def confirm_mass_sends(
             confirm(session, int(action_id), detail=f"sent by its owner (get_groupmsg_send_result of {msgid})")
             confirmed.append(int(action_id))
         elif not sent_by:
-            _remind_if_due(session, int(action_id), str(msgid), client, now)
+            _remind_if_due(session, int(action_id), str(msgid), client, now, histories.get(int(action_id), []))
     return confirmed
 
 
-def _remind_if_due(session: Session, action_id: int, msgid: str, client: WeComClient, now: datetime) -> None:
-    """WeCom's reminder to the owner of a mass send waiting since over :data:`REMIND_AFTER`, the
-    last reminder over :data:`REMIND_EVERY` ago, fewer than :data:`REMINDERS_PER_DAY` in the last
-    24 hours; recorded in the action's history (append-only) once WeCom accepted it. A crash
-    between the call and the commit can remind once more than recorded: WeCom's own limit still
-    holds."""
-    from qunyun.connectors.dispatch import note
-    from qunyun.locale import Msg
-
-    history = session.execute(
+def _waiting_histories(session: Session, action_ids: list[int]) -> dict[int, list[_Row]]:
+    """The history rows (from, to, detail key, at) of the actions waiting for their owner, oldest
+    first, in one query: what :func:`_remind_if_due` reads."""
+    out: dict[int, list[_Row]] = {}
+    if not action_ids:
+        return out
+    rows = session.execute(
         select(
+            OutboundActionTransition.action_id,
             OutboundActionTransition.from_state,
             OutboundActionTransition.to_state,
             OutboundActionTransition.detail_key,
             OutboundActionTransition.at,
         )
-        .where(OutboundActionTransition.action_id == action_id)
+        .where(OutboundActionTransition.action_id.in_(action_ids))
         .order_by(OutboundActionTransition.id)
-    ).all()
+    )
+    for action_id, was, to, key, at in rows:
+        out.setdefault(int(action_id), []).append((was, to, key, at))
+    return out
+
+
+def _remind_if_due(
+    session: Session,
+    action_id: int,
+    msgid: str,
+    client: WeComClient,
+    now: datetime,
+    history: list[_Row],
+) -> None:
+    """WeCom's reminder to the owner of a mass send waiting since over :data:`REMIND_AFTER`, the
+    last reminder over :data:`REMIND_EVERY` ago, fewer than :data:`REMINDERS_PER_DAY` in the last
+    24 hours (``history``: the action's rows, oldest first); recorded in the action's history
+    (append-only) once WeCom accepted it. A crash between the call and the commit can remind once
+    more than recorded: WeCom's own limit still holds."""
+    from qunyun.connectors.dispatch import note
+
     awaiting = OutboundState.AWAITING_CONFIRMATION.value
     since = max((at for was, to, _, at in history if to == awaiting and was != awaiting), default=None)
     reminders = [at for _, _, key, at in history if key == REMINDED]

@@ -14,8 +14,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
 
-from qunyun.console.web import MAX_BIGINT, ConsolePage, Form, check_form, int_param
-from qunyun.errors import NotFound
+from qunyun.console.web import MAX_BIGINT, ConsolePage, Form, check_form, int_param, path_id
 from qunyun.locale import Msg
 from qunyun.sop import calendar as sop_calendar
 from qunyun.sop import reports as sop_reports
@@ -94,17 +93,10 @@ def _retry_check(page: ConsolePage) -> Any:
 def sop_retry_run(page: ConsolePage, run_id: str, form: Form) -> Response:
     """Send a failed run again, then back to its day's week."""
     check_form(page, form)
-    run = sop_retry.retry_run(page.db, page.scope, _run_id(run_id))
+    run_number = path_id(run_id, Msg("err.sop.no_run", id=run_id), maximum=MAX_BIGINT)
+    run = sop_retry.retry_run(page.db, page.scope, run_number)
     day = run.due_at.astimezone(page.zone).date()
     return RedirectResponse(page.url("/sop", view="week", date=day.isoformat()), status_code=303)
-
-
-def _run_id(value: str) -> int:
-    """A run id from the URL (a BIGINT): anything else is 404, as a missing run."""
-    number = int_param(value, MAX_BIGINT + 1)
-    if number is None or not 0 < number <= MAX_BIGINT:
-        raise NotFound(Msg("err.sop.no_run", id=value))
-    return number
 
 
 @router.get("/sop/gantt")
